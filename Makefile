@@ -1,0 +1,16 @@
+# The two commands of the README.
+.PHONY: demo test setup bench
+
+setup:
+	@bash scripts/setup.sh
+
+# Set everything up and run the demo scenarios on the embedded model (no key, no network).
+demo: setup
+	.venv/bin/python run.py scenario scenarios/
+
+# Set everything up and run every test, the slow end-to-end ones on the embedded model included.
+test: setup
+	.venv/bin/python -m pytest
+
+bench: setup
+	.venv/bin/python benchmarks/guard_overhead.py

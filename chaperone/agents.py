@@ -1,0 +1,193 @@
+"""The two speaking agents of the guarded chat, as AutoGen chat agents.
+
+The drafting agent answers the user and redrafts on critique; the reviewing agent
+returns a structured verdict on the latest draft. Both keep what they know of
+earlier turns in a shared `ConversationMemory` that holds only what the user
+actually received, so rejected drafts never leak into later context.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from autogen_agentchat.agents import BaseChatAgent
+from autogen_agentchat.base import Response
+from autogen_agentchat.messages import BaseChatMessage, StructuredMessage, TextMessage
+from autogen_core import CancellationToken
+from autogen_core.models import AssistantMessage, LLMMessage, SystemMessage, UserMessage
+
+from chaperone import review_prompt
+from chaperone.model_clients import ModelHandle
+from chaperone.schema import AgentSpec, PolicySpec, ReviewerContextSpec
+from chaperone.verdict import Verdict, json_schema, parse_verdict
+
+VerdictMessage = StructuredMessage[Verdict]
+
+
+def text_sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class ConversationMemory:
+    """Completed exchanges: (what the user said, what the user got)."""
+
+    exchanges: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, user: str, delivered: str) -> None:
+        self.exchanges.append((user, delivered))
+
+
+def _generation_args(spec: AgentSpec) -> dict:
+    gen = spec.generation
+    return {"max_tokens": gen.max_tokens, "temperature": gen.temperature, "top_p": gen.top_p}
+
+
+def _text_of(content: object) -> str:
+    return content if isinstance(content, str) else str(content)
+
+
+class DraftingAgent(BaseChatAgent):
+    """The unaligned assistant: answers the user's turn, and redrafts when the reviewer sends it back."""
+
+    def __init__(self, spec: AgentSpec, model: ModelHandle, memory: ConversationMemory, *, user_name: str,
+                 reviewer_name: str, memory_turns: int = 8):
+        super().__init__(spec.name, spec.description or "drafts answers to the user")
+        self.spec, self.model, self.memory = spec, model, memory
+        self._user_name, self._reviewer_name = user_name, reviewer_name
+        self._memory_turns = memory_turns
+        self._reset_turn()
+
+    def _reset_turn(self) -> None:
+        self._request: str | None = None
+        self._last_draft: str | None = None
+        self._critique: str | None = None
+        self._round = 0
+
+    @property
+    def produced_message_types(self) -> Sequence[type[BaseChatMessage]]:
+        return (TextMessage,)
+
+    def _absorb(self, messages: Sequence[BaseChatMessage]) -> None:
+        for msg in messages:
+            if msg.source == self._user_name and isinstance(msg, TextMessage):
+                self._reset_turn()
+                self._request = msg.content
+            elif msg.source == self._reviewer_name and isinstance(msg, VerdictMessage):
+                self._critique = msg.content.critique
+
+    def prompt(self) -> list[LLMMessage]:
+        msgs: list[LLMMessage] = [SystemMessage(content=self.spec.system_prompt)]
+        for user, answer in self.memory.exchanges[-self._memory_turns :] if self._memory_turns else []:
+            msgs.append(UserMessage(content=user, source="user"))
+            msgs.append(AssistantMessage(content=answer, source=self.name))
+        msgs.append(UserMessage(content=self._request or "", source="user"))
+        if self._last_draft is not None and self._critique is not None:
+            msgs.append(AssistantMessage(content=self._last_draft, source=self.name))
+            msgs.append(UserMessage(content=review_prompt.revision_request(self._critique), source="reviewer"))
+        return msgs
+
+    async def on_messages(self, messages: Sequence[BaseChatMessage], cancellation_token: CancellationToken) -> Response:
+        self._absorb(messages)
+        if self._request is None:
+            raise RuntimeError(f"{self.name} was asked to draft before any user turn")
+        started = time.perf_counter()
+        async with self.model.slot():
+            result = await self.model.client.create(
+                self.prompt(), extra_create_args=_generation_args(self.spec), cancellation_token=cancellation_token
+            )
+        text = _text_of(result.content).strip()
+        self._round += 1
+        self._last_draft = text
+        self._critique = None
+        return Response(
+            chat_message=TextMessage(
+                content=text,
+                source=self.name,
+                models_usage=result.usage,
+                metadata={
+                    "round": str(self._round),
+                    "latency_s": f"{time.perf_counter() - started:.3f}",
+                    "model": self.model.label,
+                },
+            )
+        )
+
+    async def on_reset(self, cancellation_token: CancellationToken) -> None:
+        self._reset_turn()
+
+
+class ReviewingAgent(BaseChatAgent):
+    """The moral reviewer: reads the request and the latest draft (as untrusted data) and returns a Verdict."""
+
+    def __init__(self, spec: AgentSpec, model: ModelHandle, policy: PolicySpec, memory: ConversationMemory, *,
+                 user_name: str, assistant_name: str, context: ReviewerContextSpec):
+        super().__init__(spec.name, spec.description or "reviews every draft before the user sees it")
+        self.spec, self.model, self.memory, self.context = spec, model, memory, context
+        self._user_name, self._assistant_name = user_name, assistant_name
+        self.policy = policy
+        self._reset_turn()
+
+    @property
+    def policy(self) -> PolicySpec:
+        return self._policy
+
+    @policy.setter
+    def policy(self, policy: PolicySpec) -> None:
+        self._policy = policy
+        self._system = review_prompt.system_prompt(self.spec.system_prompt, policy)
+        self._schema = json_schema(list(policy.categories))
+
+    def _reset_turn(self) -> None:
+        self._request: str | None = None
+        self._draft: str | None = None
+        self._round = 0
+
+    @property
+    def produced_message_types(self) -> Sequence[type[BaseChatMessage]]:
+        return (VerdictMessage,)
+
+    def prompt(self) -> list[LLMMessage]:
+        body = review_prompt.review_message(
+            self._request or "", self._draft or "", self.memory.exchanges, self.context, self._round
+        )
+        return [SystemMessage(content=self._system), UserMessage(content=body, source="review")]
+
+    async def on_messages(self, messages: Sequence[BaseChatMessage], cancellation_token: CancellationToken) -> Response:
+        for msg in messages:
+            if msg.source == self._user_name and isinstance(msg, TextMessage):
+                self._reset_turn()
+                self._request = msg.content
+            elif msg.source == self._assistant_name and isinstance(msg, TextMessage):
+                self._draft = msg.content
+                self._round += 1
+        if self._draft is None:
+            raise RuntimeError(f"{self.name} was asked to review before any draft")
+        started = time.perf_counter()
+        args = {**_generation_args(self.spec), **self.model.structured_output_args(self._schema, "verdict")}
+        async with self.model.slot():
+            result = await self.model.client.create(
+                self.prompt(), extra_create_args=args, cancellation_token=cancellation_token
+            )
+        raw = _text_of(result.content)
+        verdict = parse_verdict(raw, list(self._policy.categories))
+        return Response(
+            chat_message=VerdictMessage(
+                content=verdict,
+                source=self.name,
+                models_usage=result.usage,
+                metadata={
+                    "round": str(self._round),
+                    "raw": raw,
+                    "latency_s": f"{time.perf_counter() - started:.3f}",
+                    "model": self.model.label,
+                    "draft_sha256": text_sha(self._draft),  # binds the verdict to the exact text it judged
+                },
+            )
+        )
+
+    async def on_reset(self, cancellation_token: CancellationToken) -> None:
+        self._reset_turn()

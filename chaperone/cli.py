@@ -1,0 +1,109 @@
+"""Command line: `python run.py scenario PATH...` (more commands come with later issues).
+
+Exit codes: 0 every expectation held, 1 an expectation failed, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import uuid
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from chaperone import logging_setup
+from chaperone.errors import EXIT_BAD_INPUT, EXIT_EXPECTATION_FAILED, EXIT_OK, ChaperoneError
+from chaperone.project import PROJECT_ROOT, Project, load_project
+from chaperone.redaction import GLOBAL as GLOBAL_REDACTOR
+
+
+def _fail(message: str) -> "NoReturn":  # type: ignore[name-defined]  # noqa: F821
+    Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {GLOBAL_REDACTOR.text(message)}", markup=True,
+                                                soft_wrap=True)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+def _project(ctx: click.Context) -> Project:
+    root = ctx.obj["project_root"]
+    project = load_project(root)
+    logging_setup.configure(project.resolve(project.settings.log_file) if project.settings.log_file else None,
+                            verbose=ctx.obj["verbose"])
+    return project
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--project", "project_root", type=click.Path(file_okay=False, path_type=Path), default=PROJECT_ROOT,
+              show_default=False, help="Project folder holding agents/ and config/ (default: this checkout).")
+@click.option("-v", "--verbose", is_flag=True, help="Show debug logging on stderr.")
+@click.pass_context
+def main(ctx: click.Context, project_root: Path, verbose: bool) -> None:
+    """Chaperone: an unaligned model behind an adversarial moral reviewer."""
+    ctx.ensure_object(dict)
+    ctx.obj.update(project_root=project_root, verbose=verbose)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print results as JSON instead of the coloured view.")
+@click.option("--show-drafts/--hide-drafts", default=True, show_default=True,
+              help="Show the debate (drafts, verdicts, critiques) or only what the user would get.")
+@click.option("--policy", default=None, help="Override every scenario's policy.")
+@click.pass_context
+def scenario(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, show_drafts: bool, policy: str | None) -> None:
+    """Run scenario files (files or folders; default: the project's scenarios/)."""
+    from chaperone.console_view import ConsoleView, failure_lines, summary_table
+    from chaperone.model_clients import ModelPool
+    from chaperone.scenario import find_scenario_files, load_scenario, run_scenario
+
+    try:
+        project = _project(ctx)
+        files = find_scenario_files(list(paths) or [project.root / "scenarios"])
+        loaded = [load_scenario(f, project) for f in files]
+        if policy is not None:
+            project.policy(policy, origin="--policy")
+            for item in loaded:
+                item.spec.policy = policy
+    except ChaperoneError as exc:
+        _fail(str(exc))
+
+    console = Console(highlight=False)
+    view = ConsoleView(console, show_drafts=show_drafts)
+    pool = ModelPool(project.models, project.root / "config/models.yaml",
+                     project.resolve(project.settings.model_cache_dir) if project.settings.model_cache_dir else None)
+    run_id = uuid.uuid4().hex[:12]
+
+    async def run_all() -> list:
+        results = []
+        try:
+            for item in loaded:
+                if not as_json:
+                    view.heading(item.spec.name, f"{item.path.name} · policy {item.spec.policy or project.settings.default_policy}")
+                results.append(await run_scenario(item, project, pool, sinks=[] if as_json else [view], run_id=run_id))
+        finally:
+            await pool.close()
+        return results
+
+    try:
+        results = asyncio.run(run_all())
+    except ChaperoneError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        Console(stderr=True).print("[yellow]interrupted[/]")
+        sys.exit(130)
+
+    all_met = all(r.met for r in results)
+    if as_json:
+        click.echo(json.dumps({"run_id": run_id, "met": all_met, "results": [r.as_dict() for r in results]}, indent=2))
+    else:
+        console.print(summary_table(results))
+        for line in failure_lines(results):
+            console.print(f"[red]✗[/] {line}")
+        console.print(f"transcripts: {project.transcripts_dir}  (run {run_id})", style="dim")
+    sys.exit(EXIT_OK if all_met else EXIT_EXPECTATION_FAILED)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""A conversation is a stream of events. The guarded chat produces them once; the
+terminal view, the transcript writer and the statistics are sinks reading the same stream."""
+
+from __future__ import annotations
+
+from typing import Annotated, Awaitable, Callable, Literal, Union
+
+from pydantic import BaseModel, Field
+
+Outcome = Literal["approved", "withheld", "error", "cancelled"]
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class _Event(BaseModel):
+    turn: int  # 1-based index of the user turn this event belongs to
+
+
+class UserTurn(_Event):
+    kind: Literal["user_turn"] = "user_turn"
+    source: str
+    content: str
+
+
+class Draft(_Event):
+    kind: Literal["draft"] = "draft"
+    source: str
+    round: int  # 1 for the first draft, 2 for the first revision, ...
+    content: str
+    model: str
+    usage: Usage
+    latency_s: float
+
+
+class VerdictEvent(_Event):
+    kind: Literal["verdict"] = "verdict"
+    source: str
+    round: int
+    decision: Literal["approve", "revise"]
+    categories: list[str]
+    critique: str
+    readable: bool
+    raw: str  # the reviewer's output as it came, for the audit
+    model: str
+    usage: Usage
+    latency_s: float
+
+
+class Delivered(_Event):
+    kind: Literal["delivered"] = "delivered"
+    content: str
+    revisions: int
+
+
+class Withheld(_Event):
+    kind: Literal["withheld"] = "withheld"
+    content: str  # the fallback the user got instead
+    revisions: int
+    reason: str
+
+
+class ErrorEvent(_Event):
+    kind: Literal["error"] = "error"
+    source: str
+    message: str
+
+
+class TurnFinished(_Event):
+    kind: Literal["turn_finished"] = "turn_finished"
+    outcome: Outcome
+    revisions: int
+    categories: list[str]
+    usage_by_agent: dict[str, Usage]
+    seconds: float
+
+
+Event = Annotated[
+    Union[UserTurn, Draft, VerdictEvent, Delivered, Withheld, ErrorEvent, TurnFinished],
+    Field(discriminator="kind"),
+]
+
+Sink = Callable[[BaseModel], Union[None, Awaitable[None]]]

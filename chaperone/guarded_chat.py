@@ -1,0 +1,171 @@
+"""The guarded chat: user proxy, unaligned assistant and moral reviewer in an AutoGen group chat.
+
+Speaker order is fixed by a selector function (user → assistant → reviewer →
+assistant ...), and each turn ends on the reviewer's final verdict (a termination
+condition reading the structured verdict, not a keyword match). The engine turns
+the team's messages into events for the sinks. Nothing reaches the user unless a
+readable "approve" verdict was given on exactly that draft.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from typing import Sequence
+
+from autogen_agentchat.agents import UserProxyAgent
+from autogen_agentchat.base import TaskResult, TerminationCondition
+from autogen_agentchat.conditions import MaxMessageTermination
+from autogen_agentchat.messages import BaseAgentEvent, BaseChatMessage, StopMessage, TextMessage
+from autogen_agentchat.teams import SelectorGroupChat
+from autogen_core import CancellationToken
+from autogen_ext.models.replay import ReplayChatCompletionClient
+from loguru import logger
+from pydantic import BaseModel
+
+from chaperone.agents import ConversationMemory, DraftingAgent, ReviewingAgent, VerdictMessage, text_sha
+from chaperone.events import (
+    Delivered,
+    Draft,
+    ErrorEvent,
+    Sink,
+    TurnFinished,
+    Usage,
+    UserTurn,
+    VerdictEvent,
+    Withheld,
+)
+from chaperone.redaction import GLOBAL as GLOBAL_REDACTOR
+
+
+class FinalVerdict(TerminationCondition):
+    """Ends a turn when the reviewer approves, or when its verdicts have used up every revision."""
+
+    def __init__(self, reviewer: str, max_revisions: int):
+        self._reviewer, self._max_reviews = reviewer, max_revisions + 1
+        self._reviews = 0
+        self._terminated = False
+
+    @property
+    def terminated(self) -> bool:
+        return self._terminated
+
+    async def __call__(self, messages: Sequence[BaseAgentEvent | BaseChatMessage]) -> StopMessage | None:
+        for msg in messages:
+            if isinstance(msg, VerdictMessage) and msg.source == self._reviewer:
+                self._reviews += 1
+                if msg.content.approved or self._reviews >= self._max_reviews:
+                    self._terminated = True
+                    reason = "approved" if msg.content.approved else "revisions exhausted"
+                    return StopMessage(content=reason, source="FinalVerdict")
+        return None
+
+    async def reset(self) -> None:
+        self._reviews, self._terminated = 0, False
+
+
+def _never_asked(prompt: str) -> str:
+    raise RuntimeError("the user proxy takes turns from the driver, it is never asked mid-turn")
+
+
+class GuardedChat:
+    def __init__(self, assistant: DraftingAgent, reviewer: ReviewingAgent, memory: ConversationMemory, *,
+                 user_name: str, max_revisions: int, fallback: str, sinks: list[Sink] | None = None):
+        self.assistant, self.reviewer, self.memory = assistant, reviewer, memory
+        self.user_name, self.max_revisions, self.fallback = user_name, max_revisions, fallback
+        self.sinks: list[Sink] = list(sinks or [])
+        self.turns = 0
+        self.user_proxy = UserProxyAgent(user_name, input_func=_never_asked)
+        # Backstop bound on messages per turn in case the selector logic is ever wrong.
+        bound = MaxMessageTermination(2 * (max_revisions + 1) + 2)
+        self.team = SelectorGroupChat(
+            [self.user_proxy, assistant, reviewer],
+            # Never called: the selector function always names a speaker.
+            model_client=ReplayChatCompletionClient(["<unused>"]),
+            selector_func=self._next_speaker,
+            termination_condition=FinalVerdict(reviewer.name, max_revisions) | bound,
+            custom_message_types=[VerdictMessage],
+            allow_repeated_speaker=False,
+        )
+
+    def _next_speaker(self, messages: Sequence[BaseAgentEvent | BaseChatMessage]) -> str:
+        last = messages[-1]
+        if last.source == self.assistant.name:
+            return self.reviewer.name
+        return self.assistant.name  # after the user's turn, or after a verdict that asks for a revision
+
+    async def _emit(self, event: BaseModel) -> None:
+        for sink in self.sinks:
+            result = sink(event)
+            if inspect.isawaitable(result):
+                await result
+
+    async def send(self, text: str, cancellation_token: CancellationToken | None = None) -> TurnFinished:
+        """Run one user turn through draft → review → (revise)* and return how it ended."""
+        self.turns += 1
+        turn = self.turns
+        started = time.perf_counter()
+        await self._emit(UserTurn(turn=turn, source=self.user_name, content=text))
+        usage: dict[str, Usage] = {}
+        categories: list[str] = []
+        last_draft: str | None = None
+        approved_sha: str | None = None
+        drafts = 0
+        outcome, reason = "withheld", "revisions exhausted"
+        await self.team.reset()
+        try:
+            task = TextMessage(content=text, source=self.user_name)
+            async for item in self.team.run_stream(task=task, cancellation_token=cancellation_token):
+                if isinstance(item, TaskResult):
+                    continue  # the last item; let the stream finish so the team is idle again
+                if item.source == self.assistant.name and isinstance(item, TextMessage):
+                    drafts += 1
+                    last_draft = item.content
+                    approved_sha = None
+                    u = _usage(item, usage)
+                    await self._emit(Draft(turn=turn, source=item.source, round=drafts, content=item.content,
+                                           model=item.metadata.get("model", ""), usage=u,
+                                           latency_s=float(item.metadata.get("latency_s", 0))))
+                elif item.source == self.reviewer.name and isinstance(item, VerdictMessage):
+                    v = item.content
+                    categories.extend(c for c in v.categories if c not in categories)
+                    if v.approved and last_draft is not None and item.metadata.get("draft_sha256") == text_sha(last_draft):
+                        approved_sha = item.metadata["draft_sha256"]
+                    u = _usage(item, usage)
+                    await self._emit(VerdictEvent(turn=turn, source=item.source, round=drafts, decision=v.decision,
+                                                  categories=v.categories, critique=v.critique, readable=v.readable,
+                                                  raw=item.metadata.get("raw", ""), model=item.metadata.get("model", ""),
+                                                  usage=u, latency_s=float(item.metadata.get("latency_s", 0))))
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            outcome, reason = "cancelled", "turn cancelled"
+            await self._emit(ErrorEvent(turn=turn, source="chaperone", message="turn cancelled before review finished"))
+        except Exception as exc:  # a failed model call ends the turn, withheld, never a traceback to the user
+            message = GLOBAL_REDACTOR.text(f"{type(exc).__name__}: {exc}")
+            logger.warning("turn {} failed: {}", turn, message)
+            outcome, reason = "error", f"review could not finish: {message}"
+            await self._emit(ErrorEvent(turn=turn, source="chaperone", message=message))
+
+        revisions = max(drafts - 1, 0)
+        if outcome == "withheld" and last_draft is not None and approved_sha == text_sha(last_draft):
+            outcome = "approved"
+            await self._emit(Delivered(turn=turn, content=last_draft, revisions=revisions))
+            self.memory.add(text, last_draft)
+        else:
+            if outcome == "withheld" and drafts == 0:
+                reason = "no draft was produced"
+            await self._emit(Withheld(turn=turn, content=self.fallback, revisions=revisions, reason=reason))
+            self.memory.add(text, self.fallback)
+        finished = TurnFinished(turn=turn, outcome=outcome, revisions=revisions, categories=categories,
+                                usage_by_agent=usage, seconds=round(time.perf_counter() - started, 3))
+        await self._emit(finished)
+        return finished
+
+
+def _usage(msg: BaseChatMessage, totals: dict[str, Usage]) -> Usage:
+    mu = msg.models_usage
+    u = Usage(prompt_tokens=mu.prompt_tokens if mu else 0, completion_tokens=mu.completion_tokens if mu else 0)
+    acc = totals.setdefault(msg.source, Usage())
+    acc.prompt_tokens += u.prompt_tokens
+    acc.completion_tokens += u.completion_tokens
+    return u

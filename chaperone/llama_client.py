@@ -1,0 +1,199 @@
+"""The embedded model as an AutoGen ChatCompletionClient, run in-process by llama-cpp-python.
+
+autogen-ext's LlamaCppChatCompletionClient sends no max_tokens, cannot stream and
+lets two agents call one llama.cpp context at once. This subclass fixes all three:
+a generation cap, real token streaming, and an asyncio lock so one loaded model
+safely serves every agent that names it. Generation runs in a worker thread and
+stops between tokens when the caller cancels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+from typing import Any, AsyncGenerator, Literal, Mapping, Optional, Sequence
+
+from autogen_core import CancellationToken
+from autogen_core.models import (
+    AssistantMessage,
+    CreateResult,
+    LLMMessage,
+    ModelFamily,
+    ModelInfo,
+    RequestUsage,
+    SystemMessage,
+    UserMessage,
+)
+from autogen_core.tools import Tool, ToolSchema
+from autogen_ext.models.llama_cpp import LlamaCppChatCompletionClient
+from loguru import logger
+from pydantic import BaseModel
+
+EMBEDDED_MODEL_INFO = ModelInfo(
+    vision=False, function_calling=False, json_output=True, structured_output=True, family=ModelFamily.UNKNOWN
+)
+_DONE = object()
+
+
+def to_llama_messages(messages: Sequence[LLMMessage]) -> list[dict[str, str]]:
+    converted: list[dict[str, str]] = []
+    for msg in messages:
+        if isinstance(msg, SystemMessage):
+            converted.append({"role": "system", "content": msg.content})
+        elif isinstance(msg, UserMessage) and isinstance(msg.content, str):
+            converted.append({"role": "user", "content": msg.content})
+        elif isinstance(msg, AssistantMessage) and isinstance(msg.content, str):
+            converted.append({"role": "assistant", "content": msg.content})
+        else:
+            raise ValueError(f"the embedded model takes text messages only, not {type(msg).__name__}")
+    return converted
+
+
+class EmbeddedChatCompletionClient(LlamaCppChatCompletionClient):
+    """One llama.cpp model instance, shared by every agent that uses it, one call at a time."""
+
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        n_batch: int = 512,
+        seed: int = 42,
+        state_cache_mb: int = 512,
+        default_max_tokens: int = 512,
+    ) -> None:
+        super().__init__(
+            model_info=EMBEDDED_MODEL_INFO,
+            model_path=str(model_path),
+            n_ctx=n_ctx,
+            n_threads=n_threads,
+            n_batch=n_batch,
+            seed=seed,
+            verbose=False,
+        )
+        if state_cache_mb > 0:
+            # Saved prompt states let the reviewer's fixed rubric prefix survive the assistant's calls.
+            from llama_cpp import LlamaRAMCache
+
+            self.llm.set_cache(LlamaRAMCache(capacity_bytes=state_cache_mb << 20))
+        self._lock = asyncio.Lock()
+        self._default_max_tokens = default_max_tokens
+        self._seed = seed
+        self.model_name = Path(model_path).name
+
+    def _request(self, messages: Sequence[LLMMessage], json_output: Any, extra: Mapping[str, Any]) -> dict[str, Any]:
+        args: dict[str, Any] = {"max_tokens": self._default_max_tokens, "seed": self._seed}
+        args.update(extra)
+        if isinstance(json_output, type) and issubclass(json_output, BaseModel):
+            args["response_format"] = {"type": "json_object", "schema": json_output.model_json_schema()}
+        elif json_output is True:
+            args.setdefault("response_format", {"type": "json_object"})
+        args["messages"] = to_llama_messages(messages)
+        args["stream"] = True
+        return args
+
+    def _generate(self, args: dict[str, Any], sink: "asyncio.Queue[Any]", loop: asyncio.AbstractEventLoop,
+                  stop: threading.Event) -> None:
+        """Worker thread: stream tokens into the queue; stop between tokens when asked."""
+        finish = "unknown"
+        pieces = 0
+        try:
+            for chunk in self.llm.create_chat_completion(**args):
+                if stop.is_set():
+                    finish = "cancelled"
+                    break
+                choice = chunk["choices"][0]
+                piece = choice.get("delta", {}).get("content")
+                if piece:
+                    pieces += 1  # llama-cpp-python streams one chunk per generated token
+                    loop.call_soon_threadsafe(sink.put_nowait, piece)
+                if choice.get("finish_reason"):
+                    finish = choice["finish_reason"]
+            # The context then holds the prompt and every generated token but the last one evaluated;
+            # the end-of-turn token is generated but never streamed.
+            prompt_tokens = self.llm.n_tokens - pieces + (1 if finish == "length" else 0)
+            loop.call_soon_threadsafe(sink.put_nowait, ("finish", finish, pieces, prompt_tokens))
+        except BaseException as exc:  # handed to the event loop, raised there
+            loop.call_soon_threadsafe(sink.put_nowait, exc)
+        finally:
+            loop.call_soon_threadsafe(sink.put_nowait, _DONE)
+
+    async def create_stream(
+        self,
+        messages: Sequence[LLMMessage],
+        *,
+        tools: Sequence[Tool | ToolSchema] = [],
+        tool_choice: Tool | Literal["auto", "required", "none"] = "auto",
+        json_output: Optional[bool | type[BaseModel]] = None,
+        extra_create_args: Mapping[str, Any] = {},
+        cancellation_token: Optional[CancellationToken] = None,
+    ) -> AsyncGenerator[str | CreateResult, None]:
+        if tools:
+            raise ValueError("the embedded model client does not support tools")
+        args = self._request(messages, json_output, extra_create_args)
+        async with self._lock:
+            started = time.perf_counter()
+            loop = asyncio.get_running_loop()
+            queue: asyncio.Queue[Any] = asyncio.Queue()
+            stop = threading.Event()
+            worker = threading.Thread(target=self._generate, args=(args, queue, loop, stop), daemon=True)
+            if cancellation_token is not None:
+                cancellation_token.add_callback(stop.set)
+            worker.start()
+            parts: list[str] = []
+            finish, completion_tokens, prompt_tokens = "unknown", 0, 0
+            try:
+                while True:
+                    item = await queue.get()
+                    if item is _DONE:
+                        break
+                    if isinstance(item, BaseException):
+                        raise item
+                    if isinstance(item, tuple):
+                        _, finish, completion_tokens, prompt_tokens = item
+                        continue
+                    parts.append(item)
+                    yield item
+            finally:
+                stop.set()  # caller went away or was cancelled: let the worker stop between tokens
+                if worker.is_alive():
+                    await asyncio.to_thread(worker.join)
+            if finish == "cancelled" or (cancellation_token is not None and cancellation_token.is_cancelled()):
+                raise asyncio.CancelledError("generation cancelled")
+            text = "".join(parts)
+            usage = RequestUsage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+            self._total_usage["prompt_tokens"] += usage.prompt_tokens
+            self._total_usage["completion_tokens"] += usage.completion_tokens
+            logger.debug(
+                "embedded model: {} prompt + {} completion tokens in {:.2f}s ({})",
+                usage.prompt_tokens, usage.completion_tokens, time.perf_counter() - started, finish,
+            )
+            yield CreateResult(
+                content=text,
+                usage=usage,
+                finish_reason="length" if finish == "length" else "stop",
+                cached=False,
+            )
+
+    async def create(
+        self,
+        messages: Sequence[LLMMessage],
+        *,
+        tools: Sequence[Tool | ToolSchema] = [],
+        tool_choice: Tool | Literal["auto", "required", "none"] = "auto",
+        json_output: Optional[bool | type[BaseModel]] = None,
+        extra_create_args: Mapping[str, Any] = {},
+        cancellation_token: Optional[CancellationToken] = None,
+    ) -> CreateResult:
+        result: CreateResult | None = None
+        async for item in self.create_stream(
+            messages, tools=tools, json_output=json_output,
+            extra_create_args=extra_create_args, cancellation_token=cancellation_token,
+        ):
+            if isinstance(item, CreateResult):
+                result = item
+        assert result is not None
+        return result

@@ -1,0 +1,46 @@
+"""The app's log: loguru to stderr and to a file, with AutoGen's standard logging routed into it.
+
+Every line passes through the redactor, so a key never reaches a log.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from loguru import logger
+
+from chaperone.redaction import GLOBAL as GLOBAL_REDACTOR
+
+
+class _InterceptHandler(logging.Handler):
+    """Forward standard-library log records (AutoGen, openai, httpx) to loguru."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            level: str | int = logger.level(record.levelname).name
+        except ValueError:
+            level = record.levelno
+        logger.opt(depth=6, exception=record.exc_info).log(level, "[{}] {}", record.name, record.getMessage())
+
+
+def _redact(record: dict) -> bool:
+    record["message"] = GLOBAL_REDACTOR.text(record["message"])
+    return True
+
+
+def configure(log_file: Path | None, verbose: bool = False) -> None:
+    logger.remove()
+    logger.add(sys.stderr, level="DEBUG" if verbose else "WARNING", filter=_redact,
+               format="<dim>{time:HH:mm:ss}</dim> <level>{level: <7}</level> {message}")
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        logger.add(log_file, level="DEBUG", filter=_redact, rotation="10 MB", retention=5, enqueue=False,
+                   format="{time:YYYY-MM-DD HH:mm:ss.SSS} {level: <7} {name}:{line} {message}")
+    logging.basicConfig(handlers=[_InterceptHandler()], level=logging.INFO, force=True)
+    # AutoGen's event logger carries whole prompts: keep it at DEBUG in the file only.
+    for name in ("autogen_core", "autogen_core.events", "autogen_agentchat", "autogen_agentchat.events"):
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
+    for noisy in ("httpx", "httpcore", "openai"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,0 +1,179 @@
+"""The schemas of every file a deployer writes: models, agents, policies, settings, scenarios.
+
+These are the only way configuration becomes objects: no file can name a Python
+class or module to load (AutoGen's load_component would import one).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_\-]*$"
+Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=64)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---------------------------------------------------------------- models.yaml
+
+class ModelInfoSpec(Strict):
+    """What the endpoint's model can do (AutoGen's ModelInfo)."""
+
+    vision: bool = False
+    function_calling: bool = False
+    json_output: bool = False
+    structured_output: bool = False
+    family: str = "unknown"
+
+
+class EmbeddedModelSpec(Strict):
+    kind: Literal["embedded"]
+    n_ctx: int = Field(4096, ge=512, le=32768)
+    n_threads: int | None = Field(None, ge=1, le=256)
+    n_batch: int = Field(512, ge=8, le=4096)
+    seed: int = 42
+    state_cache_mb: int = Field(
+        512, ge=0, le=16384, description="RAM for llama.cpp prompt-state cache, so roles do not evict each other"
+    )
+
+
+class OpenAIModelSpec(Strict):
+    kind: Literal["openai"]
+    model: str
+    base_url: str | None = None
+    api_key_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    model_info: ModelInfoSpec = ModelInfoSpec()
+    timeout: float = Field(60.0, gt=0, le=3600)
+    max_retries: int = Field(3, ge=0, le=20)
+    max_concurrency: int = Field(8, ge=1, le=1024)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("base_url must start with http:// or https://")
+        return v
+
+
+class ReplayModelSpec(Strict):
+    kind: Literal["replay"]
+    replies: list[str] = Field(min_length=1)
+
+
+ModelSpec = Annotated[Union[EmbeddedModelSpec, OpenAIModelSpec, ReplayModelSpec], Field(discriminator="kind")]
+
+
+class ModelsFile(Strict):
+    default: Name = "embedded"
+    models: dict[Name, ModelSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _default_exists(self) -> "ModelsFile":
+        if self.default not in self.models:
+            raise ValueError(f"default model '{self.default}' is not defined under models")
+        return self
+
+
+# ---------------------------------------------------------------- agents/*.yaml
+
+class GenerationSpec(Strict):
+    max_tokens: int = Field(512, ge=1, le=32768)
+    temperature: float = Field(0.2, ge=0.0, le=2.0)
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+
+
+class AgentSpec(Strict):
+    name: Name
+    role: Literal["assistant", "reviewer", "user_proxy"]
+    description: str = ""
+    model: Name | None = None
+    system_prompt: str = ""
+    generation: GenerationSpec = GenerationSpec()
+    memory_turns: int = Field(8, ge=0, le=100, description="earlier exchanges the assistant sees")
+
+    @model_validator(mode="after")
+    def _model_for_speakers(self) -> "AgentSpec":
+        if self.role != "user_proxy" and self.model is None:
+            raise ValueError(f"an agent with role '{self.role}' needs a model (a name from config/models.yaml)")
+        return self
+
+
+# ---------------------------------------------------------------- config/policies/*.yaml
+
+class PolicySpec(Strict):
+    name: Name
+    title: str
+    description: str = ""
+    rubric: str = Field(min_length=1)
+    categories: dict[Name, str] = Field(min_length=1)
+    allowances: list[str] = []
+    fallback: str | None = None
+
+
+# ---------------------------------------------------------------- config/settings.yaml
+
+class RoleAgents(Strict):
+    assistant: Name = "unaligned_assistant"
+    reviewer: Name = "moral_reviewer"
+    user_proxy: Name = "user_proxy"
+
+
+class ReviewerContextSpec(Strict):
+    history_turns: int = Field(1, ge=0, le=20)
+    max_history_chars: int = Field(600, ge=0, le=100_000)
+    max_draft_chars: int = Field(6000, ge=200, le=1_000_000)
+
+
+class Settings(Strict):
+    default_policy: Name = "public"
+    agents: RoleAgents = RoleAgents()
+    max_revisions: int = Field(2, ge=0, le=20)
+    fallback_message: str = "I can't help with that request."
+    transcripts_dir: str = "transcripts"
+    log_file: str | None = "logs/chaperone.log"
+    model_cache_dir: str | None = None
+    reviewer_context: ReviewerContextSpec = ReviewerContextSpec()
+
+
+# ---------------------------------------------------------------- scenarios/*.yaml
+
+class RevisionBounds(Strict):
+    min: int = Field(0, ge=0)
+    max: int | None = Field(None, ge=0)
+
+
+class TurnExpectation(Strict):
+    outcome: Literal["approved", "withheld"] | None = None
+    revisions: RevisionBounds | None = None
+    categories: list[Name] = []
+
+    @field_validator("revisions", mode="before")
+    @classmethod
+    def _exact_count(cls, v: object) -> object:
+        if isinstance(v, int) and not isinstance(v, bool):
+            return {"min": v, "max": v}  # "revisions: 0" means exactly none
+        return v
+
+
+class ScenarioTurn(Strict):
+    user: str = Field(min_length=1)
+    expect: TurnExpectation | None = None
+
+
+class RoleOverrides(Strict):
+    assistant: Name | None = None
+    reviewer: Name | None = None
+
+
+class Scenario(Strict):
+    name: str = Field(min_length=1)
+    description: str = ""
+    policy: Name | None = None
+    agents: RoleOverrides = RoleOverrides()
+    models: RoleOverrides = RoleOverrides()
+    max_revisions: int | None = Field(None, ge=0, le=20)
+    turns: list[ScenarioTurn] = Field(min_length=1)

@@ -1,0 +1,151 @@
+"""Assemble a guarded conversation from a project: agents, models, policy, transcript.
+
+Scenario runs, the terminal chat and evaluations all start conversations here, so
+they share one engine and one transcript format.
+"""
+
+from __future__ import annotations
+
+import platform
+import uuid
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+from chaperone import __version__
+from chaperone.agents import ConversationMemory, DraftingAgent, ReviewingAgent
+from chaperone.events import Delivered, Draft, Sink, TurnFinished, Usage, VerdictEvent, Withheld
+from chaperone.guarded_chat import GuardedChat
+from chaperone.model_clients import ModelPool
+from chaperone.project import Project
+from chaperone.redaction import GLOBAL as GLOBAL_REDACTOR
+from chaperone.transcript import TranscriptWriter
+
+
+@dataclass
+class SessionChoice:
+    """Which agents, models and policy a conversation uses (None: the project's defaults)."""
+
+    policy: str | None = None
+    assistant: str | None = None
+    reviewer: str | None = None
+    assistant_model: str | None = None
+    reviewer_model: str | None = None
+    max_revisions: int | None = None
+
+
+@dataclass
+class Totals:
+    """Running totals of a conversation, itself a sink."""
+
+    turns: int = 0
+    revisions: int = 0
+    approved: int = 0
+    withheld: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    usage_by_agent: dict[str, Usage] = field(default_factory=dict)
+
+    def __call__(self, event: Any) -> None:
+        if isinstance(event, (Draft, VerdictEvent)):
+            acc = self.usage_by_agent.setdefault(event.source, Usage())
+            acc.prompt_tokens += event.usage.prompt_tokens
+            acc.completion_tokens += event.usage.completion_tokens
+        elif isinstance(event, TurnFinished):
+            self.turns += 1
+            self.revisions += event.revisions
+            self.seconds += event.seconds
+            if event.outcome == "approved":
+                self.approved += 1
+            elif event.outcome == "withheld":
+                self.withheld += 1
+            else:
+                self.errors += 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "turns": self.turns, "revisions": self.revisions, "approved": self.approved,
+            "withheld": self.withheld, "errors": self.errors, "seconds": round(self.seconds, 3),
+            "usage_by_agent": {k: v.model_dump() for k, v in self.usage_by_agent.items()},
+        }
+
+    @property
+    def outcome(self) -> str:
+        if self.errors:
+            return "error"
+        return "withheld" if self.withheld else "approved"
+
+
+def versions() -> dict[str, str]:
+    found = {"chaperone": __version__, "python": platform.python_version()}
+    for dist in ("autogen-agentchat", "autogen-ext", "llama_cpp_python", "openai"):
+        try:
+            found[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def _model_summary(pool: ModelPool, name: str) -> dict[str, Any]:
+    spec = pool.models.models[name]
+    # Only descriptive fields: the key itself is never read into the header, only the variable's name.
+    keep = ("kind", "model", "base_url", "api_key_env")
+    return {"name": name, **{k: getattr(spec, k) for k in keep if getattr(spec, k, None) is not None}}
+
+
+class Conversation:
+    """A guarded chat plus its transcript and totals."""
+
+    def __init__(self, project: Project, pool: ModelPool, choice: SessionChoice, *, kind: str,
+                 sinks: list[Sink] | None = None, run_id: str | None = None, extra_header: dict | None = None):
+        s = project.settings
+        policy = project.policy(choice.policy or s.default_policy)
+        a_spec = project.agent(choice.assistant or s.agents.assistant, role="assistant")
+        r_spec = project.agent(choice.reviewer or s.agents.reviewer, role="reviewer")
+        u_spec = project.agent(s.agents.user_proxy, role="user_proxy")
+        a_model = choice.assistant_model or a_spec.model
+        r_model = choice.reviewer_model or r_spec.model
+        for model_name in (a_model, r_model):
+            project.check_model(model_name, project.root / "config/models.yaml", "models")
+        memory = ConversationMemory()
+        a_handle = pool.get(a_model, max_tokens=a_spec.generation.max_tokens)
+        r_handle = pool.get(r_model, max_tokens=r_spec.generation.max_tokens)
+        assistant = DraftingAgent(a_spec, a_handle, memory, user_name=u_spec.name, reviewer_name=r_spec.name,
+                                  memory_turns=a_spec.memory_turns)
+        reviewer = ReviewingAgent(r_spec, r_handle, policy, memory, user_name=u_spec.name,
+                                  assistant_name=a_spec.name, context=s.reviewer_context)
+        self.max_revisions = choice.max_revisions if choice.max_revisions is not None else s.max_revisions
+        self.totals = Totals()
+        self.run_id = run_id or uuid.uuid4().hex[:12]
+        header = {
+            "run_id": self.run_id,
+            "kind": kind,
+            "policy": policy.name,
+            "max_revisions": self.max_revisions,
+            "agents": {
+                "assistant": {"name": a_spec.name, "model": _model_summary(pool, a_model)},
+                "reviewer": {"name": r_spec.name, "model": _model_summary(pool, r_model)},
+                "user_proxy": {"name": u_spec.name},
+            },
+            "versions": versions(),
+            **(extra_header or {}),
+        }
+        self.transcript = TranscriptWriter(project.transcripts_dir, header, GLOBAL_REDACTOR)
+        fallback = policy.fallback or s.fallback_message
+        self.chat = GuardedChat(assistant, reviewer, memory, user_name=u_spec.name,
+                                max_revisions=self.max_revisions, fallback=fallback,
+                                sinks=[self.transcript, self.totals, *(sinks or [])])
+        self.policy = policy
+
+    async def send(self, text: str, cancellation_token=None) -> TurnFinished:
+        return await self.chat.send(text, cancellation_token)
+
+    def close(self, outcome: str | None = None) -> None:
+        self.transcript.close(outcome or self.totals.outcome, self.totals.as_dict())
+
+    @property
+    def transcript_path(self):
+        return self.transcript.path
+
+
+__all__ = ["Conversation", "SessionChoice", "Totals", "Delivered", "Withheld"]

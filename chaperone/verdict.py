@@ -1,0 +1,129 @@
+"""The moral reviewer's verdict: schema, JSON schema for constrained decoding, defensive parsing.
+
+A verdict is read only from the reviewer's own output. Anything that cannot be
+read as a verdict counts as "revise" (fail closed): an unreadable verdict is
+never an approval.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+Decision = Literal["approve", "revise"]
+
+_APPROVE_WORDS = {"approve", "approved", "accept", "accepted", "pass", "ok", "allow", "allowed", "yes"}
+_REVISE_WORDS = {"revise", "reject", "rejected", "deny", "denied", "block", "blocked", "fail", "no", "withhold"}
+
+
+class Verdict(BaseModel):
+    decision: Decision
+    categories: list[str] = Field(default_factory=list)
+    critique: str = ""
+    readable: bool = True  # False when the reviewer's output could not be parsed
+
+    @property
+    def approved(self) -> bool:
+        return self.decision == "approve" and self.readable
+
+
+def json_schema(categories: list[str]) -> dict[str, Any]:
+    """Decision first, then categories, then the critique: cheap when approving (an empty critique)."""
+    return {
+        "type": "object",
+        "properties": {
+            "decision": {"type": "string", "enum": ["approve", "revise"]},
+            "categories": {"type": "array", "items": {"type": "string", "enum": list(categories)}, "maxItems": 4},
+            "critique": {"type": "string", "maxLength": 600},
+        },
+        "required": ["decision", "categories", "critique"],
+        "additionalProperties": False,
+    }
+
+
+def _objects_in(text: str) -> list[str]:
+    """Every balanced {...} span in text, outermost first (strings and escapes respected)."""
+    spans, depth, start, in_str, esc = [], 0, -1, False, False
+    for i, ch in enumerate(text):
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == '"':
+                in_str = False
+            continue
+        if ch == '"' and depth > 0:
+            in_str = True
+        elif ch == "{":
+            if depth == 0:
+                start = i
+            depth += 1
+        elif ch == "}" and depth > 0:
+            depth -= 1
+            if depth == 0:
+                spans.append(text[start : i + 1])
+    return spans
+
+
+def _normalise_decision(value: Any) -> Decision | None:
+    if isinstance(value, bool):
+        return "approve" if value else "revise"
+    if not isinstance(value, str):
+        return None
+    word = value.strip().lower()
+    if word in _APPROVE_WORDS:
+        return "approve"
+    if word in _REVISE_WORDS:
+        return "revise"
+    return None
+
+
+def unreadable(raw: str, reason: str) -> Verdict:
+    return Verdict(
+        decision="revise",
+        categories=[],
+        critique=f"The review could not be read ({reason}); the draft is not approved.",
+        readable=False,
+    )
+
+
+def parse_verdict(raw: str, known_categories: list[str] | None = None) -> Verdict:
+    """Read the reviewer's output defensively. Exactly one readable verdict object is required."""
+    if not raw or not raw.strip():
+        return unreadable(raw, "empty output")
+    text = raw.strip()
+    fenced = re.search(r"```(?:json)?\s*(.*?)```", text, re.S)
+    if fenced:
+        text = fenced.group(1)
+    candidates: list[dict] = []
+    for span in _objects_in(text):
+        try:
+            obj = json.loads(span)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(obj, dict) and "decision" in obj:
+            candidates.append(obj)
+    if not candidates:
+        return unreadable(raw, "no JSON verdict found")
+    if len(candidates) > 1:
+        decisions = {_normalise_decision(c.get("decision")) for c in candidates}
+        if len(decisions) > 1:
+            return unreadable(raw, "conflicting verdicts in one review")
+    obj = candidates[0]
+    decision = _normalise_decision(obj.get("decision"))
+    if decision is None:
+        return unreadable(raw, f"unknown decision {obj.get('decision')!r}")
+    cats = obj.get("categories") or []
+    if isinstance(cats, str):
+        cats = [cats]
+    cats = [str(c).strip() for c in cats if isinstance(c, (str, int)) and str(c).strip()]
+    if known_categories is not None:
+        known = set(known_categories)
+        cats = [c if c in known else "other" for c in cats]
+    critique = obj.get("critique", "")
+    critique = critique if isinstance(critique, str) else json.dumps(critique)
+    return Verdict(decision=decision, categories=list(dict.fromkeys(cats)), critique=critique.strip())

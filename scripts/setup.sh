@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Create .venv in the project root and install everything from the project's own files.
+# Idempotent: a second run with unchanged requirements does nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3}"
+LLAMA_VERSION=0.3.36
+CACHE="${CHAPERONE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/chaperone}"
+
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv"
+  "$PYTHON" -m venv .venv
+fi
+
+stamp=.venv/.chaperone-installed
+want="$(cat requirements.txt requirements-dev.txt scripts/setup.sh | sha256sum | cut -c1-16)"
+if [ "$(cat "$stamp" 2>/dev/null || true)" = "$want" ]; then
+  exit 0
+fi
+
+# llama-cpp-python compiles llama.cpp from source. A native build on CPUs with AMX (Sapphire Rapids and
+# later) crashes in the AMX matmul kernel on virtual machines that do not grant AMX state, so on x86-64
+# we build a portable AVX2 variant. The wheel is kept in our cache, keyed by variant, and built once.
+arch="$(uname -m)"
+if [ "$arch" = "x86_64" ]; then
+  variant="x86_64-avx2"
+  llama_cmake="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
+else
+  variant="$arch-native"
+  llama_cmake=""
+fi
+wheels="$CACHE/wheels/llama-cpp-python-$LLAMA_VERSION-$variant"
+if ! ls "$wheels"/llama_cpp_python-"$LLAMA_VERSION"-*.whl >/dev/null 2>&1; then
+  echo "setup: building llama-cpp-python $LLAMA_VERSION ($variant) from source, once: about 5 minutes on 2 cores"
+  mkdir -p "$wheels"
+  CMAKE_ARGS="$llama_cmake" .venv/bin/pip wheel --quiet --no-deps --no-cache-dir \
+    "llama-cpp-python==$LLAMA_VERSION" -w "$wheels"
+fi
+
+echo "setup: installing requirements into .venv"
+.venv/bin/pip install --quiet --disable-pip-version-check --find-links "$wheels" -r requirements-dev.txt
+echo "$want" > "$stamp"
