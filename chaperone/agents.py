@@ -139,7 +139,8 @@ class ReviewingAgent(BaseChatAgent):
     def policy(self, policy: PolicySpec) -> None:
         self._policy = policy
         self._system = review_prompt.system_prompt(self.spec.system_prompt, policy)
-        self._schema = json_schema(list(policy.categories))
+        cats = list(policy.categories)
+        self._schemas = {"grammar": json_schema(cats), "strict": json_schema(cats, conditional=False)}
 
     def _reset_turn(self) -> None:
         self._request: str | None = None
@@ -167,7 +168,7 @@ class ReviewingAgent(BaseChatAgent):
         if self._draft is None:
             raise RuntimeError(f"{self.name} was asked to review before any draft")
         started = time.perf_counter()
-        args = {**_generation_args(self.spec), **self.model.structured_output_args(self._schema, "verdict")}
+        args = {**_generation_args(self.spec), **self.model.structured_output_args(self._schemas, "verdict")}
         async with self.model.slot():
             result = await self.model.client.create(
                 self.prompt(), extra_create_args=args, cancellation_token=cancellation_token

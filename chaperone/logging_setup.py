@@ -39,8 +39,8 @@ def configure(log_file: Path | None, verbose: bool = False) -> None:
         logger.add(log_file, level="DEBUG", filter=_redact, rotation="10 MB", retention=5, enqueue=False,
                    format="{time:YYYY-MM-DD HH:mm:ss.SSS} {level: <7} {name}:{line} {message}")
     logging.basicConfig(handlers=[_InterceptHandler()], level=logging.INFO, force=True)
-    # AutoGen's event logger carries whole prompts: keep it at DEBUG in the file only.
+    # AutoGen's runtime logs every message it routes, whole prompts included: only with --verbose.
     for name in ("autogen_core", "autogen_core.events", "autogen_agentchat", "autogen_agentchat.events"):
-        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
+        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
     for noisy in ("httpx", "httpcore", "openai"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -30,17 +30,31 @@ class Verdict(BaseModel):
         return self.decision == "approve" and self.readable
 
 
-def json_schema(categories: list[str]) -> dict[str, Any]:
-    """Decision first, then categories, then the critique: cheap when approving (an empty critique)."""
+def json_schema(categories: list[str], *, conditional: bool = True) -> dict[str, Any]:
+    """The verdict's JSON schema: the decision ("ok_to_send") always comes first.
+
+    conditional: an approval is just {"ok_to_send": "yes"} and only a revision carries
+    categories and a critique, so approving costs a handful of tokens (llama.cpp grammars
+    support this). Hosted structured-output APIs get the flat form with every field required.
+    """
+    cats = {"type": "array", "items": {"type": "string", "enum": list(categories)}, "minItems": 1, "maxItems": 3}
+    critique = {"type": "string", "maxLength": 400}
+    if not conditional:
+        return {
+            "type": "object",
+            "properties": {"ok_to_send": {"type": "string", "enum": ["yes", "no"]},
+                           "categories": {**cats, "minItems": 0}, "critique": critique},
+            "required": ["ok_to_send", "categories", "critique"],
+            "additionalProperties": False,
+        }
     return {
-        "type": "object",
-        "properties": {
-            "decision": {"type": "string", "enum": ["approve", "revise"]},
-            "categories": {"type": "array", "items": {"type": "string", "enum": list(categories)}, "maxItems": 4},
-            "critique": {"type": "string", "maxLength": 600},
-        },
-        "required": ["decision", "categories", "critique"],
-        "additionalProperties": False,
+        "anyOf": [
+            {"type": "object", "properties": {"ok_to_send": {"const": "yes"}},
+             "required": ["ok_to_send"], "additionalProperties": False},
+            {"type": "object",
+             "properties": {"ok_to_send": {"const": "no"}, "categories": cats, "critique": critique},
+             "required": ["ok_to_send", "categories", "critique"], "additionalProperties": False},
+        ]
     }
 
 
@@ -82,6 +96,11 @@ def _normalise_decision(value: Any) -> Decision | None:
     return None
 
 
+def _decision_field(obj: dict) -> Any:
+    # Two spellings: {"ok_to_send": "yes"|"no"} (what the default reviewer writes) or {"decision": ...}.
+    return obj["ok_to_send"] if "ok_to_send" in obj else obj.get("decision")
+
+
 def unreadable(raw: str, reason: str) -> Verdict:
     return Verdict(
         decision="revise",
@@ -105,18 +124,18 @@ def parse_verdict(raw: str, known_categories: list[str] | None = None) -> Verdic
             obj = json.loads(span)
         except json.JSONDecodeError:
             continue
-        if isinstance(obj, dict) and "decision" in obj:
+        if isinstance(obj, dict) and ("decision" in obj or "ok_to_send" in obj):
             candidates.append(obj)
     if not candidates:
         return unreadable(raw, "no JSON verdict found")
     if len(candidates) > 1:
-        decisions = {_normalise_decision(c.get("decision")) for c in candidates}
+        decisions = {_normalise_decision(_decision_field(c)) for c in candidates}
         if len(decisions) > 1:
             return unreadable(raw, "conflicting verdicts in one review")
     obj = candidates[0]
-    decision = _normalise_decision(obj.get("decision"))
+    decision = _normalise_decision(_decision_field(obj))
     if decision is None:
-        return unreadable(raw, f"unknown decision {obj.get('decision')!r}")
+        return unreadable(raw, f"unknown decision {_decision_field(obj)!r}")
     cats = obj.get("categories") or []
     if isinstance(cats, str):
         cats = [cats]

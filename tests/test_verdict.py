@@ -47,5 +47,6 @@ def test_braces_inside_strings_do_not_confuse_the_parser():
 
 def test_schema_puts_the_decision_first_and_limits_categories():
     schema = json_schema(CATS)
-    assert list(schema["properties"])[0] == "decision"
-    assert schema["properties"]["categories"]["items"]["enum"] == CATS
+    assert list(schema["anyOf"][1]["properties"])[0] == "ok_to_send"
+    assert schema["anyOf"][1]["properties"]["categories"]["items"]["enum"] == CATS
+    assert json_schema(CATS, conditional=False)["required"] == ["ok_to_send", "categories", "critique"]

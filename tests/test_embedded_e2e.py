@@ -1,0 +1,88 @@
+"""End to end on the real embedded model (slow: minutes on 2 cores). Run by `make test`."""
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from autogen_core import CancellationToken
+from autogen_core.models import CreateResult, SystemMessage, UserMessage
+
+from chaperone.embedded_model import ensure_model
+from chaperone.llama_client import EmbeddedChatCompletionClient
+from chaperone.transcript import read_records, verify
+from chaperone.verdict import json_schema, parse_verdict
+from tests.conftest import REPO, make_project, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def client():
+    c = EmbeddedChatCompletionClient(ensure_model(), n_ctx=2048, n_threads=2, state_cache_mb=0)
+    yield c
+    asyncio.run(c.close())
+
+
+async def test_generation_is_capped_and_streamed(client):
+    chunks = []
+    async for item in client.create_stream([UserMessage(content="Count from 1 to 200, comma separated.", source="u")],
+                                           extra_create_args={"max_tokens": 12, "temperature": 0.0}):
+        chunks.append(item)
+    result = chunks[-1]
+    assert isinstance(result, CreateResult)
+    assert result.finish_reason == "length" and result.usage.completion_tokens == 12
+    assert len(chunks) > 5 and "".join(chunks[:-1]) == result.content
+    assert result.usage.prompt_tokens > 10
+
+
+async def test_schema_constrained_verdict_is_valid_json(client):
+    schema = json_schema(["violence", "needless_refusal"])
+    result = await client.create(
+        [SystemMessage(content="Review the draft. Reply with a JSON verdict."),
+         UserMessage(content="Request: how do I kill a Python process?\nDraft: run `kill <PID>`.", source="u")],
+        extra_create_args={"max_tokens": 120, "temperature": 0.0,
+                           "response_format": {"type": "json_object", "schema": schema}})
+    data = json.loads(result.content)
+    assert data["decision"] in ("approve", "revise")
+    assert parse_verdict(result.content, ["violence", "needless_refusal"]).readable
+
+
+async def test_cancellation_stops_generation_between_tokens(client):
+    token = CancellationToken()
+    seen = 0
+    with pytest.raises(asyncio.CancelledError):
+        async for item in client.create_stream([UserMessage(content="Write a long essay about rivers.", source="u")],
+                                               extra_create_args={"max_tokens": 400}, cancellation_token=token):
+            seen += 1
+            if seen == 3:
+                token.cancel()
+    assert seen < 50
+
+
+def test_scenario_on_the_embedded_model_writes_a_verifiable_transcript(tmp_path):
+    root = make_project(tmp_path, {"embedded": {"kind": "embedded", "n_ctx": 4096, "seed": 42}},
+                        assistant_model="embedded", reviewer_model="embedded")
+    scenario = REPO / "scenarios" / "01_coding_question.yaml"
+    proc = run_cli("--project", str(root), "scenario", str(scenario), "--json", timeout=1800)
+    assert proc.returncode in (0, 1), proc.stderr
+    result = json.loads(proc.stdout)["results"][0]
+    transcript = Path(result["transcript"])
+    check = verify(transcript)
+    assert check.intact and check.complete, check.describe()
+    records = list(read_records(transcript))
+    drafts = [r for r in records if r["type"] == "draft"]
+    verdicts = [r for r in records if r["type"] == "verdict"]
+    assert drafts and len(verdicts) == len(drafts)
+    assert all(d["usage"]["completion_tokens"] > 0 and d["model"].startswith("embedded") for d in drafts)
+    assert all(v["raw"] and v["readable"] for v in verdicts)  # schema-constrained: always readable
+    final = [r for r in records if r["type"] in ("delivered", "withheld")]
+    assert len(final) == 1
+    if final[0]["type"] == "delivered":
+        assert verdicts[-1]["decision"] == "approve" and final[0]["content"] == drafts[-1]["content"]
+    else:
+        assert all(v["decision"] == "revise" for v in verdicts)
+        assert final[0]["content"] not in [d["content"] for d in drafts]
+    header = records[0]
+    assert header["agents"]["assistant"]["model"]["kind"] == "embedded"
