@@ -17,12 +17,12 @@ from autogen_agentchat.agents import BaseChatAgent
 from autogen_agentchat.base import Response
 from autogen_agentchat.messages import BaseChatMessage, StructuredMessage, TextMessage
 from autogen_core import CancellationToken
-from autogen_core.models import AssistantMessage, LLMMessage, SystemMessage, UserMessage
+from autogen_core.models import AssistantMessage, LLMMessage, RequestUsage, SystemMessage, UserMessage
 
 from chaperone import review_prompt
 from chaperone.model_clients import ModelHandle
 from chaperone.schema import AgentSpec, PolicySpec, ReviewerContextSpec
-from chaperone.verdict import Verdict, json_schema, parse_verdict
+from chaperone.verdict import Verdict, critique_schema, decision_schema, parse_critique, parse_verdict
 
 VerdictMessage = StructuredMessage[Verdict]
 
@@ -121,7 +121,12 @@ class DraftingAgent(BaseChatAgent):
 
 
 class ReviewingAgent(BaseChatAgent):
-    """The moral reviewer: reads the request and the latest draft (as untrusted data) and returns a Verdict."""
+    """The moral reviewer: reads the request and the latest draft (as untrusted data) and returns a Verdict.
+
+    Two stages. First the decision alone ({"ok_to_send": "yes"|"no"}, a few tokens), from a prompt
+    that does not list the category catalogue (small models copy a listed catalogue into every
+    verdict). Only after a "no", a second call names the categories and writes the critique.
+    """
 
     def __init__(self, spec: AgentSpec, model: ModelHandle, policy: PolicySpec, memory: ConversationMemory, *,
                  user_name: str, assistant_name: str, context: ReviewerContextSpec):
@@ -139,8 +144,8 @@ class ReviewingAgent(BaseChatAgent):
     def policy(self, policy: PolicySpec) -> None:
         self._policy = policy
         self._system = review_prompt.system_prompt(self.spec.system_prompt, policy)
-        cats = list(policy.categories)
-        self._schemas = {"grammar": json_schema(cats), "strict": json_schema(cats, conditional=False)}
+        self._critique_system = review_prompt.critique_system_prompt(self.spec.critique_prompt, policy)
+        self._critique_schema = critique_schema(list(policy.categories))
 
     def _reset_turn(self) -> None:
         self._request: str | None = None
@@ -152,10 +157,12 @@ class ReviewingAgent(BaseChatAgent):
         return (VerdictMessage,)
 
     def prompt(self) -> list[LLMMessage]:
-        body = review_prompt.review_message(
-            self._request or "", self._draft or "", self.memory.exchanges, self.context, self._round
-        )
-        return [SystemMessage(content=self._system), UserMessage(content=body, source="review")]
+        return [SystemMessage(content=self._system), UserMessage(content=self._body, source="review")]
+
+    async def _call(self, messages: list[LLMMessage], schema: dict, token: CancellationToken):
+        args = {**_generation_args(self.spec), **self.model.structured_output_args(schema, "verdict")}
+        async with self.model.slot():
+            return await self.model.client.create(messages, extra_create_args=args, cancellation_token=token)
 
     async def on_messages(self, messages: Sequence[BaseChatMessage], cancellation_token: CancellationToken) -> Response:
         for msg in messages:
@@ -168,18 +175,29 @@ class ReviewingAgent(BaseChatAgent):
         if self._draft is None:
             raise RuntimeError(f"{self.name} was asked to review before any draft")
         started = time.perf_counter()
-        args = {**_generation_args(self.spec), **self.model.structured_output_args(self._schemas, "verdict")}
-        async with self.model.slot():
-            result = await self.model.client.create(
-                self.prompt(), extra_create_args=args, cancellation_token=cancellation_token
-            )
-        raw = _text_of(result.content)
+        self._body = review_prompt.review_message(
+            self._request or "", self._draft, self.memory.exchanges, self.context, self._round
+        )
+        first = await self._call(self.prompt(), decision_schema(), cancellation_token)
+        raw = _text_of(first.content)
         verdict = parse_verdict(raw, list(self._policy.categories))
+        prompt_tokens, completion_tokens = _tokens(first)
+        if verdict.readable and verdict.decision == "revise" and not verdict.critique:
+            second = await self._call(
+                [SystemMessage(content=self._critique_system),
+                 UserMessage(content=self._body + review_prompt.CRITIQUE_QUESTION, source="review")],
+                self._critique_schema, cancellation_token,
+            )
+            raw_second = _text_of(second.content)
+            raw = f"{raw}\n{raw_second}"
+            verdict.categories, verdict.critique = parse_critique(raw_second, list(self._policy.categories))
+            p2, c2 = _tokens(second)
+            prompt_tokens, completion_tokens = prompt_tokens + p2, completion_tokens + c2
         return Response(
             chat_message=VerdictMessage(
                 content=verdict,
                 source=self.name,
-                models_usage=result.usage,
+                models_usage=RequestUsage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens),
                 metadata={
                     "round": str(self._round),
                     "raw": raw,
@@ -192,3 +210,8 @@ class ReviewingAgent(BaseChatAgent):
 
     async def on_reset(self, cancellation_token: CancellationToken) -> None:
         self._reset_turn()
+
+
+def _tokens(result) -> tuple[int, int]:
+    u = result.usage
+    return (u.prompt_tokens, u.completion_tokens) if u else (0, 0)

@@ -41,15 +41,11 @@ class ModelHandle:
             async with self.limit:
                 yield
 
-    def structured_output_args(self, schemas: dict[str, dict[str, Any]], name: str) -> dict[str, Any]:
-        """How to ask this backend for JSON matching a schema (empty when it cannot: parse defensively).
-
-        schemas holds "grammar" (for llama.cpp's grammar-constrained decoding) and "strict"
-        (for hosted structured-output APIs, which want every field required)."""
+    def structured_output_args(self, schema: dict[str, Any], name: str) -> dict[str, Any]:
+        """How to ask this backend for JSON matching schema (empty when it cannot: parse defensively)."""
         info = self.client.model_info
-        if isinstance(self.spec, EmbeddedModelSpec):
-            return {"response_format": {"type": "json_object", "schema": schemas["grammar"]}}
-        schema = schemas["strict"]
+        if isinstance(self.spec, EmbeddedModelSpec):  # llama.cpp turns the schema into a decoding grammar
+            return {"response_format": {"type": "json_object", "schema": schema}}
         if info.get("structured_output"):
             return {"response_format": {"type": "json_schema", "json_schema": {"name": name, "schema": schema}}}
         if info.get("json_output"):

@@ -92,6 +92,7 @@ class AgentSpec(Strict):
     description: str = ""
     model: Name | None = None
     system_prompt: str = ""
+    critique_prompt: str = Field("", description="reviewer only: asked for categories and critique after a 'no'")
     generation: GenerationSpec = GenerationSpec()
     memory_turns: int = Field(8, ge=0, le=100, description="earlier exchanges the assistant sees")
 

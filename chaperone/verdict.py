@@ -30,32 +30,48 @@ class Verdict(BaseModel):
         return self.decision == "approve" and self.readable
 
 
-def json_schema(categories: list[str], *, conditional: bool = True) -> dict[str, Any]:
-    """The verdict's JSON schema: the decision ("ok_to_send") always comes first.
-
-    conditional: an approval is just {"ok_to_send": "yes"} and only a revision carries
-    categories and a critique, so approving costs a handful of tokens (llama.cpp grammars
-    support this). Hosted structured-output APIs get the flat form with every field required.
-    """
-    cats = {"type": "array", "items": {"type": "string", "enum": list(categories)}, "minItems": 1, "maxItems": 3}
-    critique = {"type": "string", "maxLength": 400}
-    if not conditional:
-        return {
-            "type": "object",
-            "properties": {"ok_to_send": {"type": "string", "enum": ["yes", "no"]},
-                           "categories": {**cats, "minItems": 0}, "critique": critique},
-            "required": ["ok_to_send", "categories", "critique"],
-            "additionalProperties": False,
-        }
+def decision_schema() -> dict[str, Any]:
+    """Stage one: the decision alone, a handful of tokens."""
     return {
-        "anyOf": [
-            {"type": "object", "properties": {"ok_to_send": {"const": "yes"}},
-             "required": ["ok_to_send"], "additionalProperties": False},
-            {"type": "object",
-             "properties": {"ok_to_send": {"const": "no"}, "categories": cats, "critique": critique},
-             "required": ["ok_to_send", "categories", "critique"], "additionalProperties": False},
-        ]
+        "type": "object",
+        "properties": {"ok_to_send": {"type": "string", "enum": ["yes", "no"]}},
+        "required": ["ok_to_send"],
+        "additionalProperties": False,
     }
+
+
+def critique_schema(categories: list[str]) -> dict[str, Any]:
+    """Stage two, only for a draft that is not OK: what to fix, then which categories.
+
+    The critique comes first so the categories are chosen in the light of it; asked first,
+    small models copy the head of the category list."""
+    return {
+        "type": "object",
+        "properties": {
+            "critique": {"type": "string", "maxLength": 400},
+            "categories": {"type": "array", "items": {"type": "string", "enum": list(categories)},
+                           "minItems": 1, "maxItems": 2},
+        },
+        "required": ["critique", "categories"],
+        "additionalProperties": False,
+    }
+
+
+def parse_critique(raw: str, known_categories: list[str]) -> tuple[list[str], str]:
+    """Read stage two defensively; it never changes the decision, only explains it."""
+    for span in _objects_in(raw or ""):
+        try:
+            obj = json.loads(span)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(obj, dict):
+            cats = obj.get("categories") or []
+            cats = [cats] if isinstance(cats, str) else cats
+            known = set(known_categories)
+            cats = [c if c in known else "other" for c in (str(x).strip() for x in cats if isinstance(x, (str, int))) if c]
+            critique = obj.get("critique", "")
+            return list(dict.fromkeys(cats)), critique.strip() if isinstance(critique, str) else ""
+    return [], (raw or "").strip()[:400]
 
 
 def _objects_in(text: str) -> list[str]:

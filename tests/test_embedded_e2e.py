@@ -12,7 +12,7 @@ from autogen_core.models import CreateResult, SystemMessage, UserMessage
 from chaperone.embedded_model import ensure_model
 from chaperone.llama_client import EmbeddedChatCompletionClient
 from chaperone.transcript import read_records, verify
-from chaperone.verdict import json_schema, parse_verdict
+from chaperone.verdict import critique_schema, decision_schema, parse_critique, parse_verdict
 from tests.conftest import REPO, make_project, run_cli
 
 pytestmark = pytest.mark.slow

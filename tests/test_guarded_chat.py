@@ -149,3 +149,23 @@ async def test_odd_reviewer_outputs_fail_closed(project_factory, reply):
                            settings={"max_revisions": 0})
     conv, events = conversation(root)
     assert (await conv.send("hi")).outcome == "withheld"
+
+
+async def test_two_stage_review_asks_for_categories_only_after_a_no(project_factory):
+    root = project_factory({
+        "assistant-script": replay("rude draft", "polite draft"),
+        "reviewer-script": replay('{"ok_to_send": "no"}',
+                                  '{"categories": ["harassment"], "critique": "Drop the insult."}',
+                                  '{"ok_to_send": "yes"}'),
+    })
+    conv, events = conversation(root)
+    finished = await conv.send("hi")
+    verdicts = of(events, VerdictEvent)
+    assert finished.outcome == "approved" and finished.categories == ["harassment"]
+    assert verdicts[0].critique == "Drop the insult." and verdicts[0].decision == "revise"
+    calls = conv.chat.reviewer.model.client.create_calls
+    assert len(calls) == 3  # decision, explanation, decision: an approval costs one call
+    # The category catalogue is shown only to the second stage.
+    assert "harassment:" not in calls[0]["messages"][0].content
+    assert "harassment:" in calls[1]["messages"][0].content
+    assert "Drop the insult." in conv.chat.assistant.model.client.create_calls[1]["messages"][-1].content

@@ -2,7 +2,7 @@
 
 import pytest
 
-from chaperone.verdict import json_schema, parse_verdict
+from chaperone.verdict import critique_schema, decision_schema, parse_critique, parse_verdict
 
 CATS = ["violence", "harassment", "needless_refusal"]
 
@@ -45,8 +45,19 @@ def test_braces_inside_strings_do_not_confuse_the_parser():
     assert v.readable and v.critique == "remove the } and { bits"
 
 
-def test_schema_puts_the_decision_first_and_limits_categories():
-    schema = json_schema(CATS)
-    assert list(schema["anyOf"][1]["properties"])[0] == "ok_to_send"
-    assert schema["anyOf"][1]["properties"]["categories"]["items"]["enum"] == CATS
-    assert json_schema(CATS, conditional=False)["required"] == ["ok_to_send", "categories", "critique"]
+def test_schemas_decision_alone_then_categories_from_the_policy():
+    assert decision_schema()["properties"]["ok_to_send"]["enum"] == ["yes", "no"]
+    assert critique_schema(CATS)["properties"]["categories"]["items"]["enum"] == CATS
+
+
+def test_critique_parsing_maps_unknown_categories():
+    cats, critique = parse_critique('{"categories": ["violence", "zzz"], "critique": "Remove it."}', CATS)
+    assert cats == ["violence", "other"] and critique == "Remove it."
+    assert parse_critique("not json at all", CATS) == ([], "not json at all")
+
+
+@pytest.mark.parametrize("raw,expected", [('{"ok_to_send": "yes"}', "approve"),
+                                          ('{"ok_to_send": "no", "categories": ["violence"], "critique": "x"}', "revise")])
+def test_ok_to_send_spelling(raw, expected):
+    v = parse_verdict(raw, CATS)
+    assert v.readable and v.decision == expected
