@@ -5,8 +5,9 @@ setup:
 	@bash scripts/setup.sh
 
 # Set everything up and run the demo scenarios on the embedded model (no key, no network).
+# An unmet expectation (exit 1) is part of what the demo shows, in its table; bad input (exit 2) fails.
 demo: setup
-	.venv/bin/python run.py scenario scenarios/
+	@.venv/bin/python run.py scenario scenarios/ || [ $$? -eq 1 ]
 
 # Set everything up and run every test, the slow end-to-end ones on the embedded model included.
 test: setup

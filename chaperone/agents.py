@@ -41,11 +41,6 @@ class ConversationMemory:
         self.exchanges.append((user, delivered))
 
 
-def _generation_args(spec: AgentSpec) -> dict:
-    gen = spec.generation
-    return {"max_tokens": gen.max_tokens, "temperature": gen.temperature, "top_p": gen.top_p}
-
-
 def _text_of(content: object) -> str:
     return content if isinstance(content, str) else str(content)
 
@@ -97,7 +92,7 @@ class DraftingAgent(BaseChatAgent):
         started = time.perf_counter()
         async with self.model.slot():
             result = await self.model.client.create(
-                self.prompt(), extra_create_args=_generation_args(self.spec), cancellation_token=cancellation_token
+                self.prompt(), extra_create_args=self.model.generation_args(self.spec.generation), cancellation_token=cancellation_token
             )
         text = _text_of(result.content).strip()
         self._round += 1
@@ -160,7 +155,7 @@ class ReviewingAgent(BaseChatAgent):
         return [SystemMessage(content=self._system), UserMessage(content=self._body, source="review")]
 
     async def _call(self, messages: list[LLMMessage], schema: dict, token: CancellationToken):
-        args = {**_generation_args(self.spec), **self.model.structured_output_args(schema, "verdict")}
+        args = {**self.model.generation_args(self.spec.generation), **self.model.structured_output_args(schema, "verdict")}
         async with self.model.slot():
             return await self.model.client.create(messages, extra_create_args=args, cancellation_token=token)
 

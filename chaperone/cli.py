@@ -69,7 +69,8 @@ def scenario(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, show_dr
     except ChaperoneError as exc:
         _fail(str(exc))
 
-    console = Console(highlight=False)
+    # Piped output (CI logs, files) gets 120 columns instead of rich's 80 so the table stays readable.
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
     view = ConsoleView(console, show_drafts=show_drafts)
     pool = ModelPool(project.models, project.root / "config/models.yaml",
                      project.resolve(project.settings.model_cache_dir) if project.settings.model_cache_dir else None)

@@ -65,10 +65,11 @@ def summary_table(results: list[Any]) -> Table:
     for r in results:
         agents.extend(a for a in r.usage_by_agent if a not in agents)
     table = Table(title="Scenario results", show_lines=False)
-    for col in ("scenario", "turns", "revisions", "outcome", "expectation"):
-        table.add_column(col, justify="right" if col in ("turns", "revisions") else "left")
+    table.add_column("scenario", overflow="ellipsis", no_wrap=True, max_width=44)
+    for col in ("turns", "revisions", "outcome", "expectation"):
+        table.add_column(col, justify="right" if col in ("turns", "revisions") else "left", no_wrap=True)
     for a in agents:
-        table.add_column(f"tokens {a}", justify="right")
+        table.add_column(f"tokens\n{a}", justify="right", no_wrap=True)
     table.add_column("seconds", justify="right")
     for r in results:
         met = "[green]met[/]" if r.met else "[red]FAILED[/]"

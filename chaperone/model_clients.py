@@ -17,7 +17,7 @@ from autogen_core.models import ChatCompletionClient, ModelInfo
 
 from chaperone.errors import ChaperoneError, ConfigError
 from chaperone.redaction import GLOBAL as GLOBAL_REDACTOR
-from chaperone.schema import EmbeddedModelSpec, ModelsFile, OpenAIModelSpec, ReplayModelSpec
+from chaperone.schema import EmbeddedModelSpec, GenerationSpec, ModelsFile, OpenAIModelSpec, ReplayModelSpec
 
 
 @dataclass
@@ -40,6 +40,13 @@ class ModelHandle:
         else:
             async with self.limit:
                 yield
+
+    def generation_args(self, gen: GenerationSpec) -> dict[str, Any]:
+        """The agent's generation settings in the form this backend accepts."""
+        args: dict[str, Any] = {"max_tokens": gen.max_tokens, "temperature": gen.temperature, "top_p": gen.top_p}
+        if isinstance(self.spec, EmbeddedModelSpec):
+            args["repeat_penalty"] = gen.repeat_penalty  # llama.cpp only; OpenAI's API has no such field
+        return args
 
     def structured_output_args(self, schema: dict[str, Any], name: str) -> dict[str, Any]:
         """How to ask this backend for JSON matching schema (empty when it cannot: parse defensively)."""

@@ -84,6 +84,7 @@ class GenerationSpec(Strict):
     max_tokens: int = Field(512, ge=1, le=32768)
     temperature: float = Field(0.2, ge=0.0, le=2.0)
     top_p: float = Field(0.95, gt=0.0, le=1.0)
+    repeat_penalty: float = Field(1.1, ge=1.0, le=2.0, description="embedded model only: discourages loops")
 
 
 class AgentSpec(Strict):
