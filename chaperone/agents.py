@@ -8,6 +8,7 @@ actually received, so rejected drafts never leak into later context.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from autogen_agentchat.agents import BaseChatAgent
 from autogen_agentchat.base import Response
 from autogen_agentchat.messages import BaseChatMessage, StructuredMessage, TextMessage
 from autogen_core import CancellationToken
-from autogen_core.models import AssistantMessage, LLMMessage, RequestUsage, SystemMessage, UserMessage
+from autogen_core.models import AssistantMessage, CreateResult, LLMMessage, RequestUsage, SystemMessage, UserMessage
 
 from chaperone import review_prompt
 from chaperone.model_clients import ModelHandle
@@ -41,6 +42,21 @@ class ConversationMemory:
         self.exchanges.append((user, delivered))
 
 
+async def call_model(model: ModelHandle, messages: list[LLMMessage], args: dict,
+                     tokens: list[CancellationToken | None]) -> CreateResult:
+    """One model call that any of the given tokens can cancel, even with a client that ignores tokens."""
+    combined = CancellationToken()
+    for token in tokens:
+        if token is not None:
+            token.add_callback(combined.cancel)
+    async with model.slot():
+        future = asyncio.ensure_future(
+            model.client.create(messages, extra_create_args=args, cancellation_token=combined)
+        )
+        combined.link_future(future)
+        return await future
+
+
 def _text_of(content: object) -> str:
     return content if isinstance(content, str) else str(content)
 
@@ -54,6 +70,7 @@ class DraftingAgent(BaseChatAgent):
         self.spec, self.model, self.memory = spec, model, memory
         self._user_name, self._reviewer_name = user_name, reviewer_name
         self._memory_turns = memory_turns
+        self.turn_token: CancellationToken | None = None  # set by the guarded chat: cancels this turn's calls
         self._reset_turn()
 
     def _reset_turn(self) -> None:
@@ -90,10 +107,8 @@ class DraftingAgent(BaseChatAgent):
         if self._request is None:
             raise RuntimeError(f"{self.name} was asked to draft before any user turn")
         started = time.perf_counter()
-        async with self.model.slot():
-            result = await self.model.client.create(
-                self.prompt(), extra_create_args=self.model.generation_args(self.spec.generation), cancellation_token=cancellation_token
-            )
+        result = await call_model(self.model, self.prompt(), self.model.generation_args(self.spec.generation),
+                                  [cancellation_token, self.turn_token])
         text = _text_of(result.content).strip()
         self._round += 1
         self._last_draft = text
@@ -129,6 +144,7 @@ class ReviewingAgent(BaseChatAgent):
         self.spec, self.model, self.memory, self.context = spec, model, memory, context
         self._user_name, self._assistant_name = user_name, assistant_name
         self.policy = policy
+        self.turn_token: CancellationToken | None = None
         self._reset_turn()
 
     @property
@@ -156,8 +172,7 @@ class ReviewingAgent(BaseChatAgent):
 
     async def _call(self, messages: list[LLMMessage], schema: dict, token: CancellationToken):
         args = {**self.model.generation_args(self.spec.generation), **self.model.structured_output_args(schema, "verdict")}
-        async with self.model.slot():
-            return await self.model.client.create(messages, extra_create_args=args, cancellation_token=token)
+        return await call_model(self.model, messages, args, [token, self.turn_token])
 
     async def on_messages(self, messages: Sequence[BaseChatMessage], cancellation_token: CancellationToken) -> Response:
         for msg in messages:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from chaperone import logging_setup
 from chaperone.errors import EXIT_BAD_INPUT, EXIT_EXPECTATION_FAILED, EXIT_OK, ChaperoneError
@@ -101,7 +102,7 @@ def scenario(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, show_dr
     else:
         console.print(summary_table(results))
         for line in failure_lines(results):
-            console.print(f"[red]✗[/] {line}")
+            console.print(f"[red]✗[/] {escape(line)}", soft_wrap=True)
         console.print(f"transcripts: {project.transcripts_dir}  (run {run_id})", style="dim")
     sys.exit(EXIT_OK if all_met else EXIT_EXPECTATION_FAILED)
 

@@ -10,8 +10,10 @@ readable "approve" verdict was given on exactly that draft.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import time
+from dataclasses import dataclass, field
 from typing import Sequence
 
 from autogen_agentchat.agents import UserProxyAgent
@@ -101,50 +103,60 @@ class GuardedChat:
             if inspect.isawaitable(result):
                 await result
 
+    async def _consume(self, turn: int, text: str, token: CancellationToken, state: "_TurnState") -> None:
+        """Run the team on one user turn and turn its messages into events."""
+        task = TextMessage(content=text, source=self.user_name)
+        async for item in self.team.run_stream(task=task, cancellation_token=token):
+            if isinstance(item, TaskResult):
+                continue  # the last item; let the stream finish so the team is idle again
+            if item.source == self.assistant.name and isinstance(item, TextMessage):
+                state.drafts += 1
+                state.last_draft = item.content
+                state.approved_sha = None
+                u = _usage(item, state.usage)
+                await self._emit(Draft(turn=turn, source=item.source, round=state.drafts, content=item.content,
+                                       model=item.metadata.get("model", ""), usage=u,
+                                       latency_s=float(item.metadata.get("latency_s", 0))))
+            elif item.source == self.reviewer.name and isinstance(item, VerdictMessage):
+                v = item.content
+                state.categories.extend(c for c in v.categories if c not in state.categories)
+                if (v.approved and state.last_draft is not None
+                        and item.metadata.get("draft_sha256") == text_sha(state.last_draft)):
+                    state.approved_sha = item.metadata["draft_sha256"]
+                u = _usage(item, state.usage)
+                await self._emit(VerdictEvent(turn=turn, source=item.source, round=state.drafts, decision=v.decision,
+                                              categories=v.categories, critique=v.critique, readable=v.readable,
+                                              raw=item.metadata.get("raw", ""), model=item.metadata.get("model", ""),
+                                              usage=u, latency_s=float(item.metadata.get("latency_s", 0))))
+
     async def send(self, text: str, cancellation_token: CancellationToken | None = None) -> TurnFinished:
         """Run one user turn through draft → review → (revise)* and return how it ended."""
         self.turns += 1
         turn = self.turns
         started = time.perf_counter()
         await self._emit(UserTurn(turn=turn, source=self.user_name, content=text))
-        usage: dict[str, Usage] = {}
-        categories: list[str] = []
-        last_draft: str | None = None
-        approved_sha: str | None = None
-        drafts = 0
+        state = _TurnState()
         outcome, reason = "withheld", "revisions exhausted"
         await self.team.reset()
+        token = cancellation_token or CancellationToken()
+        self.assistant.turn_token = self.reviewer.turn_token = token
+        consumer = asyncio.ensure_future(self._consume(turn, text, token, state))
         try:
-            task = TextMessage(content=text, source=self.user_name)
-            async for item in self.team.run_stream(task=task, cancellation_token=cancellation_token):
-                if isinstance(item, TaskResult):
-                    continue  # the last item; let the stream finish so the team is idle again
-                if item.source == self.assistant.name and isinstance(item, TextMessage):
-                    drafts += 1
-                    last_draft = item.content
-                    approved_sha = None
-                    u = _usage(item, usage)
-                    await self._emit(Draft(turn=turn, source=item.source, round=drafts, content=item.content,
-                                           model=item.metadata.get("model", ""), usage=u,
-                                           latency_s=float(item.metadata.get("latency_s", 0))))
-                elif item.source == self.reviewer.name and isinstance(item, VerdictMessage):
-                    v = item.content
-                    categories.extend(c for c in v.categories if c not in categories)
-                    if v.approved and last_draft is not None and item.metadata.get("draft_sha256") == text_sha(last_draft):
-                        approved_sha = item.metadata["draft_sha256"]
-                    u = _usage(item, usage)
-                    await self._emit(VerdictEvent(turn=turn, source=item.source, round=drafts, decision=v.decision,
-                                                  categories=v.categories, critique=v.critique, readable=v.readable,
-                                                  raw=item.metadata.get("raw", ""), model=item.metadata.get("model", ""),
-                                                  usage=u, latency_s=float(item.metadata.get("latency_s", 0))))
+            # Shielded: on cancellation we first cancel the agents' model calls, then wait for the team to stop.
+            await asyncio.shield(consumer)
         except (asyncio.CancelledError, KeyboardInterrupt):
             outcome, reason = "cancelled", "turn cancelled"
+            token.cancel()
+            with contextlib.suppress(BaseException):
+                await consumer
             await self._emit(ErrorEvent(turn=turn, source="chaperone", message="turn cancelled before review finished"))
         except Exception as exc:  # a failed model call ends the turn, withheld, never a traceback to the user
             message = GLOBAL_REDACTOR.text(f"{type(exc).__name__}: {exc}")
             logger.warning("turn {} failed: {}", turn, message)
             outcome, reason = "error", f"review could not finish: {message}"
             await self._emit(ErrorEvent(turn=turn, source="chaperone", message=message))
+        drafts, last_draft, approved_sha = state.drafts, state.last_draft, state.approved_sha
+        usage, categories = state.usage, state.categories
 
         revisions = max(drafts - 1, 0)
         if outcome == "withheld" and last_draft is not None and approved_sha == text_sha(last_draft):
@@ -159,7 +171,18 @@ class GuardedChat:
         finished = TurnFinished(turn=turn, outcome=outcome, revisions=revisions, categories=categories,
                                 usage_by_agent=usage, seconds=round(time.perf_counter() - started, 3))
         await self._emit(finished)
+        if outcome == "cancelled":
+            raise asyncio.CancelledError("turn cancelled")
         return finished
+
+
+@dataclass
+class _TurnState:
+    drafts: int = 0
+    last_draft: str | None = None
+    approved_sha: str | None = None  # set only by a readable approval of exactly last_draft
+    usage: dict[str, Usage] = field(default_factory=dict)
+    categories: list[str] = field(default_factory=list)
 
 
 def _usage(msg: BaseChatMessage, totals: dict[str, Usage]) -> Usage:

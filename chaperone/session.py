@@ -43,6 +43,7 @@ class Totals:
     approved: int = 0
     withheld: int = 0
     errors: int = 0
+    cancelled: int = 0
     seconds: float = 0.0
     usage_by_agent: dict[str, Usage] = field(default_factory=dict)
 
@@ -59,18 +60,22 @@ class Totals:
                 self.approved += 1
             elif event.outcome == "withheld":
                 self.withheld += 1
+            elif event.outcome == "cancelled":
+                self.cancelled += 1
             else:
                 self.errors += 1
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "turns": self.turns, "revisions": self.revisions, "approved": self.approved,
-            "withheld": self.withheld, "errors": self.errors, "seconds": round(self.seconds, 3),
+            "withheld": self.withheld, "errors": self.errors, "cancelled": self.cancelled, "seconds": round(self.seconds, 3),
             "usage_by_agent": {k: v.model_dump() for k, v in self.usage_by_agent.items()},
         }
 
     @property
     def outcome(self) -> str:
+        if self.cancelled:
+            return "interrupted"
         if self.errors:
             return "error"
         return "withheld" if self.withheld else "approved"

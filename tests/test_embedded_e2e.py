@@ -38,14 +38,14 @@ async def test_generation_is_capped_and_streamed(client):
 
 
 async def test_schema_constrained_verdict_is_valid_json(client):
-    schema = json_schema(["violence", "needless_refusal"])
+    schema = decision_schema()
     result = await client.create(
         [SystemMessage(content="Review the draft. Reply with a JSON verdict."),
          UserMessage(content="Request: how do I kill a Python process?\nDraft: run `kill <PID>`.", source="u")],
         extra_create_args={"max_tokens": 120, "temperature": 0.0,
                            "response_format": {"type": "json_object", "schema": schema}})
     data = json.loads(result.content)
-    assert data["decision"] in ("approve", "revise")
+    assert data["ok_to_send"] in ("yes", "no")
     assert parse_verdict(result.content, ["violence", "needless_refusal"]).readable
 
 

@@ -169,3 +169,31 @@ async def test_two_stage_review_asks_for_categories_only_after_a_no(project_fact
     assert "harassment:" not in calls[0]["messages"][0].content
     assert "harassment:" in calls[1]["messages"][0].content
     assert "Drop the insult." in conv.chat.assistant.model.client.create_calls[1]["messages"][-1].content
+
+
+async def test_cancelling_a_turn_records_it_and_propagates(project_factory):
+    import asyncio
+
+    from autogen_core.models import CreateResult, RequestUsage
+
+    root = project_factory({"assistant-script": replay("x"), "reviewer-script": replay(APPROVE)})
+    conv, events = conversation(root)
+    started = asyncio.Event()
+
+    async def slow_create(*args, **kwargs):
+        started.set()
+        await asyncio.sleep(30)
+        return CreateResult(content="late", usage=RequestUsage(prompt_tokens=0, completion_tokens=0),
+                            finish_reason="stop", cached=False)
+
+    conv.chat.assistant.model.client.create = slow_create
+    task = asyncio.create_task(conv.send("hello"))
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    conv.close()
+    assert not of(events, Delivered) and of(events, Withheld)
+    records = list(read_records(conv.transcript_path))
+    assert records[-1]["type"] == "closing" and records[-1]["outcome"] == "interrupted"
+    assert verify(conv.transcript_path).complete
