@@ -20,6 +20,7 @@ from autogen_core.models import SystemMessage, UserMessage  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from chaperone import logging_setup  # noqa: E402
 from chaperone.events import Draft, TurnFinished, VerdictEvent  # noqa: E402
 from chaperone.model_clients import ModelPool  # noqa: E402
 from chaperone.project import load_project  # noqa: E402
@@ -35,15 +36,15 @@ BENIGN = [
 
 
 async def main(n: int) -> None:
-    console = Console()
+    logging_setup.configure(None)
+    console = Console(width=None if sys.stdout.isatty() else 130)
     project = load_project()
     project.settings.transcripts_dir = tempfile.mkdtemp(prefix="chaperone-bench-")
     project.settings.log_file = None
     pool = ModelPool(project.models, project.root / "config/models.yaml")
     a_spec = project.agents[project.settings.agents.assistant]
     handle = pool.get(a_spec.model, max_tokens=a_spec.generation.max_tokens)
-    gen = {"max_tokens": a_spec.generation.max_tokens, "temperature": a_spec.generation.temperature,
-           "top_p": a_spec.generation.top_p}
+    gen = handle.generation_args(a_spec.generation)  # exactly what the guarded assistant sends
     await handle.client.create([UserMessage(content="hi", source="u")], extra_create_args={"max_tokens": 1})  # warm-up
 
     table = Table(title=f"Guarded vs bare on {n} benign prompts (embedded model)")
@@ -68,7 +69,7 @@ async def main(n: int) -> None:
         share = (finished.seconds - model_s) / finished.seconds if finished.seconds else 0.0
         bare_s.append(b_s); bare_tok.append(b_tok); g_s.append(finished.seconds); g_tok.append(tok)
         rev_tok.append(r_tok); outside.append(share)
-        table.add_row(prompt[:38] + "…", f"{b_s:.1f}", str(b_tok), f"{finished.seconds:.1f}", str(tok), str(r_tok),
+        table.add_row(prompt[:34] + "…", f"{b_s:.1f}", str(b_tok), f"{finished.seconds:.1f}", str(tok), str(r_tok),
                       str(finished.revisions), finished.outcome, f"{share:.2%}")
     await pool.close()
     console.print(table)

@@ -79,11 +79,17 @@ def scenario(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, show_dr
 
     async def run_all() -> list:
         results = []
+        # With --json stdout stays clean JSON; progress goes to stderr (a spinner when it is a terminal).
+        progress = Console(stderr=True)
         try:
-            for item in loaded:
+            for n, item in enumerate(loaded, start=1):
+                policy_name = item.spec.policy or project.settings.default_policy
                 if not as_json:
-                    view.heading(item.spec.name, f"{item.path.name} · policy {item.spec.policy or project.settings.default_policy}")
-                results.append(await run_scenario(item, project, pool, sinks=[] if as_json else [view], run_id=run_id))
+                    view.heading(item.spec.name, f"{item.path.name} · policy {policy_name}")
+                    results.append(await run_scenario(item, project, pool, sinks=[view], run_id=run_id))
+                    continue
+                with progress.status(f"scenario {n}/{len(loaded)}: {escape(item.spec.name)}"):
+                    results.append(await run_scenario(item, project, pool, run_id=run_id))
         finally:
             await pool.close()
         return results

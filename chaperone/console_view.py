@@ -61,23 +61,21 @@ class ConsoleView:
 
 
 def summary_table(results: list[Any]) -> Table:
-    agents: list[str] = []
-    for r in results:
-        agents.extend(a for a in r.usage_by_agent if a not in agents)
+    """One row per scenario; tokens per role (the agents filling a role may differ between scenarios)."""
+    roles = ("assistant", "reviewer")
     table = Table(title="Scenario results", show_lines=False)
-    table.add_column("scenario", overflow="ellipsis", no_wrap=True, max_width=44)
-    for col in ("turns", "revisions", "outcome", "expectation"):
-        table.add_column(col, justify="right" if col in ("turns", "revisions") else "left", no_wrap=True)
-    for a in agents:
-        table.add_column(f"tokens\n{a}", justify="right", no_wrap=True)
-    table.add_column("seconds", justify="right")
+    table.add_column("scenario", ratio=1)  # the only column that wraps; the figures keep their width
+    for col, right in (("turns", True), ("revisions", True), ("outcome", False), ("expectation", False),
+                       ("assistant tok", True), ("reviewer tok", True), ("seconds", True)):
+        table.add_column(col, justify="right" if right else "left", no_wrap=True, min_width=len(col))
     for r in results:
         met = "[green]met[/]" if r.met else "[red]FAILED[/]"
         outcome_colour = {"approved": "green", "withheld": "yellow", "mixed": "cyan"}.get(r.outcome, "red")
         row = [escape(r.name), str(len(r.turns)), str(r.revisions), f"[{outcome_colour}]{r.outcome}[/]", met]
-        for a in agents:
-            u = r.usage_by_agent.get(a, {})
-            row.append(f"{u.get('prompt_tokens', 0) + u.get('completion_tokens', 0):,}")
+        for role in roles:
+            total = sum(u.get("prompt_tokens", 0) + u.get("completion_tokens", 0)
+                        for agent, u in r.usage_by_agent.items() if r.roles.get(agent) == role)
+            row.append(f"{total:,}")
         row.append(f"{r.seconds:.1f}")
         table.add_row(*row)
     return table

@@ -110,6 +110,7 @@ class ScenarioResult:
     usage_by_agent: dict[str, dict[str, int]]
     seconds: float
     transcript: str
+    roles: dict[str, str] = field(default_factory=dict)  # agent name -> assistant / reviewer
 
     @property
     def met(self) -> bool:
@@ -168,4 +169,5 @@ async def run_scenario(loaded: LoadedScenario, project: Project, pool: ModelPool
         name=spec.name, path=str(loaded.path), policy=conv.policy.name, turns=checks,
         usage_by_agent={k: v.model_dump() for k, v in conv.totals.usage_by_agent.items()},
         seconds=conv.totals.seconds, transcript=str(conv.transcript_path),
+        roles={conv.chat.assistant.name: "assistant", conv.chat.reviewer.name: "reviewer"},
     )
