@@ -57,7 +57,7 @@ def scenario(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, show_dr
     """Run scenario files (files or folders; default: the project's scenarios/)."""
     from chaperone.console_view import ConsoleView, failure_lines, summary_table
     from chaperone.model_clients import ModelPool
-    from chaperone.scenario import find_scenario_files, load_scenario, run_scenario
+    from chaperone.scenario import find_scenario_files, load_scenario, models_used, run_scenario
 
     try:
         project = _project(ctx)
@@ -75,6 +75,12 @@ def scenario(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, show_dr
     view = ConsoleView(console, show_drafts=show_drafts)
     pool = ModelPool(project.models, project.root / "config/models.yaml",
                      project.resolve(project.settings.model_cache_dir) if project.settings.model_cache_dir else None)
+    try:
+        for item in loaded:
+            for model_name in sorted(models_used(item, project)):
+                pool.check_ready(model_name)
+    except ChaperoneError as exc:
+        _fail(str(exc))
     run_id = uuid.uuid4().hex[:12]
 
     async def run_all() -> list:

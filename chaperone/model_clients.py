@@ -77,6 +77,16 @@ class ModelPool:
             self._handles[name] = self._build(name, spec, max_tokens)
         return self._handles[name]
 
+    def check_ready(self, name: str) -> None:
+        """Fail fast, before any conversation starts, on what would fail later (an unset key variable)."""
+        spec = self.models.models.get(name)
+        if isinstance(spec, OpenAIModelSpec) and spec.api_key_env and not os.environ.get(spec.api_key_env):
+            raise ConfigError(
+                self.models_path,
+                f"environment variable {spec.api_key_env} is not set (it holds the API key for model '{name}')",
+                where=f"models.{name}.api_key_env",
+            )
+
     def _build(self, name: str, spec: Any, max_tokens: int) -> ModelHandle:
         if isinstance(spec, EmbeddedModelSpec):
             from chaperone.embedded_model import ensure_model

@@ -84,6 +84,16 @@ class TurnCheck:
         return not self.failures
 
 
+def models_used(loaded: LoadedScenario, project: Project) -> set[str]:
+    """The model names a scenario's conversation will call."""
+    s = project.settings.agents
+    used = set()
+    for role, default_agent in (("assistant", s.assistant), ("reviewer", s.reviewer)):
+        agent = getattr(loaded.spec.agents, role) or default_agent
+        used.add(getattr(loaded.spec.models, role) or project.agents[agent].model)
+    return used
+
+
 def check_turn(expect: TurnExpectation | None, finished: TurnFinished) -> list[str]:
     if expect is None:
         return []

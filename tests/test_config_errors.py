@@ -97,5 +97,10 @@ def test_unset_api_key_variable_is_a_clear_error(root, monkeypatch):
         data["model"] = "a"
         agent.write_text(yaml.safe_dump(data))
     scenario(root, "name: x\nturns:\n  - user: hi\n")
+    # A first scenario on scripted models would run fine: the check happens before anything runs.
+    (root / "scenarios" / "a_first.yaml").write_text(
+        "name: first\nmodels: {assistant: assistant-script, reviewer: reviewer-script}\nturns:\n  - user: hi\n")
     err = run_bad(root, str(root / "scenarios"))
-    assert "CHAPERONE_TEST_UNSET_KEY is not set" in err
+    assert "CHAPERONE_TEST_UNSET_KEY is not set" in err and "models.a.api_key_env" in err
+    transcripts = root.parent / "transcripts"
+    assert not transcripts.exists() or not any(transcripts.iterdir())
