@@ -93,15 +93,18 @@ class ModelPool:
             from chaperone.llama_client import EmbeddedChatCompletionClient
 
             path = ensure_model(self.cache_dir)
-            client = EmbeddedChatCompletionClient(
-                path,
-                n_ctx=spec.n_ctx,
-                n_threads=spec.n_threads or os.cpu_count(),
-                n_batch=spec.n_batch,
-                seed=spec.seed,
-                state_cache_mb=spec.state_cache_mb,
-                default_max_tokens=max_tokens,
-            )
+            try:
+                client = EmbeddedChatCompletionClient(
+                    path,
+                    n_ctx=spec.n_ctx,
+                    n_threads=spec.n_threads or os.cpu_count(),
+                    n_batch=spec.n_batch,
+                    seed=spec.seed,
+                    state_cache_mb=spec.state_cache_mb,
+                    default_max_tokens=max_tokens,
+                )
+            except (ValueError, OSError, RuntimeError) as exc:  # llama.cpp refuses the file or the settings
+                raise ChaperoneError(f"model '{name}': llama.cpp could not load {path}: {exc}") from None
             return ModelHandle(name, spec, client)
         if isinstance(spec, OpenAIModelSpec):
             return ModelHandle(name, spec, self._openai(name, spec), asyncio.Semaphore(spec.max_concurrency))
