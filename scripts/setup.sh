@@ -14,7 +14,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 
 stamp=.venv/.chaperone-installed
-want="$(cat requirements.txt requirements-dev.txt scripts/setup.sh | sha256sum | cut -c1-16)"
+want="$(cat requirements.txt requirements-dev.txt constraints.txt scripts/setup.sh | sha256sum | cut -c1-16)"
 if [ "$(cat "$stamp" 2>/dev/null || true)" = "$want" ]; then
   exit 0
 fi
