@@ -19,15 +19,25 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" = "$want" ]; then
   exit 0
 fi
 
-# llama-cpp-python compiles llama.cpp from source. A native build on CPUs with AMX (Sapphire Rapids and
-# later) crashes in the AMX matmul kernel on virtual machines that do not grant AMX state, so on x86-64
-# we build a portable AVX2 variant. The wheel is kept in our cache, keyed by variant, and built once.
+# llama-cpp-python compiles llama.cpp from source. A native build (-march=native) on CPUs with AMX
+# (Sapphire Rapids and later) crashes in the AMX matmul kernel on virtual machines that do not grant AMX
+# state, so on x86-64 we name the instruction sets ourselves from /proc/cpuinfo, AMX never among them.
+# AVX-512 reads prompts ~1.5x faster than AVX2 here. The wheel is cached per variant and built once.
 arch="$(uname -m)"
-if [ "$arch" = "x86_64" ]; then
+cpu_flags=" $(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | cut -d: -f2) "
+has() { [[ "$cpu_flags" == *" $1 "* ]]; }
+if [ "$arch" = "x86_64" ] && has avx2 && has fma && has f16c; then
   variant="x86_64-avx2"
   llama_cmake="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
+  if has avx512f && has avx512cd && has avx512vl && has avx512dq && has avx512bw; then
+    variant="x86_64-avx512"; llama_cmake+=" -DGGML_AVX512=ON"
+    if has avx512_vnni; then variant+="-vnni"; llama_cmake+=" -DGGML_AVX512_VNNI=ON"; fi
+    if has avx512vbmi; then variant+="-vbmi"; llama_cmake+=" -DGGML_AVX512_VBMI=ON"; fi
+    if has avx512_bf16; then variant+="-bf16"; llama_cmake+=" -DGGML_AVX512_BF16=ON"; fi
+  fi
+  if has avx_vnni; then variant+="-avxvnni"; llama_cmake+=" -DGGML_AVX_VNNI=ON"; fi
 else
-  variant="$arch-native"
+  variant="$arch-native"  # older x86 (no AMX either) or ARM: llama.cpp's own native build
   llama_cmake=""
 fi
 wheels="$CACHE/wheels/llama-cpp-python-$LLAMA_VERSION-$variant"
@@ -39,5 +49,8 @@ if ! ls "$wheels"/llama_cpp_python-"$LLAMA_VERSION"-*.whl >/dev/null 2>&1; then
 fi
 
 echo "setup: installing requirements into .venv"
+# The llama wheel first, forced: an existing .venv may hold the same version built for another variant.
+.venv/bin/pip install --quiet --disable-pip-version-check --force-reinstall --no-deps \
+  "$wheels"/llama_cpp_python-"$LLAMA_VERSION"-*.whl
 .venv/bin/pip install --quiet --disable-pip-version-check --find-links "$wheels" -r requirements-dev.txt
 echo "$want" > "$stamp"
