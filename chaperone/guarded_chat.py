@@ -151,8 +151,9 @@ class GuardedChat:
                 await consumer
             await self._emit(ErrorEvent(turn=turn, source="chaperone", message="turn cancelled before review finished"))
         except Exception as exc:  # a failed model call ends the turn, withheld, never a traceback to the user
-            message = GLOBAL_REDACTOR.text(f"{type(exc).__name__}: {exc}")
+            message = GLOBAL_REDACTOR.text(describe_error(exc))
             logger.warning("turn {} failed: {}", turn, message)
+            logger.opt(exception=exc).debug("turn {} failure details", turn)  # the log file only
             outcome, reason = "error", f"review could not finish: {message}"
             await self._emit(ErrorEvent(turn=turn, source="chaperone", message=message))
         drafts, last_draft, approved_sha = state.drafts, state.last_draft, state.approved_sha
@@ -174,6 +175,16 @@ class GuardedChat:
         if outcome == "cancelled":
             raise asyncio.CancelledError("turn cancelled")
         return finished
+
+
+def describe_error(exc: BaseException, limit: int = 300) -> str:
+    """One line for people and transcripts. AutoGen re-raises an agent's failure as a RuntimeError
+    whose text carries the whole remote traceback: keep its first line only."""
+    text = str(exc).split("\nTraceback:", 1)[0].strip() or type(exc).__name__
+    first = text.splitlines()[0] if text else ""
+    if not isinstance(exc, RuntimeError) or ":" not in first:
+        first = f"{type(exc).__name__}: {first}"
+    return first if len(first) <= limit else first[: limit - 1] + "…"
 
 
 @dataclass

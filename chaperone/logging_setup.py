@@ -22,7 +22,9 @@ class _InterceptHandler(logging.Handler):
             level: str | int = logger.level(record.levelname).name
         except ValueError:
             level = record.levelno
-        logger.opt(depth=6, exception=record.exc_info).log(level, "[{}] {}", record.name, record.getMessage())
+        logger.bind(stdlib=True).opt(depth=6, exception=record.exc_info).log(
+            level, "[{}] {}", record.name, record.getMessage()
+        )
 
 
 def _redact(record: dict) -> bool:
@@ -30,14 +32,30 @@ def _redact(record: dict) -> bool:
     return True
 
 
+def _terminal_filter(verbose: bool):
+    def keep(record: dict) -> bool:
+        # Libraries' own error reports (AutoGen's runtime logs every failed agent call with its traceback)
+        # belong in the log file; the person at the terminal gets Chaperone's one-line account.
+        if record["extra"].get("stdlib") and not verbose:
+            return False
+        if not verbose:
+            record["exception"] = None
+        return _redact(record)
+
+    return keep
+
+
 def configure(log_file: Path | None, verbose: bool = False) -> None:
     logger.remove()
-    logger.add(sys.stderr, level="DEBUG" if verbose else "WARNING", filter=_redact,
-               format="<dim>{time:HH:mm:ss}</dim> <level>{level: <7}</level> {message}")
+    # diagnose=False everywhere: loguru's variable dumps could print request headers, i.e. keys.
+    logger.add(sys.stderr, level="DEBUG" if verbose else "WARNING", filter=_terminal_filter(verbose),
+               format="<dim>{time:HH:mm:ss}</dim> <level>{level: <7}</level> {message}",
+               backtrace=False, diagnose=False)
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         logger.add(log_file, level="DEBUG", filter=_redact, rotation="10 MB", retention=5, enqueue=False,
-                   format="{time:YYYY-MM-DD HH:mm:ss.SSS} {level: <7} {name}:{line} {message}")
+                   format="{time:YYYY-MM-DD HH:mm:ss.SSS} {level: <7} {name}:{line} {message}",
+                   backtrace=False, diagnose=False)
     logging.basicConfig(handlers=[_InterceptHandler()], level=logging.INFO, force=True)
     # AutoGen's runtime logs every message it routes, whole prompts included: only with --verbose.
     for name in ("autogen_core", "autogen_core.events", "autogen_agentchat", "autogen_agentchat.events"):

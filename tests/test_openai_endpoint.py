@@ -57,3 +57,26 @@ def test_scenario_on_an_openai_compatible_endpoint(project_factory, tmp_path):
     logs = (tmp_path / "logs" / "app.log").read_text()
     for text in (transcript.read_text(), logs, proc.stdout, proc.stderr):
         assert SECRET not in text
+
+
+def test_unreachable_endpoint_ends_the_turn_withheld_with_one_clear_line(project_factory):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    models = {"dead": {"kind": "openai", "base_url": f"http://127.0.0.1:{port}/v1", "model": "x",
+                       "max_retries": 0, "timeout": 5}}
+    root = project_factory(models, assistant_model="dead", reviewer_model="dead")
+    (root / "scenarios" / "s.yaml").write_text(yaml.safe_dump({"name": "dead", "turns": [
+        {"user": "hi", "expect": {"outcome": "approved"}}]}))
+    proc = run_cli("--project", str(root), "scenario", str(root / "scenarios"))
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert "APIConnectionError" in proc.stdout and "withheld" in proc.stdout
+    transcript = next((root.parent / "transcripts").glob("*.jsonl"))
+    records = list(read_records(transcript))
+    error = next(r for r in records if r["type"] == "error")
+    assert "\n" not in error["message"] and "APIConnectionError" in error["message"]
+    assert records[-1]["type"] == "closing" and records[-1]["outcome"] == "error"
+    assert not [r for r in records if r["type"] == "delivered"]
