@@ -1,7 +1,16 @@
 #!/usr/bin/env python3
 """Chaperone's entry point: `python run.py --help`."""
 
-from chaperone.cli import main
+import sys
+
+try:
+    from chaperone.cli import main
+except ModuleNotFoundError as exc:  # run with a Python that lacks the project's dependencies
+    sys.stderr.write(
+        f"error: {exc.name} is not installed for {sys.executable}.\n"
+        "Set up with `make setup` (or `bash scripts/setup.sh`), then run `.venv/bin/python run.py ...`.\n"
+    )
+    sys.exit(2)
 
 if __name__ == "__main__":
     main()
