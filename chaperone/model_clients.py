@@ -119,13 +119,8 @@ class ModelPool:
 
         api_key = "not-needed"  # local servers (Ollama, llama.cpp, vLLM) accept any key
         if spec.api_key_env:
-            api_key = os.environ.get(spec.api_key_env, "")
-            if not api_key:
-                raise ConfigError(
-                    self.models_path,
-                    f"environment variable {spec.api_key_env} is not set (it holds the API key for model '{name}')",
-                    where=f"models.{name}.api_key_env",
-                )
+            self.check_ready(name)
+            api_key = os.environ[spec.api_key_env]
             GLOBAL_REDACTOR.add(api_key)
         info = ModelInfo(**spec.model_info.model_dump())
         kwargs: dict[str, Any] = dict(

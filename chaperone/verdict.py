@@ -65,12 +65,8 @@ def parse_critique(raw: str, known_categories: list[str]) -> tuple[list[str], st
         except json.JSONDecodeError:
             continue
         if isinstance(obj, dict):
-            cats = obj.get("categories") or []
-            cats = [cats] if isinstance(cats, str) else cats
-            known = set(known_categories)
-            cats = [c if c in known else "other" for c in (str(x).strip() for x in cats if isinstance(x, (str, int))) if c]
             critique = obj.get("critique", "")
-            return list(dict.fromkeys(cats)), critique.strip() if isinstance(critique, str) else ""
+            return _categories(obj.get("categories"), known_categories), critique.strip() if isinstance(critique, str) else ""
     return [], (raw or "").strip()[:400]
 
 
@@ -110,6 +106,16 @@ def _normalise_decision(value: Any) -> Decision | None:
     if word in _REVISE_WORDS:
         return "revise"
     return None
+
+
+def _categories(value: Any, known_categories: list[str] | None) -> list[str]:
+    """A model's category list, cleaned: ids outside the policy become "other", duplicates go."""
+    items = [value] if isinstance(value, str) else (value or [])
+    cats = [str(c).strip() for c in items if isinstance(c, (str, int)) and str(c).strip()]
+    if known_categories is not None:
+        known = set(known_categories)
+        cats = [c if c in known else "other" for c in cats]
+    return list(dict.fromkeys(cats))
 
 
 def _decision_field(obj: dict) -> Any:
@@ -152,13 +158,7 @@ def parse_verdict(raw: str, known_categories: list[str] | None = None) -> Verdic
     decision = _normalise_decision(_decision_field(obj))
     if decision is None:
         return unreadable(raw, f"unknown decision {_decision_field(obj)!r}")
-    cats = obj.get("categories") or []
-    if isinstance(cats, str):
-        cats = [cats]
-    cats = [str(c).strip() for c in cats if isinstance(c, (str, int)) and str(c).strip()]
-    if known_categories is not None:
-        known = set(known_categories)
-        cats = [c if c in known else "other" for c in cats]
     critique = obj.get("critique", "")
     critique = critique if isinstance(critique, str) else json.dumps(critique)
-    return Verdict(decision=decision, categories=list(dict.fromkeys(cats)), critique=critique.strip())
+    return Verdict(decision=decision, categories=_categories(obj.get("categories"), known_categories),
+                   critique=critique.strip())
