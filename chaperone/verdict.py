@@ -110,7 +110,7 @@ def _normalise_decision(value: Any) -> Decision | None:
 
 def _categories(value: Any, known_categories: list[str] | None) -> list[str]:
     """A model's category list, cleaned: ids outside the policy become "other", duplicates go."""
-    items = [value] if isinstance(value, str) else (value or [])
+    items = [value] if isinstance(value, str) else value if isinstance(value, list) else []
     cats = [str(c).strip() for c in items if isinstance(c, (str, int)) and str(c).strip()]
     if known_categories is not None:
         known = set(known_categories)

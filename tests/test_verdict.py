@@ -61,3 +61,10 @@ def test_critique_parsing_maps_unknown_categories():
 def test_ok_to_send_spelling(raw, expected):
     v = parse_verdict(raw, CATS)
     assert v.readable and v.decision == expected
+
+
+@pytest.mark.parametrize("cats", ["5", "null", '{"a": 1}', "true"])
+def test_odd_category_values_do_not_break_the_parser(cats):
+    v = parse_verdict(f'{{"decision": "revise", "categories": {cats}}}', CATS)
+    assert v.readable and v.decision == "revise" and v.categories in ([], ["other"])
+    assert parse_critique(f'{{"critique": "x", "categories": {cats}}}', CATS)[1] == "x"
