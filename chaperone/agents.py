@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 from autogen_agentchat.agents import BaseChatAgent
 from autogen_agentchat.base import Response
@@ -42,19 +42,43 @@ class ConversationMemory:
         self.exchanges.append((user, delivered))
 
 
+PieceHook = Callable[[str], None]
+ActivityHook = Callable[[str, int, int, str], None]  # (stage, round, tokens so far, newest piece)
+
+
 async def call_model(model: ModelHandle, messages: list[LLMMessage], args: dict,
-                     tokens: list[CancellationToken | None]) -> CreateResult:
-    """One model call that any of the given tokens can cancel, even with a client that ignores tokens."""
+                     tokens: list[CancellationToken | None], on_piece: PieceHook | None = None) -> CreateResult:
+    """One model call that any of the given tokens can cancel, even with a client that ignores tokens.
+
+    With on_piece, the call streams and hands over each piece of text as it arrives (live views only:
+    the pieces are unreviewed); the result is the same CreateResult either way.
+    """
     combined = CancellationToken()
     for token in tokens:
         if token is not None:
             token.add_callback(combined.cancel)
     async with model.slot():
-        future = asyncio.ensure_future(
-            model.client.create(messages, extra_create_args=args, cancellation_token=combined)
-        )
+        if on_piece is None:
+            call = model.client.create(messages, extra_create_args=args, cancellation_token=combined)
+        else:
+            call = _streamed(model, messages, args, combined, on_piece)
+        future = asyncio.ensure_future(call)
         combined.link_future(future)
         return await future
+
+
+async def _streamed(model: ModelHandle, messages: list[LLMMessage], args: dict, token: CancellationToken,
+                    on_piece: PieceHook) -> CreateResult:
+    result: CreateResult | None = None
+    async for item in model.client.create_stream(messages, extra_create_args={**args, **model.stream_args()},
+                                                 cancellation_token=token):
+        if isinstance(item, CreateResult):
+            result = item
+        elif item:
+            on_piece(item)
+    if result is None:
+        raise RuntimeError(f"model {model.label} ended its stream without a result")
+    return result
 
 
 def _text_of(content: object) -> str:
@@ -71,6 +95,7 @@ class DraftingAgent(BaseChatAgent):
         self._user_name, self._reviewer_name = user_name, reviewer_name
         self._memory_turns = memory_turns
         self.turn_token: CancellationToken | None = None  # set by the guarded chat: cancels this turn's calls
+        self.on_activity: ActivityHook | None = None  # set by the guarded chat when a live view watches
         self._reset_turn()
 
     def _reset_turn(self) -> None:
@@ -107,8 +132,17 @@ class DraftingAgent(BaseChatAgent):
         if self._request is None:
             raise RuntimeError(f"{self.name} was asked to draft before any user turn")
         started = time.perf_counter()
+        on_piece = None
+        if self.on_activity is not None:
+            hook, drafting, pieces = self.on_activity, self._round + 1, [0]
+            hook("drafting", drafting, 0, "")
+
+            def on_piece(piece: str) -> None:
+                pieces[0] += 1
+                hook("drafting", drafting, pieces[0], piece)
+
         result = await call_model(self.model, self.prompt(), self.model.generation_args(self.spec.generation),
-                                  [cancellation_token, self.turn_token])
+                                  [cancellation_token, self.turn_token], on_piece)
         text = _text_of(result.content).strip()
         self._round += 1
         self._last_draft = text
@@ -145,6 +179,7 @@ class ReviewingAgent(BaseChatAgent):
         self._user_name, self._assistant_name = user_name, assistant_name
         self.policy = policy
         self.turn_token: CancellationToken | None = None
+        self.on_activity: ActivityHook | None = None
         self._reset_turn()
 
     @property
@@ -185,6 +220,8 @@ class ReviewingAgent(BaseChatAgent):
         if self._draft is None:
             raise RuntimeError(f"{self.name} was asked to review before any draft")
         started = time.perf_counter()
+        if self.on_activity is not None:
+            self.on_activity("reviewing", self._round, 0, "")
         self._body = review_prompt.review_message(
             self._request or "", self._draft, self.memory.exchanges, self.context, self._round
         )
@@ -193,6 +230,8 @@ class ReviewingAgent(BaseChatAgent):
         verdict = parse_verdict(raw, list(self._policy.categories))
         prompt_tokens, completion_tokens = _tokens(first)
         if verdict.readable and verdict.decision == "revise" and not verdict.critique:
+            if self.on_activity is not None:
+                self.on_activity("critiquing", self._round, 0, "")
             second = await self._call(
                 [SystemMessage(content=self._critique_system),
                  UserMessage(content=self._body + review_prompt.CRITIQUE_QUESTION, source="review")],

@@ -81,9 +81,20 @@ class TurnFinished(_Event):
     seconds: float
 
 
+class Activity(BaseModel):
+    """Live progress inside a turn, for interactive views. Not an audit record: never written to transcripts."""
+
+    turn: int
+    stage: Literal["drafting", "reviewing", "critiquing"]
+    round: int  # the draft being written or judged: 1 for the first draft
+    tokens: int = 0  # draft tokens streamed so far (streaming backends)
+    piece: str = ""  # the newest piece of draft text (unreviewed: only for views that show the debate)
+
+
 Event = Annotated[
     Union[UserTurn, Draft, VerdictEvent, Delivered, Withheld, ErrorEvent, TurnFinished],
     Field(discriminator="kind"),
 ]
 
 Sink = Callable[[BaseModel], Union[None, Awaitable[None]]]
+Watcher = Callable[[Activity], None]

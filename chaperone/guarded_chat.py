@@ -28,6 +28,7 @@ from pydantic import BaseModel
 
 from chaperone.agents import ConversationMemory, DraftingAgent, ReviewingAgent, VerdictMessage, text_sha
 from chaperone.events import (
+    Activity,
     Delivered,
     Draft,
     ErrorEvent,
@@ -36,6 +37,7 @@ from chaperone.events import (
     Usage,
     UserTurn,
     VerdictEvent,
+    Watcher,
     Withheld,
 )
 from chaperone.redaction import GLOBAL as GLOBAL_REDACTOR
@@ -73,20 +75,25 @@ def _never_asked(prompt: str) -> str:
 
 class GuardedChat:
     def __init__(self, assistant: DraftingAgent, reviewer: ReviewingAgent, memory: ConversationMemory, *,
-                 user_name: str, max_revisions: int, fallback: str, sinks: list[Sink] | None = None):
+                 user_name: str, max_revisions: int, fallback: str, sinks: list[Sink] | None = None,
+                 watchers: list[Watcher] | None = None):
         self.assistant, self.reviewer, self.memory = assistant, reviewer, memory
         self.user_name, self.max_revisions, self.fallback = user_name, max_revisions, fallback
         self.sinks: list[Sink] = list(sinks or [])
+        self.watchers: list[Watcher] = list(watchers or [])  # live progress (interactive views), not audited
         self.turns = 0
         self.user_proxy = UserProxyAgent(user_name, input_func=_never_asked)
+        self.team = self._new_team()
+
+    def _new_team(self) -> SelectorGroupChat:
         # Backstop bound on messages per turn in case the selector logic is ever wrong.
-        bound = MaxMessageTermination(2 * (max_revisions + 1) + 2)
-        self.team = SelectorGroupChat(
-            [self.user_proxy, assistant, reviewer],
+        bound = MaxMessageTermination(2 * (self.max_revisions + 1) + 2)
+        return SelectorGroupChat(
+            [self.user_proxy, self.assistant, self.reviewer],
             # Never called: the selector function always names a speaker.
             model_client=ReplayChatCompletionClient(["<unused>"]),
             selector_func=self._next_speaker,
-            termination_condition=FinalVerdict(reviewer.name, max_revisions) | bound,
+            termination_condition=FinalVerdict(self.reviewer.name, self.max_revisions) | bound,
             custom_message_types=[VerdictMessage],
             allow_repeated_speaker=False,
         )
@@ -96,6 +103,16 @@ class GuardedChat:
         if last.source == self.assistant.name:
             return self.reviewer.name
         return self.assistant.name  # after the user's turn, or after a verdict that asks for a revision
+
+    def _watch(self, turn: int) -> None:
+        """Route the agents' live progress of this turn to the watchers (streaming drafts only if watched)."""
+        def notify(stage: str, round_: int, tokens: int, piece: str) -> None:
+            activity = Activity(turn=turn, stage=stage, round=round_, tokens=tokens, piece=piece)
+            for watcher in self.watchers:
+                watcher(activity)
+
+        hook = notify if self.watchers else None
+        self.assistant.on_activity = self.reviewer.on_activity = hook
 
     async def _emit(self, event: BaseModel) -> None:
         for sink in self.sinks:
@@ -140,6 +157,7 @@ class GuardedChat:
         await self.team.reset()
         token = cancellation_token or CancellationToken()
         self.assistant.turn_token = self.reviewer.turn_token = token
+        self._watch(turn)
         consumer = asyncio.ensure_future(self._consume(turn, text, token, state))
         try:
             # Shielded: on cancellation we first cancel the agents' model calls, then wait for the team to stop.
@@ -168,7 +186,11 @@ class GuardedChat:
             if outcome == "withheld" and drafts == 0:
                 reason = "no draft was produced"
             await self._emit(Withheld(turn=turn, content=self.fallback, revisions=revisions, reason=reason))
-            self.memory.add(text, self.fallback)
+            if outcome != "cancelled":  # a cancelled turn is not part of the conversation the assistant remembers
+                self.memory.add(text, self.fallback)
+        if outcome in ("cancelled", "error"):
+            # A team stopped mid-turn keeps half a turn of state in its runtime: the next turn gets a fresh one.
+            self.team = self._new_team()
         finished = TurnFinished(turn=turn, outcome=outcome, revisions=revisions, categories=categories,
                                 usage_by_agent=usage, seconds=round(time.perf_counter() - started, 3))
         await self._emit(finished)

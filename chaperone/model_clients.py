@@ -48,6 +48,12 @@ class ModelHandle:
             args["repeat_penalty"] = gen.repeat_penalty  # llama.cpp only; OpenAI's API has no such field
         return args
 
+    def stream_args(self) -> dict[str, Any]:
+        """Extra arguments for a streamed call: OpenAI endpoints report token usage only when asked."""
+        if isinstance(self.spec, OpenAIModelSpec):
+            return {"stream_options": {"include_usage": True}}
+        return {}
+
     def structured_output_args(self, schema: dict[str, Any], name: str) -> dict[str, Any]:
         """How to ask this backend for JSON matching schema (empty when it cannot: parse defensively)."""
         info = self.client.model_info

@@ -14,10 +14,11 @@ from typing import Any
 
 from chaperone import __version__
 from chaperone.agents import ConversationMemory, DraftingAgent, ReviewingAgent
-from chaperone.events import Delivered, Draft, Sink, TurnFinished, Usage, VerdictEvent, Withheld
+from chaperone.events import Delivered, Draft, Sink, TurnFinished, Usage, VerdictEvent, Watcher, Withheld
 from chaperone.guarded_chat import GuardedChat
 from chaperone.model_clients import ModelPool
 from chaperone.project import Project
+from chaperone.schema import PolicySpec
 from chaperone.redaction import GLOBAL as GLOBAL_REDACTOR
 from chaperone.transcript import TranscriptWriter
 
@@ -46,6 +47,7 @@ class Totals:
     cancelled: int = 0
     seconds: float = 0.0
     usage_by_agent: dict[str, Usage] = field(default_factory=dict)
+    last_outcome: str | None = None
 
     def __call__(self, event: Any) -> None:
         if isinstance(event, (Draft, VerdictEvent)):
@@ -56,6 +58,7 @@ class Totals:
             self.turns += 1
             self.revisions += event.revisions
             self.seconds += event.seconds
+            self.last_outcome = event.outcome
             if event.outcome == "approved":
                 self.approved += 1
             elif event.outcome == "withheld":
@@ -74,7 +77,8 @@ class Totals:
 
     @property
     def outcome(self) -> str:
-        if self.cancelled:
+        # Interrupted when it ended inside a turn; a chat turn cancelled earlier with Ctrl-C does not count.
+        if self.last_outcome == "cancelled":
             return "interrupted"
         if self.errors:
             return "error"
@@ -102,7 +106,9 @@ class Conversation:
     """A guarded chat plus its transcript and totals."""
 
     def __init__(self, project: Project, pool: ModelPool, choice: SessionChoice, *, kind: str,
-                 sinks: list[Sink] | None = None, run_id: str | None = None, extra_header: dict | None = None):
+                 sinks: list[Sink] | None = None, run_id: str | None = None, extra_header: dict | None = None,
+                 watchers: list[Watcher] | None = None):
+        self.project = project
         s = project.settings
         policy = project.policy(choice.policy or s.default_policy)
         a_spec = project.agent(choice.assistant or s.agents.assistant, role="assistant")
@@ -139,8 +145,19 @@ class Conversation:
         fallback = policy.fallback or s.fallback_message
         self.chat = GuardedChat(assistant, reviewer, memory, user_name=u_spec.name,
                                 max_revisions=self.max_revisions, fallback=fallback,
-                                sinks=[self.transcript, self.totals, *(sinks or [])])
+                                sinks=[self.transcript, self.totals, *(sinks or [])], watchers=watchers)
         self.policy = policy
+
+    def switch_policy(self, name: str) -> PolicySpec:
+        """Review the next turns under another policy; the transcript records the switch."""
+        policy = self.project.policy(name)
+        previous = self.policy.name
+        self.chat.reviewer.policy = policy
+        self.chat.fallback = policy.fallback or self.project.settings.fallback_message
+        self.policy = policy
+        self.transcript.append("policy_changed", {"turn": self.chat.turns + 1, "policy": policy.name,
+                                                  "previous": previous})
+        return policy
 
     async def send(self, text: str, cancellation_token=None) -> TurnFinished:
         return await self.chat.send(text, cancellation_token)

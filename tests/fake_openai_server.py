@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
@@ -11,8 +12,13 @@ Responder = Callable[[dict], str]
 
 
 class FakeOpenAI:
-    def __init__(self, responder: Responder):
+    """`responder(body)` gives the reply text. A streamed request (stream: true) gets it word by word as
+    server-sent events, `chunk_delay` seconds apart (a slow model, for progress and cancellation tests)."""
+
+    def __init__(self, responder: Responder, chunk_delay: float = 0.0):
         self.responder = responder
+        self.chunk_delay = chunk_delay
+        self.disconnects = 0  # streams the client walked away from
         self.requests: list[dict] = []
         self.auth_headers: list[str] = []
         outer = self
@@ -30,6 +36,9 @@ class FakeOpenAI:
                     self.send_error(404)
                     return
                 content = outer.responder(body)
+                if body.get("stream"):
+                    self._stream(body, content)
+                    return
                 payload = json.dumps({
                     "id": f"chatcmpl-{len(outer.requests)}", "object": "chat.completion", "created": 0,
                     "model": body.get("model", "fake"),
@@ -42,6 +51,31 @@ class FakeOpenAI:
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
+
+            def _stream(self, body: dict, content: str) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                base = {"id": f"chatcmpl-{len(outer.requests)}", "object": "chat.completion.chunk", "created": 0,
+                        "model": body.get("model", "fake")}
+                words = content.split(" ")
+                events = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}]
+                events += [{**base, "choices": [{"index": 0, "delta": {"content": w + (" " if i < len(words) - 1 else "")}}]}
+                           for i, w in enumerate(words)]
+                events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+                if (body.get("stream_options") or {}).get("include_usage"):
+                    events.append({**base, "choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": len(words),
+                                                                     "total_tokens": 11 + len(words)}})
+                try:
+                    for event in events:
+                        self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+                        self.wfile.flush()
+                        if outer.chunk_delay:
+                            time.sleep(outer.chunk_delay)
+                    self.wfile.write(b"data: [DONE]\n\n")
+                    self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    outer.disconnects += 1
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

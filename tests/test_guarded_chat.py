@@ -197,3 +197,87 @@ async def test_cancelling_a_turn_records_it_and_propagates(project_factory):
     records = list(read_records(conv.transcript_path))
     assert records[-1]["type"] == "closing" and records[-1]["outcome"] == "interrupted"
     assert verify(conv.transcript_path).complete
+
+
+async def test_watchers_see_the_draft_stream_and_each_review_stage(project_factory):
+    from chaperone.events import Activity
+
+    root = project_factory({
+        "assistant-script": replay("You idiot, kill it.", "Run `kill <PID>` and wait a moment."),
+        "reviewer-script": replay('{"ok_to_send": "no"}', '{"critique": "No insults.", "categories": ["harassment"]}',
+                                  '{"ok_to_send": "yes"}'),
+    })
+    project = load_project(root)
+    pool = ModelPool(project.models, root / "config/models.yaml")
+    seen: list[Activity] = []
+    conv = Conversation(project, pool, SessionChoice(), kind="test", watchers=[seen.append])
+    finished = await conv.send("How do I kill a process?")
+    conv.close()
+    assert finished.outcome == "approved" and finished.revisions == 1
+    stages = []
+    for a in seen:
+        if not stages or stages[-1] != (a.stage, a.round):
+            stages.append((a.stage, a.round))
+    assert stages == [("drafting", 1), ("reviewing", 1), ("critiquing", 1), ("drafting", 2), ("reviewing", 2)]
+    # The streamed pieces add up to the drafts, token by token.
+    second = [a for a in seen if a.stage == "drafting" and a.round == 2 and a.piece]
+    assert "".join(a.piece for a in second) == "Run `kill <PID>` and wait a moment."
+    assert [a.tokens for a in second] == list(range(1, len(second) + 1))
+    # Live progress is not audit material: the transcript holds no piece of it.
+    types = {r["type"] for r in read_records(conv.transcript_path)}
+    assert types == {"header", "user_turn", "draft", "verdict", "delivered", "turn_finished", "closing"}
+
+
+async def test_after_a_cancelled_turn_the_next_one_runs_normally_and_forgets_it(project_factory):
+    import asyncio
+
+    from tests.fake_openai_server import FakeOpenAI
+
+    def responder(body):
+        if "response_format" in body:
+            return '{"ok_to_send": "yes"}'
+        return " ".join(["slow"] * 300) if "slow" in body["messages"][-1]["content"] else "Quick answer."
+
+    with FakeOpenAI(responder, chunk_delay=0.02) as server:
+        models = {"remote": {"kind": "openai", "base_url": server.base_url, "model": "m", "max_retries": 0,
+                             "model_info": {"json_output": True, "structured_output": True}}}
+        root = project_factory(models, assistant_model="remote", reviewer_model="remote")
+        project = load_project(root)
+        pool = ModelPool(project.models, root / "config/models.yaml")
+        seen, events = [], []
+        conv = Conversation(project, pool, SessionChoice(), kind="test", sinks=[events.append], watchers=[seen.append])
+        task = asyncio.ensure_future(conv.send("something slow"))
+        while sum(1 for a in seen if a.piece) < 5:
+            await asyncio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        finished = await asyncio.wait_for(conv.send("something quick"), 30)
+        conv.close()
+        await pool.close()
+    assert finished.outcome == "approved"
+    assert [e.content for e in of(events, Delivered)] == ["Quick answer."]
+    drafts = [b for b in server.requests if "response_format" not in b]
+    assert all("slow" not in m["content"] for m in drafts[-1]["messages"])  # the cancelled turn is forgotten
+    records = list(read_records(conv.transcript_path))
+    assert [r["outcome"] for r in records if r["type"] == "turn_finished"] == ["cancelled", "approved"]
+    assert records[-1]["outcome"] == "approved"  # the conversation itself ended normally
+
+
+async def test_switching_policy_changes_the_rubric_and_fallback_from_the_next_turn(project_factory):
+    root = project_factory({"assistant-script": replay("one", "two"),
+                            "reviewer-script": replay(APPROVE, APPROVE)})
+    conv, events = conversation(root)
+    await conv.send("first")
+    conv.switch_policy("lab")
+    await conv.send("second")
+    conv.close()
+    calls = conv.chat.reviewer.model.client.create_calls
+    assert "Supervised laboratory" not in calls[0]["messages"][0].content
+    assert "trained laboratory staff" in calls[1]["messages"][0].content
+    records = list(read_records(conv.transcript_path))
+    switch = next(r for r in records if r["type"] == "policy_changed")
+    assert (switch["turn"], switch["previous"], switch["policy"]) == (2, "public", "lab")
+    assert verify(conv.transcript_path).complete
+    with pytest.raises(Exception, match="no policy named 'nope'"):
+        conv.switch_policy("nope")
