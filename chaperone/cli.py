@@ -46,6 +46,13 @@ def main(ctx: click.Context, project_root: Path, verbose: bool) -> None:
     ctx.obj.update(project_root=project_root, verbose=verbose)
 
 
+def _pool(project: Project):
+    from chaperone.model_clients import ModelPool
+
+    cache = project.resolve(project.settings.model_cache_dir) if project.settings.model_cache_dir else None
+    return ModelPool(project.models, project.root / "config/models.yaml", cache)
+
+
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON instead of the coloured view.")
@@ -56,7 +63,6 @@ def main(ctx: click.Context, project_root: Path, verbose: bool) -> None:
 def scenario(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, show_drafts: bool, policy: str | None) -> None:
     """Run scenario files (files or folders; default: the project's scenarios/)."""
     from chaperone.console_view import ConsoleView, failure_lines, summary_table
-    from chaperone.model_clients import ModelPool
     from chaperone.scenario import find_scenario_files, load_scenario, models_used, run_scenario
 
     try:
@@ -73,8 +79,7 @@ def scenario(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, show_dr
     # Piped output (CI logs, files) gets 120 columns instead of rich's 80 so the table stays readable.
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
     view = ConsoleView(console, show_drafts=show_drafts)
-    pool = ModelPool(project.models, project.root / "config/models.yaml",
-                     project.resolve(project.settings.model_cache_dir) if project.settings.model_cache_dir else None)
+    pool = _pool(project)
     try:
         for item in loaded:
             for model_name in sorted(models_used(item, project)):
@@ -117,6 +122,57 @@ def scenario(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, show_dr
             console.print(f"[red]✗[/] {escape(line)}", soft_wrap=True)
         console.print(f"transcripts: {project.transcripts_dir}  (run {run_id})", style="dim")
     sys.exit(EXIT_OK if all_met else EXIT_EXPECTATION_FAILED)
+
+
+@main.command()
+@click.option("--policy", default=None, help="Reviewer policy (default: settings.default_policy). /policy switches it.")
+@click.option("--assistant", default=None, help="Assistant agent from agents/ (default: settings.agents.assistant).")
+@click.option("--reviewer", default=None, help="Reviewer agent from agents/ (default: settings.agents.reviewer).")
+@click.option("--assistant-model", default=None, help="Model from config/models.yaml for the assistant.")
+@click.option("--reviewer-model", default=None, help="Model from config/models.yaml for the reviewer.")
+@click.option("--max-revisions", type=click.IntRange(0, 20), default=None, help="Redrafts before the fallback.")
+@click.option("--debate/--no-debate", default=False, show_default=True,
+              help="Show the drafts, verdicts and critiques (/debate on|off switches it).")
+@click.pass_context
+def chat(ctx: click.Context, policy: str | None, assistant: str | None, reviewer: str | None,
+         assistant_model: str | None, reviewer_model: str | None, max_revisions: int | None, debate: bool) -> None:
+    """Talk to the guarded assistant in the terminal (the embedded model by default)."""
+    from chaperone.chat import ChatSession, piped_input, terminal_input
+    from chaperone.chat_view import ChatView, TurnStatus
+    from chaperone.session import Conversation, SessionChoice
+
+    console = Console(highlight=False)
+    try:
+        project = _project(ctx)
+        choice = SessionChoice(policy=policy, assistant=assistant, reviewer=reviewer, assistant_model=assistant_model,
+                               reviewer_model=reviewer_model, max_revisions=max_revisions)
+        if policy is not None:
+            project.policy(policy, origin="--policy")
+        pool = _pool(project)
+        view, status = ChatView(console, show_drafts=debate), TurnStatus(console)
+        for name, role, model in ((assistant, "assistant", assistant_model), (reviewer, "reviewer", reviewer_model)):
+            spec = project.agent(name or getattr(project.settings.agents, role), role=role, origin=f"--{role}")
+            project.check_model(model or spec.model, f"--{role}-model" if model else project.agent_files.get(spec.name, project.root / "agents"),
+                                "model")
+            pool.check_ready(model or spec.model)
+        with console.status("loading models…"):
+            conv = Conversation(project, pool, choice, kind="chat", sinks=[view], watchers=[status])
+    except ChaperoneError as exc:
+        _fail(str(exc))
+    a, r = conv.chat.assistant, conv.chat.reviewer
+    banner = (f"[bold]Chaperone chat[/] · assistant {escape(a.name)} ({escape(a.model.label)}) · "
+              f"reviewer {escape(r.name)} ({escape(r.model.label)}) · policy [bold]{escape(conv.policy.name)}[/]\n"
+              "[dim]Enter sends · Esc then Enter for a new line · /help lists commands · Ctrl-C cancels a turn · "
+              f"Ctrl-D or /quit ends[/]\n[dim]transcript: {escape(str(conv.transcript_path))}[/]")
+    read = terminal_input() if sys.stdin.isatty() and sys.stdout.isatty() else piped_input()
+
+    async def run() -> None:
+        try:
+            await ChatSession(conv, console, view, status, read, banner).run()
+        finally:
+            await pool.close()
+
+    asyncio.run(run())
 
 
 if __name__ == "__main__":
