@@ -13,7 +13,7 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
-from chaperone.console_view import ConsoleView
+from chaperone.console_view import ConsoleView, untrusted
 from chaperone.events import Activity, Delivered, TurnFinished, UserTurn, Withheld
 
 PREVIEW_LINES = 12  # the tail of a draft being written, shown in debate mode
@@ -40,7 +40,7 @@ class ChatView(ConsoleView):
             self.history[-1]["answer"] = event.content
         if isinstance(event, Delivered):
             note = "approved" + (f" after {event.revisions} revision{'s' * (event.revisions > 1)}" if event.revisions else "")
-            self.console.print(Panel(Text(event.content), border_style="green", title_align="left",
+            self.console.print(Panel(untrusted(event.content), border_style="green", title_align="left",
                                      title=f"[bold green]assistant[/] [dim]· {note}[/]"))
             return
         if isinstance(event, TurnFinished) and self.history:
@@ -54,9 +54,9 @@ class ChatView(ConsoleView):
         colours = {"approved": "green", "withheld": "yellow", "cancelled": "dim"}
         for row in self.history:
             outcome = row["outcome"] + (f" [{', '.join(row['categories'])}]" if row["categories"] else "")
-            table.add_row(str(row["turn"]), Text(_clip(row["user"])),
+            table.add_row(str(row["turn"]), untrusted(_clip(row["user"])),
                           Text(outcome, style=colours.get(row["outcome"], "red")), str(row["revisions"]),
-                          Text(_clip(row["answer"])))
+                          untrusted(_clip(row["answer"])))
         return table
 
 
@@ -122,5 +122,5 @@ class TurnStatus:
         if not (self.show_preview and self.stage == "drafting" and self.preview):
             return line
         tail = "".join(self.preview).splitlines()[-PREVIEW_LINES:]
-        return Group(Panel(Text("\n".join(tail)), border_style="dim yellow", title_align="left",
+        return Group(Panel(untrusted("\n".join(tail)), border_style="dim yellow", title_align="left",
                            title="[yellow]draft being written · not reviewed yet[/]"), line)

@@ -12,6 +12,15 @@ from rich.text import Text
 
 from chaperone.events import Delivered, Draft, ErrorEvent, TurnFinished, UserTurn, VerdictEvent, Withheld
 
+# C0 controls but newline and tab, DEL, and C1 controls: a model could otherwise write terminal escape
+# sequences (clear the screen, move the cursor, retitle the window) into what the view prints.
+_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x00, 0x09), *range(0x0B, 0x20), *range(0x7F, 0xA0)]}
+
+
+def untrusted(text: str, style: str = "") -> Text:
+    """Model or user text for the terminal, with control characters shown as visible escapes."""
+    return Text(text.translate(_CONTROLS), style=style)
+
 
 class ConsoleView:
     """Prints each event as it happens. With show_drafts off, only what the user would see."""
@@ -26,11 +35,11 @@ class ConsoleView:
     def __call__(self, event: Any) -> None:
         c = self.console
         if isinstance(event, UserTurn):
-            c.print(Panel(Text(event.content), title=f"[bold cyan]user · turn {event.turn}[/]", border_style="cyan",
+            c.print(Panel(untrusted(event.content), title=f"[bold cyan]user · turn {event.turn}[/]", border_style="cyan",
                           title_align="left"))
         elif isinstance(event, Draft) and self.show_drafts:
             label = "draft" if event.round == 1 else f"revision {event.round - 1}"
-            c.print(Panel(Text(event.content or "(empty)"), border_style="yellow", title_align="left",
+            c.print(Panel(untrusted(event.content or "(empty)"), border_style="yellow", title_align="left",
                           title=f"[yellow]{escape(event.source)} · {label}[/]",
                           subtitle=f"[dim]{event.usage.completion_tokens} tok · {event.latency_s:.1f}s[/]",
                           subtitle_align="right"))
@@ -45,16 +54,16 @@ class ConsoleView:
             head.append(f"  {event.usage.completion_tokens} tok · {event.latency_s:.1f}s", style="dim")
             c.print(head)
             if event.critique and not ok:
-                c.print(Text("  ↳ " + event.critique, style="red"))
+                c.print(untrusted("  ↳ " + event.critique, style="red"))
         elif isinstance(event, Delivered):
             note = "" if not event.revisions else f" after {event.revisions} revision{'s' * (event.revisions > 1)}"
-            c.print(Panel(Text(event.content), border_style="green", title_align="left",
+            c.print(Panel(untrusted(event.content), border_style="green", title_align="left",
                           title=f"[bold green]delivered{note}[/]"))
         elif isinstance(event, Withheld):
-            c.print(Panel(Text(event.content), border_style="red", title_align="left",
+            c.print(Panel(untrusted(event.content), border_style="red", title_align="left",
                           title=f"[bold red]withheld[/] [dim]({escape(event.reason)})[/]"))
         elif isinstance(event, ErrorEvent):
-            c.print(Text(f"error: {event.message}", style="bold red"))
+            c.print(untrusted(f"error: {event.message}", style="bold red"))
         elif isinstance(event, TurnFinished) and self.show_drafts:
             c.print(Text(f"turn {event.turn}: {event.outcome}, {event.revisions} revision(s), {event.seconds:.1f}s",
                          style="dim"))
