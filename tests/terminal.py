@@ -50,6 +50,16 @@ class Terminal:
                 raise AssertionError(f"{text!r} did not appear within {timeout}s; the screen shows:\n{screen}")
             time.sleep(0.1)
 
+    def wait_for_any(self, texts: list[str], timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            screen = self.screen()
+            if any(t in screen for t in texts):
+                return screen
+            if time.monotonic() > deadline:
+                raise AssertionError(f"none of {texts!r} appeared within {timeout}s; the screen shows:\n{screen}")
+            time.sleep(0.2)
+
     def wait_for_prompt(self, prompt: str, timeout: float = 30) -> str:
         """Wait until the last line on the screen is an empty prompt: the program is ready for input."""
         deadline = time.monotonic() + timeout

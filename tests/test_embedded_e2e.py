@@ -86,3 +86,33 @@ def test_scenario_on_the_embedded_model_writes_a_verifiable_transcript(tmp_path)
         assert final[0]["content"] not in [d["content"] for d in drafts]
     header = records[0]
     assert header["agents"]["assistant"]["model"]["kind"] == "embedded"
+
+
+def test_terminal_chat_on_the_embedded_model(tmp_path):
+    import sys
+
+    from tests.terminal import Terminal
+
+    root = make_project(tmp_path, {"embedded": {"kind": "embedded", "n_ctx": 4096, "seed": 42}},
+                        assistant_model="embedded", reviewer_model="embedded")
+    term = Terminal([sys.executable, str(REPO / "run.py"), "--project", str(root), "chat"], env={"NO_COLOR": "1"})
+    try:
+        term.wait_for_prompt("you ›", timeout=120)
+        term.type("In one sentence: what does the Unix command `ls` do?")
+        term.wait_for("drafting", timeout=60)  # the status line while the model writes
+        screen = term.wait_for_any(["· approved", "withheld ("], timeout=600)
+        term.wait_for_prompt("you ›", timeout=60)
+        term.type("/quit")
+        assert term.exit_code(timeout=60) == 0
+    finally:
+        term.close()
+    (path,) = (tmp_path / "transcripts").glob("*.jsonl")
+    check = verify(path)
+    assert check.intact and check.complete, check.describe()
+    records = list(read_records(path))
+    assert records[0]["kind"] == "chat"
+    final = [r for r in records if r["type"] in ("delivered", "withheld")]
+    assert len(final) == 1
+    # What the screen showed as the answer is what the transcript says the user got.
+    first_line = final[0]["content"].strip().splitlines()[0][:40]
+    assert first_line in screen.replace("\n", " ") or first_line in screen
