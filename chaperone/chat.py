@@ -74,14 +74,16 @@ class ChatSession:
         self._turn: asyncio.Task | None = None
         self._reader: asyncio.Task | None = None
         self._stopping = False
+        self.exit_code = 0
 
     # -- signals: Ctrl-C cancels the running turn; SIGTERM/SIGHUP end the chat cleanly ----------------
     def _on_interrupt(self) -> None:
         if self._turn is not None and not self._turn.done():
             self._turn.cancel()
 
-    def _on_terminate(self) -> None:
+    def _on_terminate(self, signum: int) -> None:
         self._stopping = True
+        self.exit_code = 128 + signum  # the shell convention for "ended by a signal"
         self._on_interrupt()
         if self._reader is not None and not self._reader.done():
             self._reader.cancel()
@@ -91,8 +93,8 @@ class ChatSession:
         # prompt_toolkit installs and removes its own SIGINT handler around each prompt: re-install ours.
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGINT, self._on_interrupt)
-            loop.add_signal_handler(signal.SIGTERM, self._on_terminate)
-            loop.add_signal_handler(signal.SIGHUP, self._on_terminate)
+            loop.add_signal_handler(signal.SIGTERM, self._on_terminate, signal.SIGTERM)
+            loop.add_signal_handler(signal.SIGHUP, self._on_terminate, signal.SIGHUP)
 
     async def run(self) -> None:
         self.console.print(self.banner)

@@ -166,13 +166,16 @@ def chat(ctx: click.Context, policy: str | None, assistant: str | None, reviewer
               f"Ctrl-D or /quit ends[/]\n[dim]transcript: {escape(str(conv.transcript_path))}[/]")
     read = terminal_input() if sys.stdin.isatty() and sys.stdout.isatty() else piped_input()
 
+    session = ChatSession(conv, console, view, status, read, banner)
+
     async def run() -> None:
         try:
-            await ChatSession(conv, console, view, status, read, banner).run()
+            await session.run()
         finally:
             await pool.close()
 
     asyncio.run(run())
+    sys.exit(session.exit_code)
 
 
 if __name__ == "__main__":

@@ -81,6 +81,12 @@ class Terminal:
         with open(self.log) as fh:
             return int(fh.read().strip() or -1)
 
+    def program_pid(self) -> int:
+        """The program's process (the child of the pane's shell)."""
+        shell = self._tmux("list-panes", "-t", "t", "-F", "#{pane_pid}").split()[0]
+        children = subprocess.run(["pgrep", "-P", shell], capture_output=True, text=True).stdout.split()
+        return int(children[0])
+
     def close(self) -> None:
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
         if os.path.exists(self.log):

@@ -166,3 +166,27 @@ def test_bad_options_are_one_clear_line(project_factory, bad, message):
     assert proc.returncode == 2
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert not list((root.parent / "transcripts").glob("*.jsonl"))  # nothing started
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
+def test_a_signal_mid_turn_closes_the_transcript_as_interrupted(project_factory, signame):
+    import os
+    import signal
+
+    with FakeOpenAI(slow_responder, chunk_delay=0.05) as server:
+        models = {"remote": {"kind": "openai", "base_url": server.base_url, "model": "fake", "max_retries": 0,
+                             "model_info": {"json_output": True, "structured_output": True}}}
+        root = project_factory(models, assistant_model="remote", reviewer_model="remote")
+        term = start_chat(root)
+        try:
+            say(term, "Tell me something slow.")
+            term.wait_for("tokens")
+            os.kill(term.program_pid(), getattr(signal, signame))
+            assert term.exit_code() == 128 + getattr(signal, signame)
+        finally:
+            term.close()
+    path, records = transcript_of(root)
+    check = verify(path)
+    assert check.intact and check.complete
+    assert records[-1]["type"] == "closing" and records[-1]["outcome"] == "interrupted"
+    assert not [r for r in records if r["type"] == "delivered"]
