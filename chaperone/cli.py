@@ -19,6 +19,7 @@ from chaperone import logging_setup
 from chaperone.errors import EXIT_BAD_INPUT, EXIT_EXPECTATION_FAILED, EXIT_OK, ChaperoneError
 from chaperone.project import PROJECT_ROOT, Project, load_project
 from chaperone.redaction import GLOBAL as GLOBAL_REDACTOR
+from chaperone.review_cli import review
 
 
 def _fail(message: str) -> "NoReturn":  # type: ignore[name-defined]  # noqa: F821
@@ -118,6 +119,8 @@ def scenario(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, show_dr
         console.print(f"transcripts: {project.transcripts_dir}  (run {run_id})", style="dim")
     sys.exit(EXIT_OK if all_met else EXIT_EXPECTATION_FAILED)
 
+
+main.add_command(review)  # python run.py review ...: chaperone/review_cli.py
 
 if __name__ == "__main__":
     main()
