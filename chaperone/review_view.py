@@ -27,17 +27,16 @@ def list_table(summaries: list[Summary]) -> Table:
     table = Table(title="Conversations (newest first)")
     table.add_column("id", no_wrap=True)
     table.add_column("started", no_wrap=True)
-    table.add_column("scenario / kind", ratio=1, min_width=16)
+    table.add_column("scenario / kind", ratio=1, min_width=14)
     table.add_column("policy")
-    table.add_column("models (a / r)", max_width=24)
+    table.add_column("models (a / r)", max_width=18)
     for col in ("turns", "revs", "withheld"):
         table.add_column(col, justify="right", no_wrap=True)
-    table.add_column("outcome")
+    table.add_column("outcome", no_wrap=True)
     for s in summaries:
         row = s.row()
-        outcome = _outcome(row["outcome"])
-        if s.tampered:
-            outcome.append(" TAMPERED", style="bold red")
+        # A tampered file cannot vouch for its own outcome: the mark takes its place (--json keeps both).
+        outcome = Text("TAMPERED", style="bold red") if s.tampered else _outcome(row["outcome"])
         models = row["models"]
         table.add_row(row["id"][:8], local_time(row["started_at"])[:16], Text(row["label"]),
                       Text(" → ".join(row["policies"]) or "?"),
