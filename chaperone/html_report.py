@@ -56,6 +56,6 @@ def render(summaries: list[Summary], *, title: str, single: bool) -> str:
     page = _environment().get_template("review.html.j2").render(
         title=title, single=single, conversations=conversations, categories=categories, outcomes=outcomes,
         css=Markup((TEMPLATES / "review.css").read_text(encoding="utf-8")), script=Markup(script),
-        csp=_csp(script), generated=datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z"),
+        csp=Markup(_csp(script)), generated=datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z"),
         version=__version__)
     return page
