@@ -55,6 +55,8 @@ def _turn_md(t: TurnStory) -> list[str]:
         out.append(f"### {r.label.capitalize()}\n")
         if r.draft is not None:
             out += [f"*{r.draft.source} · {r.draft.model} · {_step(r.draft)}*\n", _fence(r.draft.content), ""]
+        if r.same_as_previous:
+            out.append("*Identical to the previous draft.*\n")
         if r.diff:
             out += ["Changes from the previous draft:\n", _fence("\n".join(r.diff), "diff"), ""]
         v = r.verdict

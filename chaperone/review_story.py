@@ -113,6 +113,7 @@ class Round(BaseModel):
     draft: DraftStep | None = None
     verdict: VerdictStep | None = None
     diff: list[str] = Field(default_factory=list)  # unified diff from the previous round's draft
+    same_as_previous: bool = False  # a redraft identical to the draft that was sent back
 
     @property
     def label(self) -> str:
@@ -327,6 +328,7 @@ class _Builder:
             for r in t.rounds:
                 if r.draft is not None and previous is not None and previous.draft is not None:
                     r.diff = draft_diff(previous.draft.content, r.draft.content, previous.label, r.label)
+                    r.same_as_previous = previous.draft.content == r.draft.content
                 previous = r
         for notes in self.pending.values():  # e.g. a policy switch after the last turn
             story.notes.extend(notes)

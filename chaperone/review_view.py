@@ -76,6 +76,8 @@ def _round(r: Round) -> list[Any]:
                            title=f"[yellow]{escape(r.draft.source or 'assistant')} · {r.label}[/]",
                            subtitle=f"[dim]{escape(r.draft.model)} · {_step_note(r.draft)}[/]",
                            subtitle_align="right"))
+    if r.same_as_previous:
+        parts.append(Text("  (identical to the previous draft)", style="dim"))
     if r.diff:
         parts.append(Panel(_diff(r.diff), title=f"[dim]changes from the previous draft[/]", title_align="left",
                            border_style="dim"))

@@ -74,3 +74,14 @@ def test_unknown_record_types_and_odd_fields_never_crash(tmp_path):
     assert [n.text for n in story.notes][-1] == "policy switched from public to lab"
     assert any("audit_note" in n.text for n in story.notes)
     json.dumps(story.model_dump(mode="json"))  # the JSON export of it works too
+
+
+def test_a_redraft_identical_to_the_rejected_one_is_pointed_out(tmp_path):
+    w = TranscriptWriter(tmp_path, {"kind": "chat", "policy": "public"})
+    for rnd in (1, 2, 3):
+        w.append("draft", {"turn": 1, "round": rnd, "content": "same" if rnd < 3 else "other"})
+    story = story_of(w.path)
+    first, second, third = story.turns[0].rounds
+    assert not first.same_as_previous and second.same_as_previous and second.diff == []
+    assert not third.same_as_previous and third.diff[-2:] == ["-same", "+other"]
+    assert story.turns[0].outcome == "incomplete" and story.turns[0].revisions == 2
