@@ -3,7 +3,7 @@ chain), filters, and finding a conversation by a prefix of its id."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Iterable
@@ -122,7 +122,6 @@ class Filters:
     category: str | None = None
     kind: str | None = None
     limit: int | None = None
-    given: list[str] = field(default_factory=list)
 
     def matches(self, s: Summary) -> bool:
         story = s.story
