@@ -19,6 +19,7 @@ from chaperone import logging_setup
 from chaperone.errors import EXIT_BAD_INPUT, EXIT_EXPECTATION_FAILED, EXIT_OK, ChaperoneError
 from chaperone.project import PROJECT_ROOT, Project, load_project
 from chaperone.redaction import GLOBAL as GLOBAL_REDACTOR
+from chaperone.review_cli import review
 
 
 def _fail(message: str) -> "NoReturn":  # type: ignore[name-defined]  # noqa: F821
@@ -177,6 +178,8 @@ def chat(ctx: click.Context, policy: str | None, assistant: str | None, reviewer
     asyncio.run(run())
     sys.exit(session.exit_code)
 
+
+main.add_command(review)  # python run.py review ...: chaperone/review_cli.py
 
 if __name__ == "__main__":
     main()
