@@ -11,7 +11,7 @@ demo: setup
 
 # Set everything up and run every test, the slow end-to-end ones on the embedded model included.
 test: setup
-	@bash scripts/setup_browser.sh
+	@bash scripts/setup_test_tools.sh
 	.venv/bin/python -m pytest
 
 bench: setup
