@@ -1,5 +1,6 @@
 """Terminal rendering for `review`: the list table, a conversation's story, the stats tables, verify lines.
-Every piece of transcript text goes through rich `Text` or `escape`, never through markup."""
+Every piece of transcript text goes through `untrusted` (rich Text with control characters made visible)
+or `_safe` (the same for markup titles), never through markup as is: a model wrote it."""
 
 from __future__ import annotations
 
@@ -11,16 +12,22 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from chaperone.console_view import CONTROLS, untrusted
+
 from chaperone.review_story import Round, Story, TurnStory, local_time, verification_text
 from chaperone.transcript import Verification
 from chaperone.transcript_index import Summary
+
+def _safe(text: str) -> str:
+    return escape(text.translate(CONTROLS))
+
 
 OUTCOME_STYLE = {"approved": "green", "withheld": "yellow", "error": "red", "interrupted": "magenta",
                  "cancelled": "magenta", "incomplete": "yellow"}
 
 
 def _outcome(outcome: str) -> Text:
-    return Text(outcome, style=OUTCOME_STYLE.get(outcome, "white"))
+    return untrusted(outcome, style=OUTCOME_STYLE.get(outcome, "white"))
 
 
 def list_table(summaries: list[Summary]) -> Table:
@@ -36,11 +43,11 @@ def list_table(summaries: list[Summary]) -> Table:
     for s in summaries:
         row = s.row()
         # A tampered file cannot vouch for its own outcome: the mark takes its place (--json keeps both).
-        outcome = Text("TAMPERED", style="bold red") if s.tampered else _outcome(row["outcome"])
+        outcome = untrusted("TAMPERED", style="bold red") if s.tampered else _outcome(row["outcome"])
         models = row["models"]
-        table.add_row(row["id"][:8], local_time(row["started_at"])[:16], Text(row["label"]),
-                      Text(" → ".join(row["policies"]) or "?"),
-                      Text(f"{models.get('assistant', '?')} / {models.get('reviewer', '?')}"),
+        table.add_row(row["id"][:8], local_time(row["started_at"])[:16], untrusted(row["label"]),
+                      untrusted(" → ".join(row["policies"]) or "?"),
+                      untrusted(f"{models.get('assistant', '?')} / {models.get('reviewer', '?')}"),
                       str(row["turns"]), str(row["revisions"]), str(row["withheld"]), outcome)
     return table
 
@@ -51,7 +58,7 @@ def unreadable_line(s: Summary) -> Text:
 
 def verification_badge(v: Verification) -> Text:
     style = "bold red" if not v.intact else ("yellow" if not v.complete else "green")
-    return Text(verification_text(v), style=style)
+    return untrusted(verification_text(v), style=style)
 
 
 def _step_note(step: Any) -> str:
@@ -64,7 +71,7 @@ def _diff(lines: list[str]) -> Text:
     for line in lines:
         style = ("bold" if line.startswith(("---", "+++")) else "green" if line.startswith("+")
                  else "red" if line.startswith("-") else "cyan" if line.startswith("@@") else "dim")
-        text.append(line + "\n", style=style)
+        text.append(line.translate(CONTROLS) + "\n", style=style)
     text.rstrip()
     return text
 
@@ -72,12 +79,12 @@ def _diff(lines: list[str]) -> Text:
 def _round(r: Round) -> list[Any]:
     parts: list[Any] = []
     if r.draft is not None:
-        parts.append(Panel(Text(r.draft.content or "(empty)"), border_style="yellow", title_align="left",
-                           title=f"[yellow]{escape(r.draft.source or 'assistant')} · {r.label}[/]",
-                           subtitle=f"[dim]{escape(r.draft.model)} · {_step_note(r.draft)}[/]",
+        parts.append(Panel(untrusted(r.draft.content or "(empty)"), border_style="yellow", title_align="left",
+                           title=f"[yellow]{_safe(r.draft.source or 'assistant')} · {r.label}[/]",
+                           subtitle=f"[dim]{_safe(r.draft.model)} · {_step_note(r.draft)}[/]",
                            subtitle_align="right"))
     if r.same_as_previous:
-        parts.append(Text("  (identical to the previous draft)", style="dim"))
+        parts.append(untrusted("  (identical to the previous draft)", style="dim"))
     if r.diff:
         parts.append(Panel(_diff(r.diff), title=f"[dim]changes from the previous draft[/]", title_align="left",
                            border_style="dim"))
@@ -86,40 +93,40 @@ def _round(r: Round) -> list[Any]:
         head = Text.assemble((f"{v.source or 'reviewer'} ", "bold"),
                              ("APPROVE" if v.approved else "REVISE", "bold green" if v.approved else "bold red"))
         if v.categories:
-            head.append("  [" + ", ".join(v.categories) + "]", style="magenta")
+            head.append("  [" + ", ".join(v.categories).translate(CONTROLS) + "]", style="magenta")
         if not v.readable:
             head.append("  (unreadable verdict: fail closed)", style="red")
         head.append(f"  {_step_note(v)}", style="dim")
         parts.append(head)
         if v.critique and not v.approved:
-            parts.append(Text("  ↳ " + v.critique, style="red"))
+            parts.append(untrusted("  ↳ " + v.critique, style="red"))
     return parts
 
 
 def _turn(t: TurnStory, show_debate: bool) -> list[Any]:
-    parts: list[Any] = [Text(f"• {n.text}", style="bold magenta") for n in t.notes]
+    parts: list[Any] = [untrusted(f"• {n.text}", style="bold magenta") for n in t.notes]
     secs = f" · {t.seconds:.1f}s" if t.seconds is not None else ""
     cats = f" · {', '.join(t.categories)}" if t.categories else ""
     parts.append(Text.assemble((f"turn {t.number} ", "bold"), _outcome(t.outcome),
-                               (f" · {t.revisions} revision(s) · policy {t.policy or '?'} · {t.tokens:,} tok{secs}{cats}",
-                                "dim")))
+                               (f" · {t.revisions} revision(s) · policy {t.policy or '?'} · {t.tokens:,} tok{secs}{cats}"
+                                .translate(CONTROLS), "dim")))
     if t.user is not None:
-        parts.append(Panel(Text(t.user), title=f"[bold cyan]{escape(t.user_source or 'user')}[/]",
+        parts.append(Panel(untrusted(t.user), title=f"[bold cyan]{_safe(t.user_source or 'user')}[/]",
                            border_style="cyan", title_align="left"))
     if show_debate:
         for r in t.rounds:
             parts.extend(_round(r))
     for message in t.errors:
-        parts.append(Text(f"error: {message}", style="bold red"))
+        parts.append(untrusted(f"error: {message}", style="bold red"))
     if t.delivered is not None:
         note = f" after {t.revisions} revision{'s' * (t.revisions > 1)}" if t.revisions else ""
-        parts.append(Panel(Text(t.delivered), border_style="green", title_align="left",
+        parts.append(Panel(untrusted(t.delivered), border_style="green", title_align="left",
                            title=f"[bold green]delivered{note}[/]"))
     elif t.withheld is not None:
-        parts.append(Panel(Text(t.withheld), border_style="red", title_align="left",
-                           title=f"[bold red]withheld[/] [dim]({escape(t.withheld_reason)})[/]"))
+        parts.append(Panel(untrusted(t.withheld), border_style="red", title_align="left",
+                           title=f"[bold red]withheld[/] [dim]({_safe(t.withheld_reason)})[/]"))
     else:
-        parts.append(Text("nothing delivered yet (turn did not finish)", style="yellow"))
+        parts.append(untrusted("nothing delivered yet (turn did not finish)", style="yellow"))
     return parts
 
 
@@ -142,10 +149,10 @@ def story_header(story: Story, v: Verification) -> Panel:
         rows.append(("totals", f"{totals.get('turns', '?')} turns · {totals.get('revisions', '?')} revisions · "
                                f"{totals.get('seconds', '?')}s"))
     for key, value in rows:
-        grid.add_row(key, Text(str(value)))
+        grid.add_row(key, untrusted(str(value)))
     grid.add_row("outcome", _outcome(story.outcome))
     grid.add_row("chain", verification_badge(v))
-    return Panel(grid, title=f"[bold]{escape(story.label)}[/]", title_align="left",
+    return Panel(grid, title=f"[bold]{_safe(story.label)}[/]", title_align="left",
                  border_style="red" if not v.intact else "blue")
 
 
@@ -155,7 +162,7 @@ def print_story(console: Console, story: Story, v: Verification, show_debate: bo
         console.rule(style="dim")
         console.print(Group(*_turn(t, show_debate)))
     for n in story.notes:
-        console.print(Text(f"• {n.text}", style="bold magenta"))
+        console.print(untrusted(f"• {n.text}", style="bold magenta"))
 
 
 def _pct(value: float | None) -> str:
@@ -192,7 +199,7 @@ def stats_tables(st: dict[str, Any]) -> list[Any]:
     for col in ("category", "turns", "verdicts"):
         cats.add_column(col, justify="left" if col == "category" else "right")
     for c, v in st["categories"].items():
-        cats.add_row(Text(c), str(v["turns"]), str(v["verdicts"]))
+        cats.add_row(untrusted(c), str(v["turns"]), str(v["verdicts"]))
     return [t, tok, cats] if st["categories"] else [t, tok]
 
 

@@ -181,3 +181,22 @@ def test_markdown_fences_cannot_be_closed_by_model_text(tmp_path):
     from chaperone.review_export import _fence
 
     assert _fence("a ``` b") == "````text\na ``` b\n````"
+
+
+def test_show_prints_terminal_escapes_from_a_transcript_as_visible_text(tmp_path):
+    from chaperone.transcript import TranscriptWriter
+
+    folder = tmp_path / "t"
+    writer = TranscriptWriter(folder, {"kind": "chat", "policy": "public\x1b[31m"})
+    writer.append("user_turn", {"turn": 1, "source": "user_proxy", "content": "hi\x1b]0;owned\x07"})
+    writer.append("draft", {"turn": 1, "source": "assistant", "round": 1, "content": "x\x1b[2Jy", "model": "m\x9b",
+                            "usage": {"prompt_tokens": 1, "completion_tokens": 1}, "latency_s": 0.1})
+    writer.append("verdict", {"turn": 1, "source": "reviewer", "round": 1, "decision": "revise",
+                              "categories": ["vio\x1blence"], "critique": "no\x1b[8m", "readable": True, "raw": "",
+                              "model": "m", "usage": {"prompt_tokens": 1, "completion_tokens": 1}, "latency_s": 0.1})
+    writer.close("withheld", {})
+    for args in (("show", writer.conversation_id[:8], "--dir", str(folder)), ("list", "--dir", str(folder))):
+        proc = review(*args)
+        assert proc.returncode == 0, proc.stderr
+        assert "\x1b" not in proc.stdout and "\x07" not in proc.stdout and "\x9b" not in proc.stdout
+    assert "\\x1b[2J" in review("show", writer.conversation_id[:8], "--dir", str(folder)).stdout
