@@ -202,8 +202,8 @@ class ReviewingAgent(BaseChatAgent):
     def produced_message_types(self) -> Sequence[type[BaseChatMessage]]:
         return (VerdictMessage,)
 
-    def prompt(self) -> list[LLMMessage]:
-        return [SystemMessage(content=self._system), UserMessage(content=self._body, source="review")]
+    def prompt(self, body: str) -> list[LLMMessage]:
+        return [SystemMessage(content=self._system), UserMessage(content=body, source="review")]
 
     async def _call(self, messages: list[LLMMessage], schema: dict, token: CancellationToken):
         args = {**self.model.generation_args(self.spec.generation), **self.model.structured_output_args(schema, "verdict")}
@@ -219,46 +219,62 @@ class ReviewingAgent(BaseChatAgent):
                 self._round += 1
         if self._draft is None:
             raise RuntimeError(f"{self.name} was asked to review before any draft")
-        started = time.perf_counter()
-        if self.on_activity is not None:
-            self.on_activity("reviewing", self._round, 0, "")
-        self._body = review_prompt.review_message(
-            self._request or "", self._draft, self.memory.exchanges, self.context, self._round
-        )
-        first = await self._call(self.prompt(), decision_schema(), cancellation_token)
-        raw = _text_of(first.content)
-        verdict = parse_verdict(raw, list(self._policy.categories))
-        prompt_tokens, completion_tokens = _tokens(first)
-        if verdict.readable and verdict.decision == "revise" and not verdict.critique:
-            if self.on_activity is not None:
-                self.on_activity("critiquing", self._round, 0, "")
-            second = await self._call(
-                [SystemMessage(content=self._critique_system),
-                 UserMessage(content=self._body + review_prompt.CRITIQUE_QUESTION, source="review")],
-                self._critique_schema, cancellation_token,
-            )
-            raw_second = _text_of(second.content)
-            raw = f"{raw}\n{raw_second}"
-            verdict.categories, verdict.critique = parse_critique(raw_second, list(self._policy.categories))
-            p2, c2 = _tokens(second)
-            prompt_tokens, completion_tokens = prompt_tokens + p2, completion_tokens + c2
+        result = await self.judge(self._request or "", self._draft, cancellation_token)
         return Response(
             chat_message=VerdictMessage(
-                content=verdict,
+                content=result.verdict,
                 source=self.name,
-                models_usage=RequestUsage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens),
+                models_usage=RequestUsage(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens),
                 metadata={
                     "round": str(self._round),
-                    "raw": raw,
-                    "latency_s": f"{time.perf_counter() - started:.3f}",
+                    "raw": result.raw,
+                    "latency_s": f"{result.seconds:.3f}",
                     "model": self.model.label,
                     "draft_sha256": text_sha(self._draft),  # binds the verdict to the exact text it judged
                 },
             )
         )
 
+    async def judge(self, request: str, draft: str, cancellation_token: CancellationToken | None = None, *,
+                    critique: bool = True) -> "ReviewResult":
+        """The verdict on one draft. Without `critique`, the decision stage only (the eval's reviewer-alone mode)."""
+        token = cancellation_token or CancellationToken()
+        started = time.perf_counter()
+        round_ = max(self._round, 1)
+        if self.on_activity is not None:
+            self.on_activity("reviewing", round_, 0, "")
+        # Local, not agent state: the eval's reviewer-alone mode judges many drafts concurrently.
+        body = review_prompt.review_message(request, draft, self.memory.exchanges, self.context, round_)
+        first = await self._call(self.prompt(body), decision_schema(), token)
+        raw = _text_of(first.content)
+        verdict = parse_verdict(raw, list(self._policy.categories))
+        prompt_tokens, completion_tokens = _tokens(first)
+        if critique and verdict.readable and verdict.decision == "revise" and not verdict.critique:
+            if self.on_activity is not None:
+                self.on_activity("critiquing", round_, 0, "")
+            second = await self._call(
+                [SystemMessage(content=self._critique_system),
+                 UserMessage(content=body + review_prompt.CRITIQUE_QUESTION, source="review")],
+                self._critique_schema, token,
+            )
+            raw_second = _text_of(second.content)
+            raw = f"{raw}\n{raw_second}"
+            verdict.categories, verdict.critique = parse_critique(raw_second, list(self._policy.categories))
+            p2, c2 = _tokens(second)
+            prompt_tokens, completion_tokens = prompt_tokens + p2, completion_tokens + c2
+        return ReviewResult(verdict, raw, prompt_tokens, completion_tokens, time.perf_counter() - started)
+
     async def on_reset(self, cancellation_token: CancellationToken) -> None:
         self._reset_turn()
+
+
+@dataclass
+class ReviewResult:
+    verdict: Verdict
+    raw: str
+    prompt_tokens: int
+    completion_tokens: int
+    seconds: float
 
 
 def _tokens(result) -> tuple[int, int]:

@@ -19,6 +19,7 @@ from chaperone import logging_setup
 from chaperone.errors import EXIT_BAD_INPUT, EXIT_EXPECTATION_FAILED, EXIT_OK, ChaperoneError
 from chaperone.project import PROJECT_ROOT, Project, load_project
 from chaperone.redaction import GLOBAL as GLOBAL_REDACTOR
+from chaperone.eval_cli import eval_group
 from chaperone.review_cli import review
 
 
@@ -180,6 +181,7 @@ def chat(ctx: click.Context, policy: str | None, assistant: str | None, reviewer
 
 
 main.add_command(review)  # python run.py review ...: chaperone/review_cli.py
+main.add_command(eval_group, name="eval")  # python run.py eval ...: chaperone/eval_cli.py
 
 if __name__ == "__main__":
     main()

@@ -7,7 +7,8 @@ from typing import Annotated, Awaitable, Callable, Literal, Union
 
 from pydantic import BaseModel, Field
 
-Outcome = Literal["approved", "withheld", "error", "cancelled"]
+# "unreviewed": the bare assistant of an evaluation, delivered with no reviewer at all.
+Outcome = Literal["approved", "withheld", "error", "cancelled", "unreviewed"]
 
 
 class Usage(BaseModel):

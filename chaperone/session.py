@@ -15,6 +15,7 @@ from typing import Any
 from chaperone import __version__
 from chaperone.agents import ConversationMemory, DraftingAgent, ReviewingAgent
 from chaperone.events import Delivered, Draft, Sink, TurnFinished, Usage, VerdictEvent, Watcher, Withheld
+from chaperone.bare_chat import BareChat
 from chaperone.guarded_chat import GuardedChat
 from chaperone.model_clients import ModelPool
 from chaperone.project import Project
@@ -33,6 +34,7 @@ class SessionChoice:
     assistant_model: str | None = None
     reviewer_model: str | None = None
     max_revisions: int | None = None
+    assistant_max_tokens: int | None = None  # an evaluation may cap answers shorter than the agent does
 
 
 @dataclass
@@ -45,6 +47,7 @@ class Totals:
     withheld: int = 0
     errors: int = 0
     cancelled: int = 0
+    unreviewed: int = 0
     seconds: float = 0.0
     usage_by_agent: dict[str, Usage] = field(default_factory=dict)
     last_outcome: str | None = None
@@ -65,13 +68,16 @@ class Totals:
                 self.withheld += 1
             elif event.outcome == "cancelled":
                 self.cancelled += 1
+            elif event.outcome == "unreviewed":
+                self.unreviewed += 1
             else:
                 self.errors += 1
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "turns": self.turns, "revisions": self.revisions, "approved": self.approved,
-            "withheld": self.withheld, "errors": self.errors, "cancelled": self.cancelled, "seconds": round(self.seconds, 3),
+            "withheld": self.withheld, "errors": self.errors, "cancelled": self.cancelled,
+            **({"unreviewed": self.unreviewed} if self.unreviewed else {}), "seconds": round(self.seconds, 3),
             "usage_by_agent": {k: v.model_dump() for k, v in self.usage_by_agent.items()},
         }
 
@@ -82,6 +88,8 @@ class Totals:
             return "interrupted"
         if self.errors:
             return "error"
+        if self.unreviewed:
+            return "unreviewed"
         return "withheld" if self.withheld else "approved"
 
 
@@ -102,50 +110,66 @@ def _model_summary(pool: ModelPool, name: str) -> dict[str, Any]:
     return {"name": name, **{k: getattr(spec, k) for k in keep if getattr(spec, k, None) is not None}}
 
 
+def build_reviewer(project: Project, pool: ModelPool, choice: SessionChoice, memory: ConversationMemory,
+                   policy: PolicySpec) -> ReviewingAgent:
+    s = project.settings
+    r_spec = project.agent(choice.reviewer or s.agents.reviewer, role="reviewer")
+    r_model = choice.reviewer_model or r_spec.model
+    project.check_model(r_model, project.root / "config/models.yaml", "models")
+    u_name = project.agent(s.agents.user_proxy, role="user_proxy").name
+    a_name = project.agent(choice.assistant or s.agents.assistant, role="assistant").name
+    return ReviewingAgent(r_spec, pool.get(r_model, max_tokens=r_spec.generation.max_tokens), policy, memory,
+                          user_name=u_name, assistant_name=a_name, context=s.reviewer_context)
+
+
 class Conversation:
-    """A guarded chat plus its transcript and totals."""
+    """A guarded chat (or, for an evaluation's baseline, the bare assistant) plus its transcript and totals."""
 
     def __init__(self, project: Project, pool: ModelPool, choice: SessionChoice, *, kind: str,
                  sinks: list[Sink] | None = None, run_id: str | None = None, extra_header: dict | None = None,
-                 watchers: list[Watcher] | None = None):
+                 watchers: list[Watcher] | None = None, guarded: bool = True):
         self.project = project
         s = project.settings
         policy = project.policy(choice.policy or s.default_policy)
         a_spec = project.agent(choice.assistant or s.agents.assistant, role="assistant")
+        if choice.assistant_max_tokens is not None:
+            a_spec = a_spec.model_copy(update={
+                "generation": a_spec.generation.model_copy(update={"max_tokens": choice.assistant_max_tokens})})
         r_spec = project.agent(choice.reviewer or s.agents.reviewer, role="reviewer")
         u_spec = project.agent(s.agents.user_proxy, role="user_proxy")
         a_model = choice.assistant_model or a_spec.model
-        r_model = choice.reviewer_model or r_spec.model
-        for model_name in (a_model, r_model):
-            project.check_model(model_name, project.root / "config/models.yaml", "models")
+        project.check_model(a_model, project.root / "config/models.yaml", "models")
         memory = ConversationMemory()
         a_handle = pool.get(a_model, max_tokens=a_spec.generation.max_tokens)
-        r_handle = pool.get(r_model, max_tokens=r_spec.generation.max_tokens)
         assistant = DraftingAgent(a_spec, a_handle, memory, user_name=u_spec.name, reviewer_name=r_spec.name,
                                   memory_turns=a_spec.memory_turns)
-        reviewer = ReviewingAgent(r_spec, r_handle, policy, memory, user_name=u_spec.name,
-                                  assistant_name=a_spec.name, context=s.reviewer_context)
+        reviewer = build_reviewer(project, pool, choice, memory, policy) if guarded else None
         self.max_revisions = choice.max_revisions if choice.max_revisions is not None else s.max_revisions
         self.totals = Totals()
         self.run_id = run_id or uuid.uuid4().hex[:12]
+        agents: dict[str, Any] = {"assistant": {"name": a_spec.name, "model": _model_summary(pool, a_model)}}
+        if reviewer is not None:
+            agents["reviewer"] = {"name": reviewer.name, "model": _model_summary(pool, reviewer.model.name)}
+        agents["user_proxy"] = {"name": u_spec.name}
         header = {
             "run_id": self.run_id,
             "kind": kind,
             "policy": policy.name,
             "max_revisions": self.max_revisions,
-            "agents": {
-                "assistant": {"name": a_spec.name, "model": _model_summary(pool, a_model)},
-                "reviewer": {"name": r_spec.name, "model": _model_summary(pool, r_model)},
-                "user_proxy": {"name": u_spec.name},
-            },
+            "agents": agents,
             "versions": versions(),
+            **({} if guarded else {"guarded": False}),
             **(extra_header or {}),
         }
         self.transcript = TranscriptWriter(project.transcripts_dir, header, GLOBAL_REDACTOR)
         fallback = policy.fallback or s.fallback_message
-        self.chat = GuardedChat(assistant, reviewer, memory, user_name=u_spec.name,
-                                max_revisions=self.max_revisions, fallback=fallback,
-                                sinks=[self.transcript, self.totals, *(sinks or [])], watchers=watchers)
+        all_sinks = [self.transcript, self.totals, *(sinks or [])]
+        if reviewer is None:
+            self.chat = BareChat(assistant, memory, user_name=u_spec.name, fallback=fallback, sinks=all_sinks)
+        else:
+            self.chat = GuardedChat(assistant, reviewer, memory, user_name=u_spec.name,
+                                    max_revisions=self.max_revisions, fallback=fallback, sinks=all_sinks,
+                                    watchers=watchers)
         self.policy = policy
 
     def switch_policy(self, name: str) -> PolicySpec:

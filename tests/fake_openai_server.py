@@ -35,7 +35,11 @@ class FakeOpenAI:
                 if not self.path.endswith("/chat/completions"):
                     self.send_error(404)
                     return
-                content = outer.responder(body)
+                try:
+                    content = outer.responder(body)
+                except Exception as exc:  # a scripted upstream failure: answer 500 like a broken endpoint would
+                    self.send_error(500, str(exc))
+                    return
                 if body.get("stream"):
                     self._stream(body, content)
                     return
