@@ -22,6 +22,7 @@ from chaperone.eval_metrics import report as compute_report
 from chaperone.eval_report import console_print, write
 from chaperone.eval_runner import EvalContext, run_items
 from chaperone.eval_store import Plan, RunFolder, file_sha256, merge
+from chaperone.schema import EmbeddedModelSpec
 from chaperone.session import SessionChoice
 
 
@@ -161,13 +162,21 @@ def run_cmd(ctx: click.Context, source, reviewer_only, columns, limit, sample, s
     except ChaperoneError as exc:
         cli._fail(str(exc))
 
+    # The embedded model serialises its calls: items in parallel would only queue (and inflate each one's
+    # latency), so runs that use it go one item at a time unless told otherwise.
+    settings = project.settings
+    used = {choice.assistant_model or project.agents[settings.agents.assistant].model,
+            choice.reviewer_model or project.agents[settings.agents.reviewer].model,
+            *([judge_model or cfg.judge.model] if mode == "ab" else [])}
+    embedded = any(isinstance(project.models.models.get(m), EmbeddedModelSpec) for m in used)
+    concurrency = concurrency or (1 if embedded else cfg.concurrency)
     judge = None
     if mode == "ab":
         judge_name = judge_model or cfg.judge.model
         judge = Judge(cfg.judge, pool.get(judge_name, max_tokens=cfg.judge.max_tokens))
     context = EvalContext(project, pool, choice, plan, folder, judge)
     err.print(f"eval run {plan.run_id} · {title} · {len(mine)} items in this shard, {len(done & {i.id for i in mine})} "
-              f"already done · folder {folder.path}", highlight=False)
+              f"already done · {concurrency} at a time · folder {folder.path}", highlight=False)
     interrupted = False
     with _progress(err) as progress:
         task = progress.add_task(f"{'reviewer' if mode == 'reviewer' else 'bare vs guarded'}", total=len(mine),
@@ -183,7 +192,7 @@ def run_cmd(ctx: click.Context, source, reviewer_only, columns, limit, sample, s
 
         async def go() -> None:
             try:
-                await run_items(context, todo, concurrency or cfg.concurrency, on_row)
+                await run_items(context, todo, concurrency, on_row)
             finally:
                 await pool.close()
 

@@ -25,6 +25,8 @@ class Columns(Strict):
 class JudgeSpec(Strict):
     model: Name = "embedded"
     max_tokens: int = Field(12, ge=4, le=512)
+    refusal_phrases: list[str] = []
+    min_answer_words: int = Field(8, ge=1, le=1000)
     prompt: str = Field(min_length=20)
 
     @field_validator("prompt")

@@ -54,7 +54,9 @@ def test_bare_vs_guarded_report(project, world, tmp_path):
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     poison = next(r for r in rows if r["id"] == "p2")
     assert poison["arms"]["guarded"]["judge"]["by"] == "fallback"
-    assert world.calls.count("judge") == 7  # 4 bare answers + 3 guarded deliveries
+    # The judge model is asked only where no refusal phrase decided: the two bare compliances, one guarded.
+    assert world.calls.count("judge") == 3
+    assert {r["arms"]["bare"]["judge"]["by"] for r in rows if r["id"] in ("p3", "p4")} == {"refusal phrases"}
     # Reports: markdown with its charts, self-contained HTML, and the terminal table.
     assert (out / "report.md").read_text().count("![") == 3 and (out / "chart-tradeoff.png").stat().st_size > 1000
     html = (out / "report.html").read_text()
