@@ -66,7 +66,8 @@ def compute(summaries: list[Summary]) -> dict[str, Any]:
         "tampered": sum(s.tampered for s in summaries),
         "unreadable": [str(s.path) for s in summaries if not s.readable],
         "turns": {"rated": n, "cancelled": sum(t.outcome == "cancelled" for t in turns),
-                  "unfinished": sum(t.outcome not in RATED and t.outcome != "cancelled" for t in turns)},
+                  "unreviewed": sum(t.outcome == "unreviewed" for t in turns),  # eval baselines: no reviewer
+                  "unfinished": sum(t.outcome not in (*RATED, "cancelled", "unreviewed") for t in turns)},
         "approved_first_draft": {"turns": sum(t.outcome == "approved" and t.revisions == 0 for t in rated),
                                  "rate": _ratio(sum(t.outcome == "approved" and t.revisions == 0 for t in rated), n)},
         "revisions_per_turn": {str(k): revisions[k] for k in sorted(revisions)},

@@ -23,7 +23,7 @@ def _safe(text: str) -> str:
 
 
 OUTCOME_STYLE = {"approved": "green", "withheld": "yellow", "error": "red", "interrupted": "magenta",
-                 "cancelled": "magenta", "incomplete": "yellow"}
+                 "cancelled": "magenta", "incomplete": "yellow", "unreviewed": "cyan"}
 
 
 def _outcome(outcome: str) -> Text:
@@ -47,7 +47,7 @@ def list_table(summaries: list[Summary]) -> Table:
         models = row["models"]
         table.add_row(row["id"][:8], local_time(row["started_at"])[:16], untrusted(row["label"]),
                       untrusted(" → ".join(row["policies"]) or "?"),
-                      untrusted(f"{models.get('assistant', '?')} / {models.get('reviewer', '?')}"),
+                      untrusted(f"{models.get('assistant', '?')} / {models.get('reviewer', '—')}"),
                       str(row["turns"]), str(row["revisions"]), str(row["withheld"]), outcome)
     return table
 
@@ -177,7 +177,8 @@ def stats_tables(st: dict[str, Any]) -> list[Any]:
     lat = st["latency_per_turn"]
     rows = [
         ("conversations", f"{st['conversations']}" + (f" ({st['tampered']} TAMPERED)" if st["tampered"] else "")),
-        ("turns rated", f"{turns['rated']}  (+{turns['cancelled']} cancelled, {turns['unfinished']} unfinished)"),
+        ("turns rated", f"{turns['rated']}  (+{turns['cancelled']} cancelled, {turns['unfinished']} unfinished"
+                        + (f", {turns['unreviewed']} unreviewed eval baselines" if turns.get("unreviewed") else "") + ")"),
         ("approved on first draft",
          f"{_pct(st['approved_first_draft']['rate'])}  ({st['approved_first_draft']['turns']})"),
         ("revisions per turn", "  ".join(f"{k}: {v}" for k, v in st["revisions_per_turn"].items()) or "—"),

@@ -13,7 +13,8 @@ from chaperone.review_story import Story, build_story, load_records, parse_time
 from chaperone.transcript import Verification, verify
 
 # What `closing.outcome` holds, plus "incomplete" for a transcript without a closing record.
-OUTCOMES = ("approved", "withheld", "error", "interrupted", "incomplete")
+# "unreviewed": an evaluation's bare-assistant baseline (no reviewer at all).
+OUTCOMES = ("approved", "withheld", "error", "interrupted", "incomplete", "unreviewed")
 
 
 class ReviewError(ChaperoneError):

@@ -168,3 +168,14 @@ def test_bad_eval_input_is_one_line(project, tmp_path, args, message):
     proc = evaluate(project, *args)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_review_reads_eval_transcripts(project, world, tmp_path):
+    assert evaluate(project, str(tmp_path / "prompts.csv"), "--limit", "2", "--out", str(tmp_path / "r")).returncode == 0
+    folder = str(tmp_path / "transcripts")
+    listed = json.loads(run_cli("review", "list", "--dir", folder, "--kind", "eval", "--json").stdout)
+    outcomes = sorted(c["outcome"] for c in listed["conversations"])
+    assert outcomes == ["approved", "unreviewed", "unreviewed", "withheld"]
+    stats = json.loads(run_cli("review", "stats", "--dir", folder, "--json").stdout)
+    assert stats["turns"] == {"rated": 2, "cancelled": 0, "unreviewed": 2, "unfinished": 0}
+    assert run_cli("review", "verify", "--dir", folder).returncode == 0

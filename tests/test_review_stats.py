@@ -19,7 +19,7 @@ def test_rates_distribution_categories_and_tokens(corpus):
     st = compute(scan([corpus.folder]))
     # coding: approved first draft; insult: 1 revision then approved; chat: approved + withheld after 1
     # revision; open: one approved turn (the conversation never closed, the turn did finish).
-    assert st["conversations"] == 4 and st["turns"] == {"rated": 5, "cancelled": 0, "unfinished": 0}
+    assert st["conversations"] == 4 and st["turns"] == {"rated": 5, "cancelled": 0, "unreviewed": 0, "unfinished": 0}
     assert st["approved_first_draft"] == {"turns": 3, "rate": 0.6}
     assert st["revisions_per_turn"] == {"0": 3, "1": 2} and st["mean_revisions"] == 0.4
     assert st["withheld"] == {"turns": 1, "rate": 0.2} and st["errors"] == {"turns": 0, "rate": 0.0}
@@ -59,7 +59,7 @@ def test_cancelled_and_unfinished_turns_are_not_rated_and_latency_is_exact(tmp_p
                                "seconds": 500.0})
     w.append("user_turn", {"turn": 22, "content": "still running"})
     st = compute(scan([tmp_path]))
-    assert st["turns"] == {"rated": 20, "cancelled": 1, "unfinished": 1}
+    assert st["turns"] == {"rated": 20, "cancelled": 1, "unreviewed": 0, "unfinished": 1}
     assert st["approved_first_draft"]["rate"] == 1.0 and st["withheld"]["rate"] == 0.0
     assert st["latency_per_turn"] == {"turns": 20, "median": 10.5, "p95": 19.0}
     assert st["reviewer_share"]["tokens"] == 0.75  # 60 of 80 tokens per turn
