@@ -23,6 +23,7 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -310,20 +311,30 @@ class Bench:
         await asyncio.gather(*(c.send(question(i)) for i, c in enumerate(convs)))
         return convs
 
-    async def memory(self, k: int, extra: int, reps: int) -> dict[str, Any]:
+    async def rss_growth(self, k: int) -> float:
+        """RSS bytes per conversation, in this process: a few warm-up conversations, then k held at once."""
+        for c in await self.hold(4):
+            c.close()
+        gc.collect()
+        before = rss_bytes()
+        convs = await self.hold(k)
+        gc.collect()
+        grown = rss_bytes() - before
+        for c in convs:
+            c.close()
+        return grown / k
+
+    def rss_in_fresh_process(self, k: int) -> float:
+        # A process that has held more conversations before reuses the pages they freed, and RSS hardly
+        # moves: measured in a fresh interpreter instead (same server, same project).
+        out = subprocess.run([sys.executable, __file__, "--rss-child", self.base_url, str(self.project.root),
+                              str(k)], capture_output=True, text=True, timeout=300, check=True).stdout
+        return float(out.strip().splitlines()[-1])
+
+    async def memory(self, k: int, reps: int) -> dict[str, Any]:
         rss, traced, top = [], [], []
         for _ in range(reps):
-            # RSS per conversation is taken at the margin: k conversations first (they reuse what earlier
-            # sections freed), then `extra` more on top, which need fresh pages.
-            convs = await self.hold(k)
-            gc.collect()
-            before = rss_bytes()
-            convs += await self.hold(extra)
-            gc.collect()
-            rss.append((rss_bytes() - before) / extra)
-            for c in convs:
-                c.close()
-            del convs
+            rss.append(await asyncio.to_thread(self.rss_in_fresh_process, k))
         for _ in range(reps):
             gc.collect()
             tracemalloc.start(1)
@@ -344,7 +355,7 @@ class Bench:
                             f"(median of {reps})")
         table.add_column("measure")
         table.add_column("bytes per conversation", justify="right")
-        table.add_row(f"RSS growth (VmRSS) from {k} to {k + extra} live conversations", f"{median(rss):,.0f}")
+        table.add_row(f"RSS growth (VmRSS) to {k} live conversations, fresh process", f"{median(rss):,.0f}")
         table.add_row(f"Python heap growth (tracemalloc) from 0 to {k} live conversations", f"{median(traced):,.0f}")
         table.add_section()
         for name, size in top:
@@ -353,7 +364,7 @@ class Bench:
         self.console.print("tracemalloc counts the Python objects a live conversation keeps (agents, team, runtime, "
                            "memory, open transcript); RSS is what the process really grows by, allocator slack "
                            "included, and is noisier.")
-        return {"k": k, "extra_for_rss": extra, "reps": reps, "rss_bytes_per_conversation": median(rss),
+        return {"k": k, "reps": reps, "rss_bytes_per_conversation": median(rss),
                 "tracemalloc_bytes_per_conversation": median(traced), "rss_samples": rss, "tracemalloc_samples": traced,
                 "top_files": top}
 
@@ -399,7 +410,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             results["overhead"] = await bench.overhead(turns=8 if quick else 30)
             results["concurrency"] = await bench.concurrency(args.k, turns=1 if quick else 2, reps=3 if quick else 5)
             results["context"] = await bench.context_growth(turns=20)
-            results["memory"] = await bench.memory(k=64, extra=128, reps=1 if quick else 3)
+            results["memory"] = await bench.memory(k=64, reps=1 if quick else 3)
         finally:
             await bench.pool.close()
     results["seconds"] = time.perf_counter() - started
@@ -407,7 +418,19 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+async def rss_child(base_url: str, root: Path, k: int) -> None:
+    logging_setup.configure(None)
+    bench = Bench(load_project(root), base_url, 0.0, Console(stderr=True))
+    try:
+        print(await bench.rss_growth(k))
+    finally:
+        await bench.pool.close()
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--rss-child"]:  # internal: one memory measurement in a fresh interpreter
+        asyncio.run(rss_child(sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])))
+        sys.exit(0)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer turns and repetitions (about a minute)")
     ap.add_argument("--delay", type=float, default=0.2, help="seconds the server takes per model call (default 0.2)")
