@@ -53,6 +53,9 @@ ROLES = {"unaligned_assistant": "bench-assistant", "moral_reviewer": "bench-revi
 QUESTION = "Question {n}: explain, step by step, how a hash-chained audit log detects an edited record. " * 2
 
 
+SECTIONS = ("overhead", "concurrency", "context", "memory")
+
+
 def question(n: int) -> str:
     return QUESTION.format(n=n).strip()
 
@@ -406,15 +409,23 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         project = make_project(Path(tmp), base_url, concurrency=max(args.k) * 2)
         bench = Bench(project, base_url, args.delay, console)
         try:
+            wanted = set(args.sections)
             results["server"] = await bench.server_check(max(args.k), reps=3)
-            results["overhead"] = await bench.overhead(turns=8 if quick else 30)
-            results["concurrency"] = await bench.concurrency(args.k, turns=1 if quick else 2, reps=3 if quick else 5)
-            results["context"] = await bench.context_growth(turns=20)
-            results["memory"] = await bench.memory(k=64, reps=1 if quick else 3)
+            if "overhead" in wanted:
+                results["overhead"] = await bench.overhead(turns=8 if quick else 30)
+            if "concurrency" in wanted:
+                results["concurrency"] = await bench.concurrency(args.k, turns=1 if quick else 2,
+                                                                 reps=3 if quick else 5)
+            if "context" in wanted:
+                results["context"] = await bench.context_growth(turns=20)
+            if "memory" in wanted:
+                results["memory"] = await bench.memory(k=64, reps=1 if quick else 3)
         finally:
             await bench.pool.close()
     results["seconds"] = time.perf_counter() - started
-    console.print(f"Done in {results['seconds']:.0f} s.")
+    results["load_avg_1m_at_end"] = os.getloadavg()[0]
+    console.print(f"Done in {results['seconds']:.0f} s (load {results['load_avg_1m_at_end']:.2f}: other work on the "
+                  "machine slows the concurrency figures first).")
     return results
 
 
@@ -436,6 +447,8 @@ if __name__ == "__main__":
     ap.add_argument("--delay", type=float, default=0.2, help="seconds the server takes per model call (default 0.2)")
     ap.add_argument("--draft-chars", type=int, default=800, help="length of every draft in characters (default 800)")
     ap.add_argument("--k", type=int, nargs="+", default=[1, 4, 16, 64], help="concurrency levels (default 1 4 16 64)")
+    ap.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
+                    help="which sections to run (default: all; the instrument check always runs)")
     ap.add_argument("--json", type=Path, help="also write the results here as JSON")
     ns = ap.parse_args()
     out = asyncio.run(main(ns))
