@@ -1,5 +1,5 @@
 # The two commands of the README.
-.PHONY: demo test setup bench
+.PHONY: demo test setup bench bench-endpoint
 
 setup:
 	@bash scripts/setup.sh
@@ -14,5 +14,11 @@ test: setup
 	@bash scripts/setup_test_tools.sh
 	.venv/bin/python -m pytest
 
+# Both benchmarks: guarded vs bare on the embedded model (minutes), then the engine's own costs
+# against a local endpoint that answers after a fixed delay (about a minute; no model needed).
 bench: setup
 	.venv/bin/python benchmarks/guard_overhead.py
+	.venv/bin/python benchmarks/endpoint_bench.py
+
+bench-endpoint: setup
+	.venv/bin/python benchmarks/endpoint_bench.py

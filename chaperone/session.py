@@ -6,6 +6,7 @@ they share one engine and one transcript format.
 
 from __future__ import annotations
 
+import functools
 import platform
 import uuid
 from dataclasses import dataclass, field
@@ -94,6 +95,11 @@ class Totals:
 
 
 def versions() -> dict[str, str]:
+    return dict(_installed_versions())
+
+
+@functools.cache  # reading package metadata costs ~1.3 ms, most of building a Conversation; it cannot change
+def _installed_versions() -> dict[str, str]:
     found = {"chaperone": __version__, "python": platform.python_version()}
     for dist in ("autogen-agentchat", "autogen-ext", "llama_cpp_python", "openai"):
         try:
