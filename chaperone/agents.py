@@ -37,9 +37,12 @@ class ConversationMemory:
     """Completed exchanges: (what the user said, what the user got)."""
 
     exchanges: list[tuple[str, str]] = field(default_factory=list)
+    keep: int | None = None  # the most any agent reads back; older exchanges are dropped (long chats, serving)
 
     def add(self, user: str, delivered: str) -> None:
         self.exchanges.append((user, delivered))
+        if self.keep is not None and len(self.exchanges) > self.keep:
+            del self.exchanges[: len(self.exchanges) - self.keep]
 
 
 PieceHook = Callable[[str], None]

@@ -189,6 +189,11 @@ def run_cmd(ctx: click.Context, source, reviewer_only, columns, limit, sample, s
             elapsed = progress.tasks[task].elapsed or 1e-9
             progress.update(task, advance=1, rate=f"{counts['done'] / elapsed * 60:.1f}/min",
                             failed=f"{counts['failed']} failed" if counts["failed"] else "")
+            if not err.is_terminal:  # a log file gets one line per item instead of a live bar
+                t = progress.tasks[task]
+                eta = f", about {t.time_remaining / 60:.0f} min left" if t.time_remaining else ""
+                err.print(f"[{int(t.completed)}/{int(t.total)}] item {row['id']}: {row.get('status')}"
+                          f"{': ' + row['error'] if row.get('error') else ''}{eta}", highlight=False, soft_wrap=True)
 
         async def go() -> None:
             try:

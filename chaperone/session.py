@@ -145,7 +145,7 @@ class Conversation:
         u_spec = project.agent(s.agents.user_proxy, role="user_proxy")
         a_model = choice.assistant_model or a_spec.model
         project.check_model(a_model, project.root / "config/models.yaml", "models")
-        memory = ConversationMemory()
+        memory = ConversationMemory(keep=max(a_spec.memory_turns, s.reviewer_context.history_turns))
         a_handle = pool.get(a_model, max_tokens=a_spec.generation.max_tokens)
         assistant = DraftingAgent(a_spec, a_handle, memory, user_name=u_spec.name, reviewer_name=r_spec.name,
                                   memory_turns=a_spec.memory_turns)

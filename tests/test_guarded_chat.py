@@ -281,3 +281,15 @@ async def test_switching_policy_changes_the_rubric_and_fallback_from_the_next_tu
     assert verify(conv.transcript_path).complete
     with pytest.raises(Exception, match="no policy named 'nope'"):
         conv.switch_policy("nope")
+
+
+async def test_memory_keeps_only_what_the_agents_read_back(project_factory):
+    root = project_factory({"assistant-script": replay(*[f"answer {i}" for i in range(12)]),
+                            "reviewer-script": replay(*[APPROVE] * 12)})
+    conv, _ = conversation(root)
+    for i in range(12):
+        await conv.send(f"question {i}")
+    conv.close()
+    memory = conv.chat.memory
+    assert memory.keep == 8 and len(memory.exchanges) == 8  # unaligned_assistant.yaml: memory_turns 8
+    assert memory.exchanges[-1] == ("question 11", "answer 11") and memory.exchanges[0][0] == "question 4"
