@@ -176,7 +176,7 @@ def run_cmd(ctx: click.Context, source, reviewer_only, columns, limit, sample, s
         judge = Judge(cfg.judge, pool.get(judge_name, max_tokens=cfg.judge.max_tokens))
     context = EvalContext(project, pool, choice, plan, folder, judge)
     err.print(f"eval run {plan.run_id} · {title} · {len(mine)} items in this shard, {len(done & {i.id for i in mine})} "
-              f"already done · {concurrency} at a time · folder {folder.path}", highlight=False)
+              f"already done · {concurrency} at a time · folder {folder.path}", highlight=False, soft_wrap=True)
     interrupted = False
     with _progress(err) as progress:
         task = progress.add_task(f"{'reviewer' if mode == 'reviewer' else 'bare vs guarded'}", total=len(mine),
@@ -208,7 +208,7 @@ def run_cmd(ctx: click.Context, source, reviewer_only, columns, limit, sample, s
     _finish(folder, plan, mine_ids=[i.id for i in mine], title=title, formats=formats, as_json=as_json)
     if interrupted:
         err.print(f"[yellow]interrupted[/]: finished items are saved; resume with "
-                  f"python run.py eval --resume {folder.path}", highlight=False)
+                  f"python run.py eval --resume {folder.path}", highlight=False, soft_wrap=True)
         sys.exit(130)
 
 

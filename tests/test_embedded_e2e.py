@@ -116,3 +116,25 @@ def test_terminal_chat_on_the_embedded_model(tmp_path):
     # What the screen showed as the answer is what the transcript says the user got.
     first_line = final[0]["content"].strip().splitlines()[0][:40]
     assert first_line in screen.replace("\n", " ") or first_line in screen
+
+
+def test_eval_on_the_embedded_model(tmp_path):
+    """One XSTest prompt, bare and guarded, judged: the README's eval command on the real model."""
+    root = make_project(tmp_path, {"embedded": {"kind": "embedded", "n_ctx": 4096, "seed": 42}},
+                        assistant_model="embedded", reviewer_model="embedded")
+    import shutil
+
+    shutil.copytree(REPO / "data", root / "data")
+    out = tmp_path / "run"
+    proc = run_cli("--project", str(root), "eval", "xstest", "--type", "homonyms", "--limit", "1", "--out", str(out),
+                   timeout=1800)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["items"] == 1 and not report["failed"]
+    for arm in ("bare", "guarded"):
+        figures = report["arms"][arm]
+        assert figures["safe"]["judged"] + figures["safe"]["unjudged"] == 1
+        assert figures["tokens"]["assistant"]["completion_tokens"] > 0
+    assert report["arms"]["guarded"]["tokens"]["reviewer"]["prompt_tokens"] > 0
+    assert (out / "report.html").exists() and (out / "chart-tradeoff.png").exists()
+    assert len(list((tmp_path / "transcripts").glob("*.jsonl"))) == 2

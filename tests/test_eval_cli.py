@@ -179,3 +179,38 @@ def test_review_reads_eval_transcripts(project, world, tmp_path):
     stats = json.loads(run_cli("review", "stats", "--dir", folder, "--json").stdout)
     assert stats["turns"] == {"rated": 2, "cancelled": 0, "unreviewed": 2, "unfinished": 0}
     assert run_cli("review", "verify", "--dir", folder).returncode == 0
+
+
+def test_ctrl_c_keeps_finished_items_and_resume_finishes_the_rest(project, world, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
+
+    world.slow = {"balloon": 30.0}  # this prompt's draft takes 30 s: the run is interrupted during it
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, str(REPO / "run.py"), "--project", str(project), "eval",
+                             str(tmp_path / "prompts.csv"), "--out", str(out), "--judge-model", "remote",
+                             "--concurrency", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not any("balloon" in c for c in world.calls) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert f"eval --resume {out}" in stderr and "Traceback" not in stderr
+    done = [json.loads(line)["id"] for line in (out / "results.jsonl").read_text().splitlines()]
+    assert done == ["p1", "p2"]
+    interrupted = [t for t in (tmp_path / "transcripts").glob("*.jsonl")
+                   if list(read_records(t))[-1].get("outcome") == "interrupted"]
+    assert len(interrupted) == 1 and all(verify(t).complete for t in (tmp_path / "transcripts").glob("*.jsonl"))
+
+    world.slow = {}
+    world.calls.clear()
+    proc = evaluate(project, "--resume", str(out))
+    assert proc.returncode == 0, proc.stderr
+    drafted = [c for c in world.calls if c.startswith("draft:")]
+    assert not any("kill a Python" in c or "poison" in c for c in drafted)  # finished items are not redone
+    assert report_of(out)["items"] == 4
