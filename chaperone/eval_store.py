@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from chaperone.errors import ChaperoneError
+from chaperone.private_files import private_dir, private_opener
 
 PLAN = "plan.json"
 RESULTS = "results.jsonl"
@@ -70,8 +71,9 @@ class RunFolder:
         if self.plan_path.exists():
             raise ChaperoneError(f"{self.path} already holds an eval run: use --resume {self.path} to finish it, "
                                  "or choose another --out")
-        self.path.mkdir(parents=True, exist_ok=True)
-        self.plan_path.write_text(json.dumps(plan.as_dict(), indent=1) + "\n", encoding="utf-8")
+        private_dir(self.path)
+        with open(self.plan_path, "w", encoding="utf-8", opener=private_opener) as fh:
+            fh.write(json.dumps(plan.as_dict(), indent=1) + "\n")
 
     def plan(self) -> Plan:
         try:
@@ -103,7 +105,7 @@ class RunFolder:
 
     def append(self, row: dict[str, Any]) -> None:
         line = (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8")
-        with self.results_path.open("a+b") as fh:
+        with open(self.results_path, "a+b", opener=private_opener) as fh:
             fh.seek(0, os.SEEK_END)
             if fh.tell():
                 fh.seek(-1, os.SEEK_END)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from loguru import logger
 
+from chaperone.private_files import private_dir, private_opener
+
 from chaperone.redaction import GLOBAL as GLOBAL_REDACTOR
 
 
@@ -52,8 +54,9 @@ def configure(log_file: Path | None, verbose: bool = False) -> None:
                format="<dim>{time:HH:mm:ss}</dim> <level>{level: <7}</level> {message}",
                backtrace=False, diagnose=False)
     if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(log_file.parent)
         logger.add(log_file, level="DEBUG", filter=_redact, rotation="10 MB", retention=5, enqueue=False,
+                   opener=private_opener,
                    format="{time:YYYY-MM-DD HH:mm:ss.SSS} {level: <7} {name}:{line} {message}",
                    backtrace=False, diagnose=False)
     logging.basicConfig(handlers=[_InterceptHandler()], level=logging.INFO, force=True)

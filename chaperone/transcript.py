@@ -18,6 +18,7 @@ from typing import Any, Iterator
 
 from pydantic import BaseModel
 
+from chaperone.private_files import private_dir, private_opener
 from chaperone.redaction import Redactor
 
 GENESIS = "0" * 64
@@ -44,9 +45,10 @@ class TranscriptWriter:
         self.redactor = redactor or Redactor()
         self.conversation_id = header.get("conversation_id") or uuid.uuid4().hex
         started = datetime.now(timezone.utc)
-        directory.mkdir(parents=True, exist_ok=True)
+        private_dir(directory)
         self.path = directory / f"{started:%Y%m%dT%H%M%SZ}-{self.conversation_id[:12]}.jsonl"
-        self._fh = self.path.open("x", encoding="utf-8")  # never overwrite an existing transcript
+        # "x": never overwrite an existing transcript; owner-only, whatever the umask.
+        self._fh = open(self.path, "x", encoding="utf-8", opener=private_opener)
         self._seq = 0
         self._prev = GENESIS
         self.closed = False
