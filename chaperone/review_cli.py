@@ -14,7 +14,9 @@ from typing import Any, Callable
 
 import click
 from rich.console import Console
+from rich.text import Text
 
+from chaperone import run_manifest
 from chaperone.errors import EXIT_EXPECTATION_FAILED, EXIT_OK, ChaperoneError
 from chaperone.transcript_index import OUTCOMES, Summary, make_filters, resolve, scan
 
@@ -183,20 +185,32 @@ def verify_cmd(ctx: click.Context, paths: tuple[Path, ...], folder: Path | None,
     except ChaperoneError as exc:
         _fail(str(exc))
     summaries = [summarize(f) for f in files]
-    bad = [s for s in summaries if not s.readable or not s.verification.intact]
-    incomplete = [s for s in summaries if s.readable and s.verification.intact and not s.verification.complete]
-    failed = bool(bad) or (strict and bool(incomplete))
+    # Folders are also checked against their run manifests: deleted transcripts, clean cuts at a record boundary.
+    folders = [Path(p) for p in (list(paths) or _folders(ctx, folder)) if Path(p).is_dir()]
+    chain_broken = {s.path for s in summaries if not s.readable or not s.verification.intact}
+    # A file whose own chain is broken is reported by its chain; the manifest speaks for the rest.
+    manifest_problems = [m for f in folders for m in run_manifest.check(f) if m.path not in chain_broken]
+    flagged = {m.path for m in manifest_problems}
+    bad = [s for s in summaries if not s.readable or not s.verification.intact or s.path in flagged]
+    incomplete = [s for s in summaries if s not in bad and not s.verification.complete]
+    failed = bool(bad) or bool(manifest_problems) or (strict and bool(incomplete))
     if as_json:
         click.echo(json.dumps({"ok": not failed, "files": [
             {"path": str(s.path), **verification_dict(s.verification),
-             **({"status": "unreadable", "problem": s.problem} if not s.readable else {})} for s in summaries]},
+             **({"status": "unreadable", "problem": s.problem} if not s.readable else {})} for s in summaries],
+            "manifest_problems": [{"path": str(m.path), "problem": m.problem} for m in manifest_problems]},
             indent=2))
     else:
         console = _console()
         for s in summaries:
-            console.print(verify_line(s), soft_wrap=True)
+            if s.path not in flagged:
+                console.print(verify_line(s), soft_wrap=True)
+        for m in manifest_problems:
+            console.print(Text(m.describe(), style="bold red"), soft_wrap=True)
         console.print(f"{len(summaries)} transcript(s): {len(summaries) - len(bad) - len(incomplete)} intact, "
-                      f"{len(incomplete)} incomplete, {len(bad)} tampered or unreadable", style="bold")
+                      f"{len(incomplete)} incomplete, {len(bad)} tampered or unreadable"
+                      + (f"; {len(manifest_problems)} run-manifest problem(s)" if manifest_problems else ""),
+                      style="bold")
     sys.exit(EXIT_EXPECTATION_FAILED if failed else EXIT_OK)
 
 

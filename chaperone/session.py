@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
-from chaperone import __version__
+from chaperone import __version__, run_manifest
 from chaperone.agents import ConversationMemory, DraftingAgent, ReviewingAgent
 from chaperone.events import Delivered, Draft, Sink, TurnFinished, Usage, VerdictEvent, Watcher, Withheld
 from chaperone.bare_chat import BareChat
@@ -193,7 +193,12 @@ class Conversation:
         return await self.chat.send(text, cancellation_token)
 
     def close(self, outcome: str | None = None) -> None:
-        self.transcript.close(outcome or self.totals.outcome, self.totals.as_dict())
+        if self.transcript.closed:
+            return
+        outcome = outcome or self.totals.outcome
+        self.transcript.close(outcome, self.totals.as_dict())
+        run_manifest.record(self.project.transcripts_dir, self.run_id, self.transcript.path, self.transcript.records,
+                            self.transcript.last_hash, outcome)
 
     @property
     def transcript_path(self):

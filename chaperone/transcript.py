@@ -85,6 +85,10 @@ class TranscriptWriter:
     def last_hash(self) -> str:
         return self._prev
 
+    @property
+    def records(self) -> int:
+        return self._seq
+
 
 def read_records(path: Path) -> Iterator[dict[str, Any]]:
     """Every complete record of a transcript, in order (a torn last line is skipped)."""

@@ -200,3 +200,38 @@ def test_show_prints_terminal_escapes_from_a_transcript_as_visible_text(tmp_path
         assert proc.returncode == 0, proc.stderr
         assert "\x1b" not in proc.stdout and "\x07" not in proc.stdout and "\x9b" not in proc.stdout
     assert "\\x1b[2J" in review("show", writer.conversation_id[:8], "--dir", str(folder)).stdout
+
+
+def test_run_manifest_catches_a_deleted_transcript_and_a_clean_cut(tmp_path):
+    """Deleting a whole conversation, or cutting one at a record boundary, leaves every hash chain intact:
+    only the run's manifest (written as each conversation closes) can tell."""
+    import asyncio
+
+    from chaperone.model_clients import ModelPool
+    from chaperone.project import load_project
+    from chaperone.session import Conversation, SessionChoice
+    from tests.conftest import APPROVE, make_project, replay
+
+    root = make_project(tmp_path, {"assistant-script": replay("a", "b"), "reviewer-script": replay(APPROVE, APPROVE)})
+    project = load_project(root)
+
+    async def one():
+        conv = Conversation(project, ModelPool(project.models, root / "config/models.yaml"), SessionChoice(),
+                            kind="test", run_id="run1")
+        await conv.send("hi")
+        await conv.send("again")
+        conv.close()
+        return conv.transcript_path
+
+    first, second, third = (asyncio.run(one()) for _ in range(3))
+    folder = str(tmp_path / "transcripts")
+    assert review("verify", "--dir", folder).returncode == 0
+    second.unlink()
+    lines = third.read_text().splitlines(keepends=True)
+    third.write_text("".join(lines[:-3]))  # whole records removed: the chain that is left still verifies
+    proc = review("verify", "--dir", folder)
+    assert proc.returncode == 1
+    assert f"{second}: TAMPERED: deleted: run manifest run1.json lists it with" in proc.stdout
+    assert f"{third}: TAMPERED: cut short: {len(lines) - 3} records, run manifest run1.json says {len(lines)}" in proc.stdout
+    first_line = next(line for line in proc.stdout.splitlines() if str(first) in line)
+    assert "TAMPERED" not in first_line and "ok" in first_line
