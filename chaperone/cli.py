@@ -15,7 +15,7 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from chaperone import logging_setup
+from chaperone import logging_setup, signals
 from chaperone.errors import EXIT_BAD_INPUT, EXIT_EXPECTATION_FAILED, EXIT_OK, ChaperoneError
 from chaperone.project import PROJECT_ROOT, Project, load_project
 from chaperone.redaction import GLOBAL as GLOBAL_REDACTOR
@@ -108,12 +108,13 @@ def scenario(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, show_dr
         return results
 
     try:
-        results = asyncio.run(run_all())
+        results = signals.run(run_all())
     except ChaperoneError as exc:
         _fail(str(exc))
-    except KeyboardInterrupt:
-        Console(stderr=True).print("[yellow]interrupted[/]")
-        sys.exit(130)
+    except (KeyboardInterrupt, signals.Terminated) as stop:
+        Console(stderr=True).print("[yellow]interrupted[/]: the transcripts of the turns in progress are closed",
+                                   highlight=False)
+        sys.exit(getattr(stop, "code", 130))
 
     all_met = all(r.met for r in results)
     if as_json:

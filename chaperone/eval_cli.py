@@ -3,7 +3,6 @@ resume, shards and merge. `eval SOURCE` is short for `eval run SOURCE`."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import uuid
@@ -14,6 +13,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from chaperone import signals
 from chaperone.errors import ChaperoneError
 from chaperone.eval_config import Columns, EvalConfig, load_eval_config
 from chaperone.eval_data import load_items, parse_shard, select, shard
@@ -177,7 +177,7 @@ def run_cmd(ctx: click.Context, source, reviewer_only, columns, limit, sample, s
     context = EvalContext(project, pool, choice, plan, folder, judge)
     err.print(f"eval run {plan.run_id} · {title} · {len(mine)} items in this shard, {len(done & {i.id for i in mine})} "
               f"already done · {concurrency} at a time · folder {folder.path}", highlight=False, soft_wrap=True)
-    interrupted = False
+    interrupted = 0
     with _progress(err) as progress:
         task = progress.add_task(f"{'reviewer' if mode == 'reviewer' else 'bare vs guarded'}", total=len(mine),
                                  completed=len(mine) - len(todo), rate="", failed="")
@@ -202,14 +202,16 @@ def run_cmd(ctx: click.Context, source, reviewer_only, columns, limit, sample, s
                 await pool.close()
 
         try:
-            asyncio.run(go())
+            signals.run(go())
         except KeyboardInterrupt:
-            interrupted = True
+            interrupted = 130
+        except signals.Terminated as stop:
+            interrupted = stop.code
     _finish(folder, plan, mine_ids=[i.id for i in mine], title=title, formats=formats, as_json=as_json)
     if interrupted:
         err.print(f"[yellow]interrupted[/]: finished items are saved; resume with "
                   f"python run.py eval --resume {folder.path}", highlight=False, soft_wrap=True)
-        sys.exit(130)
+        sys.exit(interrupted)
 
 
 def _finish(folder: RunFolder, plan: Plan, *, mine_ids: list[str], title: str, formats, as_json: bool,

@@ -30,9 +30,16 @@ class World:
     def __init__(self):
         self.fail_on: set[str] = set()  # prompts whose assistant call answers 500
         self.slow: dict[str, float] = {}  # prompts whose assistant call takes this many seconds
+        self.delay = 0.0  # seconds every call takes
         self.calls: list[str] = []
 
     def __call__(self, body: dict) -> str:
+        answer = self._answer(body)  # recorded in self.calls as the call arrives ...
+        if self.delay:
+            time.sleep(self.delay)  # ... then it takes its time
+        return answer
+
+    def _answer(self, body: dict) -> str:
         last = body["messages"][-1]["content"]
         schema = _schema(body)
         if "addresses" in schema.get("properties", {}):  # the judge model (only asked when no refusal phrase)

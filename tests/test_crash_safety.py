@@ -1,0 +1,141 @@
+"""Crashes and signals, for real: processes killed with SIGKILL at random moments, stopped with SIGTERM.
+Transcripts stay readable and intact up to their last record, unfinished ones are reported incomplete
+(never tampered), and a resumed eval finishes the rest without redoing finished items."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from chaperone.eval_store import RunFolder
+from chaperone.transcript import read_records, verify
+from tests.conftest import REPO, run_cli
+from tests.eval_fakes import World, models
+from tests.fake_openai_server import FakeOpenAI
+
+
+@pytest.fixture
+def world():
+    w = World()
+    with FakeOpenAI(w) as server:
+        w.server = server
+        yield w
+
+
+def start(root, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(REPO / "run.py"), "--project", str(root), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(predicate, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def all_transcripts_sound(folder) -> tuple[int, int]:
+    """Every transcript parses and its chain holds; returns (complete, incomplete)."""
+    complete = incomplete = 0
+    for path in folder.glob("*.jsonl"):
+        records = list(read_records(path))  # parses up to the last complete record
+        check = verify(path)
+        assert check.intact, check.describe()  # never reported as tampered
+        assert records and records[0]["type"] == "header"
+        complete += check.complete
+        incomplete += not check.complete
+    return complete, incomplete
+
+
+def write_prompts(path, n):
+    path.write_text("id,prompt,label\n" + "".join(f"q{i},Question number {i}?,safe\n" for i in range(n)))
+
+
+def test_sigkill_at_random_moments_during_an_eval_then_resume(world, project_factory, tmp_path):
+    root = project_factory(models(world.server.base_url), assistant_model="remote", reviewer_model="remote")
+    write_prompts(tmp_path / "p.csv", 12)
+    world.delay = 0.05
+    out = tmp_path / "run"
+    rng = random.Random(5)
+    proc = start(root, "eval", str(tmp_path / "p.csv"), "--out", str(out), "--judge-model", "remote",
+                 "--concurrency", "2")
+    kills = 0
+    while True:
+        wait_for(lambda: (out / "plan.json").exists() or proc.poll() is not None)
+        time.sleep(rng.uniform(0.2, 1.5))
+        if proc.poll() is not None:
+            break
+        proc.kill()  # SIGKILL: no cleanup at all
+        proc.wait()
+        kills += 1
+        all_transcripts_sound(tmp_path / "transcripts")
+        done_before = RunFolder(out).done()
+        world.calls.clear()
+        proc = start(root, "eval", "--resume", str(out), "--judge-model", "remote", "--concurrency", "2")
+        wait_for(lambda: len(world.calls) > 0 or proc.poll() is not None)
+        # Whatever this resumed process drafts, it never drafts an item that was already finished.
+        time.sleep(0.3)
+        redrafted = {c for c in world.calls if c.startswith("draft:")
+                     and any(c.endswith(f"Question number {i[1:]}?") for i in done_before)}
+        assert not redrafted
+    assert proc.returncode == 0, proc.stderr
+    assert kills >= 3
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines() if line.endswith("}")]
+    ok = [r["id"] for r in rows if r.get("status") == "ok"]
+    assert sorted(ok) == sorted(f"q{i}" for i in range(12)) and len(ok) == len(set(ok))  # each finished once
+    complete, incomplete = all_transcripts_sound(tmp_path / "transcripts")
+    # Each finished item's two conversations are complete; a conversation killed mid-way stays incomplete,
+    # and an item killed after its conversations but before its row was written is run again whole.
+    assert complete >= 24 and incomplete <= kills * 2
+    for row in rows:
+        if row.get("status") == "ok":
+            for arm in ("bare", "guarded"):
+                assert verify(row["arms"][arm]["transcript"]).complete
+    report = json.loads((out / "report.json").read_text())
+    assert report["items"] == 12 and report["missing"] == 0
+
+
+def test_sigkill_during_scenario_runs_leaves_sound_transcripts(world, project_factory, tmp_path):
+    root = project_factory(models(world.server.base_url), assistant_model="remote", reviewer_model="remote")
+    for n in range(3):
+        (root / "scenarios" / f"s{n}.yaml").write_text(yaml.safe_dump(
+            {"name": f"s{n}", "turns": [{"user": f"Question {n}.{t}?"} for t in range(3)]}))
+    world.delay = 0.05
+    rng = random.Random(11)
+    for _ in range(5):
+        world.calls.clear()
+        proc = start(root, "scenario", str(root / "scenarios"))
+        wait_for(lambda: world.calls or proc.poll() is not None)  # the run is under way (start-up varies)
+        time.sleep(rng.uniform(0.0, 1.5))
+        proc.kill()
+        proc.wait()
+        all_transcripts_sound(tmp_path / "transcripts")
+    listed = run_cli("--project", str(root), "review", "verify")
+    assert listed.returncode == 0, listed.stdout  # incomplete is not tampering
+    assert "TAMPERED" not in listed.stdout
+
+
+@pytest.mark.parametrize("command", ["scenario", "eval"])
+def test_sigterm_closes_transcripts_as_interrupted(world, project_factory, tmp_path, command):
+    root = project_factory(models(world.server.base_url), assistant_model="remote", reviewer_model="remote")
+    (root / "scenarios" / "s.yaml").write_text(yaml.safe_dump({"name": "s", "turns": [{"user": "Slow one?"}]}))
+    write_prompts(tmp_path / "p.csv", 3)
+    world.delay = 0.4
+    args = (["scenario", str(root / "scenarios")] if command == "scenario"
+            else ["eval", str(tmp_path / "p.csv"), "--out", str(tmp_path / "run"), "--judge-model", "remote"])
+    proc = start(root, *args)
+    wait_for(lambda: any(c.startswith("draft:") for c in world.calls))
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert "Traceback" not in stderr and "interrupted" in stderr
+    closings = [list(read_records(p))[-1] for p in (tmp_path / "transcripts").glob("*.jsonl")]
+    assert closings and all(c["type"] == "closing" for c in closings)
+    assert "interrupted" in {c["outcome"] for c in closings}
