@@ -4,6 +4,7 @@ resume, shards and merge. `eval SOURCE` is short for `eval run SOURCE`."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 import uuid
 from dataclasses import asdict
@@ -24,6 +25,9 @@ from chaperone.eval_runner import EvalContext, run_items
 from chaperone.eval_store import Plan, RunFolder, file_sha256, merge
 from chaperone.schema import EmbeddedModelSpec
 from chaperone.session import SessionChoice
+
+
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
 class _DefaultRun(click.Group):
@@ -146,6 +150,9 @@ def run_cmd(ctx: click.Context, source, reviewer_only, columns, limit, sample, s
                                    assistant_max_tokens=cfg.assistant_max_tokens)
             if policy:
                 project.policy(policy, origin="--policy")
+            if run_id is not None and not RUN_ID.fullmatch(run_id):
+                raise ChaperoneError(f"--run-id: {run_id!r} must be 1-64 letters, digits, '-' or '_' "
+                                     "(it names the run's folder and manifest)")
             run_id = run_id or uuid.uuid4().hex[:12]
             plan = Plan(run_id, mode, source, file_sha256(path), sel, [it.id for it in chosen], asdict(choice), (i, n))
             suffix = f"-shard{i}of{n}" if n > 1 else ""

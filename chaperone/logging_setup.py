@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import logging
 import sys
+import traceback
 from pathlib import Path
 
 from loguru import logger
 
 from chaperone.private_files import private_dir, private_opener
-
 from chaperone.redaction import GLOBAL as GLOBAL_REDACTOR
 
 
@@ -29,35 +29,47 @@ class _InterceptHandler(logging.Handler):
         )
 
 
-def _redact(record: dict) -> bool:
+def _patch(record: dict) -> None:
+    """Runs once per record, before any sink: the message and any traceback are redacted here, and the
+    traceback travels as redacted text (an exception's own text may quote a key, e.g. an endpoint's
+    "Incorrect API key provided: …"; loguru would print it as is)."""
     record["message"] = GLOBAL_REDACTOR.text(record["message"])
-    return True
+    exc = record["exception"]
+    if exc is not None and exc.type is not None:
+        text = "".join(traceback.format_exception(exc.type, exc.value, exc.traceback))
+        record["extra"]["traceback"] = GLOBAL_REDACTOR.text(text).rstrip("\n")
+    record["exception"] = None
+
+
+def _with_traceback(head: str, show: bool = True):
+    def fmt(record: dict) -> str:
+        # The traceback is referenced as a field, never pasted into the format: its braces stay text.
+        tail = "\n{extra[traceback]}" if show and "traceback" in record["extra"] else ""
+        return head + tail + "\n"
+
+    return fmt
 
 
 def _terminal_filter(verbose: bool):
     def keep(record: dict) -> bool:
         # Libraries' own error reports (AutoGen's runtime logs every failed agent call with its traceback)
         # belong in the log file; the person at the terminal gets Chaperone's one-line account.
-        if record["extra"].get("stdlib") and not verbose:
-            return False
-        if not verbose:
-            record["exception"] = None
-        return _redact(record)
+        return verbose or not record["extra"].get("stdlib")
 
     return keep
 
 
 def configure(log_file: Path | None, verbose: bool = False) -> None:
     logger.remove()
+    logger.configure(patcher=_patch)
     # diagnose=False everywhere: loguru's variable dumps could print request headers, i.e. keys.
     logger.add(sys.stderr, level="DEBUG" if verbose else "WARNING", filter=_terminal_filter(verbose),
-               format="<dim>{time:HH:mm:ss}</dim> <level>{level: <7}</level> {message}",
+               format=_with_traceback("<dim>{time:HH:mm:ss}</dim> <level>{level: <7}</level> {message}", verbose),
                backtrace=False, diagnose=False)
     if log_file is not None:
         private_dir(log_file.parent)
-        logger.add(log_file, level="DEBUG", filter=_redact, rotation="10 MB", retention=5, enqueue=False,
-                   opener=private_opener,
-                   format="{time:YYYY-MM-DD HH:mm:ss.SSS} {level: <7} {name}:{line} {message}",
+        logger.add(log_file, level="DEBUG", rotation="10 MB", retention=5, enqueue=False, opener=private_opener,
+                   format=_with_traceback("{time:YYYY-MM-DD HH:mm:ss.SSS} {level: <7} {name}:{line} {message}"),
                    backtrace=False, diagnose=False)
     logging.basicConfig(handlers=[_InterceptHandler()], level=logging.INFO, force=True)
     # AutoGen's runtime logs every message it routes, whole prompts included: only with --verbose.

@@ -37,8 +37,13 @@ class FakeOpenAI:
                     return
                 try:
                     content = outer.responder(body)
-                except Exception as exc:  # a scripted upstream failure: answer 500 like a broken endpoint would
-                    self.send_error(500, str(exc))
+                except Exception as exc:  # a scripted upstream failure: a 500 with an OpenAI-style error body
+                    body = json.dumps({"error": {"message": str(exc), "type": "server_error"}}).encode()
+                    self.send_response(500)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
                     return
                 if body.get("stream"):
                     self._stream(body, content)
