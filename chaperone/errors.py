@@ -18,6 +18,7 @@ class ConfigError(ChaperoneError):
         self.path = str(path)
         self.where = where
         self.line = line
+        message = " ".join(message.split())  # one line, whatever a parser or a quoted value put in it
         self.message = message
         location = self.path
         if line is not None:

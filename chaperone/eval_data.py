@@ -37,7 +37,7 @@ class EvalItem:
 
 class DataError(ChaperoneError):
     def __init__(self, path: Path, message: str, line: int | None = None):
-        super().__init__(f"{path}{f':{line}' if line else ''}: {message}")
+        super().__init__(f"{path}{f':{line}' if line else ''}: {' '.join(message.split())}")
 
 
 def _text(path: Path) -> str:
