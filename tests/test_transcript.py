@@ -77,3 +77,29 @@ def test_secrets_are_redacted_before_writing(tmp_path):
     assert "hunter2-secret-key" not in text and "sk-abcdefghijklmnop" not in text
     assert verify(w.path).intact
     assert json.loads(text.splitlines()[1])["content"].count("[REDACTED]") == 2
+
+
+def test_a_changed_character_anywhere_is_caught_at_its_line(tmp_path):
+    import random
+
+    from chaperone.transcript import TranscriptWriter, verify
+
+    writer = TranscriptWriter(tmp_path / "t", {"kind": "test"})
+    for n in range(4):
+        writer.append("draft", {"turn": 1, "content": f"draft number {n} with some text"})
+    writer.close("approved", {"turns": 1})
+    path = writer.path
+    original = path.read_bytes()
+    lines = original.split(b"\n")[:-1]
+    rng = random.Random(3)
+    tried = 0
+    for index, line in enumerate(lines):
+        for position in rng.sample(range(len(line)), 12):  # 12 random characters of every record
+            changed = bytearray(line)
+            changed[position] = ord("x") if changed[position] != ord("x") else ord("y")
+            path.write_bytes(b"\n".join([*lines[:index], bytes(changed), *lines[index + 1 :]]) + b"\n")
+            check = verify(path)
+            assert not check.intact and check.first_bad == index + 1, (index, position, check.describe())
+            tried += 1
+    path.write_bytes(original)
+    assert verify(path).intact and tried == 12 * len(lines)
