@@ -238,6 +238,24 @@ class ReviewingAgent(BaseChatAgent):
             )
         )
 
+    def _review_body(self, request: str, draft: str, round_: int) -> str:
+        """The review message; on a model whose context window is known (the embedded one), made to fit it.
+
+        Characters do not bound tokens: a digit, a CJK character or a rare symbol is a token or more, so a
+        dense draft of max_draft_chars can overflow the window, and the review would fail (closed). Here the
+        draft is clipped further, head and tail kept and the cut noted, until rubric, message and verdict fit.
+        """
+        context = self.context
+        body = review_prompt.review_message(request, draft, self.memory.exchanges, context, round_)
+        window = getattr(self.model.spec, "n_ctx", None)
+        if not window:
+            return body
+        room = window - self.spec.generation.max_tokens - 64  # 64: the chat template's own tokens
+        while context.max_draft_chars > 200 and self.model.client.count_tokens(self.prompt(body)) > room:
+            context = context.model_copy(update={"max_draft_chars": max(context.max_draft_chars * 2 // 3, 200)})
+            body = review_prompt.review_message(request, draft, self.memory.exchanges, context, round_)
+        return body
+
     async def judge(self, request: str, draft: str, cancellation_token: CancellationToken | None = None, *,
                     critique: bool = True) -> "ReviewResult":
         """The verdict on one draft. Without `critique`, the decision stage only (the eval's reviewer-alone mode)."""
@@ -247,7 +265,7 @@ class ReviewingAgent(BaseChatAgent):
         if self.on_activity is not None:
             self.on_activity("reviewing", round_, 0, "")
         # Local, not agent state: the eval's reviewer-alone mode judges many drafts concurrently.
-        body = review_prompt.review_message(request, draft, self.memory.exchanges, self.context, round_)
+        body = self._review_body(request, draft, round_)
         first = await self._call(self.prompt(body), decision_schema(), token)
         raw = _text_of(first.content)
         verdict = parse_verdict(raw, list(self._policy.categories))
