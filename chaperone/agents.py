@@ -264,6 +264,13 @@ class ReviewingAgent(BaseChatAgent):
         round_ = max(self._round, 1)
         if self.on_activity is not None:
             self.on_activity("reviewing", round_, 0, "")
+        limit = self.context.max_draft_chars
+        if self.context.over_limit == "send_back" and len(draft) > limit:
+            # Fail closed: a draft the reviewer cannot read whole is never approved; its middle could hide anything.
+            verdict = Verdict(decision="revise", critique=f"The draft is {len(draft):,} characters; the review reads "
+                              f"at most {limit:,}. Give the answer again in under {limit:,} characters.")
+            return ReviewResult(verdict, "(not sent to the reviewer model: the draft is longer than "
+                                         "reviewer_context.max_draft_chars)", 0, 0, time.perf_counter() - started)
         # Local, not agent state: the eval's reviewer-alone mode judges many drafts concurrently.
         body = self._review_body(request, draft, round_)
         first = await self._call(self.prompt(body), decision_schema(), token)

@@ -128,6 +128,9 @@ class ReviewerContextSpec(Strict):
     history_turns: int = Field(1, ge=0, le=20)
     max_history_chars: int = Field(600, ge=0, le=100_000)
     max_draft_chars: int = Field(6000, ge=200, le=1_000_000)
+    # A draft longer than max_draft_chars cannot be read whole. send_back (fail closed): the reviewer returns
+    # it asking for a shorter answer, no model call. truncate: the start and the end are reviewed, the cut noted.
+    over_limit: Literal["send_back", "truncate"] = "send_back"
 
 
 class Settings(Strict):

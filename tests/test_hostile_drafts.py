@@ -36,7 +36,7 @@ _CONTROL_TOKEN = re.compile(r"<\|[^|<>\s]{1,40}\|>")
 async def review(project_factory, d: HostileDraft, replies: list[str]):
     """One guarded turn: the scripted assistant writes the hostile draft, the scripted reviewer says `replies`."""
     root = project_factory({"assistant-script": replay(d.draft), "reviewer-script": replay(*replies)},
-                           settings={"max_revisions": 0})
+                           settings={"max_revisions": 0, "reviewer_context": {"over_limit": "truncate"}})
     conv, events = conversation(root)
     finished = await conv.send(d.request)
     calls = conv.chat.reviewer.model.client.create_calls
@@ -124,7 +124,7 @@ def reviewer_on(spec: EmbeddedModelSpec, client: ReplayChatCompletionClient) -> 
     project = load_project(REPO)
     return ReviewingAgent(project.agents["moral_reviewer"], ModelHandle("embedded", spec, client),
                           project.policy("public"), ConversationMemory(), user_name="user", assistant_name="assistant",
-                          context=project.settings.reviewer_context)
+                          context=project.settings.reviewer_context.model_copy(update={"over_limit": "truncate"}))
 
 
 async def test_a_dense_draft_is_clipped_further_to_fit_the_models_window():
@@ -143,3 +143,22 @@ async def test_a_dense_draft_is_clipped_further_to_fit_the_models_window():
     await reviewer.judge(REQUEST, CORPUS[0].draft, critique=False)
     _, _, inside, _ = split_message(client.create_calls[1]["messages"][-1].content)
     assert inside == CORPUS[0].draft
+
+
+async def test_by_default_a_draft_too_long_to_read_whole_is_sent_back_unread(project_factory):
+    """The default (over_limit: send_back): nothing the reviewer could not read whole is delivered, and the
+    assistant is asked for a shorter answer; the reviewer model is not called for it."""
+    from chaperone.events import Delivered, VerdictEvent
+
+    long = next(d for d in CORPUS if d.name == "long_attack_in_middle")
+    root = project_factory({"assistant-script": replay(long.draft, "Short answer."),
+                            "reviewer-script": replay('{"ok_to_send": "yes"}')}, settings={"max_revisions": 1})
+    conv, events = conversation(root)
+    finished = await conv.send(long.request)
+    conv.close()
+    verdicts = [e for e in events if isinstance(e, VerdictEvent)]
+    assert verdicts[0].decision == "revise" and "characters" in verdicts[0].critique
+    assert [e.content for e in events if isinstance(e, Delivered)] == ["Short answer."]
+    assert finished.revisions == 1
+    assert len(conv.chat.reviewer.model.client.create_calls) == 1  # only the short draft reached the model
+    assert "Give the answer again in under" in conv.chat.assistant.model.client.create_calls[1]["messages"][-1].content

@@ -38,6 +38,8 @@ def test_the_embedded_reviewer_on_every_hostile_draft():
 
 async def _review_all() -> list[dict]:
     project = load_project(REPO)
+    # Long drafts are truncated here (not sent back unread, the default) so the model reads every attack.
+    project.settings.reviewer_context.over_limit = "truncate"
     pool = ModelPool(project.models, REPO / "config/models.yaml")
     reviewer = build_reviewer(project, pool, SessionChoice(), ConversationMemory(),
                               project.policy(project.settings.default_policy))
