@@ -50,7 +50,8 @@ class BareChat:
         except Exception as exc:  # noqa: BLE001 - one clear line in the transcript, never a traceback
             message = GLOBAL_REDACTOR.text(describe_error(exc))
             logger.opt(exception=exc).debug("bare turn {} failed", turn)
-            return await self._finish_without_answer(turn, started, "error", message)
+            return await self._finish_without_answer(turn, started, "error", message,
+                                                     reason=f"because the assistant failed: {message}")
         msg = response.chat_message
         mu = msg.models_usage
         u = Usage(prompt_tokens=mu.prompt_tokens if mu else 0, completion_tokens=mu.completion_tokens if mu else 0)
@@ -65,9 +66,10 @@ class BareChat:
         await self._emit(finished)
         return finished
 
-    async def _finish_without_answer(self, turn: int, started: float, outcome: str, message: str) -> TurnFinished:
+    async def _finish_without_answer(self, turn: int, started: float, outcome: str, message: str, *,
+                                     reason: str | None = None) -> TurnFinished:
         await self._emit(ErrorEvent(turn=turn, source="chaperone", message=message))
-        await self._emit(Withheld(turn=turn, content=self.fallback, revisions=0, reason=message))
+        await self._emit(Withheld(turn=turn, content=self.fallback, revisions=0, reason=reason or message))
         finished = TurnFinished(turn=turn, outcome=outcome, revisions=0, categories=[], usage_by_agent={},
                                 seconds=round(time.perf_counter() - started, 3))
         await self._emit(finished)

@@ -40,6 +40,7 @@ from chaperone.events import (
     Watcher,
     Withheld,
 )
+from chaperone.model_clients import ModelCallError
 from chaperone.redaction import GLOBAL as GLOBAL_REDACTOR
 
 
@@ -135,6 +136,7 @@ class GuardedChat:
                                        model=item.metadata.get("model", ""), usage=u,
                                        latency_s=float(item.metadata.get("latency_s", 0))))
             elif item.source == self.reviewer.name and isinstance(item, VerdictMessage):
+                state.verdicts += 1
                 v = item.content
                 state.categories.extend(c for c in v.categories if c not in state.categories)
                 if (v.approved and state.last_draft is not None
@@ -172,7 +174,9 @@ class GuardedChat:
             message = GLOBAL_REDACTOR.text(describe_error(exc))
             logger.warning("turn {} failed: {}", turn, message)
             logger.opt(exception=exc).debug("turn {} failure details", turn)  # the log file only
-            outcome, reason = "error", f"review could not finish: {message}"
+            # A draft still waiting for its verdict: the reviewer's call failed. Fail closed either way.
+            failed = "the review" if state.drafts > state.verdicts else "the assistant"
+            outcome, reason = "error", f"because {failed} failed: {message}"
             await self._emit(ErrorEvent(turn=turn, source="chaperone", message=message))
         drafts, last_draft, approved_sha = state.drafts, state.last_draft, state.approved_sha
         usage, categories = state.usage, state.categories
@@ -204,7 +208,9 @@ def describe_error(exc: BaseException, limit: int = 300) -> str:
     whose text carries the whole remote traceback: keep its first line only."""
     text = str(exc).split("\nTraceback:", 1)[0].strip() or type(exc).__name__
     first = text.splitlines()[0] if text else ""
-    if not isinstance(exc, RuntimeError) or ":" not in first:
+    if isinstance(exc, RuntimeError):
+        first = first.removeprefix(f"{ModelCallError.__name__}: ")  # already says which model and what failed
+    if not isinstance(exc, (RuntimeError, ModelCallError)) or ":" not in first:
         first = f"{type(exc).__name__}: {first}"
     return first if len(first) <= limit else first[: limit - 1] + "…"
 
@@ -212,6 +218,7 @@ def describe_error(exc: BaseException, limit: int = 300) -> str:
 @dataclass
 class _TurnState:
     drafts: int = 0
+    verdicts: int = 0
     last_draft: str | None = None
     approved_sha: str | None = None  # set only by a readable approval of exactly last_draft
     usage: dict[str, Usage] = field(default_factory=dict)

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
+from urllib.parse import urlsplit
 
-from autogen_core.models import ChatCompletionClient, ModelInfo
+from autogen_core.models import ChatCompletionClient, CreateResult, ModelInfo
 
 from chaperone.errors import ChaperoneError, ConfigError
 from chaperone.redaction import GLOBAL as GLOBAL_REDACTOR
@@ -121,8 +124,6 @@ class ModelPool:
         raise ChaperoneError(f"model '{name}': unsupported kind")  # unreachable: the schema limits kinds
 
     def _openai(self, name: str, spec: OpenAIModelSpec) -> ChatCompletionClient:
-        from autogen_ext.models.openai import OpenAIChatCompletionClient
-
         api_key = "not-needed"  # local servers (Ollama, llama.cpp, vLLM) accept any key
         if spec.api_key_env:
             self.check_ready(name)
@@ -134,10 +135,135 @@ class ModelPool:
         )
         if spec.base_url:
             kwargs["base_url"] = spec.base_url
-        return OpenAIChatCompletionClient(**kwargs)
+        return _checked_openai_client()(CallFailure(name, spec), **kwargs)
 
     async def close(self) -> None:
         for handle in self._handles.values():
             with contextlib.suppress(Exception):
                 await handle.client.close()
         self._handles.clear()
+
+
+# ---------------------------------------------------------------- OpenAI-compatible endpoints: failures
+#
+# Retries are the openai client's own (max_retries, timeout from models.yaml): it retries timeouts,
+# connection errors and HTTP 408/409/429/5xx with exponential backoff and jitter, honouring Retry-After.
+# What is left to us: a call that has failed for good becomes one line naming the model, the endpoint and
+# what went wrong; and a streamed answer that stops before the model finished is an error, never a draft.
+
+
+class ModelCallError(ChaperoneError):
+    """A model call failed for good (after the client's retries, where a retry makes sense)."""
+
+
+class StreamCutShort(Exception):
+    """A streamed completion ended without a finish_reason: the answer is partial."""
+
+
+@dataclass
+class CallFailure:
+    """Turns what the openai client raised into a ModelCallError a person can act on."""
+
+    name: str
+    spec: OpenAIModelSpec
+    retried_status: Callable[[Any], bool] = lambda response: False  # the client's own rule for HTTP statuses
+
+    @property
+    def where(self) -> str:
+        url = urlsplit(self.spec.base_url or "https://api.openai.com/v1")  # no user:password, no query
+        return f"model '{self.name}' at {url.scheme}://{url.hostname}{f':{url.port}' if url.port else ''}{url.path}"
+
+    def __call__(self, exc: Exception, *, streamed_pieces: int | None = None) -> ModelCallError:
+        import openai
+
+        what, retried = self._what(exc, openai), False
+        mid_stream = getattr(exc, "after_chunks", 0) > 0  # the client retries a request, not a stream under way
+        if isinstance(exc, openai.APIConnectionError) and not mid_stream:  # timeouts are connection errors too
+            retried = True
+        elif isinstance(exc, openai.APIStatusError):
+            retried = self.retried_status(exc.response)
+        if streamed_pieces:
+            what += f" after {streamed_pieces} streamed piece(s); the partial answer was discarded"
+        tried = f"{1 + self.spec.max_retries} attempts" if retried and self.spec.max_retries else "not retried"
+        tag = f"{type(exc).__name__}, " if isinstance(exc, (openai.OpenAIError, json.JSONDecodeError)) else ""
+        return ModelCallError(f"{self.where}: {what} ({tag}{tried})")
+
+    def _what(self, exc: Exception, openai: Any) -> str:
+        if isinstance(exc, openai.APITimeoutError):
+            return f"no answer within the {self.spec.timeout:g} s timeout"
+        if isinstance(exc, openai.APIConnectionError):
+            cause = type(exc.__cause__).__name__ if exc.__cause__ else ""
+            if cause == "ConnectError":
+                return "could not connect"
+            return "the connection broke before the answer was complete"
+        if isinstance(exc, openai.APIStatusError):
+            detail = exc.body.get("message") if isinstance(exc.body, dict) else exc.body
+            reason = getattr(exc.response, "reason_phrase", "") or ""
+            text = f"the endpoint answered HTTP {exc.status_code} {reason}".rstrip()
+            if detail:
+                text += f": {' '.join(str(detail).split())[:160]}"
+            wait = exc.response.headers.get("retry-after")
+            return text + (f"; Retry-After {wait} s" if wait else "")
+        if isinstance(exc, json.JSONDecodeError):
+            return "the endpoint's reply was not valid JSON"
+        if isinstance(exc, IndexError):  # autogen reads choices[0] of the completion
+            return "the endpoint's reply had no choices (an empty \"choices\" list)"
+        if isinstance(exc, StreamCutShort):
+            return "the streamed answer stopped before the model finished (no finish_reason)"
+        first = (str(exc).strip().splitlines() or [""])[0]
+        return first or "the call failed"
+
+
+@functools.cache
+def _checked_openai_client() -> type:
+    """OpenAIChatCompletionClient, with failures explained and cut-short streams refused.
+
+    Built on first use: importing the openai client costs start-up time that commands without a
+    remote model should not pay."""
+    from autogen_ext.models.openai import OpenAIChatCompletionClient
+
+    class CheckedOpenAIChatCompletionClient(OpenAIChatCompletionClient):
+        def __init__(self, failure: CallFailure, **kwargs: Any):
+            super().__init__(**kwargs)
+            # 408/409/429/5xx unless Retry-After exceeds 120 s or x-should-retry says no
+            failure.retried_status = self._client._should_retry
+            self._failure = failure
+
+        async def create(self, *args: Any, **kwargs: Any) -> CreateResult:
+            try:
+                return await super().create(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - re-raised as one clear line; cancellation passes through
+                raise self._failure(exc) from exc
+
+        async def create_stream(self, *args: Any, **kwargs: Any):  # type: ignore[override]
+            pieces = 0
+            try:
+                async for item in super().create_stream(*args, **kwargs):
+                    pieces += not isinstance(item, CreateResult)
+                    yield item
+            except Exception as exc:  # noqa: BLE001
+                raise self._failure(exc, streamed_pieces=pieces) from exc
+
+        # autogen turns whatever arrived into a result, even when the stream stopped halfway (no [DONE],
+        # no finish_reason): a partial draft would then be reviewed and could be delivered.
+        def _create_stream_chunks(self, *args: Any, **kwargs: Any):
+            return _finished_or_raise(super()._create_stream_chunks(*args, **kwargs))
+
+        def _create_stream_chunks_beta_client(self, *args: Any, **kwargs: Any):
+            return _finished_or_raise(super()._create_stream_chunks_beta_client(*args, **kwargs))
+
+    return CheckedOpenAIChatCompletionClient
+
+
+async def _finished_or_raise(chunks: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    finished, count = False, 0
+    try:
+        async for chunk in chunks:
+            count += 1
+            finished = finished or any(choice.finish_reason for choice in chunk.choices)
+            yield chunk
+    except Exception as exc:  # noqa: BLE001 - marked, not handled: CallFailure words it
+        exc.after_chunks = count  # type: ignore[attr-defined]
+        raise
+    if not finished:
+        raise StreamCutShort()

@@ -47,9 +47,10 @@ class OpenAIModelSpec(Strict):
     base_url: str | None = None
     api_key_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     model_info: ModelInfoSpec = ModelInfoSpec()
-    timeout: float = Field(60.0, gt=0, le=3600)
-    max_retries: int = Field(3, ge=0, le=20)
-    max_concurrency: int = Field(8, ge=1, le=1024)
+    timeout: float = Field(60.0, gt=0, le=3600, description="seconds per attempt (connect, each wait for bytes)")
+    max_retries: int = Field(3, ge=0, le=20, description="the openai client's retries on timeouts, connection "
+                             "errors, HTTP 408/409/429/5xx (Retry-After, else exponential backoff with jitter)")
+    max_concurrency: int = Field(8, ge=1, le=1024, description="calls in flight to this endpoint at once")
 
     @field_validator("base_url")
     @classmethod

@@ -11,6 +11,30 @@ from typing import Callable
 Responder = Callable[[dict], str]
 
 
+def completion(body: dict, content: str, n: int) -> dict:
+    """A whole (non-streamed) chat completion carrying `content`."""
+    return {
+        "id": f"chatcmpl-{n}", "object": "chat.completion", "created": 0, "model": body.get("model", "fake"),
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
+    }
+
+
+def stream_events(body: dict, content: str, n: int) -> list[dict]:
+    """The server-sent events of a streamed completion, word by word, ending with finish_reason
+    (and a usage chunk when asked for); the caller writes `data: [DONE]` after them."""
+    base = {"id": f"chatcmpl-{n}", "object": "chat.completion.chunk", "created": 0, "model": body.get("model", "fake")}
+    words = content.split(" ")
+    events = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}]
+    events += [{**base, "choices": [{"index": 0, "delta": {"content": w + (" " if i < len(words) - 1 else "")}}]}
+               for i, w in enumerate(words)]
+    events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    if (body.get("stream_options") or {}).get("include_usage"):
+        events.append({**base, "choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": len(words),
+                                                         "total_tokens": 11 + len(words)}})
+    return events
+
+
 class FakeOpenAI:
     """`responder(body)` gives the reply text. A streamed request (stream: true) gets it word by word as
     server-sent events, `chunk_delay` seconds apart (a slow model, for progress and cancellation tests)."""
@@ -48,13 +72,7 @@ class FakeOpenAI:
                 if body.get("stream"):
                     self._stream(body, content)
                     return
-                payload = json.dumps({
-                    "id": f"chatcmpl-{len(outer.requests)}", "object": "chat.completion", "created": 0,
-                    "model": body.get("model", "fake"),
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                                 "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
-                }).encode()
+                payload = json.dumps(completion(body, content, len(outer.requests))).encode()
                 try:
                     self.send_response(200)
                     self.send_header("Content-Type", "application/json")
@@ -68,18 +86,8 @@ class FakeOpenAI:
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.end_headers()
-                base = {"id": f"chatcmpl-{len(outer.requests)}", "object": "chat.completion.chunk", "created": 0,
-                        "model": body.get("model", "fake")}
-                words = content.split(" ")
-                events = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}]
-                events += [{**base, "choices": [{"index": 0, "delta": {"content": w + (" " if i < len(words) - 1 else "")}}]}
-                           for i, w in enumerate(words)]
-                events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-                if (body.get("stream_options") or {}).get("include_usage"):
-                    events.append({**base, "choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": len(words),
-                                                                     "total_tokens": 11 + len(words)}})
                 try:
-                    for event in events:
+                    for event in stream_events(body, content, len(outer.requests)):
                         self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
                         self.wfile.flush()
                         if outer.chunk_delay:

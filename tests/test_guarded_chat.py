@@ -136,7 +136,7 @@ async def test_model_error_ends_the_turn_withheld_with_an_error_record(project_f
     conv.close()
     assert finished.outcome == "error"
     assert of(events, ErrorEvent) and not of(events, Delivered)
-    assert of(events, Withheld)[0].reason.startswith("review could not finish")
+    assert of(events, Withheld)[0].reason.startswith("because the review failed: ")
     kinds = [r["type"] for r in read_records(conv.transcript_path)]
     assert "error" in kinds and kinds[-1] == "closing"
     assert verify(conv.transcript_path).complete
