@@ -27,6 +27,10 @@ from chaperone.session import Conversation, SessionChoice, build_reviewer
 Progress = Callable[[dict[str, Any]], None]  # called with each finished row
 
 
+class ItemFailed(RuntimeError):
+    """One item could not be finished (its conversation says why); the batch goes on."""
+
+
 @dataclass
 class EvalContext:
     project: Project
@@ -52,6 +56,8 @@ async def _arm(ctx: EvalContext, item: EvalItem, arm: str) -> dict[str, Any]:
     def capture(event: Any) -> None:
         if getattr(event, "kind", None) in ("delivered", "withheld"):
             final.update(kind=event.kind, content=event.content)
+        elif getattr(event, "kind", None) == "error":
+            final["error"] = event.message
 
     conv = Conversation(ctx.project, ctx.pool, ctx.choice, kind="eval", guarded=(arm == "guarded"), sinks=[capture],
                         run_id=ctx.plan.run_id,
@@ -62,7 +68,8 @@ async def _arm(ctx: EvalContext, item: EvalItem, arm: str) -> dict[str, Any]:
     finally:
         conv.close()
     if finished.outcome in ("error", "cancelled"):
-        raise RuntimeError(f"{arm} conversation ended with {finished.outcome} (transcript {conv.transcript_path.name})")
+        cause = f": {final['error']}" if final.get("error") else ""
+        raise ItemFailed(f"{arm} conversation ended with {finished.outcome}{cause} (transcript {conv.transcript_path.name})")
     roles = _roles(conv)
     usage: dict[str, dict[str, int]] = {}
     for agent, u in finished.usage_by_agent.items():

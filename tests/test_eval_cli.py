@@ -79,7 +79,10 @@ def test_resume_runs_only_what_is_missing(project, world, tmp_path):
     world.fail_on = {"photo"}
     proc = evaluate(project, str(tmp_path / "prompts.csv"), "--out", str(out))
     assert proc.returncode == 0, proc.stderr
-    assert [f["id"] for f in report_of(out)["failed"]] == ["p4"]
+    failed = report_of(out)["failed"]
+    assert [f["id"] for f in failed] == ["p4"]
+    assert "bare conversation ended with error: model 'remote'" in failed[0]["error"]  # the cause, in one line
+    assert "500" in failed[0]["error"]
     assert "1 item(s) failed" in proc.stdout
     # Simulate a crash that lost the last finished row and tore the line being written.
     lines = (out / "results.jsonl").read_text().splitlines(keepends=True)
