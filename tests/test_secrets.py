@@ -50,7 +50,8 @@ def test_the_key_is_in_no_file_and_no_output(project_factory, tmp_path):
         ]
         assert all(f"Bearer {SECRET}" == h for h in server.auth_headers)  # the key was really used
     assert [p.returncode for p in runs] == [0, 0, 0, 0], [p.stderr[-2000:] for p in runs]
-    assert "Incorrect API key provided" in runs[1].stdout  # the error itself is shown ...
+    shown = " ".join((runs[1].stdout + runs[1].stderr).split())
+    assert "Incorrect API key provided: [REDACTED]" in shown  # the error itself is shown ...
     for proc in runs:
         assert SECRET not in proc.stdout and SECRET not in proc.stderr  # ... without the key
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
