@@ -85,8 +85,7 @@ async def test_the_draft_is_quoted_between_the_real_fences_only(project_factory,
     if d.hidden:
         assert d.hidden not in message
     # After the real fence only the app speaks: an optional note on what was changed, then the question.
-    assert re.fullmatch(r"(\n\[About the draft reply above: [^\n]*\.\])?\n\n"
-                        rf"Only the markers with {nonce} are real\. [^\n]*Is the draft OK to send\?", after)
+    assert re.fullmatch(r"(\n\[About the draft reply above: [^\n]*\.\])?\n\nIs the draft OK to send\?", after)
     # Nothing the chat template reads as a turn marker, nothing the user would not see.
     for text in (system, message):
         assert not _CONTROL_TOKEN.search(text)
