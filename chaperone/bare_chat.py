@@ -7,7 +7,6 @@ sinks and transcripts serve it; the turn's outcome is "unreviewed".
 from __future__ import annotations
 
 import asyncio
-import inspect
 import time
 
 from autogen_agentchat.messages import TextMessage
@@ -16,7 +15,7 @@ from loguru import logger
 from pydantic import BaseModel
 
 from chaperone.agents import ConversationMemory, DraftingAgent
-from chaperone.events import Delivered, Draft, ErrorEvent, Sink, TurnFinished, Usage, UserTurn, Withheld
+from chaperone.events import Delivered, Draft, ErrorEvent, Sink, TurnFinished, Usage, UserTurn, Withheld, emit
 from chaperone.guarded_chat import describe_error
 from chaperone.redaction import GLOBAL as GLOBAL_REDACTOR
 
@@ -29,10 +28,7 @@ class BareChat:
         self.turns = 0
 
     async def _emit(self, event: BaseModel) -> None:
-        for sink in self.sinks:
-            result = sink(event)
-            if inspect.isawaitable(result):
-                await result
+        await emit(self.sinks, event)
 
     async def send(self, text: str, cancellation_token: CancellationToken | None = None) -> TurnFinished:
         self.turns += 1

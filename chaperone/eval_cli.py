@@ -24,7 +24,7 @@ from chaperone.eval_report import console_print, write
 from chaperone.eval_runner import EvalContext, run_items
 from chaperone.eval_store import Plan, RunFolder, file_sha256, merge
 from chaperone.schema import EmbeddedModelSpec
-from chaperone.session import SessionChoice
+from chaperone.session import SessionChoice, models_used
 
 
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
@@ -163,7 +163,8 @@ def run_cmd(ctx: click.Context, source, reviewer_only, columns, limit, sample, s
         done = folder.done()
         todo = [it for it in mine if it.id not in done]
         pool = cli._pool(project)
-        for name in {choice.assistant_model, choice.reviewer_model, judge_model or cfg.judge.model} - {None}:
+        used = models_used(project, choice) | ({judge_model or cfg.judge.model} if mode == "ab" else set())
+        for name in sorted(used):
             project.check_model(name, project.root / "config/models.yaml", "model")
             pool.check_ready(name)
     except ChaperoneError as exc:
@@ -171,10 +172,6 @@ def run_cmd(ctx: click.Context, source, reviewer_only, columns, limit, sample, s
 
     # The embedded model serialises its calls: items in parallel would only queue (and inflate each one's
     # latency), so runs that use it go one item at a time unless told otherwise.
-    settings = project.settings
-    used = {choice.assistant_model or project.agents[settings.agents.assistant].model,
-            choice.reviewer_model or project.agents[settings.agents.reviewer].model,
-            *([judge_model or cfg.judge.model] if mode == "ab" else [])}
     embedded = any(isinstance(project.models.models.get(m), EmbeddedModelSpec) for m in used)
     concurrency = concurrency or (1 if embedded else cfg.concurrency)
     judge = None
@@ -221,10 +218,9 @@ def run_cmd(ctx: click.Context, source, reviewer_only, columns, limit, sample, s
         sys.exit(interrupted)
 
 
-def _finish(folder: RunFolder, plan: Plan, *, mine_ids: list[str], title: str, formats, as_json: bool,
-            rows: list[dict] | None = None) -> None:
+def _finish(folder: RunFolder, plan: Plan, *, mine_ids: list[str], title: str, formats, as_json: bool) -> None:
     results = folder.results()
-    rows = rows if rows is not None else [results[i] for i in mine_ids if i in results]
+    rows = [results[i] for i in mine_ids if i in results]
     rep = compute_report(plan.mode, rows)
     rep.update(run_id=plan.run_id, source=plan.source, shard=list(plan.shard),
                missing=len([i for i in mine_ids if results.get(i, {}).get("status") != "ok"]))

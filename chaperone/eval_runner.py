@@ -41,14 +41,6 @@ class EvalContext:
     judge: Judge | None = None
 
 
-def _roles(conv: Conversation) -> dict[str, str]:
-    roles = {conv.chat.assistant.name: "assistant"}
-    reviewer = getattr(conv.chat, "reviewer", None)
-    if reviewer is not None:
-        roles[reviewer.name] = "reviewer"
-    return roles
-
-
 async def _arm(ctx: EvalContext, item: EvalItem, arm: str) -> dict[str, Any]:
     """One conversation of one item: the bare assistant or the guarded chat."""
     final: dict[str, Any] = {}
@@ -70,7 +62,7 @@ async def _arm(ctx: EvalContext, item: EvalItem, arm: str) -> dict[str, Any]:
     if finished.outcome in ("error", "cancelled"):
         cause = f": {final['error']}" if final.get("error") else ""
         raise ItemFailed(f"{arm} conversation ended with {finished.outcome}{cause} (transcript {conv.transcript_path.name})")
-    roles = _roles(conv)
+    roles = conv.roles
     usage: dict[str, dict[str, int]] = {}
     for agent, u in finished.usage_by_agent.items():
         acc = usage.setdefault(roles.get(agent, agent), {"prompt_tokens": 0, "completion_tokens": 0})

@@ -3,6 +3,7 @@ terminal view, the transcript writer and the statistics are sinks reading the sa
 
 from __future__ import annotations
 
+import inspect
 from typing import Annotated, Awaitable, Callable, Literal, Union
 
 from pydantic import BaseModel, Field
@@ -99,3 +100,11 @@ Event = Annotated[
 
 Sink = Callable[[BaseModel], Union[None, Awaitable[None]]]
 Watcher = Callable[[Activity], None]
+
+
+async def emit(sinks: list[Sink], event: BaseModel) -> None:
+    """Hand one event to every sink in order (a sink may be sync or async)."""
+    for sink in sinks:
+        result = sink(event)
+        if inspect.isawaitable(result):
+            await result

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import time
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -39,6 +38,7 @@ from chaperone.events import (
     VerdictEvent,
     Watcher,
     Withheld,
+    emit,
 )
 from chaperone.model_clients import ModelCallError
 from chaperone.redaction import GLOBAL as GLOBAL_REDACTOR
@@ -116,10 +116,7 @@ class GuardedChat:
         self.assistant.on_activity = self.reviewer.on_activity = hook
 
     async def _emit(self, event: BaseModel) -> None:
-        for sink in self.sinks:
-            result = sink(event)
-            if inspect.isawaitable(result):
-                await result
+        await emit(self.sinks, event)
 
     async def _consume(self, turn: int, text: str, token: CancellationToken, state: "_TurnState") -> None:
         """Run the team on one user turn and turn its messages into events."""

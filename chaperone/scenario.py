@@ -13,6 +13,7 @@ from chaperone.model_clients import ModelPool
 from chaperone.project import Project
 from chaperone.schema import Scenario, TurnExpectation
 from chaperone.session import Conversation, SessionChoice
+from chaperone.session import models_used as session_models_used
 
 
 @dataclass
@@ -84,14 +85,15 @@ class TurnCheck:
         return not self.failures
 
 
+def scenario_choice(spec) -> SessionChoice:
+    return SessionChoice(policy=spec.policy, assistant=spec.agents.assistant, reviewer=spec.agents.reviewer,
+                         assistant_model=spec.models.assistant, reviewer_model=spec.models.reviewer,
+                         max_revisions=spec.max_revisions)
+
+
 def models_used(loaded: LoadedScenario, project: Project) -> set[str]:
     """The model names a scenario's conversation will call."""
-    s = project.settings.agents
-    used = set()
-    for role, default_agent in (("assistant", s.assistant), ("reviewer", s.reviewer)):
-        agent = getattr(loaded.spec.agents, role) or default_agent
-        used.add(getattr(loaded.spec.models, role) or project.agents[agent].model)
-    return used
+    return session_models_used(project, scenario_choice(loaded.spec))
 
 
 def check_turn(expect: TurnExpectation | None, finished: TurnFinished) -> list[str]:
@@ -156,9 +158,7 @@ class ScenarioResult:
 async def run_scenario(loaded: LoadedScenario, project: Project, pool: ModelPool, *, sinks: list[Sink] | None = None,
                        run_id: str | None = None) -> ScenarioResult:
     spec = loaded.spec
-    choice = SessionChoice(policy=spec.policy, assistant=spec.agents.assistant, reviewer=spec.agents.reviewer,
-                           assistant_model=spec.models.assistant, reviewer_model=spec.models.reviewer,
-                           max_revisions=spec.max_revisions)
+    choice = scenario_choice(spec)
     delivered: dict[int, str] = {}
 
     def capture(event: Any) -> None:
@@ -179,5 +179,5 @@ async def run_scenario(loaded: LoadedScenario, project: Project, pool: ModelPool
         name=spec.name, path=str(loaded.path), policy=conv.policy.name, turns=checks,
         usage_by_agent={k: v.model_dump() for k, v in conv.totals.usage_by_agent.items()},
         seconds=conv.totals.seconds, transcript=str(conv.transcript_path),
-        roles={conv.chat.assistant.name: "assistant", conv.chat.reviewer.name: "reviewer"},
+        roles=conv.roles,
     )

@@ -116,6 +116,13 @@ def _model_summary(pool: ModelPool, name: str) -> dict[str, Any]:
     return {"name": name, **{k: getattr(spec, k) for k in keep if getattr(spec, k, None) is not None}}
 
 
+def models_used(project: Project, choice: SessionChoice) -> set[str]:
+    """The model names a conversation with this choice will call (assistant and reviewer)."""
+    agents = project.settings.agents
+    return {choice.assistant_model or project.agent(choice.assistant or agents.assistant, role="assistant").model,
+            choice.reviewer_model or project.agent(choice.reviewer or agents.reviewer, role="reviewer").model}
+
+
 def build_reviewer(project: Project, pool: ModelPool, choice: SessionChoice, memory: ConversationMemory,
                    policy: PolicySpec) -> ReviewingAgent:
     s = project.settings
@@ -199,6 +206,15 @@ class Conversation:
         self.transcript.close(outcome, self.totals.as_dict())
         run_manifest.record(self.project.transcripts_dir, self.run_id, self.transcript.path, self.transcript.records,
                             self.transcript.last_hash, outcome)
+
+    @property
+    def roles(self) -> dict[str, str]:
+        """Agent name → role, for reporting usage by role."""
+        roles = {self.chat.assistant.name: "assistant"}
+        reviewer = getattr(self.chat, "reviewer", None)  # the bare baseline has none
+        if reviewer is not None:
+            roles[reviewer.name] = "reviewer"
+        return roles
 
     @property
     def transcript_path(self):
