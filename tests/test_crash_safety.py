@@ -17,16 +17,7 @@ import yaml
 from chaperone.eval_store import RunFolder
 from chaperone.transcript import read_records, verify
 from tests.conftest import REPO, run_cli
-from tests.eval_fakes import World, models
-from tests.fake_openai_server import FakeOpenAI
-
-
-@pytest.fixture
-def world():
-    w = World()
-    with FakeOpenAI(w) as server:
-        w.server = server
-        yield w
+from tests.eval_fakes import models
 
 
 def start(root, *args: str) -> subprocess.Popen:

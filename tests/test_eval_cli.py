@@ -9,16 +9,7 @@ import pytest
 
 from chaperone.transcript import read_records, verify
 from tests.conftest import run_cli
-from tests.eval_fakes import PROMPTS_CSV, World, models
-from tests.fake_openai_server import FakeOpenAI
-
-
-@pytest.fixture
-def world():
-    w = World()
-    with FakeOpenAI(w) as server:
-        w.server = server
-        yield w
+from tests.eval_fakes import PROMPTS_CSV, models
 
 
 @pytest.fixture

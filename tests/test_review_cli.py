@@ -1,24 +1,10 @@
 """`run.py review ...` as an auditor runs it, on transcripts written by real conversations."""
 
 import json
-import shutil
 
 import pytest
 
 from tests.conftest import run_cli
-from tests.review_corpus import build_corpus
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    return build_corpus(tmp_path_factory.mktemp("corpus"))
-
-
-@pytest.fixture
-def folder(corpus, tmp_path):
-    target = tmp_path / "transcripts"
-    shutil.copytree(corpus.folder, target)
-    return target
 
 
 def review(*args, cwd=None):

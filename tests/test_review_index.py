@@ -1,25 +1,11 @@
 """The transcripts folder as conversations: summaries, unreadable files, tampering, filters, id prefixes."""
 
-import shutil
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from chaperone.transcript import TranscriptWriter
 from chaperone.transcript_index import ReviewError, make_filters, parse_when, resolve, scan
-from tests.review_corpus import build_corpus
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    return build_corpus(tmp_path_factory.mktemp("corpus"))
-
-
-@pytest.fixture
-def folder(corpus, tmp_path):
-    target = tmp_path / "transcripts"
-    shutil.copytree(corpus.folder, target)
-    return target
 
 
 def rows(summaries):
