@@ -21,6 +21,7 @@ from chaperone.project import PROJECT_ROOT, Project, load_project
 from chaperone.redaction import GLOBAL as GLOBAL_REDACTOR
 from chaperone.eval_cli import eval_group
 from chaperone.review_cli import review
+from chaperone.serve_cli import serve
 
 
 def _fail(message: str) -> "NoReturn":  # type: ignore[name-defined]  # noqa: F821
@@ -183,6 +184,7 @@ def chat(ctx: click.Context, policy: str | None, assistant: str | None, reviewer
 
 main.add_command(review)  # python run.py review ...: chaperone/review_cli.py
 main.add_command(eval_group, name="eval")  # python run.py eval ...: chaperone/eval_cli.py
+main.add_command(serve)  # python run.py serve: chaperone/serve_cli.py
 
 if __name__ == "__main__":
     main()

@@ -59,11 +59,12 @@ def _terminal_filter(verbose: bool):
     return keep
 
 
-def configure(log_file: Path | None, verbose: bool = False) -> None:
+def configure(log_file: Path | None, verbose: bool = False, terminal_level: str = "WARNING") -> None:
+    """terminal_level: what stderr shows without -v (the server shows one INFO line per request)."""
     logger.remove()
     logger.configure(patcher=_patch)
     # diagnose=False everywhere: loguru's variable dumps could print request headers, i.e. keys.
-    logger.add(sys.stderr, level="DEBUG" if verbose else "WARNING", filter=_terminal_filter(verbose),
+    logger.add(sys.stderr, level="DEBUG" if verbose else terminal_level, filter=_terminal_filter(verbose),
                format=_with_traceback("<dim>{time:HH:mm:ss}</dim> <level>{level: <7}</level> {message}", verbose),
                backtrace=False, diagnose=False)
     if log_file is not None:

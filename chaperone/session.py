@@ -36,6 +36,8 @@ class SessionChoice:
     reviewer_model: str | None = None
     max_revisions: int | None = None
     assistant_max_tokens: int | None = None  # an evaluation may cap answers shorter than the agent does
+    # The serving client's own system messages: added to the assistant's system prompt, never the reviewer's.
+    assistant_instructions: str | None = None
 
 
 @dataclass
@@ -148,6 +150,10 @@ class Conversation:
         if choice.assistant_max_tokens is not None:
             a_spec = a_spec.model_copy(update={
                 "generation": a_spec.generation.model_copy(update={"max_tokens": choice.assistant_max_tokens})})
+        if choice.assistant_instructions:
+            a_spec = a_spec.model_copy(update={"system_prompt": f"{a_spec.system_prompt.rstrip()}\n\n"
+                                               f"Instructions from the application you serve:\n"
+                                               f"{choice.assistant_instructions}"})
         r_spec = project.agent(choice.reviewer or s.agents.reviewer, role="reviewer")
         u_spec = project.agent(s.agents.user_proxy, role="user_proxy")
         a_model = choice.assistant_model or a_spec.model
