@@ -1,5 +1,5 @@
 # The two commands of the README.
-.PHONY: demo test setup bench bench-endpoint
+.PHONY: demo test setup bench bench-endpoint bench-serve
 
 setup:
 	@bash scripts/setup.sh
@@ -22,3 +22,7 @@ bench: setup
 
 bench-endpoint: setup
 	.venv/bin/python benchmarks/endpoint_bench.py
+
+# run.py serve under N = 1, 16, 64 concurrent clients, models behind it answering after 200 ms (about a minute).
+bench-serve: setup
+	.venv/bin/python benchmarks/serve_load.py --json benchmarks/results/serve_load-$$(date +%F).json
