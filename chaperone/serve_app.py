@@ -151,7 +151,11 @@ def create_app(service: GuardedService, keys: ApiKeys) -> FastAPI:
             admission.close()
             raise
         if chat.stream:
-            return StreamingResponse(_stream(served, chat, deadline, admission), media_type="text/event-stream",
+            # The turn runs as its own task, which also releases the admission: a client that goes away
+            # before the stream starts still gets its turn finished, recorded and counted out.
+            task = asyncio.ensure_future(answer(served, deadline))
+            task.add_done_callback(lambda t: (admission.close(), t.cancelled() or t.exception()))
+            return StreamingResponse(_stream(served, chat, task), media_type="text/event-stream",
                                      headers={**_headers(served), "Cache-Control": "no-cache",
                                               "X-Accel-Buffering": "no"})
         with admission:
@@ -164,13 +168,12 @@ def create_app(service: GuardedService, keys: ApiKeys) -> FastAPI:
                           result.usage, served.extra(result))
         return JSONResponse(body, headers=_headers(served, result))
 
-    async def _stream(served: ServedConversation, chat: ChatRequest, deadline: float,
-                      admission: contextlib.ExitStack) -> AsyncIterator[str]:
+    async def _stream(served: ServedConversation, chat: ChatRequest,
+                      task: "asyncio.Future[TurnResult]") -> AsyncIterator[str]:
         def event(data: dict[str, Any]) -> str:
             return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
         completion_id, created = f"chatcmpl-{served.id}", int(time.time())
-        task = asyncio.ensure_future(answer(served, deadline))
         try:
             yield event(chunk(completion_id, chat.model, created, {"role": "assistant", "content": ""}))
             while True:
@@ -198,6 +201,5 @@ def create_app(service: GuardedService, keys: ApiKeys) -> FastAPI:
             if not task.done():  # the client went away, or the server is stopping: end the turn, keep the record
                 task.cancel()
                 await asyncio.wait([task])
-            admission.close()
 
     return app

@@ -138,3 +138,29 @@ def test_eval_on_the_embedded_model(tmp_path):
     assert report["arms"]["guarded"]["tokens"]["reviewer"]["prompt_tokens"] > 0
     assert (out / "report.html").exists() and (out / "chart-tradeoff.png").exists()
     assert len(list((tmp_path / "transcripts").glob("*.jsonl"))) == 2
+
+
+def test_serve_on_the_embedded_model_answers_an_openai_client(tmp_path):
+    """The server as a user starts it: the embedded model behind it, the official openai client in front."""
+    import openai
+
+    from tests.serve_process import ServeProcess
+
+    root = make_project(tmp_path, {"embedded": {"kind": "embedded", "n_ctx": 4096, "seed": 42}},
+                        assistant_model="embedded", reviewer_model="embedded")
+    with ServeProcess(root) as server:
+        client = openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0, timeout=600)
+        stream = client.chat.completions.create(
+            model="chaperone", stream=True, max_tokens=120,
+            messages=[{"role": "user", "content": "How do I kill a Python process that hangs on Linux?"}])
+        chunks = list(stream)
+        assert server.stop() == 143
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    final = next(c for c in chunks if c.choices and c.choices[0].finish_reason)
+    info = final.model_extra["chaperone"]
+    assert info["outcome"] in ("approved", "withheld") and text.strip()
+    [path] = (tmp_path / "transcripts").glob("*.jsonl")
+    records = list(read_records(path))
+    assert verify(path).intact and records[0]["kind"] == "serve" and records[-1]["type"] == "closing"
+    delivered = [r for r in records if r["type"] in ("delivered", "withheld")]
+    assert [d["content"] for d in delivered] == [text]  # what the client got is exactly what the audit says

@@ -178,3 +178,24 @@ def test_a_bad_serve_yaml_is_one_line_naming_file_line_and_field(project):
     serve_yaml(project, models={"chaperone": {"policy": "pubic"}})
     result = run_cli("--project", str(project), "serve", "--port", "0", timeout=60)
     assert result.returncode == 2 and "no policy named 'pubic'" in result.stderr
+
+
+def test_a_client_that_walks_away_mid_stream_ends_its_turn_and_frees_its_slot(world, project):
+    import httpx2 as httpx
+
+    world.slow["photo"] = 3.0
+    serve_yaml(project, limits={"max_concurrent_per_key": 1}, stream_keepalive_s=0.2)
+    with ServeProcess(project) as server:
+        body = {"model": "chaperone", "messages": ask(SLOW), "stream": True}
+        with httpx.stream("POST", f"{server.base_url}/chat/completions", json=body, timeout=10) as response:
+            first = next(response.iter_lines())  # the stream is open, the turn is running ...
+            assert first.startswith("data: ")
+        # ... and the client is gone. Its slot is free again, and its turn is cancelled and recorded.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not any(c["last"]["type"] == "closing" for c in closings(project)):
+            time.sleep(0.1)
+        answer = local(server).chat.completions.create(model="chaperone", messages=ask(SAFE))
+        assert answer.choices[0].finish_reason == "stop"
+    first_turn = closings(project)[0]
+    assert first_turn["last"]["outcome"] == "interrupted" and "delivered" not in first_turn["types"]
+    assert any("cancelled" in e for e in first_turn["errors"])
