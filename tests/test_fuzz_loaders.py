@@ -18,13 +18,15 @@ from chaperone.errors import ChaperoneError
 from chaperone.eval_config import Columns, EvalConfig
 from chaperone.eval_data import load_items
 from chaperone.schema import AgentSpec, ModelsFile, PolicySpec, Scenario, Settings
+from chaperone.serve_config import ServeConfig
 from tests.conftest import REPO
 
-SCHEMAS = [ModelsFile, AgentSpec, PolicySpec, Settings, Scenario, EvalConfig]
+SCHEMAS = [ModelsFile, AgentSpec, PolicySpec, Settings, Scenario, EvalConfig, ServeConfig]
 EXAMPLES = {
     ModelsFile: REPO / "config/models.yaml", AgentSpec: REPO / "agents/moral_reviewer.yaml",
     PolicySpec: REPO / "config/policies/public.yaml", Settings: REPO / "config/settings.yaml",
     Scenario: REPO / "scenarios/08_multi_turn.yaml", EvalConfig: REPO / "config/eval.yaml",
+    ServeConfig: REPO / "config/serve.yaml",
 }
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
