@@ -129,8 +129,8 @@ def check_transcripts(folder: Path, rows: list[dict[str, Any]]) -> dict[str, Any
     named = {r["transcript"] for r in rows if r.get("transcript")}
     files = {p.name: p for p in folder.glob("*.jsonl")}
     listed: set[str] = set()
-    for manifest in (folder / "manifests").glob("*.json"):
-        listed |= set(json.loads(manifest.read_text()).get("transcripts", {}))
+    for manifest in (folder / "manifests").glob("*.jsonl"):
+        listed |= set(run_manifest.entries(manifest))
     missing = sorted(named - set(files))
     broken = [name for name in named & set(files) if not verify(files[name]).intact]
     unclosed = [name for name, path in files.items() if list(read_records(path))[-1].get("type") != "closing"]

@@ -1,6 +1,10 @@
 """Per-run digests: when a conversation's transcript closes, its record count and last hash go into
-`manifests/RUN_ID.json` beside the transcripts. A hash chain alone cannot show that a whole transcript
+`manifests/RUN_ID.jsonl` beside the transcripts. A hash chain alone cannot show that a whole transcript
 was deleted, or cut cleanly at a record boundary; checked against its run's manifest, both show.
+
+The manifest is append-only (one line per closed transcript, fsynced), so closing a conversation costs
+the same at the millionth request of a long-running server as at the first. Manifests written as one
+JSON object (`RUN_ID.json`, before this form) are still read.
 """
 
 from __future__ import annotations
@@ -20,28 +24,40 @@ FOLDER = "manifests"
 
 def manifest_path(transcripts_dir: Path, run_id: str) -> Path:
     safe = "".join(c for c in run_id if c.isalnum() or c in "-_") or "run"
-    return Path(transcripts_dir) / FOLDER / f"{safe}.json"
+    return Path(transcripts_dir) / FOLDER / f"{safe}.jsonl"
 
 
 def record(transcripts_dir: Path, run_id: str, transcript: Path, records: int, last_hash: str, outcome: str) -> None:
     """Add one closed transcript to its run's manifest (several processes of one run may share it)."""
     path = manifest_path(transcripts_dir, run_id)
     private_dir(path.parent)
-    with open(path.with_suffix(".lock"), "a", opener=private_opener) as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    line = json.dumps({"transcript": Path(transcript).name, "records": records, "last_hash": last_hash,
+                       "outcome": outcome}, sort_keys=True)
+    with open(path, "a", encoding="utf-8", opener=private_opener) as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)  # whole lines, even from several processes of one run
+        fh.write(line + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def entries(manifest: Path) -> dict[str, dict[str, Any]]:
+    """Transcript name → {records, last_hash, outcome}. Raises ValueError when the manifest is unreadable."""
+    text = manifest.read_text(encoding="utf-8")
+    if manifest.suffix == ".json":  # the earlier whole-object form
+        return dict(json.loads(text)["transcripts"])
+    found: dict[str, dict[str, Any]] = {}
+    lines = text.split("\n")
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
         try:
-            data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-        except ValueError:
-            data = {}  # unreadable: rewritten below; verify still reports any transcript it no longer lists
-        data.setdefault("run_id", run_id)
-        data.setdefault("transcripts", {})[Path(transcript).name] = {
-            "records": records, "last_hash": last_hash, "outcome": outcome}
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "w", encoding="utf-8", opener=private_opener) as fh:
-            fh.write(json.dumps(data, indent=1, sort_keys=True) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)  # atomic: a crash leaves the old manifest or the new one, never half of one
+            entry = json.loads(raw)
+            found[entry.pop("transcript")] = entry
+        except (ValueError, KeyError, AttributeError):
+            if number == len(lines):  # a last line cut off by a crash mid-append: the entries before it stand
+                break
+            raise ValueError(f"line {number} is not a manifest entry") from None
+    return found
 
 
 @dataclass
@@ -56,14 +72,14 @@ class ManifestProblem:
 def check(folder: Path) -> list[ManifestProblem]:
     """Transcripts of the folder against every run manifest in it: deleted, or cut at a record boundary."""
     problems: list[ManifestProblem] = []
-    for manifest in sorted((Path(folder) / FOLDER).glob("*.json")):
+    manifests = sorted((Path(folder) / FOLDER).glob("*.json")) + sorted((Path(folder) / FOLDER).glob("*.jsonl"))
+    for manifest in manifests:
         try:
-            data = json.loads(manifest.read_text(encoding="utf-8"))
-            entries: dict[str, Any] = data["transcripts"]
+            listed = entries(manifest)
         except (ValueError, KeyError, TypeError, OSError):
             problems.append(ManifestProblem(manifest, "run manifest is not readable"))
             continue
-        for name, want in sorted(entries.items()):
+        for name, want in sorted(listed.items()):
             transcript = Path(folder) / name
             if not transcript.exists():
                 problems.append(ManifestProblem(transcript, f"deleted: run manifest {manifest.name} lists it with "

@@ -217,7 +217,35 @@ def test_run_manifest_catches_a_deleted_transcript_and_a_clean_cut(tmp_path):
     third.write_text("".join(lines[:-3]))  # whole records removed: the chain that is left still verifies
     proc = review("verify", "--dir", folder)
     assert proc.returncode == 1
-    assert f"{second}: TAMPERED: deleted: run manifest run1.json lists it with" in proc.stdout
-    assert f"{third}: TAMPERED: cut short: {len(lines) - 3} records, run manifest run1.json says {len(lines)}" in proc.stdout
+    assert f"{second}: TAMPERED: deleted: run manifest run1.jsonl lists it with" in proc.stdout
+    assert f"{third}: TAMPERED: cut short: {len(lines) - 3} records, run manifest run1.jsonl says {len(lines)}" in proc.stdout
     first_line = next(line for line in proc.stdout.splitlines() if str(first) in line)
     assert "TAMPERED" not in first_line and "ok" in first_line
+
+
+def test_run_manifest_is_append_only_and_survives_a_torn_last_line(tmp_path):
+    from chaperone import run_manifest
+
+    folder = tmp_path / "t"
+    folder.mkdir()
+    for i in range(3):
+        run_manifest.record(folder, "run-a", folder / f"c{i}.jsonl", 5 + i, f"h{i}", "approved")
+    path = run_manifest.manifest_path(folder, "run-a")
+    assert len(path.read_text().splitlines()) == 3  # one line per close, nothing rewritten
+    with open(path, "a") as fh:
+        fh.write('{"transcript": "c3.jsonl", "rec')  # a crash mid-append
+    assert sorted(run_manifest.entries(path)) == ["c0.jsonl", "c1.jsonl", "c2.jsonl"]
+    path.write_text('garbage\n' + path.read_text())  # damage before the end is not a crash: unreadable
+    problems = run_manifest.check(folder)
+    assert [p.problem for p in problems] == ["run manifest is not readable"]
+
+
+def test_older_whole_object_manifests_are_still_checked(tmp_path):
+    from chaperone import run_manifest
+
+    folder = tmp_path / "t"
+    (folder / "manifests").mkdir(parents=True)
+    (folder / "manifests" / "old.json").write_text(json.dumps(
+        {"run_id": "old", "transcripts": {"gone.jsonl": {"records": 4, "last_hash": "x", "outcome": "approved"}}}))
+    [problem] = run_manifest.check(folder)
+    assert "deleted: run manifest old.json lists it with 4 records" in problem.describe()
