@@ -74,10 +74,11 @@ def create_app(service: GuardedService, keys: ApiKeys) -> FastAPI:
         return {"status": "ok", "in_flight": len(service.open)}
 
     def _model_entry(name: str) -> dict[str, Any]:
-        served = config.models[name]
+        served, defaults = config.models[name], service.project.settings
         return {"id": name, "object": "model", "created": 0, "owned_by": "chaperone",
-                "description": served.description,
-                "policy": served.policy or service.project.settings.default_policy}
+                "description": served.description, "policy": served.policy or defaults.default_policy,
+                "agents": {"assistant": served.assistant or defaults.agents.assistant,
+                           "reviewer": served.reviewer or defaults.agents.reviewer}}
 
     @app.get("/v1/models")
     async def list_models(request: Request) -> dict[str, Any]:

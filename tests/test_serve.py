@@ -155,7 +155,9 @@ def test_multi_turn_history_and_client_system_message_reach_the_assistant(server
 def test_models_listing_and_health(server):
     ids = [m.id for m in client(server, "k6").models.list().data]
     assert ids == ["chaperone", "chaperone-lab"]
-    assert client(server, "k6").models.retrieve("chaperone-lab").model_extra["policy"] == "lab"
+    lab = client(server, "k6").models.retrieve("chaperone-lab").model_extra
+    assert lab["policy"] == "lab"
+    assert lab["agents"] == {"assistant": "unaligned_assistant", "reviewer": "moral_reviewer"}
     health = httpx.get(server.base_url.removesuffix("/v1") + "/healthz")  # load balancers send no key
     assert health.status_code == 200 and health.json()["status"] == "ok"
 
