@@ -115,6 +115,10 @@ class PolicySpec(Strict):
     categories: dict[Name, str] = Field(min_length=1)
     allowances: list[str] = []
     fallback: str | None = None
+    # Send a draft back when the reviewer's probability that it is not OK reaches this (backends that give
+    # the decision token's probability: the embedded model, OpenAI-compatible endpoints returning logprobs;
+    # others use the model's written yes/no). Lower catches more harm and sends back more good answers.
+    decision_threshold: float = Field(0.5, gt=0.0, lt=1.0)
 
 
 # ---------------------------------------------------------------- config/settings.yaml
@@ -129,6 +133,9 @@ class ReviewerContextSpec(Strict):
     history_turns: int = Field(1, ge=0, le=20)
     max_history_chars: int = Field(600, ge=0, le=100_000)
     max_draft_chars: int = Field(6000, ge=200, le=1_000_000)
+    # The most of the user's request the reviewer reads (start and end kept, the cut noted); null: half of
+    # max_draft_chars. A jailbreak wrapper can be long; the draft is what gets delivered.
+    max_request_chars: int | None = Field(None, ge=100, le=1_000_000)
     # A draft longer than max_draft_chars cannot be read whole. send_back (fail closed): the reviewer returns
     # it asking for a shorter answer, no model call. truncate: the start and the end are reviewed, the cut noted.
     over_limit: Literal["send_back", "truncate"] = "send_back"
