@@ -135,7 +135,12 @@ class EmbeddedChatCompletionClient(LlamaCppChatCompletionClient):
         top = logits.max()
         log_z = top + np.log(np.exp(logits - top).sum())
         if llm.cache is not None:
-            llm.cache[tokens] = llm.save_state()
+            # save_state copies the whole logits buffer (n_batch x vocabulary floats, ~300 MB for this model)
+            # that LlamaRAMCache does not count against its capacity; one row is all load_state needs (it
+            # broadcasts it, and nothing here reads restored logits), so only that is kept.
+            state = llm.save_state()
+            state.scores = state.scores[-1:].copy()
+            llm.cache[tokens] = state
         return {o: float(logits[ids[common]] - log_z) for o, ids in zip(options, text_ids)}, len(tokens)
 
     async def option_logprobs(self, messages: Sequence[LLMMessage], prefix: str,
