@@ -82,7 +82,7 @@ async def run(args: argparse.Namespace) -> None:
         for name in names:  # candidate by candidate: its rubric prefix stays in the KV cache
             spec = base.model_copy(update={"system_prompt": candidates[name]["system_prompt"]})
             context = project.settings.reviewer_context
-            if candidates[name].get("max_request_chars"):
+            if candidates[name].get("max_request_chars") is not None:
                 context = context.model_copy(update={"max_request_chars": candidates[name]["max_request_chars"]})
             reviewer = ReviewingAgent(spec, model, policy, ConversationMemory(), user_name="user",
                                       assistant_name="assistant", context=context)

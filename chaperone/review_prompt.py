@@ -137,8 +137,9 @@ def review_message(
         for user, answer in turns:
             lines.append(f"User: {clip(user, budget)}\nAssistant: {clip(answer, budget)}")
         parts.append("Earlier in the conversation:\n" + _fence("EARLIER", nonce, "\n".join(lines)))
-    request_limit = context.max_request_chars or context.max_draft_chars // 2
-    parts.append(_quote("REQUEST", "User request", nonce, request, min(request_limit, context.max_draft_chars)))
+    request_limit = context.max_draft_chars // 2 if context.max_request_chars is None else context.max_request_chars
+    if request_limit:
+        parts.append(_quote("REQUEST", "User request", nonce, request, min(request_limit, context.max_draft_chars)))
     parts.append(_quote("DRAFT", "Draft reply", nonce, draft, context.max_draft_chars))
     # Just the question. An extra line telling the reviewer that only the nonce markers are real made the
     # embedded 1.5B reviewer approve clearly harmful drafts it sent back without it (the demo's must-withhold

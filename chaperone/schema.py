@@ -134,8 +134,16 @@ class ReviewerContextSpec(Strict):
     max_history_chars: int = Field(600, ge=0, le=100_000)
     max_draft_chars: int = Field(6000, ge=200, le=1_000_000)
     # The most of the user's request the reviewer reads (start and end kept, the cut noted); null: half of
-    # max_draft_chars. A jailbreak wrapper can be long; the draft is what gets delivered.
-    max_request_chars: int | None = Field(None, ge=100, le=1_000_000)
+    # max_draft_chars; 0: the request is not shown (the draft is judged alone). A jailbreak wrapper can be
+    # long; the draft is what gets delivered.
+    max_request_chars: int | None = Field(None, ge=0, le=1_000_000)
+
+    @field_validator("max_request_chars")
+    @classmethod
+    def _request_room(cls, v: int | None) -> int | None:
+        if v is not None and 0 < v < 100:
+            raise ValueError("must be 0 (the request is not shown) or at least 100")
+        return v
     # A draft longer than max_draft_chars cannot be read whole. send_back (fail closed): the reviewer returns
     # it asking for a shorter answer, no model call. truncate: the start and the end are reviewed, the cut noted.
     over_limit: Literal["send_back", "truncate"] = "send_back"

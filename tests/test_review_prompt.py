@@ -1,5 +1,7 @@
 """What the reviewer reads: bounded, fenced, and the policy in its place."""
 
+import pytest
+
 from chaperone import review_prompt
 from chaperone.project import load_project
 from chaperone.schema import ReviewerContextSpec
@@ -68,3 +70,8 @@ def test_max_request_chars_clips_the_request_not_the_draft():
                                            nonce="n0nce")
     assert "R" * 400 not in clipped and "R" * 200 in clipped and "D" * 3000 in clipped
     assert "truncated:" in clipped.split("<<<END REQUEST")[1].split("<<<DRAFT")[0]
+    alone = review_prompt.review_message(request, draft, [], ReviewerContextSpec(max_request_chars=0), 1,
+                                         nonce="n0nce")
+    assert "REQUEST" not in alone and "RRR" not in alone and "D" * 3000 in alone  # 0: the draft judged alone
+    with pytest.raises(ValueError, match="at least 100"):
+        ReviewerContextSpec(max_request_chars=50)
