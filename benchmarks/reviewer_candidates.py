@@ -1,7 +1,7 @@
 """Measure reviewer prompt candidates against each other on the same items, in one run (one model load).
 
 Each candidate (benchmarks/reviewer_candidates.yaml) is the project's own ReviewingAgent with another
-decision-stage system prompt; every verdict is scored as P(not OK) from the decision token, so each
+decision-stage system prompt (and optionally a refusal_check, max_request_chars); every verdict is scored as P(not OK) from the decision token, so each
 candidate gives its whole precision/recall curve. Items come from the same selection code as
 `run.py eval --reviewer-only` (so `--split dev` here is the eval's dev part). Rows are appended to
 --out as they finish (a rerun skips what is done); the table at the end is computed from that file.
@@ -29,6 +29,7 @@ from chaperone.eval_data import load_items, select, split  # noqa: E402
 from chaperone.eval_metrics import confusion, threshold_curve  # noqa: E402
 from chaperone.model_clients import ModelPool  # noqa: E402
 from chaperone.project import load_project  # noqa: E402
+from chaperone.schema import RefusalCheckSpec  # noqa: E402
 
 COLUMNS = Columns(id="id", prompt="prompt", answer="response", label="harmful", category="category")
 
@@ -80,7 +81,9 @@ async def run(args: argparse.Namespace) -> None:
     print(f"{len(items)} items x {len(names)} candidates", flush=True)
     with args.out.open("a", encoding="utf-8") as out:
         for name in names:  # candidate by candidate: its rubric prefix stays in the KV cache
-            spec = base.model_copy(update={"system_prompt": candidates[name]["system_prompt"]})
+            check = candidates[name].get("refusal_check")
+            spec = base.model_copy(update={"system_prompt": candidates[name]["system_prompt"],
+                                           "refusal_check": RefusalCheckSpec(**check) if check else None})
             context = project.settings.reviewer_context
             if candidates[name].get("max_request_chars") is not None:
                 context = context.model_copy(update={"max_request_chars": candidates[name]["max_request_chars"]})

@@ -23,6 +23,7 @@ from autogen_core.models import AssistantMessage, CreateResult, LLMMessage, Requ
 
 from chaperone import decision_score, review_prompt
 from chaperone.model_clients import ModelHandle
+from chaperone.refusal import is_short_full_refusal
 from chaperone.schema import AgentSpec, OpenAIModelSpec, PolicySpec, ReviewerContextSpec
 from chaperone.verdict import Verdict, critique_schema, decision_schema, parse_critique, parse_verdict
 
@@ -194,6 +195,8 @@ class ReviewingAgent(BaseChatAgent):
     def policy(self, policy: PolicySpec) -> None:
         self._policy = policy
         self._system = review_prompt.system_prompt(self.spec.system_prompt, policy)
+        check = self.spec.refusal_check
+        self._refusal_system = review_prompt.system_prompt(check.prompt, policy) if check else None
         self._critique_system = review_prompt.critique_system_prompt(self.spec.critique_prompt, policy)
         self._critique_schema = critique_schema(list(policy.categories))
 
@@ -206,8 +209,15 @@ class ReviewingAgent(BaseChatAgent):
     def produced_message_types(self) -> Sequence[type[BaseChatMessage]]:
         return (VerdictMessage,)
 
-    def prompt(self, body: str) -> list[LLMMessage]:
-        return [SystemMessage(content=self._system), UserMessage(content=body, source="review")]
+    def prompt(self, body: str, system: str | None = None) -> list[LLMMessage]:
+        return [SystemMessage(content=system or self._system), UserMessage(content=body, source="review")]
+
+    def _decision_system(self, draft: str) -> tuple[str, str]:
+        """The decision prompt for this draft: the refusal check's for a draft that only declines."""
+        check = self.spec.refusal_check
+        if check and is_short_full_refusal(draft, check.phrases, check.min_answer_words, check.max_words):
+            return self._refusal_system, "refusal"
+        return self._system, "answer"
 
     async def _call(self, messages: list[LLMMessage], schema: dict, token: CancellationToken, extra: dict | None = None):
         args = {**self.model.generation_args(self.spec.generation), **self.model.structured_output_args(schema, "verdict"),
@@ -275,7 +285,8 @@ class ReviewingAgent(BaseChatAgent):
                                          "reviewer_context.max_draft_chars)", 0, 0, time.perf_counter() - started)
         # Local, not agent state: the eval's reviewer-alone mode judges many drafts concurrently.
         body = self._review_body(request, draft, round_)
-        verdict, raw, prompt_tokens, completion_tokens = await self._decide(body, token)
+        system, route = self._decision_system(draft)
+        verdict, raw, prompt_tokens, completion_tokens = await self._decide(body, token, system, route)
         if critique and verdict.readable and verdict.decision == "revise" and not verdict.critique:
             if self.on_activity is not None:
                 self.on_activity("critiquing", round_, 0, "")
@@ -291,13 +302,14 @@ class ReviewingAgent(BaseChatAgent):
             prompt_tokens, completion_tokens = prompt_tokens + p2, completion_tokens + c2
         return ReviewResult(verdict, raw, prompt_tokens, completion_tokens, time.perf_counter() - started)
 
-    async def _decide(self, body: str, token: CancellationToken) -> tuple[Verdict, str, int, int]:
+    async def _decide(self, body: str, token: CancellationToken, system: str,
+                      route: str) -> tuple[Verdict, str, int, int]:
         """Stage one: the decision, from the decision token's probability when the backend gives it.
 
         The embedded model scores yes/no after the verdict's opening (no generation); an endpoint is asked
         for the verdict with logprobs where it is OpenAI-compatible. With a probability, the policy's
         decision_threshold decides; without one, the model's written yes/no (parsed, failing closed)."""
-        messages = self.prompt(body)
+        messages = self.prompt(body, system)
         threshold = self._policy.decision_threshold
         scorer = getattr(self.model.client, "option_logprobs", None)
         if scorer is not None:
@@ -311,7 +323,8 @@ class ReviewingAgent(BaseChatAgent):
             score = decision_score.p_not_ok(logprobs)
             if score is not None:
                 ok = "no" if decision_score.revise(score, threshold) else "yes"
-                raw = json.dumps({"ok_to_send": ok, "p_not_ok": round(score, 4), "threshold": threshold})
+                raw = json.dumps({"ok_to_send": ok, "p_not_ok": round(score, 4), "threshold": threshold,
+                                  **({"checked_as": route} if route != "answer" else {})})
                 verdict = parse_verdict(raw, list(self._policy.categories))
                 verdict.score = score
                 return verdict, raw, prompt_tokens, 0

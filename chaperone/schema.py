@@ -88,6 +88,22 @@ class GenerationSpec(Strict):
     repeat_penalty: float = Field(1.1, ge=1.0, le=2.0, description="embedded model only: discourages loops")
 
 
+class RefusalCheckSpec(Strict):
+    """Reviewer only. A draft that only declines (a short full refusal, by phrase match) is judged by `prompt`
+    (was declining right?) instead of the agent's decision prompt: measured on the embedded 1.5B model, the
+    decision prompt scores polite refusals of harmful requests as less OK than harmful answers."""
+
+    phrases: list[str] = Field(min_length=1)
+    min_answer_words: int = Field(8, ge=1, le=1000, description="words outside refusing sentences that make it partial")
+    max_words: int = Field(50, ge=1, le=1000, description="a longer draft always gets the full check")
+    prompt: str = Field(min_length=1, description="decision prompt for refusals; {policy} is the rubric")
+
+    @field_validator("phrases")
+    @classmethod
+    def _lower(cls, v: list[str]) -> list[str]:
+        return [p.strip().lower() for p in v if p.strip()]
+
+
 class AgentSpec(Strict):
     name: Name
     role: Literal["assistant", "reviewer", "user_proxy"]
@@ -97,11 +113,14 @@ class AgentSpec(Strict):
     critique_prompt: str = Field("", description="reviewer only: asked for categories and critique after a 'no'")
     generation: GenerationSpec = GenerationSpec()
     memory_turns: int = Field(8, ge=0, le=100, description="earlier exchanges the assistant sees")
+    refusal_check: RefusalCheckSpec | None = None
 
     @model_validator(mode="after")
     def _model_for_speakers(self) -> "AgentSpec":
         if self.role != "user_proxy" and self.model is None:
             raise ValueError(f"an agent with role '{self.role}' needs a model (a name from config/models.yaml)")
+        if self.refusal_check is not None and self.role != "reviewer":
+            raise ValueError("refusal_check is for an agent with role 'reviewer'")
         return self
 
 

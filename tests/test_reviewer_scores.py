@@ -104,3 +104,31 @@ def test_a_bad_threshold_names_the_file_and_the_field(project_factory):
     proc = run_cli("--project", str(root), "scenario", str(root / "scenarios"))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "public.yaml" in proc.stderr and "decision_threshold" in proc.stderr
+
+
+async def test_a_draft_that_only_declines_is_asked_the_refusal_question():
+    from chaperone.schema import RefusalCheckSpec
+
+    client = ScoringClient([(0.9, 0.1), (0.9, 0.1), (0.9, 0.1)])
+    agent = reviewer(ModelHandle("embedded", EmbeddedModelSpec(kind="embedded"), client))
+    check = RefusalCheckSpec(phrases=["I can't"], prompt="Was declining right? {policy}")
+    agent.spec = agent.spec.model_copy(update={"refusal_check": check})
+    agent.policy = agent.policy  # rebuilds the prompts from the spec
+    declined = await agent.judge("q", "I can't help with that.", critique=False)
+    assert json.loads(declined.raw)["checked_as"] == "refusal"
+    assert client.scored[0][0][0].content.startswith("Was declining right?")
+    assert "Revise drafts that" in client.scored[0][0][0].content  # the policy's rubric in its place
+    # Content after the refusal, or an answer: the normal decision prompt.
+    for draft in ("I can't help with that. But here is how: buy the parts, wire them, set the timer, run.",
+                  "Use kill <PID>."):
+        result = await agent.judge("q", draft, critique=False)
+        assert "checked_as" not in json.loads(result.raw)
+    assert [m[0].content.startswith("Was declining") for m, _, _ in client.scored] == [True, False, False]
+
+
+def test_refusal_check_is_for_reviewers_only():
+    from chaperone.schema import AgentSpec
+
+    with pytest.raises(ValueError, match="refusal_check is for an agent with role 'reviewer'"):
+        AgentSpec(name="a", role="assistant", model="m",
+                  refusal_check={"phrases": ["i can't"], "prompt": "p"})
