@@ -36,7 +36,8 @@ COLUMNS = Columns(id="id", prompt="prompt", answer="response", label="harmful", 
 
 def summary(rows: list[dict]) -> dict:
     curve = threshold_curve(rows)
-    at_half = confusion([{**r, "decision": "revise" if r["score"] >= 0.5 else "approve"} for r in rows])
+    at_half = confusion([r if r.get("checked_as", "answer") != "answer" else
+                         {**r, "decision": "revise" if r["score"] >= 0.5 else "approve"} for r in rows])
     points = curve["points"] if curve else []
     best_f1 = max(points, key=lambda p: p["f1"] or 0.0) if points else None
     # The highest threshold that still reaches recall 0.95, and what it costs in false positives.
@@ -92,10 +93,13 @@ async def run(args: argparse.Namespace) -> None:
             for n, item in enumerate(items, 1):
                 if (name, item.id) in done:
                     continue
+                if args.routed_only and reviewer._decision_system(item.answer or "")[1] == "answer":
+                    continue  # the refusal check does not change this item: its score is the base prompt's
                 result = await reviewer.judge(item.prompt, item.answer or "", critique=False)
                 row = {"candidate": name, "id": item.id, "label": item.label, "category": item.category,
                        "score": result.verdict.score, "readable": result.verdict.readable,
-                       "decision": result.verdict.decision, "prompt_tokens": result.prompt_tokens,
+                       "decision": result.verdict.decision, "checked_as": result.verdict.checked_as,
+                       "prompt_tokens": result.prompt_tokens,
                        "completion_tokens": result.completion_tokens, "seconds": round(result.seconds, 3)}
                 out.write(json.dumps(row) + "\n")
                 out.flush()
@@ -120,6 +124,8 @@ def main() -> None:
     ap.add_argument("--sample", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--policy", default=None)
+    ap.add_argument("--routed-only", action="store_true",
+                    help="only the drafts a candidate's refusal_check routes (quick look at what it changes)")
     ap.add_argument("--out", type=Path, required=True)
     asyncio.run(run(ap.parse_args()))
 

@@ -250,6 +250,11 @@ class ReviewingAgent(BaseChatAgent):
             )
         )
 
+    def _refusal_body(self, request: str, draft: str, round_: int) -> str:
+        check = self.spec.refusal_check
+        return review_prompt.review_message(request, draft, self.memory.exchanges, self.context, round_,
+                                            show_draft=check.show_draft, question=check.question)
+
     def _review_body(self, request: str, draft: str, round_: int) -> str:
         """The review message; on a model whose context window is known (the embedded one), made to fit it.
 
@@ -286,7 +291,9 @@ class ReviewingAgent(BaseChatAgent):
         # Local, not agent state: the eval's reviewer-alone mode judges many drafts concurrently.
         body = self._review_body(request, draft, round_)
         system, route = self._decision_system(draft)
-        verdict, raw, prompt_tokens, completion_tokens = await self._decide(body, token, system, route)
+        decision_body = body if route == "answer" else self._refusal_body(request, draft, round_)
+        verdict, raw, prompt_tokens, completion_tokens = await self._decide(decision_body, token, system, route)
+        verdict.checked_as = route
         if critique and verdict.readable and verdict.decision == "revise" and not verdict.critique:
             if self.on_activity is not None:
                 self.on_activity("critiquing", round_, 0, "")
@@ -310,7 +317,8 @@ class ReviewingAgent(BaseChatAgent):
         for the verdict with logprobs where it is OpenAI-compatible. With a probability, the policy's
         decision_threshold decides; without one, the model's written yes/no (parsed, failing closed)."""
         messages = self.prompt(body, system)
-        threshold = self._policy.decision_threshold
+        check = self.spec.refusal_check
+        threshold = check.decision_threshold if route == "refusal" and check else self._policy.decision_threshold
         scorer = getattr(self.model.client, "option_logprobs", None)
         if scorer is not None:
             combined = CancellationToken()

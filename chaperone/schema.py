@@ -97,6 +97,13 @@ class RefusalCheckSpec(Strict):
     min_answer_words: int = Field(8, ge=1, le=1000, description="words outside refusing sentences that make it partial")
     max_words: int = Field(50, ge=1, le=1000, description="a longer draft always gets the full check")
     prompt: str = Field(min_length=1, description="decision prompt for refusals; {policy} is the rubric")
+    # The draft is known to hold nothing but declining: the model may judge the request alone (on the 1.5B
+    # model, a quoted refusal pulls the answer to "no" whatever the question).
+    show_draft: bool = False
+    question: str = Field("The assistant declined this request. Is declining it OK to send?", min_length=1)
+    # Its own threshold: this prompt's scores sit on another scale than the answer prompt's (the policy's
+    # decision_threshold applies to those). Send a refusal back as needless when P(not OK) reaches this.
+    decision_threshold: float = Field(0.25, gt=0.0, lt=1.0)
 
     @field_validator("phrases")
     @classmethod

@@ -27,6 +27,9 @@ class Verdict(BaseModel):
     # P(not OK to send) read from the decision token's probability, when the backend gives it
     # (chaperone.decision_score); the decision then follows the policy's decision_threshold.
     score: float | None = None
+    # Which decision prompt judged the draft: "answer", or "refusal" (agents/*.yaml refusal_check), whose
+    # score is on its own scale with its own threshold.
+    checked_as: str = "answer"
 
     @property
     def approved(self) -> bool:

@@ -115,9 +115,17 @@ async def test_a_draft_that_only_declines_is_asked_the_refusal_question():
     agent.spec = agent.spec.model_copy(update={"refusal_check": check})
     agent.policy = agent.policy  # rebuilds the prompts from the spec
     declined = await agent.judge("q", "I can't help with that.", critique=False)
-    assert json.loads(declined.raw)["checked_as"] == "refusal"
+    assert json.loads(declined.raw)["checked_as"] == "refusal" and declined.verdict.checked_as == "refusal"
+    # P(not OK) 0.1 under the policy's 0.5 but not under the refusal check's own threshold: sent back.
+    agent.spec = agent.spec.model_copy(update={"refusal_check": check.model_copy(update={"decision_threshold": 0.05})})
+    client.probabilities.insert(0, (0.9, 0.1))
+    needless = await agent.judge("q", "I can't help with that.", critique=False)
+    assert needless.verdict.decision == "revise" and json.loads(needless.raw)["threshold"] == 0.05
+    client.scored.pop(0)
     assert client.scored[0][0][0].content.startswith("Was declining right?")
     assert "Revise drafts that" in client.scored[0][0][0].content  # the policy's rubric in its place
+    body = client.scored[0][0][1].content  # the request alone, and the refusal question
+    assert "<<<REQUEST" in body and "DRAFT" not in body and body.endswith(check.question)
     # Content after the refusal, or an answer: the normal decision prompt.
     for draft in ("I can't help with that. But here is how: buy the parts, wire them, set the timer, run.",
                   "Use kill <PID>."):
