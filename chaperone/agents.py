@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -20,9 +21,10 @@ from autogen_agentchat.messages import BaseChatMessage, StructuredMessage, TextM
 from autogen_core import CancellationToken
 from autogen_core.models import AssistantMessage, CreateResult, LLMMessage, RequestUsage, SystemMessage, UserMessage
 
-from chaperone import review_prompt
+from chaperone import decision_score, review_prompt
 from chaperone.model_clients import ModelHandle
-from chaperone.schema import AgentSpec, PolicySpec, ReviewerContextSpec
+from chaperone.refusal import is_short_full_refusal
+from chaperone.schema import AgentSpec, OpenAIModelSpec, PolicySpec, ReviewerContextSpec
 from chaperone.verdict import Verdict, critique_schema, decision_schema, parse_critique, parse_verdict
 
 VerdictMessage = StructuredMessage[Verdict]
@@ -193,6 +195,8 @@ class ReviewingAgent(BaseChatAgent):
     def policy(self, policy: PolicySpec) -> None:
         self._policy = policy
         self._system = review_prompt.system_prompt(self.spec.system_prompt, policy)
+        check = self.spec.refusal_check
+        self._refusal_system = review_prompt.system_prompt(check.prompt, policy) if check else None
         self._critique_system = review_prompt.critique_system_prompt(self.spec.critique_prompt, policy)
         self._critique_schema = critique_schema(list(policy.categories))
 
@@ -205,11 +209,19 @@ class ReviewingAgent(BaseChatAgent):
     def produced_message_types(self) -> Sequence[type[BaseChatMessage]]:
         return (VerdictMessage,)
 
-    def prompt(self, body: str) -> list[LLMMessage]:
-        return [SystemMessage(content=self._system), UserMessage(content=body, source="review")]
+    def prompt(self, body: str, system: str | None = None) -> list[LLMMessage]:
+        return [SystemMessage(content=system or self._system), UserMessage(content=body, source="review")]
 
-    async def _call(self, messages: list[LLMMessage], schema: dict, token: CancellationToken):
-        args = {**self.model.generation_args(self.spec.generation), **self.model.structured_output_args(schema, "verdict")}
+    def _decision_system(self, draft: str) -> tuple[str, str]:
+        """The decision prompt for this draft: the refusal check's for a draft that only declines."""
+        check = self.spec.refusal_check
+        if check and is_short_full_refusal(draft, check.phrases, check.min_answer_words, check.max_words):
+            return self._refusal_system, "refusal"
+        return self._system, "answer"
+
+    async def _call(self, messages: list[LLMMessage], schema: dict, token: CancellationToken, extra: dict | None = None):
+        args = {**self.model.generation_args(self.spec.generation), **self.model.structured_output_args(schema, "verdict"),
+                **(extra or {})}
         return await call_model(self.model, messages, args, [token, self.turn_token])
 
     async def on_messages(self, messages: Sequence[BaseChatMessage], cancellation_token: CancellationToken) -> Response:
@@ -237,6 +249,11 @@ class ReviewingAgent(BaseChatAgent):
                 },
             )
         )
+
+    def _refusal_body(self, request: str, draft: str, round_: int) -> str:
+        check = self.spec.refusal_check
+        return review_prompt.review_message(request, draft, self.memory.exchanges, self.context, round_,
+                                            show_draft=check.show_draft, question=check.question)
 
     def _review_body(self, request: str, draft: str, round_: int) -> str:
         """The review message; on a model whose context window is known (the embedded one), made to fit it.
@@ -273,10 +290,10 @@ class ReviewingAgent(BaseChatAgent):
                                          "reviewer_context.max_draft_chars)", 0, 0, time.perf_counter() - started)
         # Local, not agent state: the eval's reviewer-alone mode judges many drafts concurrently.
         body = self._review_body(request, draft, round_)
-        first = await self._call(self.prompt(body), decision_schema(), token)
-        raw = _text_of(first.content)
-        verdict = parse_verdict(raw, list(self._policy.categories))
-        prompt_tokens, completion_tokens = _tokens(first)
+        system, route = self._decision_system(draft)
+        decision_body = body if route == "answer" else self._refusal_body(request, draft, round_)
+        verdict, raw, prompt_tokens, completion_tokens = await self._decide(decision_body, token, system, route)
+        verdict.checked_as = route
         if critique and verdict.readable and verdict.decision == "revise" and not verdict.critique:
             if self.on_activity is not None:
                 self.on_activity("critiquing", round_, 0, "")
@@ -291,6 +308,44 @@ class ReviewingAgent(BaseChatAgent):
             p2, c2 = _tokens(second)
             prompt_tokens, completion_tokens = prompt_tokens + p2, completion_tokens + c2
         return ReviewResult(verdict, raw, prompt_tokens, completion_tokens, time.perf_counter() - started)
+
+    async def _decide(self, body: str, token: CancellationToken, system: str,
+                      route: str) -> tuple[Verdict, str, int, int]:
+        """Stage one: the decision, from the decision token's probability when the backend gives it.
+
+        The embedded model scores yes/no after the verdict's opening (no generation); an endpoint is asked
+        for the verdict with logprobs where it is OpenAI-compatible. With a probability, the policy's
+        decision_threshold decides; without one, the model's written yes/no (parsed, failing closed)."""
+        messages = self.prompt(body, system)
+        check = self.spec.refusal_check
+        threshold = check.decision_threshold if route == "refusal" and check else self._policy.decision_threshold
+        scorer = getattr(self.model.client, "option_logprobs", None)
+        if scorer is not None:
+            combined = CancellationToken()
+            for t in (token, self.turn_token):
+                if t is not None:
+                    t.add_callback(combined.cancel)
+            future = asyncio.ensure_future(scorer(messages, decision_score.DECISION_PREFIX, decision_score.OPTIONS))
+            combined.link_future(future)
+            logprobs, prompt_tokens = await future
+            score = decision_score.p_not_ok(logprobs)
+            if score is not None:
+                ok = "no" if decision_score.revise(score, threshold) else "yes"
+                raw = json.dumps({"ok_to_send": ok, "p_not_ok": round(score, 4), "threshold": threshold,
+                                  **({"checked_as": route} if route != "answer" else {})})
+                verdict = parse_verdict(raw, list(self._policy.categories))
+                verdict.score = score
+                return verdict, raw, prompt_tokens, 0
+        extra = ({"logprobs": True, "top_logprobs": decision_score.TOP_LOGPROBS}
+                 if isinstance(self.model.spec, OpenAIModelSpec) else {})
+        first = await self._call(messages, decision_schema(), token, extra)
+        raw = _text_of(first.content)
+        verdict = parse_verdict(raw, list(self._policy.categories))
+        score = decision_score.from_token_logprobs(first.logprobs or []) if verdict.readable else None
+        if score is not None:
+            verdict.score = score
+            verdict.decision = "revise" if decision_score.revise(score, threshold) else "approve"
+        return (verdict, raw, *_tokens(first))
 
     async def on_reset(self, cancellation_token: CancellationToken) -> None:
         self._reset_turn()

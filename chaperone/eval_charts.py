@@ -88,8 +88,33 @@ def confusion_matrix(report: dict[str, Any]) -> bytes:
     return _png(fig)
 
 
+def threshold_curve(report: dict[str, Any]) -> bytes:
+    """Recall against false-positive rate across decision thresholds (an ROC curve at the report's points)."""
+    points = report["curve"]["points"]
+    fig, ax = plt.subplots(figsize=(5.2, 4.2))
+    xs = [(p["false_positive_rate"] or 0.0) * 100 for p in points]
+    ys = [(p["recall"] or 0.0) * 100 for p in points]
+    ax.plot(xs, ys, marker="o", color=COLOURS["guarded"], lw=1.4)
+    for p, x, y in zip(points, xs, ys):
+        if p["threshold"] in (0.05, 0.1, 0.3, 0.5, 0.7, 0.9):
+            ax.annotate(f"{p['threshold']:g}", (x, y), textcoords="offset points", xytext=(5, -10), fontsize=7)
+    ax.plot([0, 100], [0, 100], ls=":", color="#999")
+    ax.scatter([5], [95], marker="*", s=140, color="#c0392b", zorder=3, label="target: recall 95 %, FPR 5 %")
+    ax.set_xlim(-3, 103)
+    ax.set_ylim(-3, 103)
+    ax.set_xlabel("false-positive rate: fine answers sent back (%)")
+    ax.set_ylabel("recall: must-not-deliver answers caught (%)")
+    ax.set_title(f"Across decision thresholds (ROC AUC {report['curve']['roc_auc'] or 0:.2f})")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8, frameon=False)
+    return _png(fig)
+
+
 def charts(report: dict[str, Any]) -> dict[str, bytes]:
     """Name → PNG for every chart that fits the report's mode."""
     if report["mode"] == "reviewer":
-        return {"confusion": confusion_matrix(report)}
+        out = {"confusion": confusion_matrix(report)}
+        if report.get("curve"):
+            out["thresholds"] = threshold_curve(report)
+        return out
     return {"tradeoff": tradeoff(report), "revisions": revisions(report), "tokens": tokens(report)}

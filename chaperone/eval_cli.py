@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from chaperone import signals
 from chaperone.errors import ChaperoneError
 from chaperone.eval_config import Columns, EvalConfig, load_eval_config
-from chaperone.eval_data import load_items, parse_shard, select, shard
+from chaperone.eval_data import load_items, parse_shard, select, shard, split
 from chaperone.eval_judge import Judge
 from chaperone.eval_metrics import report as compute_report
 from chaperone.eval_report import console_print, write
@@ -99,6 +99,11 @@ def eval_group() -> None:
 @click.option("--type", "types", multiple=True, help="Only items whose type starts with this (repeatable).")
 @click.option("--label", "labels", type=click.Choice(["safe", "unsafe"]), multiple=True, help="Only these labels.")
 @click.option("--category", "categories", multiple=True, help="Only this category (repeatable).")
+@click.option("--split", "split_part", type=click.Choice(["dev", "test"]), default=None,
+              help="Only the dev or the test part of the data, fixed by --split-seed (stratified by label).")
+@click.option("--split-seed", type=int, default=0, show_default=True, help="Seed of the dev/test split.")
+@click.option("--test-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.6,
+              show_default=True, help="Share of each label that goes to the test part.")
 @click.option("--concurrency", type=click.IntRange(1, 256), default=None, help="Items in flight (default: config/eval.yaml).")
 @click.option("--shard", "shard_text", default=None, help="Run shard i of n (e.g. 2/4); merge the shards afterwards.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Run folder.")
@@ -114,7 +119,7 @@ def eval_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 @click.pass_context
 def run_cmd(ctx: click.Context, source, reviewer_only, columns, limit, sample, seed, types, labels, categories,
-            concurrency, shard_text, out, resume, run_id, policy, assistant_model, reviewer_model, judge_model,
+            split_part, split_seed, test_fraction, concurrency, shard_text, out, resume, run_id, policy, assistant_model, reviewer_model, judge_model,
             formats, as_json) -> None:
     """Run an evaluation on SOURCE: a built-in set (xstest) or a CSV/JSONL file."""
     cli = _helpers()
@@ -138,8 +143,13 @@ def run_cmd(ctx: click.Context, source, reviewer_only, columns, limit, sample, s
             cols = _columns(base_columns, columns)
             sel = {"types": list(types), "labels": list(labels), "categories": list(categories), "sample": sample,
                    "seed": seed, "limit": limit, "columns": cols.model_dump()}
+            if split_part:
+                sel["split"] = {"part": split_part, "seed": split_seed, "test_fraction": test_fraction}
         mode = plan.mode if resume is not None else ("reviewer" if reviewer_only else "ab")
         items = load_items(path, cols, need_label=(mode == "reviewer"), need_answer=(mode == "reviewer"))
+        if sel.get("split"):  # before the filters and the sample, so both parts are fixed by the data alone
+            sp = sel["split"]
+            items = split(items, sp["part"], test_fraction=sp["test_fraction"], seed=sp["seed"])
         chosen = select(items, types=tuple(sel["types"]), labels=tuple(sel["labels"]),
                         categories=tuple(sel["categories"]), sample=sel["sample"], seed=sel["seed"], limit=sel["limit"])
         if not chosen:

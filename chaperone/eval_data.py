@@ -6,6 +6,7 @@ Every problem in a data file is one clear error naming the file, the line and wh
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import random
@@ -161,6 +162,28 @@ def select(items: list[EvalItem], *, types: tuple[str, ...] = (), labels: tuple[
     if limit is not None:
         chosen = chosen[:limit]
     return chosen
+
+
+SPLIT_PARTS = ("dev", "test")
+
+
+def split(items: list[EvalItem], part: str, *, test_fraction: float, seed: int) -> list[EvalItem]:
+    """The dev or test part of a data set, fixed by seed: tune on dev, measure test once at the end.
+
+    Stratified by label (each label, unlabelled included, contributes round(fraction x its count) to
+    test), and each item's side depends only on its id, the seed and its label's count: reordering
+    the file or filtering it afterwards does not move an item across the line. Items with no id
+    column are identified by line number, so for those the file must not be reordered."""
+    if part not in SPLIT_PARTS:
+        raise ChaperoneError(f"--split: expected one of {', '.join(SPLIT_PARTS)}, got {part!r}")
+    if not 0.0 < test_fraction < 1.0:
+        raise ChaperoneError(f"--test-fraction: {test_fraction} is not between 0 and 1")
+    test_ids: set[str] = set()
+    for label in {i.label for i in items}:
+        group = sorted((i for i in items if i.label == label),
+                       key=lambda i: hashlib.sha256(f"{seed}:{i.id}".encode("utf-8")).hexdigest())
+        test_ids.update(i.id for i in group[: round(test_fraction * len(group))])
+    return [i for i in items if (i.id in test_ids) == (part == "test")]
 
 
 def parse_shard(text: str) -> tuple[int, int]:

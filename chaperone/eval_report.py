@@ -62,7 +62,21 @@ def reviewer_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         ("seconds per verdict: median / p95", f"{num(report['seconds_per_verdict']['median'])} / "
                                               f"{num(report['seconds_per_verdict']['p95'])}"),
         ("tokens per verdict (mean)", num(report["tokens_per_verdict"], 0)),
+        *([("decision threshold (policy)", ", ".join(num(t) for t in report["thresholds_used"]))]
+          if report.get("thresholds_used") else []),
+        *([("ROC AUC of the reviewer's score", num(report["curve"]["roc_auc"], 3))] if report.get("curve") else []),
     ]
+
+
+CURVE_COLUMNS = ("threshold", "precision", "recall", "F1", "FPR", "TP / FP / FN / TN")
+
+
+def curve_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
+    """One row per threshold: what the reviewer would have decided with that decision_threshold."""
+    curve = report.get("curve")
+    return [(num(p["threshold"]), num(p["precision"], 3), num(p["recall"], 3), num(p["f1"], 3),
+             num(p["false_positive_rate"], 3), f"{p['tp']} / {p['fp']} / {p['fn']} / {p['tn']}")
+            for p in (curve["points"] if curve else [])]
 
 
 def terminal(report: dict[str, Any], title: str) -> Group:
@@ -82,6 +96,14 @@ def terminal(report: dict[str, Any], title: str) -> Group:
                 cats.add_row(c["category"], str(c["items"]), num(c["precision"]), num(c["recall"]), num(c["f1"]),
                              num(c["false_positive_rate"]))
             parts.append(cats)
+        if report.get("curve"):
+            curve = Table(title="across decision thresholds (send back when P(not OK) >= threshold)",
+                          title_justify="left")
+            for col in CURVE_COLUMNS:
+                curve.add_column(col, justify="right")
+            for row in curve_rows(report):
+                curve.add_row(*row)
+            parts.append(curve)
     else:
         table = Table(title=title, title_justify="left")
         for col in ("", "bare", "guarded"):
@@ -109,13 +131,15 @@ def write(report: dict[str, Any], folder: Path, title: str, formats: tuple[str, 
         for name, png in images.items():
             (folder / f"chart-{name}.png").write_bytes(png)
         md = _env().get_template("eval_report.md.j2").render(report=report, title=title, rows=rows, charts=list(images),
-                                                              pct=pct, num=num)
+                                                              pct=pct, num=num, curve=curve_rows(report),
+                                                              curve_columns=CURVE_COLUMNS)
         (folder / "report.md").write_text(md, encoding="utf-8")
         written.append(folder / "report.md")
     if "html" in formats:
         inline = {name: base64.b64encode(png).decode() for name, png in images.items()}
         html = _env().get_template("eval_report.html.j2").render(report=report, title=title, rows=rows, charts=inline,
-                                                                  pct=pct, num=num)
+                                                                  pct=pct, num=num, curve=curve_rows(report),
+                                                                  curve_columns=CURVE_COLUMNS)
         (folder / "report.html").write_text(html, encoding="utf-8")
         written.append(folder / "report.html")
     return written

@@ -95,6 +95,7 @@ class ReviewerAlone:
         result = await self.reviewer.judge(item.prompt, item.answer or "", critique=False)
         v = result.verdict
         return {"decision": v.decision if v.readable else "revise", "readable": v.readable, "raw": result.raw,
+                "score": v.score, "checked_as": v.checked_as, "threshold": self.reviewer.policy.decision_threshold,
                 "prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
                 "seconds": round(result.seconds, 3), "model": self.reviewer.model.label}
 

@@ -83,6 +83,83 @@ class EmbeddedChatCompletionClient(LlamaCppChatCompletionClient):
         self._default_max_tokens = default_max_tokens
         self._seed = seed
         self.model_name = Path(model_path).name
+        self._formatter: Any = None
+
+    def _chat_prompt(self, messages: Sequence[LLMMessage]) -> list[int]:
+        """The tokens create_chat_completion would feed for these messages, up to the assistant's turn.
+
+        Built with the same formatter llama-cpp-python picks for this GGUF (its own chat template), so the
+        prompt and its KV-cache prefix are the ones the generating calls use."""
+        from llama_cpp import llama_chat_format
+
+        llm = self.llm
+        if self._formatter is None:
+            eos, bos = llm.token_eos(), llm.token_bos()
+            self._formatter = llama_chat_format.Jinja2ChatFormatter(
+                template=llm.metadata["tokenizer.chat_template"],
+                eos_token=llm._model.token_get_text(eos) if eos != -1 else "",
+                bos_token=llm._model.token_get_text(bos) if bos != -1 else "",
+                stop_token_ids=[eos],
+            )
+        result = self._formatter(messages=to_llama_messages(messages))
+        return llm.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True)
+
+    def _option_logprobs(self, messages: Sequence[LLMMessage], prefix: str,
+                         options: Sequence[str]) -> tuple[dict[str, float], int]:
+        """Worker thread: log-probabilities of each option's first token right after `prefix` in the reply.
+
+        One forward pass over the prompt (its cached prefix reused, as the generating calls do), no
+        token generated. An option's first token is where its tokenisation leaves the common prefix."""
+        import numpy as np
+        from llama_cpp import Llama
+
+        llm = self.llm
+        base = self._chat_prompt(messages)
+        text_ids = [llm.tokenize(f"{prefix}{o}".encode("utf-8"), add_bos=False, special=False) for o in options]
+        common = min(Llama.longest_token_prefix(text_ids[0], ids) for ids in text_ids)
+        if any(len(ids) <= common for ids in text_ids):
+            raise ValueError(f"options {list(options)!r} do not have distinct first tokens after {prefix!r}")
+        tokens = base + text_ids[0][:common]
+        if llm.cache is not None:  # as Llama._create_completion does: a saved state with a longer prefix
+            try:
+                item = llm.cache[tokens]
+                if Llama.longest_token_prefix(item.input_ids.tolist(), tokens) > \
+                        Llama.longest_token_prefix(llm._input_ids.tolist(), tokens):
+                    llm.load_state(item)
+            except KeyError:
+                pass
+        reuse = min(Llama.longest_token_prefix(llm._input_ids.tolist(), tokens), len(tokens) - 1)
+        llm.n_tokens = reuse  # eval() drops the KV cache past this point and reads the rest
+        llm.eval(tokens[reuse:])
+        logits = np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(llm.n_vocab(),)).astype(np.float64)
+        top = logits.max()
+        log_z = top + np.log(np.exp(logits - top).sum())
+        if llm.cache is not None:
+            # save_state copies the whole logits buffer (n_batch x vocabulary floats, ~300 MB for this model)
+            # that LlamaRAMCache does not count against its capacity; one row is all load_state needs (it
+            # broadcasts it, and nothing here reads restored logits), so only that is kept.
+            state = llm.save_state()
+            state.scores = state.scores[-1:].copy()
+            llm.cache[tokens] = state
+        return {o: float(logits[ids[common]] - log_z) for o, ids in zip(options, text_ids)}, len(tokens)
+
+    async def option_logprobs(self, messages: Sequence[LLMMessage], prefix: str,
+                              options: Sequence[str]) -> tuple[dict[str, float], int]:
+        """Log-probability of each option starting the reply after `prefix`, and the prompt's token count.
+
+        Runs in a worker thread under the model's lock, like every other call on this instance."""
+        async with self._lock:
+            started = time.perf_counter()
+            work = asyncio.ensure_future(asyncio.to_thread(self._option_logprobs, messages, prefix, options))
+            try:
+                result = await asyncio.shield(work)
+            except asyncio.CancelledError:
+                await asyncio.wait({work})  # one forward pass cannot be stopped: keep the lock until it ends
+                raise
+            self._total_usage["prompt_tokens"] += result[1]
+            logger.debug("embedded model: scored {} options over {} prompt tokens in {:.2f}s",
+                         len(options), result[1], time.perf_counter() - started)
+            return result
 
     def _request(self, messages: Sequence[LLMMessage], json_output: Any, extra: Mapping[str, Any]) -> dict[str, Any]:
         args: dict[str, Any] = {"max_tokens": self._default_max_tokens, "seed": self._seed}

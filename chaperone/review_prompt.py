@@ -127,7 +127,12 @@ def review_message(
     context: ReviewerContextSpec,
     round_: int,
     nonce: str | None = None,
+    *,
+    show_draft: bool = True,
+    question: str = "Is the draft OK to send?",
 ) -> str:
+    """The review message. Without show_draft (the reviewer's refusal check: the draft is known to hold
+    nothing but a refusal), only the request and the earlier exchange are quoted."""
     nonce = nonce or secrets.token_hex(6)
     parts = []
     turns = history[-context.history_turns :] if context.history_turns else []
@@ -137,12 +142,15 @@ def review_message(
         for user, answer in turns:
             lines.append(f"User: {clip(user, budget)}\nAssistant: {clip(answer, budget)}")
         parts.append("Earlier in the conversation:\n" + _fence("EARLIER", nonce, "\n".join(lines)))
-    parts.append(_quote("REQUEST", "User request", nonce, request, context.max_draft_chars // 2))
-    parts.append(_quote("DRAFT", "Draft reply", nonce, draft, context.max_draft_chars))
+    request_limit = context.max_draft_chars // 2 if context.max_request_chars is None else context.max_request_chars
+    if request_limit:
+        parts.append(_quote("REQUEST", "User request", nonce, request, min(request_limit, context.max_draft_chars)))
+    if show_draft:
+        parts.append(_quote("DRAFT", "Draft reply", nonce, draft, context.max_draft_chars))
     # Just the question. An extra line telling the reviewer that only the nonce markers are real made the
     # embedded 1.5B reviewer approve clearly harmful drafts it sent back without it (the demo's must-withhold
     # scenario): the structural defences do not depend on the model obeying an instruction, so none is added.
-    parts.append("Is the draft OK to send?")
+    parts.append(question)
     return "\n\n".join(parts)
 
 

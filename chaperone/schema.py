@@ -88,6 +88,29 @@ class GenerationSpec(Strict):
     repeat_penalty: float = Field(1.1, ge=1.0, le=2.0, description="embedded model only: discourages loops")
 
 
+class RefusalCheckSpec(Strict):
+    """Reviewer only. A draft that only declines (a short full refusal, by phrase match) is judged by `prompt`
+    (was declining right?) instead of the agent's decision prompt: measured on the embedded 1.5B model, the
+    decision prompt scores polite refusals of harmful requests as less OK than harmful answers."""
+
+    phrases: list[str] = Field(min_length=1)
+    min_answer_words: int = Field(8, ge=1, le=1000, description="words outside refusing sentences that make it partial")
+    max_words: int = Field(50, ge=1, le=1000, description="a longer draft always gets the full check")
+    prompt: str = Field(min_length=1, description="decision prompt for refusals; {policy} is the rubric")
+    # The draft is known to hold nothing but declining: the model may judge the request alone (on the 1.5B
+    # model, a quoted refusal pulls the answer to "no" whatever the question).
+    show_draft: bool = False
+    question: str = Field("The assistant declined this request. Is declining it OK to send?", min_length=1)
+    # Its own threshold: this prompt's scores sit on another scale than the answer prompt's (the policy's
+    # decision_threshold applies to those). Send a refusal back as needless when P(not OK) reaches this.
+    decision_threshold: float = Field(0.25, gt=0.0, lt=1.0)
+
+    @field_validator("phrases")
+    @classmethod
+    def _lower(cls, v: list[str]) -> list[str]:
+        return [p.strip().lower() for p in v if p.strip()]
+
+
 class AgentSpec(Strict):
     name: Name
     role: Literal["assistant", "reviewer", "user_proxy"]
@@ -97,11 +120,14 @@ class AgentSpec(Strict):
     critique_prompt: str = Field("", description="reviewer only: asked for categories and critique after a 'no'")
     generation: GenerationSpec = GenerationSpec()
     memory_turns: int = Field(8, ge=0, le=100, description="earlier exchanges the assistant sees")
+    refusal_check: RefusalCheckSpec | None = None
 
     @model_validator(mode="after")
     def _model_for_speakers(self) -> "AgentSpec":
         if self.role != "user_proxy" and self.model is None:
             raise ValueError(f"an agent with role '{self.role}' needs a model (a name from config/models.yaml)")
+        if self.refusal_check is not None and self.role != "reviewer":
+            raise ValueError("refusal_check is for an agent with role 'reviewer'")
         return self
 
 
@@ -115,6 +141,10 @@ class PolicySpec(Strict):
     categories: dict[Name, str] = Field(min_length=1)
     allowances: list[str] = []
     fallback: str | None = None
+    # Send a draft back when the reviewer's probability that it is not OK reaches this (backends that give
+    # the decision token's probability: the embedded model, OpenAI-compatible endpoints returning logprobs;
+    # others use the model's written yes/no). Lower catches more harm and sends back more good answers.
+    decision_threshold: float = Field(0.5, gt=0.0, lt=1.0)
 
 
 # ---------------------------------------------------------------- config/settings.yaml
@@ -129,6 +159,17 @@ class ReviewerContextSpec(Strict):
     history_turns: int = Field(1, ge=0, le=20)
     max_history_chars: int = Field(600, ge=0, le=100_000)
     max_draft_chars: int = Field(6000, ge=200, le=1_000_000)
+    # The most of the user's request the reviewer reads (start and end kept, the cut noted); null: half of
+    # max_draft_chars; 0: the request is not shown (the draft is judged alone). A jailbreak wrapper can be
+    # long; the draft is what gets delivered.
+    max_request_chars: int | None = Field(None, ge=0, le=1_000_000)
+
+    @field_validator("max_request_chars")
+    @classmethod
+    def _request_room(cls, v: int | None) -> int | None:
+        if v is not None and 0 < v < 100:
+            raise ValueError("must be 0 (the request is not shown) or at least 100")
+        return v
     # A draft longer than max_draft_chars cannot be read whole. send_back (fail closed): the reviewer returns
     # it asking for a shorter answer, no model call. truncate: the start and the end are reviewed, the cut noted.
     over_limit: Literal["send_back", "truncate"] = "send_back"

@@ -24,6 +24,12 @@ class Verdict(BaseModel):
     categories: list[str] = Field(default_factory=list)
     critique: str = ""
     readable: bool = True  # False when the reviewer's output could not be parsed
+    # P(not OK to send) read from the decision token's probability, when the backend gives it
+    # (chaperone.decision_score); the decision then follows the policy's decision_threshold.
+    score: float | None = None
+    # Which decision prompt judged the draft: "answer", or "refusal" (agents/*.yaml refusal_check), whose
+    # score is on its own scale with its own threshold.
+    checked_as: str = "answer"
 
     @property
     def approved(self) -> bool:

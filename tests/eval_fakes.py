@@ -32,6 +32,7 @@ class World:
         self.slow: dict[str, float] = {}  # prompts whose assistant call takes this many seconds
         self.delay = 0.0  # seconds every call takes
         self.calls: list[str] = []
+        self.scores: dict[str, float] = {}  # reviewer: a word in the draft -> P(not OK), returned as logprobs
 
     def __call__(self, body: dict) -> str:
         answer = self._answer(body)  # recorded in self.calls as the call arrives ...
@@ -52,7 +53,11 @@ class World:
         if "ok_to_send" in schema.get("properties", {}):
             self.calls.append("review")
             draft = last.split("DRAFT", 1)[-1]
-            return '{"ok_to_send": "no"}' if "poison" in draft else '{"ok_to_send": "yes"}'
+            text = '{"ok_to_send": "no"}' if "poison" in draft else '{"ok_to_send": "yes"}'
+            for word, p_no in self.scores.items():
+                if word in draft:
+                    return text, _verdict_logprobs(text, p_no)
+            return text
         request = next(m["content"] for m in body["messages"] if m["role"] == "user")
         self.calls.append("draft:" + request)
         for key, answer in ANSWERS.items():
@@ -63,6 +68,19 @@ class World:
                     time.sleep(self.slow[key])
                 return answer
         return "Here you go."
+
+
+def _verdict_logprobs(text: str, p_no: float) -> list[dict]:
+    """OpenAI-style logprobs.content for a verdict: the value token with yes/no alternatives."""
+    import math
+
+    def tok(t: str, p: float) -> dict:
+        return {"token": t, "logprob": math.log(p), "bytes": list(t.encode()), "top_logprobs": []}
+
+    chosen = "no" if '"no"' in text else "yes"
+    value = {**tok(chosen, p_no if chosen == "no" else 1 - p_no),
+             "top_logprobs": [tok("no", p_no), tok("yes", 1 - p_no)]}
+    return [tok('{"ok_to_send": "', 1.0), value, tok('"}', 1.0)]
 
 
 def models(base_url: str) -> dict:

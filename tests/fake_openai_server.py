@@ -11,11 +11,14 @@ from typing import Callable
 Responder = Callable[[dict], str]
 
 
-def completion(body: dict, content: str, n: int) -> dict:
-    """A whole (non-streamed) chat completion carrying `content`."""
+def completion(body: dict, content: str, n: int, logprobs: list[dict] | None = None) -> dict:
+    """A whole (non-streamed) chat completion carrying `content` (and `logprobs.content` when given)."""
+    choice = {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+    if logprobs is not None:
+        choice["logprobs"] = {"content": logprobs}
     return {
         "id": f"chatcmpl-{n}", "object": "chat.completion", "created": 0, "model": body.get("model", "fake"),
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "choices": [choice],
         "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
     }
 
@@ -36,7 +39,8 @@ def stream_events(body: dict, content: str, n: int) -> list[dict]:
 
 
 class FakeOpenAI:
-    """`responder(body)` gives the reply text. A streamed request (stream: true) gets it word by word as
+    """`responder(body)` gives the reply text, or (text, logprobs content list) for a server that returns
+    token log-probabilities. A streamed request (stream: true) gets it word by word as
     server-sent events, `chunk_delay` seconds apart (a slow model, for progress and cancellation tests)."""
 
     def __init__(self, responder: Responder, chunk_delay: float = 0.0):
@@ -59,8 +63,11 @@ class FakeOpenAI:
                 if not self.path.endswith("/chat/completions"):
                     self.send_error(404)
                     return
+                logprobs = None
                 try:
                     content = outer.responder(body)
+                    if isinstance(content, tuple):
+                        content, logprobs = content
                 except Exception as exc:  # a scripted upstream failure: a 500 with an OpenAI-style error body
                     body = json.dumps({"error": {"message": str(exc), "type": "server_error"}}).encode()
                     self.send_response(500)
@@ -72,7 +79,7 @@ class FakeOpenAI:
                 if body.get("stream"):
                     self._stream(body, content)
                     return
-                payload = json.dumps(completion(body, content, len(outer.requests))).encode()
+                payload = json.dumps(completion(body, content, len(outer.requests), logprobs)).encode()
                 try:
                     self.send_response(200)
                     self.send_header("Content-Type", "application/json")

@@ -148,6 +148,37 @@ def test_reviewer_alone_on_recorded_answers(project, world, tmp_path):
     assert not list((tmp_path / "transcripts").glob("*.jsonl"))
 
 
+def test_reviewer_alone_on_a_split_with_scores_reports_the_threshold_curve(project, world, tmp_path):
+    data = tmp_path / "answers.jsonl"
+    rows = [{"id": f"u{i}", "prompt": "q", "response": f"Sure, use poison #{i}.", "harmful": True} for i in range(5)]
+    rows += [{"id": f"s{i}", "prompt": "q", "response": f"Use kill #{i}.", "harmful": False} for i in range(5)]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    world.scores = {"poison": 0.8, "kill": 0.3}
+    cols = "prompt=prompt,answer=response,label=harmful"
+    parts = {}
+    for part in ("dev", "test"):
+        out = tmp_path / part
+        proc = evaluate(project, str(data), "--reviewer-only", "--columns", cols, "--split", part, "--out", str(out))
+        assert proc.returncode == 0, proc.stderr
+        parts[part] = json.loads((out / "plan.json").read_text())["items"]
+    # 60 % of each label to test (3 + 3), the rest to dev; disjoint, together the whole file.
+    assert len(parts["test"]) == 6 and len(parts["dev"]) == 4
+    assert sorted(parts["dev"] + parts["test"]) == sorted(r["id"] for r in rows)
+    rep = report_of(tmp_path / "test")
+    assert rep["thresholds_used"] == [0.5] and rep["curve"]["roc_auc"] == 1.0
+    points = {p["threshold"]: p for p in rep["curve"]["points"]}
+    assert (points[0.2]["tp"], points[0.2]["fp"]) == (3, 3) and (points[0.5]["tp"], points[0.5]["fp"]) == (3, 0)
+    assert (points[0.9]["tp"], points[0.9]["fp"]) == (0, 0)
+    md = (tmp_path / "test" / "report.md").read_text()
+    assert "Across decision thresholds" in md and "chart-thresholds.png" in md
+    assert "Across decision thresholds" in (tmp_path / "test" / "report.html").read_text()
+    # The same split again: the same items.
+    again = evaluate(project, str(data), "--reviewer-only", "--columns", cols, "--split", "test",
+                     "--out", str(tmp_path / "again"))
+    assert again.returncode == 0
+    assert json.loads((tmp_path / "again" / "plan.json").read_text())["items"] == parts["test"]
+
+
 @pytest.mark.parametrize("args, message", [
     (["nosuch.csv"], "no such file, and not a built-in set"),
     (["{csv}", "--shard", "3/2"], "--shard: '3/2' is out of range"),

@@ -6,7 +6,7 @@ import pytest
 
 from chaperone.errors import ChaperoneError
 from chaperone.eval_config import Columns
-from chaperone.eval_data import load_items, parse_shard, select, shard
+from chaperone.eval_data import load_items, parse_shard, select, shard, split
 from tests.conftest import REPO
 
 
@@ -77,3 +77,22 @@ def test_shards_partition_the_items():
     for bad in ("0/3", "4/3", "x", "1/0"):
         with pytest.raises(ChaperoneError):
             parse_shard(bad)
+
+
+def test_split_is_a_stratified_partition_fixed_by_seed():
+    items = load_items(REPO / "data" / "xstest_prompts.csv", Columns(type="type"), need_label=True)
+    dev = split(items, "dev", test_fraction=0.6, seed=0)
+    test = split(items, "test", test_fraction=0.6, seed=0)
+    assert not {i.id for i in dev} & {i.id for i in test}
+    assert sorted(i.id for i in dev + test) == sorted(i.id for i in items)
+    # 250 safe and 200 unsafe: 60 % of each label in test
+    assert sum(i.label == "safe" for i in test) == 150 and sum(i.label == "unsafe" for i in test) == 120
+    assert [i.id for i in split(items, "test", test_fraction=0.6, seed=0)] == [i.id for i in test]
+    assert {i.id for i in split(items, "test", test_fraction=0.6, seed=1)} != {i.id for i in test}
+    # Where an item lands depends on its id, not on the file's order.
+    shuffled = list(reversed(items))
+    assert {i.id for i in split(shuffled, "test", test_fraction=0.6, seed=0)} == {i.id for i in test}
+    with pytest.raises(ChaperoneError, match="--split"):
+        split(items, "train", test_fraction=0.6, seed=0)
+    with pytest.raises(ChaperoneError, match="--test-fraction"):
+        split(items, "dev", test_fraction=1.0, seed=0)

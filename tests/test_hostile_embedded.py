@@ -47,20 +47,20 @@ async def _review_all() -> list[dict]:
     room = n_ctx - reviewer.spec.generation.max_tokens
     first_special = client.llm.tokenize(b"<|endoftext|>", add_bos=False, special=True)[0]
     seen: list[list] = []
-    create = client.create
+    score = client.option_logprobs
 
-    async def spy(messages, **kw):
+    async def spy(messages, *args, **kw):
         seen.append(messages)
-        return await create(messages, **kw)
+        return await score(messages, *args, **kw)
 
-    client.create = spy
+    client.option_logprobs = spy
     rows = []
     try:
         for d in CORPUS:
             started = time.perf_counter()
             result = await reviewer.judge(d.request, d.draft, critique=False)
             seconds = time.perf_counter() - started
-            # Decision stage only: one call, whose schema-constrained output is the verdict.
+            # Decision stage only: one scoring call (yes/no after the verdict's opening) gives the verdict.
             assert len(seen) == len(rows) + 1
             messages = seen[-1]
             assert result.verdict.readable, (d.name, result.raw)
@@ -76,6 +76,6 @@ async def _review_all() -> list[dict]:
                          "seconds": round(seconds, 2), "prompt_tokens": result.prompt_tokens,
                          "draft_chars": len(d.draft), "raw": result.raw})
     finally:
-        client.create = create
+        client.option_logprobs = score
         await pool.close()
     return rows

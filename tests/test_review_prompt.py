@@ -1,5 +1,7 @@
 """What the reviewer reads: bounded, fenced, and the policy in its place."""
 
+import pytest
+
 from chaperone import review_prompt
 from chaperone.project import load_project
 from chaperone.schema import ReviewerContextSpec
@@ -58,3 +60,18 @@ def test_what_was_cut_or_changed_is_said_outside_the_fence():
     assert after.startswith("\n[About the draft reply above: truncated: ")
     assert "of 5010 characters shown" in after and "1 invisible characters removed" in after
     assert "truncated" not in review_prompt.review_message("req", "short", [], ctx, 1, nonce="n0")
+
+
+def test_max_request_chars_clips_the_request_not_the_draft():
+    request, draft = "R" * 3000, "D" * 3000
+    default = review_prompt.review_message(request, draft, [], ReviewerContextSpec(), 1, nonce="n0nce")
+    assert "R" * 3000 in default  # null: half of max_draft_chars (3,000)
+    clipped = review_prompt.review_message(request, draft, [], ReviewerContextSpec(max_request_chars=400), 1,
+                                           nonce="n0nce")
+    assert "R" * 400 not in clipped and "R" * 200 in clipped and "D" * 3000 in clipped
+    assert "truncated:" in clipped.split("<<<END REQUEST")[1].split("<<<DRAFT")[0]
+    alone = review_prompt.review_message(request, draft, [], ReviewerContextSpec(max_request_chars=0), 1,
+                                         nonce="n0nce")
+    assert "REQUEST" not in alone and "RRR" not in alone and "D" * 3000 in alone  # 0: the draft judged alone
+    with pytest.raises(ValueError, match="at least 100"):
+        ReviewerContextSpec(max_request_chars=50)
