@@ -31,7 +31,8 @@ def closings(root) -> list[dict]:
     for path in sorted((root.parent / "transcripts").glob("*.jsonl")):
         records = [json.loads(line) for line in path.read_text().splitlines()]
         out.append({"types": [r["type"] for r in records], "last": records[-1],
-                    "errors": [r["message"] for r in records if r["type"] == "error"]})
+                    "errors": [r["message"] for r in records if r["type"] == "error"],
+                    "asked": next((r["content"] for r in records if r["type"] == "user_turn"), None)})
     return out
 
 
@@ -196,6 +197,7 @@ def test_a_client_that_walks_away_mid_stream_ends_its_turn_and_frees_its_slot(wo
             time.sleep(0.1)
         answer = local(server).chat.completions.create(model="chaperone", messages=ask(SAFE))
         assert answer.choices[0].finish_reason == "stop"
-    first_turn = closings(project)[0]
+    # File names sort by second, then by a random id: find the walked-away request by what it asked.
+    [first_turn] = [c for c in closings(project) if c["asked"] == SLOW]
     assert first_turn["last"]["outcome"] == "interrupted" and "delivered" not in first_turn["types"]
     assert any("cancelled" in e for e in first_turn["errors"])
