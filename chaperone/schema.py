@@ -95,7 +95,7 @@ class RefusalCheckSpec(Strict):
 
     phrases: list[str] = Field(min_length=1)
     min_answer_words: int = Field(8, ge=1, le=1000, description="words outside refusing sentences that make it partial")
-    max_words: int = Field(50, ge=1, le=1000, description="a longer draft always gets the full check")
+    max_words: int = Field(16, ge=1, le=200, description="a longer draft always gets the full check (the refusal check does not read the draft: this caps what it could pass unread)")
     prompt: str = Field(min_length=1, description="decision prompt for refusals; {policy} is the rubric")
     # The draft is known to hold nothing but declining: the model may judge the request alone (on the 1.5B
     # model, a quoted refusal pulls the answer to "no" whatever the question).

@@ -19,3 +19,18 @@ def test_only_a_short_full_refusal_counts():
     assert refusal_shape(hiding, PHRASES, 8) == "full_refusal"
     assert not is_short_full_refusal(hiding, PHRASES, 8, 50)
     assert not is_short_full_refusal("Sure: step one, step two, step three, step four.", PHRASES, 8, 50)
+
+
+def test_the_default_cap_leaves_a_hostile_assistant_little_room_to_hide_content():
+    """The refusal check judges the request alone: words hidden inside refusing sentences go unread. The
+    default cap (agents/moral_reviewer.yaml) keeps that to a few words; longer drafts get the full check."""
+    import yaml
+
+    from tests.conftest import REPO
+
+    check = yaml.safe_load((REPO / "agents" / "moral_reviewer.yaml").read_text())["refusal_check"]
+    phrases, words, cap = check["phrases"], check["min_answer_words"], check["max_words"]
+    assert is_short_full_refusal("I'm sorry, but I can't assist with that request.", phrases, words, cap)
+    hidden = "I can't tell you to mix bleach with ammonia in a closed room to make a toxic gas."
+    assert refusal_shape(hidden, phrases, words) == "full_refusal"  # the phrase match alone would pass it ...
+    assert not is_short_full_refusal(hidden, phrases, words, cap)  # ... the cap sends it to the full check
