@@ -51,6 +51,15 @@ PieceHook = Callable[[str], None]
 ActivityHook = Callable[[str, int, int, str], None]  # (stage, round, tokens so far, newest piece)
 
 
+def combined_token(tokens: list[CancellationToken | None]) -> CancellationToken:
+    """One token that any of the given ones cancels (the call's own, the turn's)."""
+    combined = CancellationToken()
+    for token in tokens:
+        if token is not None:
+            token.add_callback(combined.cancel)
+    return combined
+
+
 async def call_model(model: ModelHandle, messages: list[LLMMessage], args: dict,
                      tokens: list[CancellationToken | None], on_piece: PieceHook | None = None) -> CreateResult:
     """One model call that any of the given tokens can cancel, even with a client that ignores tokens.
@@ -58,10 +67,7 @@ async def call_model(model: ModelHandle, messages: list[LLMMessage], args: dict,
     With on_piece, the call streams and hands over each piece of text as it arrives (live views only:
     the pieces are unreviewed); the result is the same CreateResult either way.
     """
-    combined = CancellationToken()
-    for token in tokens:
-        if token is not None:
-            token.add_callback(combined.cancel)
+    combined = combined_token(tokens)
     async with model.slot():
         if on_piece is None:
             call = model.client.create(messages, extra_create_args=args, cancellation_token=combined)
@@ -289,14 +295,18 @@ class ReviewingAgent(BaseChatAgent):
             return ReviewResult(verdict, "(not sent to the reviewer model: the draft is longer than "
                                          "reviewer_context.max_draft_chars)", 0, 0, time.perf_counter() - started)
         # Local, not agent state: the eval's reviewer-alone mode judges many drafts concurrently.
-        body = self._review_body(request, draft, round_)
         system, route = self._decision_system(draft)
-        decision_body = body if route == "answer" else self._refusal_body(request, draft, round_)
+        # The whole review message (fitted to the window, which may count tokens) only where it is read: by
+        # the answer prompt, or by a critique. A refusal the refusal check approves never needs it.
+        body = self._review_body(request, draft, round_) if route == "answer" else None
+        decision_body = body if body is not None else self._refusal_body(request, draft, round_)
         verdict, raw, prompt_tokens, completion_tokens = await self._decide(decision_body, token, system, route)
         verdict.checked_as = route
         if critique and verdict.readable and verdict.decision == "revise" and not verdict.critique:
             if self.on_activity is not None:
                 self.on_activity("critiquing", round_, 0, "")
+            if body is None:
+                body = self._review_body(request, draft, round_)
             second = await self._call(
                 [SystemMessage(content=self._critique_system),
                  UserMessage(content=body + review_prompt.CRITIQUE_QUESTION, source="review")],
@@ -321,10 +331,7 @@ class ReviewingAgent(BaseChatAgent):
         threshold = check.decision_threshold if route == "refusal" and check else self._policy.decision_threshold
         scorer = getattr(self.model.client, "option_logprobs", None)
         if scorer is not None:
-            combined = CancellationToken()
-            for t in (token, self.turn_token):
-                if t is not None:
-                    t.add_callback(combined.cancel)
+            combined = combined_token([token, self.turn_token])
             future = asyncio.ensure_future(scorer(messages, decision_score.DECISION_PREFIX, decision_score.OPTIONS))
             combined.link_future(future)
             logprobs, prompt_tokens = await future
