@@ -18,6 +18,7 @@ from chaperone.agents import ConversationMemory
 from chaperone.eval_data import EvalItem
 from chaperone.eval_judge import Judge, Judgement
 from chaperone.eval_store import Plan, RunFolder
+from chaperone.events import TurnEnding
 from chaperone.guarded_chat import describe_error
 from chaperone.model_clients import ModelPool
 from chaperone.project import Project
@@ -43,15 +44,8 @@ class EvalContext:
 
 async def _arm(ctx: EvalContext, item: EvalItem, arm: str) -> dict[str, Any]:
     """One conversation of one item: the bare assistant or the guarded chat."""
-    final: dict[str, Any] = {}
-
-    def capture(event: Any) -> None:
-        if getattr(event, "kind", None) in ("delivered", "withheld"):
-            final.update(kind=event.kind, content=event.content)
-        elif getattr(event, "kind", None) == "error":
-            final["error"] = event.message
-
-    conv = Conversation(ctx.project, ctx.pool, ctx.choice, kind="eval", guarded=(arm == "guarded"), sinks=[capture],
+    final = TurnEnding()
+    conv = Conversation(ctx.project, ctx.pool, ctx.choice, kind="eval", guarded=(arm == "guarded"), sinks=[final],
                         run_id=ctx.plan.run_id,
                         extra_header={"eval": {"run_id": ctx.plan.run_id, "item": item.id, "arm": arm,
                                                "source": ctx.plan.source}})
@@ -60,7 +54,7 @@ async def _arm(ctx: EvalContext, item: EvalItem, arm: str) -> dict[str, Any]:
     finally:
         conv.close()
     if finished.outcome in ("error", "cancelled"):
-        cause = f": {final['error']}" if final.get("error") else ""
+        cause = f": {final.error}" if final.error else ""
         raise ItemFailed(f"{arm} conversation ended with {finished.outcome}{cause} (transcript {conv.transcript_path.name})")
     roles = conv.roles
     usage: dict[str, dict[str, int]] = {}
@@ -68,8 +62,8 @@ async def _arm(ctx: EvalContext, item: EvalItem, arm: str) -> dict[str, Any]:
         acc = usage.setdefault(roles.get(agent, agent), {"prompt_tokens": 0, "completion_tokens": 0})
         acc["prompt_tokens"] += u.prompt_tokens
         acc["completion_tokens"] += u.completion_tokens
-    answer = final.get("content", "")
-    if final.get("kind") == "withheld":
+    answer = final.content
+    if final.kind == "withheld":
         # The product's own fallback text: a refusal by construction, no judge needed.
         judgement = Judgement("full_refusal", "", "fallback")
     else:

@@ -108,3 +108,21 @@ async def emit(sinks: list[Sink], event: BaseModel) -> None:
         result = sink(event)
         if inspect.isawaitable(result):
             await result
+
+
+class TurnEnding:
+    """A sink keeping how the latest turn ended: what the user got (the answer, or the fallback and why)
+    and the last error — for callers that need the result of one turn, not the whole stream."""
+
+    def __init__(self) -> None:
+        self.kind: str | None = None  # "delivered" or "withheld"
+        self.content = ""
+        self.reason = ""
+        self.error: str | None = None
+
+    def __call__(self, event: BaseModel) -> None:
+        if isinstance(event, (Delivered, Withheld)):
+            self.kind, self.content = event.kind, event.content
+            self.reason = event.reason if isinstance(event, Withheld) else ""
+        elif isinstance(event, ErrorEvent):
+            self.error = event.message

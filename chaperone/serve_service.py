@@ -11,7 +11,7 @@ from typing import Any
 
 from loguru import logger
 
-from chaperone.events import Delivered, ErrorEvent, Withheld
+from chaperone.events import ErrorEvent, TurnEnding
 from chaperone.model_clients import ModelPool
 from chaperone.openai_wire import ChatRequest, RequestError
 from chaperone.project import Project
@@ -45,24 +45,17 @@ class ServedConversation:
                                assistant_model=served.assistant_model, reviewer_model=served.reviewer_model,
                                max_revisions=served.max_revisions, assistant_max_tokens=request.max_tokens,
                                assistant_instructions="\n\n".join(request.system) or None)
-        self._final: dict[str, Any] = {}
+        self._final = TurnEnding()
         header = {"serve": {"model": request.model, "key": key_name, "user": request.user,
                             "system": request.system, "ignored_fields": request.ignored,
                             "history": [{"user": u, "assistant": a} for u, a in request.history]}}
-        self.conversation = Conversation(service.project, service.pool, choice, kind="serve", sinks=[self._capture],
+        self.conversation = Conversation(service.project, service.pool, choice, kind="serve", sinks=[self._final],
                                          run_id=service.run_id(), extra_header=header)
         for user, answer in request.history:  # what the client says was said before: the agents' memory
             self.conversation.chat.memory.add(user, answer)
         self.id = self.conversation.transcript.conversation_id
         self.file = self.conversation.transcript_path.name
         self.policy = self.conversation.policy.name
-
-    def _capture(self, event: Any) -> None:
-        if isinstance(event, (Delivered, Withheld)):
-            self._final.update(kind=event.kind, content=event.content,
-                               reason=getattr(event, "reason", ""))
-        elif isinstance(event, ErrorEvent):
-            self._final.setdefault("error", event.message)
 
     async def run(self) -> TurnResult:
         finished = await self.conversation.send(self.request.last_user)
@@ -71,16 +64,14 @@ class ServedConversation:
             usage["prompt_tokens"] += u.prompt_tokens
             usage["completion_tokens"] += u.completion_tokens
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-        reason = self._final.get("reason", "")
-        return TurnResult(outcome=finished.outcome, content=self._final.get("content", ""),
-                          revisions=finished.revisions, categories=finished.categories,
-                          reason=reason.split(":", 1)[0], usage=usage)
+        return TurnResult(outcome=finished.outcome, content=self._final.content, revisions=finished.revisions,
+                          categories=finished.categories, reason=self._final.reason.split(":", 1)[0], usage=usage)
 
     def record_failure(self, message: str) -> None:
         """A failure outside the turn (time limit, shutdown, a client gone): on the record before closing."""
-        if not self.conversation.transcript.closed:
-            self.conversation.transcript.append("error", {"turn": self.conversation.chat.turns,
-                                                          "source": "chaperone", "message": message})
+        if not self.conversation.transcript.closed:  # the same error record a failed turn writes
+            self.conversation.transcript(ErrorEvent(turn=self.conversation.chat.turns, source="chaperone",
+                                                    message=message))
 
     async def close(self, outcome: str | None = None) -> None:
         # The manifest update fsyncs: off the event loop.
