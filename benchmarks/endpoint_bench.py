@@ -36,16 +36,17 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+import delay_server  # noqa: E402
 import yaml  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-import delay_server  # noqa: E402
-from chaperone import logging_setup  # noqa: E402
-from chaperone.model_clients import ModelHandle, ModelPool  # noqa: E402
-from chaperone.project import Project, load_project  # noqa: E402
-from chaperone.session import Conversation, SessionChoice, versions  # noqa: E402
-from chaperone.transcript import read_records  # noqa: E402
+from chaperone.audit import logging_setup  # noqa: E402
+from chaperone.audit.transcript import read_records  # noqa: E402
+from chaperone.config.project import Project, load_project  # noqa: E402
+from chaperone.engine.choice import SessionChoice  # noqa: E402
+from chaperone.engine.conversation import Conversation, versions
+from chaperone.models.pool import ModelHandle, ModelPool  # noqa: E402
 
 MODEL_INFO = {"json_output": True, "structured_output": True, "family": "unknown", "vision": False,
               "function_calling": False}

@@ -23,13 +23,14 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from chaperone.agents import ConversationMemory, ReviewingAgent  # noqa: E402
-from chaperone.eval_config import Columns  # noqa: E402
-from chaperone.eval_data import load_items, select, split  # noqa: E402
-from chaperone.eval_metrics import confusion, threshold_curve  # noqa: E402
-from chaperone.model_clients import ModelPool  # noqa: E402
-from chaperone.project import load_project  # noqa: E402
-from chaperone.schema import RefusalCheckSpec  # noqa: E402
+from chaperone.config.project import load_project  # noqa: E402
+from chaperone.config.schema import RefusalCheckSpec  # noqa: E402
+from chaperone.engine.memory import ConversationMemory
+from chaperone.engine.reviewer import ReviewingAgent  # noqa: E402
+from chaperone.eval.config import Columns  # noqa: E402
+from chaperone.eval.data import load_items, select, split  # noqa: E402
+from chaperone.eval.metrics import confusion, threshold_curve  # noqa: E402
+from chaperone.models.pool import ModelPool  # noqa: E402
 
 COLUMNS = Columns(id="id", prompt="prompt", answer="response", label="harmful", category="category")
 

@@ -32,15 +32,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+import delay_server  # noqa: E402
 import openai  # noqa: E402
 import yaml  # noqa: E402
+from endpoint_bench import environment, make_project  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-import delay_server  # noqa: E402
-from chaperone import run_manifest  # noqa: E402
-from chaperone.transcript import read_records, verify  # noqa: E402
-from endpoint_bench import environment, make_project  # noqa: E402
+from chaperone.audit.transcript import read_records, verify  # noqa: E402
 
 KEY = "bench-key-" + "0" * 24
 QUESTION = "Client {c}, request {r}: explain how a hash-chained audit log detects an edited record."
@@ -130,13 +129,13 @@ def check_transcripts(folder: Path, rows: list[dict[str, Any]]) -> dict[str, Any
     files = {p.name: p for p in folder.glob("*.jsonl")}
     listed: set[str] = set()
     for manifest in (folder / "manifests").glob("*.jsonl"):
-        listed |= set(run_manifest.entries(manifest))
+        listed |= set(manifest.entries(manifest))
     missing = sorted(named - set(files))
     broken = [name for name in named & set(files) if not verify(files[name]).intact]
     unclosed = [name for name, path in files.items() if list(read_records(path))[-1].get("type") != "closing"]
     return {"requests_answered": len(named), "transcript_files": len(files), "missing": missing,
             "not_intact": broken, "not_closed": unclosed, "not_in_manifest": sorted(set(files) - listed),
-            "manifest_problems": [p.describe() for p in run_manifest.check(folder)],
+            "manifest_problems": [p.describe() for p in manifest.check(folder)],
             "complete": not (missing or broken or unclosed or set(files) - listed) and len(files) == len(rows)}
 
 

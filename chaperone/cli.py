@@ -1,41 +1,20 @@
-"""Command line: `python run.py scenario PATH...` (more commands come with later issues).
+"""The root command: `python run.py` (or `chaperone`) and its sub-commands.
 
-Exit codes: 0 every expectation held, 1 an expectation failed, 2 bad input.
+It only registers the front doors' commands; nothing imports this module. Exit codes: 0 done (every
+expectation held), 1 an expectation or check failed, 2 bad input.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import sys
-import uuid
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.markup import escape
 
-from chaperone import logging_setup, signals
-from chaperone.errors import EXIT_BAD_INPUT, EXIT_EXPECTATION_FAILED, EXIT_OK, ChaperoneError
-from chaperone.project import PROJECT_ROOT, Project, load_project
-from chaperone.redaction import GLOBAL as GLOBAL_REDACTOR
-from chaperone.eval_cli import eval_group
-from chaperone.review_cli import review
-from chaperone.serve_cli import serve
-
-
-def _fail(message: str) -> "NoReturn":  # type: ignore[name-defined]  # noqa: F821
-    Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {GLOBAL_REDACTOR.text(message)}", markup=True,
-                                                soft_wrap=True)
-    sys.exit(EXIT_BAD_INPUT)
-
-
-def _project(ctx: click.Context) -> Project:
-    root = ctx.obj["project_root"]
-    project = load_project(root)
-    logging_setup.configure(project.resolve(project.settings.log_file) if project.settings.log_file else None,
-                            verbose=ctx.obj["verbose"])
-    return project
+from chaperone.config.project import PROJECT_ROOT
+from chaperone.eval.cli import eval_group
+from chaperone.review.cli import review
+from chaperone.serve.cli import serve
+from chaperone.terminal.cli import chat, scenario
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -49,142 +28,11 @@ def main(ctx: click.Context, project_root: Path, verbose: bool) -> None:
     ctx.obj.update(project_root=project_root, verbose=verbose)
 
 
-def _pool(project: Project):
-    from chaperone.model_clients import ModelPool
-
-    cache = project.resolve(project.settings.model_cache_dir) if project.settings.model_cache_dir else None
-    return ModelPool(project.models, project.root / "config/models.yaml", cache)
-
-
-@main.command()
-@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print results as JSON instead of the coloured view.")
-@click.option("--show-drafts/--hide-drafts", default=True, show_default=True,
-              help="Show the debate (drafts, verdicts, critiques) or only what the user would get.")
-@click.option("--policy", default=None, help="Override every scenario's policy.")
-@click.pass_context
-def scenario(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, show_drafts: bool, policy: str | None) -> None:
-    """Run scenario files (files or folders; default: the project's scenarios/)."""
-    from chaperone.console_view import ConsoleView, failure_lines, summary_table
-    from chaperone.scenario import find_scenario_files, load_scenario, models_used, run_scenario
-
-    try:
-        project = _project(ctx)
-        files = find_scenario_files(list(paths) or [project.root / "scenarios"])
-        loaded = [load_scenario(f, project) for f in files]
-        if policy is not None:
-            project.policy(policy, origin="--policy")
-            for item in loaded:
-                item.spec.policy = policy
-    except ChaperoneError as exc:
-        _fail(str(exc))
-
-    # Piped output (CI logs, files) gets 120 columns instead of rich's 80 so the table stays readable.
-    console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
-    view = ConsoleView(console, show_drafts=show_drafts)
-    pool = _pool(project)
-    try:
-        for item in loaded:
-            for model_name in sorted(models_used(item, project)):
-                pool.check_ready(model_name)
-    except ChaperoneError as exc:
-        _fail(str(exc))
-    run_id = uuid.uuid4().hex[:12]
-
-    async def run_all() -> list:
-        results = []
-        # With --json stdout stays clean JSON; progress goes to stderr (a spinner when it is a terminal).
-        progress = Console(stderr=True)
-        try:
-            for n, item in enumerate(loaded, start=1):
-                policy_name = item.spec.policy or project.settings.default_policy
-                if not as_json:
-                    view.heading(item.spec.name, f"{item.path.name} · policy {policy_name}")
-                    results.append(await run_scenario(item, project, pool, sinks=[view], run_id=run_id))
-                    continue
-                with progress.status(f"scenario {n}/{len(loaded)}: {escape(item.spec.name)}"):
-                    results.append(await run_scenario(item, project, pool, run_id=run_id))
-        finally:
-            await pool.close()
-        return results
-
-    try:
-        results = signals.run(run_all())
-    except ChaperoneError as exc:
-        _fail(str(exc))
-    except (KeyboardInterrupt, signals.Terminated) as stop:
-        Console(stderr=True).print("[yellow]interrupted[/]: the transcripts of the turns in progress are closed",
-                                   highlight=False)
-        sys.exit(getattr(stop, "code", 130))
-
-    all_met = all(r.met for r in results)
-    if as_json:
-        click.echo(json.dumps({"run_id": run_id, "met": all_met, "results": [r.as_dict() for r in results]}, indent=2))
-    else:
-        console.print(summary_table(results))
-        for line in failure_lines(results):
-            console.print(f"[red]✗[/] {escape(line)}", soft_wrap=True)
-        console.print(f"transcripts: {project.transcripts_dir}  (run {run_id})", style="dim")
-    sys.exit(EXIT_OK if all_met else EXIT_EXPECTATION_FAILED)
-
-
-@main.command()
-@click.option("--policy", default=None, help="Reviewer policy (default: settings.default_policy). /policy switches it.")
-@click.option("--assistant", default=None, help="Assistant agent from agents/ (default: settings.agents.assistant).")
-@click.option("--reviewer", default=None, help="Reviewer agent from agents/ (default: settings.agents.reviewer).")
-@click.option("--assistant-model", default=None, help="Model from config/models.yaml for the assistant.")
-@click.option("--reviewer-model", default=None, help="Model from config/models.yaml for the reviewer.")
-@click.option("--max-revisions", type=click.IntRange(0, 20), default=None, help="Redrafts before the fallback.")
-@click.option("--debate/--no-debate", default=False, show_default=True,
-              help="Show the drafts, verdicts and critiques (/debate on|off switches it).")
-@click.pass_context
-def chat(ctx: click.Context, policy: str | None, assistant: str | None, reviewer: str | None,
-         assistant_model: str | None, reviewer_model: str | None, max_revisions: int | None, debate: bool) -> None:
-    """Talk to the guarded assistant in the terminal (the embedded model by default)."""
-    from chaperone.chat import ChatSession, piped_input, terminal_input
-    from chaperone.chat_view import ChatView, TurnStatus
-    from chaperone.session import Conversation, SessionChoice
-
-    console = Console(highlight=False)
-    try:
-        project = _project(ctx)
-        choice = SessionChoice(policy=policy, assistant=assistant, reviewer=reviewer, assistant_model=assistant_model,
-                               reviewer_model=reviewer_model, max_revisions=max_revisions)
-        if policy is not None:
-            project.policy(policy, origin="--policy")
-        pool = _pool(project)
-        view, status = ChatView(console, show_drafts=debate), TurnStatus(console)
-        for name, role, model in ((assistant, "assistant", assistant_model), (reviewer, "reviewer", reviewer_model)):
-            spec = project.agent(name or getattr(project.settings.agents, role), role=role, origin=f"--{role}")
-            project.check_model(model or spec.model, f"--{role}-model" if model else project.agent_files.get(spec.name, project.root / "agents"),
-                                "model")
-            pool.check_ready(model or spec.model)
-        with console.status("loading models…"):
-            conv = Conversation(project, pool, choice, kind="chat", sinks=[view], watchers=[status])
-    except ChaperoneError as exc:
-        _fail(str(exc))
-    a, r = conv.chat.assistant, conv.chat.reviewer
-    banner = (f"[bold]Chaperone chat[/] · assistant {escape(a.name)} ({escape(a.model.label)}) · "
-              f"reviewer {escape(r.name)} ({escape(r.model.label)}) · policy [bold]{escape(conv.policy.name)}[/]\n"
-              "[dim]Enter sends · Esc then Enter for a new line · /help lists commands · Ctrl-C cancels a turn · "
-              f"Ctrl-D or /quit ends[/]\n[dim]transcript: {escape(str(conv.transcript_path))}[/]")
-    read = terminal_input() if sys.stdin.isatty() and sys.stdout.isatty() else piped_input()
-
-    session = ChatSession(conv, console, view, status, read, banner)
-
-    async def run() -> None:
-        try:
-            await session.run()
-        finally:
-            await pool.close()
-
-    asyncio.run(run())
-    sys.exit(session.exit_code)
-
-
-main.add_command(review)  # python run.py review ...: chaperone/review_cli.py
-main.add_command(eval_group, name="eval")  # python run.py eval ...: chaperone/eval_cli.py
-main.add_command(serve)  # python run.py serve: chaperone/serve_cli.py
+main.add_command(scenario)  # python run.py scenario ...: chaperone/terminal/cli.py
+main.add_command(chat)  # python run.py chat: chaperone/terminal/cli.py
+main.add_command(review)  # python run.py review ...: chaperone/review/cli.py
+main.add_command(eval_group, name="eval")  # python run.py eval ...: chaperone/eval/cli.py
+main.add_command(serve)  # python run.py serve: chaperone/serve/cli.py
 
 if __name__ == "__main__":
     main()

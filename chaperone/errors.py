@@ -26,3 +26,19 @@ class ConfigError(ChaperoneError):
         if where:
             location += f": {where}"
         super().__init__(f"{location}: {message}")
+
+
+class ModelCallError(ChaperoneError):
+    """A model call failed for good (after the client's retries, where a retry makes sense)."""
+
+
+def describe_error(exc: BaseException, limit: int = 300) -> str:
+    """One line for people and transcripts. AutoGen re-raises an agent's failure as a RuntimeError
+    whose text carries the whole remote traceback: keep its first line only."""
+    text = str(exc).split("\nTraceback:", 1)[0].strip() or type(exc).__name__
+    first = text.splitlines()[0] if text else ""
+    if isinstance(exc, RuntimeError):
+        first = first.removeprefix(f"{ModelCallError.__name__}: ")  # already says which model and what failed
+    if not isinstance(exc, (RuntimeError, ModelCallError)) or ":" not in first:
+        first = f"{type(exc).__name__}: {first}"
+    return first if len(first) <= limit else first[: limit - 1] + "…"

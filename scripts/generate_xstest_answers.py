@@ -31,7 +31,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from chaperone.embedded_model import ensure_model  # noqa: E402
+from chaperone.models.gguf import ensure_model  # noqa: E402
 
 
 def refused(answer: str, phrases: list[str]) -> bool:

@@ -1,54 +1,13 @@
-"""Shared fixtures: a throwaway copy of the project whose models are scripted (replay) ones."""
+"""Shared fixtures: scripted projects, the transcript corpus, the scripted OpenAI world (helpers: tests/support/)."""
 
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def make_project(tmp_path: Path, models: dict, *, assistant_model: str = "assistant-script",
-                 reviewer_model: str = "reviewer-script", settings: dict | None = None) -> Path:
-    """Copy agents/ and config/ from the repo, point the agents at the given models."""
-    root = tmp_path / "project"
-    shutil.copytree(REPO / "agents", root / "agents")
-    shutil.copytree(REPO / "config", root / "config")
-    (root / "config" / "models.yaml").write_text(yaml.safe_dump({"default": next(iter(models)), "models": models}))
-    for name, model in (("unaligned_assistant", assistant_model), ("moral_reviewer", reviewer_model)):
-        path = root / "agents" / f"{name}.yaml"
-        data = yaml.safe_load(path.read_text())
-        data["model"] = model
-        path.write_text(yaml.safe_dump(data, sort_keys=False))
-    base = yaml.safe_load((root / "config" / "settings.yaml").read_text())
-    base.update({"transcripts_dir": str(tmp_path / "transcripts"), "log_file": str(tmp_path / "logs" / "app.log")})
-    base.update(settings or {})
-    (root / "config" / "settings.yaml").write_text(yaml.safe_dump(base, sort_keys=False))
-    (root / "scenarios").mkdir()
-    return root
-
-
-def replay(*replies: str) -> dict:
-    return {"kind": "replay", "replies": list(replies)}
-
-
-APPROVE = '{"decision": "approve", "categories": [], "critique": ""}'
-
-
-def revise(critique: str = "Fix it.", *categories: str) -> str:
-    import json
-
-    return json.dumps({"decision": "revise", "categories": list(categories) or ["harassment"], "critique": critique})
-
-
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "run.py"), *args], capture_output=True, text=True,
-                          cwd=cwd or REPO, timeout=timeout)
+from tests.support.projects import make_project
 
 
 @pytest.fixture
@@ -61,8 +20,8 @@ def project_factory(tmp_path):
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    """Real transcripts of a few conversations (tests/review_corpus.py), built once per test module."""
-    from tests.review_corpus import build_corpus
+    """Real transcripts of a few conversations (tests/support/review_corpus.py), built once per test module."""
+    from tests.support.review_corpus import build_corpus
 
     return build_corpus(tmp_path_factory.mktemp("corpus"))
 
@@ -77,9 +36,9 @@ def folder(corpus, tmp_path):
 
 @pytest.fixture
 def world():
-    """The scripted OpenAI-compatible world of tests/eval_fakes.py, served on 127.0.0.1."""
-    from tests.eval_fakes import World
-    from tests.fake_openai_server import FakeOpenAI
+    """The scripted OpenAI-compatible world of tests/support/eval_fakes.py, served on 127.0.0.1."""
+    from tests.support.eval_fakes import World
+    from tests.support.fake_openai_server import FakeOpenAI
 
     w = World()
     with FakeOpenAI(w) as server:

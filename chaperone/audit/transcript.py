@@ -1,0 +1,159 @@
+"""Audit transcripts: append-only JSONL, one file per conversation, hash-chained.
+
+Every record carries seq, ts, prev (the previous record's hash) and hash (sha256
+of the record's canonical JSON without "hash"). Records are flushed as they are
+written, so a crash leaves every finished record intact; editing, deleting,
+inserting or reordering records breaks the chain and `verify` says where.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+from pydantic import BaseModel
+
+from chaperone.audit.private_files import private_dir, private_opener
+from chaperone.audit.redaction import Redactor
+
+GENESIS = "0" * 64
+FORMAT_VERSION = 1
+
+
+def canonical(record: dict[str, Any]) -> str:
+    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def record_hash(record: dict[str, Any]) -> str:
+    body = {k: v for k, v in record.items() if k != "hash"}
+    return hashlib.sha256(canonical(body).encode("utf-8")).hexdigest()
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class TranscriptWriter:
+    """Writes one conversation. Use as a sink: `writer(event)` appends the event as a record."""
+
+    def __init__(self, directory: Path, header: dict[str, Any], redactor: Redactor | None = None):
+        self.redactor = redactor or Redactor()
+        self.conversation_id = header.get("conversation_id") or uuid.uuid4().hex
+        started = datetime.now(timezone.utc)
+        private_dir(directory)
+        self.path = directory / f"{started:%Y%m%dT%H%M%SZ}-{self.conversation_id[:12]}.jsonl"
+        # "x": never overwrite an existing transcript; owner-only, whatever the umask.
+        self._fh = open(self.path, "x", encoding="utf-8", opener=private_opener)
+        self._seq = 0
+        self._prev = GENESIS
+        self.closed = False
+        self.append(
+            "header",
+            {**header, "conversation_id": self.conversation_id, "format": FORMAT_VERSION, "started_at": now_iso()},
+        )
+
+    def append(self, record_type: str, payload: dict[str, Any]) -> dict[str, Any]:
+        if self.closed:
+            raise RuntimeError(f"transcript {self.path} is closed")
+        record = {"seq": self._seq, "ts": now_iso(), "type": record_type, **self.redactor.scrub(payload)}
+        record["prev"] = self._prev
+        record["hash"] = record_hash(record)
+        self._fh.write(canonical(record) + "\n")
+        self._fh.flush()
+        self._seq += 1
+        self._prev = record["hash"]
+        return record
+
+    def __call__(self, event: BaseModel) -> None:
+        payload = event.model_dump(mode="json")
+        kind = payload.pop("kind")
+        self.append(kind, payload)
+
+    def close(self, outcome: str, totals: dict[str, Any]) -> None:
+        if self.closed:
+            return
+        self.append("closing", {"outcome": outcome, "totals": totals, "ended_at": now_iso()})
+        self._fh.close()
+        self.closed = True
+
+    @property
+    def last_hash(self) -> str:
+        return self._prev
+
+    @property
+    def records(self) -> int:
+        return self._seq
+
+
+def read_records(path: Path) -> Iterator[dict[str, Any]]:
+    """Every complete record of a transcript, in order (a torn last line is skipped)."""
+    with Path(path).open(encoding="utf-8") as fh:
+        for line in fh:
+            if not line.endswith("\n"):
+                return  # torn write at the tail: not a finished record
+            line = line.strip()
+            if line:
+                yield json.loads(line)
+
+
+@dataclass
+class Verification:
+    path: Path
+    records: int
+    intact: bool
+    complete: bool  # has its closing record
+    first_bad: int | None = None  # 1-based line of the first record that fails
+    problem: str = ""
+
+    def describe(self) -> str:
+        if not self.intact:
+            return f"{self.path}: TAMPERED at line {self.first_bad}: {self.problem}"
+        if not self.complete:
+            return f"{self.path}: intact but incomplete ({self.records} records, no closing record{': ' + self.problem if self.problem else ''})"
+        return f"{self.path}: ok ({self.records} records)"
+
+
+def verify(path: Path) -> Verification:
+    path = Path(path)
+    prev = GENESIS
+    count = 0
+    closed = False
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        return Verification(path, 0, False, False, 1, f"cannot read: {exc.strerror}")
+    lines = raw.split(b"\n")
+    torn_tail = lines[-1] != b""
+    if not torn_tail:
+        lines = lines[:-1]
+    for number, line in enumerate(lines, start=1):
+        last_line = number == len(lines)
+        if closed:
+            return Verification(path, count, False, True, number, "record after the closing record")
+        try:
+            record = json.loads(line.decode("utf-8"))
+            if not isinstance(record, dict):
+                raise ValueError("not an object")
+        except (ValueError, UnicodeDecodeError):
+            if last_line and torn_tail:
+                return Verification(path, count, True, False, None, "last record was cut off mid-write")
+            return Verification(path, count, False, False, number, "not a JSON record")
+        if record.get("seq") != count:
+            return Verification(path, count, False, False, number, f"seq is {record.get('seq')!r}, expected {count} (record deleted, inserted or moved)")
+        if record.get("prev") != prev:
+            return Verification(path, count, False, False, number, "prev does not match the previous record's hash (record deleted, inserted or moved)")
+        if record.get("hash") != record_hash(record):
+            return Verification(path, count, False, False, number, "hash does not match the record's content (record edited)")
+        if count == 0 and record.get("type") != "header":
+            return Verification(path, count, False, False, number, "first record is not a header")
+        prev = record["hash"]
+        count += 1
+        closed = record.get("type") == "closing"
+    if count == 0:
+        return Verification(path, 0, False, False, 1, "empty transcript")
+    return Verification(path, count, True, closed, None, "" if closed else "conversation did not finish")

@@ -1,0 +1,10 @@
+"""The guarded conversation: the contract every front door drives.
+
+A conversation is a stream of events (`events`). `choice.resolve` turns a `SessionChoice` into the cast of
+agents, models and policy once; `Conversation` (`conversation`) assembles it with a transcript and drives
+either chat behind the `Chat` protocol (`base`): `GuardedChat` (assistant drafts, moral reviewer judges,
+revise or deliver) or `BareChat` (the unreviewed baseline of an evaluation). `send()` returns a
+`TurnResult`: outcome, delivered text, revisions, categories, usage.
+
+Imports `config`, `models` and `audit`; imported by the front doors (terminal, review, eval, serve).
+"""

@@ -1,0 +1,188 @@
+"""A conversation is a stream of events. The guarded chat produces them once; the
+terminal view, the transcript writer and the statistics are sinks reading the same stream."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Awaitable, Callable, Literal, Union
+
+from pydantic import BaseModel, Field
+
+# "unreviewed": the bare assistant of an evaluation, delivered with no reviewer at all.
+Outcome = Literal["approved", "withheld", "error", "cancelled", "unreviewed"]
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class _Event(BaseModel):
+    turn: int  # 1-based index of the user turn this event belongs to
+
+
+class UserTurn(_Event):
+    kind: Literal["user_turn"] = "user_turn"
+    source: str
+    content: str
+
+
+class Draft(_Event):
+    kind: Literal["draft"] = "draft"
+    source: str
+    round: int  # 1 for the first draft, 2 for the first revision, ...
+    content: str
+    model: str
+    usage: Usage
+    latency_s: float
+
+
+class VerdictEvent(_Event):
+    kind: Literal["verdict"] = "verdict"
+    source: str
+    round: int
+    decision: Literal["approve", "revise"]
+    categories: list[str]
+    critique: str
+    readable: bool
+    raw: str  # the reviewer's output as it came, for the audit
+    model: str
+    usage: Usage
+    latency_s: float
+
+
+class Delivered(_Event):
+    kind: Literal["delivered"] = "delivered"
+    content: str
+    revisions: int
+
+
+class Withheld(_Event):
+    kind: Literal["withheld"] = "withheld"
+    content: str  # the fallback the user got instead
+    revisions: int
+    reason: str
+
+
+class ErrorEvent(_Event):
+    kind: Literal["error"] = "error"
+    source: str
+    message: str
+
+
+class TurnFinished(_Event):
+    kind: Literal["turn_finished"] = "turn_finished"
+    outcome: Outcome
+    revisions: int
+    categories: list[str]
+    usage_by_agent: dict[str, Usage]
+    seconds: float
+
+
+class Activity(BaseModel):
+    """Live progress inside a turn, for interactive views. Not an audit record: never written to transcripts."""
+
+    turn: int
+    stage: Literal["drafting", "reviewing", "critiquing"]
+    round: int  # the draft being written or judged: 1 for the first draft
+    tokens: int = 0  # draft tokens streamed so far (streaming backends)
+    piece: str = ""  # the newest piece of draft text (unreviewed: only for views that show the debate)
+
+
+Event = Annotated[
+    Union[UserTurn, Draft, VerdictEvent, Delivered, Withheld, ErrorEvent, TurnFinished],
+    Field(discriminator="kind"),
+]
+
+Sink = Callable[[BaseModel], Union[None, Awaitable[None]]]
+Watcher = Callable[[Activity], None]
+
+
+async def emit(sinks: list[Sink], event: BaseModel) -> None:
+    """Hand one event to every sink in order (a sink may be sync or async)."""
+    for sink in sinks:
+        result = sink(event)
+        if inspect.isawaitable(result):
+            await result
+
+
+class TurnEnding:
+    """A sink keeping how the latest turn ended: what the user got (the answer, or the fallback and why)
+    and the last error — for callers that need the result of one turn, not the whole stream."""
+
+    def __init__(self) -> None:
+        self.kind: str | None = None  # "delivered" or "withheld"
+        self.content = ""
+        self.reason = ""
+        self.error: str | None = None
+
+    def __call__(self, event: BaseModel) -> None:
+        if isinstance(event, (Delivered, Withheld)):
+            self.kind, self.content = event.kind, event.content
+            self.reason = event.reason if isinstance(event, Withheld) else ""
+        elif isinstance(event, ErrorEvent):
+            self.error = event.message
+
+
+ActivityHook = Callable[[str, int, int, str], None]  # (stage, round, tokens so far, newest piece)
+
+
+@dataclass
+class Totals:
+    """Running totals of a conversation, itself a sink."""
+
+    turns: int = 0
+    revisions: int = 0
+    approved: int = 0
+    withheld: int = 0
+    errors: int = 0
+    cancelled: int = 0
+    unreviewed: int = 0
+    seconds: float = 0.0
+    usage_by_agent: dict[str, Usage] = field(default_factory=dict)
+    last_outcome: str | None = None
+
+    def __call__(self, event: Any) -> None:
+        if isinstance(event, (Draft, VerdictEvent)):
+            acc = self.usage_by_agent.setdefault(event.source, Usage())
+            acc.prompt_tokens += event.usage.prompt_tokens
+            acc.completion_tokens += event.usage.completion_tokens
+        elif isinstance(event, TurnFinished):
+            self.turns += 1
+            self.revisions += event.revisions
+            self.seconds += event.seconds
+            self.last_outcome = event.outcome
+            if event.outcome == "approved":
+                self.approved += 1
+            elif event.outcome == "withheld":
+                self.withheld += 1
+            elif event.outcome == "cancelled":
+                self.cancelled += 1
+            elif event.outcome == "unreviewed":
+                self.unreviewed += 1
+            else:
+                self.errors += 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "turns": self.turns, "revisions": self.revisions, "approved": self.approved,
+            "withheld": self.withheld, "errors": self.errors, "cancelled": self.cancelled,
+            **({"unreviewed": self.unreviewed} if self.unreviewed else {}), "seconds": round(self.seconds, 3),
+            "usage_by_agent": {k: v.model_dump() for k, v in self.usage_by_agent.items()},
+        }
+
+    @property
+    def outcome(self) -> str:
+        # Interrupted when it ended inside a turn; a chat turn cancelled earlier with Ctrl-C does not count.
+        if self.last_outcome == "cancelled":
+            return "interrupted"
+        if self.errors:
+            return "error"
+        if self.unreviewed:
+            return "unreviewed"
+        return "withheld" if self.withheld else "approved"

@@ -1,0 +1,229 @@
+"""The moral reviewer as an AutoGen chat agent: reads the request and the latest draft (as untrusted
+data) and returns a structured verdict. The decision comes from the reviewer's own output only."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+from autogen_agentchat.agents import BaseChatAgent
+from autogen_agentchat.base import Response
+from autogen_agentchat.messages import BaseChatMessage, TextMessage
+from autogen_core import CancellationToken
+from autogen_core.models import LLMMessage, RequestUsage, SystemMessage, UserMessage
+
+from chaperone.config.schema import AgentSpec, OpenAIModelSpec, PolicySpec, ReviewerContextSpec
+from chaperone.engine import decision_score, reviewer_prompt
+from chaperone.engine.events import ActivityHook
+from chaperone.engine.memory import ConversationMemory
+from chaperone.engine.refusal import is_short_full_refusal
+from chaperone.engine.verdict import (
+    Verdict,
+    VerdictMessage,
+    critique_schema,
+    decision_schema,
+    parse_critique,
+    parse_verdict,
+    text_sha,
+)
+from chaperone.models.pool import ModelHandle, call_model, combined_token, text_of
+
+
+class ReviewingAgent(BaseChatAgent):
+    """The moral reviewer: reads the request and the latest draft (as untrusted data) and returns a Verdict.
+
+    Two stages. First the decision alone ({"ok_to_send": "yes"|"no"}, a few tokens), from a prompt
+    that does not list the category catalogue (small models copy a listed catalogue into every
+    verdict). Only after a "no", a second call names the categories and writes the critique.
+    """
+
+    def __init__(self, spec: AgentSpec, model: ModelHandle, policy: PolicySpec, memory: ConversationMemory, *,
+                 user_name: str, assistant_name: str, context: ReviewerContextSpec):
+        super().__init__(spec.name, spec.description or "reviews every draft before the user sees it")
+        self.spec, self.model, self.memory, self.context = spec, model, memory, context
+        self._user_name, self._assistant_name = user_name, assistant_name
+        self.policy = policy
+        self.turn_token: CancellationToken | None = None
+        self.on_activity: ActivityHook | None = None
+        self._reset_turn()
+
+    @property
+    def policy(self) -> PolicySpec:
+        return self._policy
+
+    @policy.setter
+    def policy(self, policy: PolicySpec) -> None:
+        self._policy = policy
+        self._system = reviewer_prompt.system_prompt(self.spec.system_prompt, policy)
+        check = self.spec.refusal_check
+        self._refusal_system = reviewer_prompt.system_prompt(check.prompt, policy) if check else None
+        self._critique_system = reviewer_prompt.critique_system_prompt(self.spec.critique_prompt, policy)
+        self._critique_schema = critique_schema(list(policy.categories))
+
+    def _reset_turn(self) -> None:
+        self._request: str | None = None
+        self._draft: str | None = None
+        self._round = 0
+
+    @property
+    def produced_message_types(self) -> Sequence[type[BaseChatMessage]]:
+        return (VerdictMessage,)
+
+    def prompt(self, body: str, system: str | None = None) -> list[LLMMessage]:
+        return [SystemMessage(content=system or self._system), UserMessage(content=body, source="review")]
+
+    def _decision_system(self, draft: str) -> tuple[str, str]:
+        """The decision prompt for this draft: the refusal check's for a draft that only declines."""
+        check = self.spec.refusal_check
+        if check and is_short_full_refusal(draft, check.phrases, check.min_answer_words, check.max_words):
+            return self._refusal_system, "refusal"
+        return self._system, "answer"
+
+    async def _call(self, messages: list[LLMMessage], schema: dict, token: CancellationToken, extra: dict | None = None):
+        args = {**self.model.generation_args(self.spec.generation), **self.model.structured_output_args(schema, "verdict"),
+                **(extra or {})}
+        return await call_model(self.model, messages, args, [token, self.turn_token])
+
+    async def on_messages(self, messages: Sequence[BaseChatMessage], cancellation_token: CancellationToken) -> Response:
+        for msg in messages:
+            if msg.source == self._user_name and isinstance(msg, TextMessage):
+                self._reset_turn()
+                self._request = msg.content
+            elif msg.source == self._assistant_name and isinstance(msg, TextMessage):
+                self._draft = msg.content
+                self._round += 1
+        if self._draft is None:
+            raise RuntimeError(f"{self.name} was asked to review before any draft")
+        result = await self.judge(self._request or "", self._draft, cancellation_token)
+        return Response(
+            chat_message=VerdictMessage(
+                content=result.verdict,
+                source=self.name,
+                models_usage=RequestUsage(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens),
+                metadata={
+                    "round": str(self._round),
+                    "raw": result.raw,
+                    "latency_s": f"{result.seconds:.3f}",
+                    "model": self.model.label,
+                    "draft_sha256": text_sha(self._draft),  # binds the verdict to the exact text it judged
+                },
+            )
+        )
+
+    def _refusal_body(self, request: str, draft: str, round_: int) -> str:
+        check = self.spec.refusal_check
+        return reviewer_prompt.review_message(request, draft, self.memory.exchanges, self.context, round_,
+                                            show_draft=check.show_draft, question=check.question)
+
+    def _review_body(self, request: str, draft: str, round_: int) -> str:
+        """The review message; on a model whose context window is known (the embedded one), made to fit it.
+
+        Characters do not bound tokens: a digit, a CJK character or a rare symbol is a token or more, so a
+        dense draft of max_draft_chars can overflow the window, and the review would fail (closed). Here the
+        draft is clipped further, head and tail kept and the cut noted, until rubric, message and verdict fit.
+        """
+        context = self.context
+        body = reviewer_prompt.review_message(request, draft, self.memory.exchanges, context, round_)
+        window = getattr(self.model.spec, "n_ctx", None)
+        if not window:
+            return body
+        room = window - self.spec.generation.max_tokens - 64  # 64: the chat template's own tokens
+        while context.max_draft_chars > 200 and self.model.client.count_tokens(self.prompt(body)) > room:
+            context = context.model_copy(update={"max_draft_chars": max(context.max_draft_chars * 2 // 3, 200)})
+            body = reviewer_prompt.review_message(request, draft, self.memory.exchanges, context, round_)
+        return body
+
+    async def judge(self, request: str, draft: str, cancellation_token: CancellationToken | None = None, *,
+                    critique: bool = True) -> "ReviewResult":
+        """The verdict on one draft. Without `critique`, the decision stage only (the eval's reviewer-alone mode)."""
+        token = cancellation_token or CancellationToken()
+        started = time.perf_counter()
+        round_ = max(self._round, 1)
+        if self.on_activity is not None:
+            self.on_activity("reviewing", round_, 0, "")
+        limit = self.context.max_draft_chars
+        if self.context.over_limit == "send_back" and len(draft) > limit:
+            # Fail closed: a draft the reviewer cannot read whole is never approved; its middle could hide anything.
+            verdict = Verdict(decision="revise", critique=f"The draft is {len(draft):,} characters; the review reads "
+                              f"at most {limit:,}. Give the answer again in under {limit:,} characters.")
+            return ReviewResult(verdict, "(not sent to the reviewer model: the draft is longer than "
+                                         "reviewer_context.max_draft_chars)", 0, 0, time.perf_counter() - started)
+        # Local, not agent state: the eval's reviewer-alone mode judges many drafts concurrently.
+        system, route = self._decision_system(draft)
+        # The whole review message (fitted to the window, which may count tokens) only where it is read: by
+        # the answer prompt, or by a critique. A refusal the refusal check approves never needs it.
+        body = self._review_body(request, draft, round_) if route == "answer" else None
+        decision_body = body if body is not None else self._refusal_body(request, draft, round_)
+        verdict, raw, prompt_tokens, completion_tokens = await self._decide(decision_body, token, system, route)
+        verdict.checked_as = route
+        if critique and verdict.readable and verdict.decision == "revise" and not verdict.critique:
+            if self.on_activity is not None:
+                self.on_activity("critiquing", round_, 0, "")
+            if body is None:
+                body = self._review_body(request, draft, round_)
+            second = await self._call(
+                [SystemMessage(content=self._critique_system),
+                 UserMessage(content=body + reviewer_prompt.CRITIQUE_QUESTION, source="review")],
+                self._critique_schema, token,
+            )
+            raw_second = text_of(second.content)
+            raw = f"{raw}\n{raw_second}"
+            verdict.categories, verdict.critique = parse_critique(raw_second, list(self._policy.categories))
+            p2, c2 = _tokens(second)
+            prompt_tokens, completion_tokens = prompt_tokens + p2, completion_tokens + c2
+        return ReviewResult(verdict, raw, prompt_tokens, completion_tokens, time.perf_counter() - started)
+
+    async def _decide(self, body: str, token: CancellationToken, system: str,
+                      route: str) -> tuple[Verdict, str, int, int]:
+        """Stage one: the decision, from the decision token's probability when the backend gives it.
+
+        The embedded model scores yes/no after the verdict's opening (no generation); an endpoint is asked
+        for the verdict with logprobs where it is OpenAI-compatible. With a probability, the policy's
+        decision_threshold decides; without one, the model's written yes/no (parsed, failing closed)."""
+        messages = self.prompt(body, system)
+        check = self.spec.refusal_check
+        threshold = check.decision_threshold if route == "refusal" and check else self._policy.decision_threshold
+        scorer = getattr(self.model.client, "option_logprobs", None)
+        if scorer is not None:
+            combined = combined_token([token, self.turn_token])
+            future = asyncio.ensure_future(scorer(messages, decision_score.DECISION_PREFIX, decision_score.OPTIONS))
+            combined.link_future(future)
+            logprobs, prompt_tokens = await future
+            score = decision_score.p_not_ok(logprobs)
+            if score is not None:
+                ok = "no" if decision_score.revise(score, threshold) else "yes"
+                raw = json.dumps({"ok_to_send": ok, "p_not_ok": round(score, 4), "threshold": threshold,
+                                  **({"checked_as": route} if route != "answer" else {})})
+                verdict = parse_verdict(raw, list(self._policy.categories))
+                verdict.score = score
+                return verdict, raw, prompt_tokens, 0
+        extra = ({"logprobs": True, "top_logprobs": decision_score.TOP_LOGPROBS}
+                 if isinstance(self.model.spec, OpenAIModelSpec) else {})
+        first = await self._call(messages, decision_schema(), token, extra)
+        raw = text_of(first.content)
+        verdict = parse_verdict(raw, list(self._policy.categories))
+        score = decision_score.from_token_logprobs(first.logprobs or []) if verdict.readable else None
+        if score is not None:
+            verdict.score = score
+            verdict.decision = "revise" if decision_score.revise(score, threshold) else "approve"
+        return (verdict, raw, *_tokens(first))
+
+    async def on_reset(self, cancellation_token: CancellationToken) -> None:
+        self._reset_turn()
+
+
+@dataclass
+class ReviewResult:
+    verdict: Verdict
+    raw: str
+    prompt_tokens: int
+    completion_tokens: int
+    seconds: float
+
+
+def _tokens(result) -> tuple[int, int]:
+    u = result.usage
+    return (u.prompt_tokens, u.completion_tokens) if u else (0, 0)

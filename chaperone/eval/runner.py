@@ -1,0 +1,125 @@
+"""Run an evaluation's items concurrently and append each result as it finishes.
+
+Two modes. "ab": for each prompt, the bare assistant and the guarded chat answer (each a conversation
+with its own transcript, tagged with the eval run id) and the judge classifies both final answers.
+"reviewer": the reviewer alone gives a verdict on each recorded answer (no generation).
+A failed item is recorded with status "error" and retried by --resume; the others go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from loguru import logger
+
+from chaperone.audit.redaction import GLOBAL as GLOBAL_REDACTOR
+from chaperone.config.project import Project
+from chaperone.engine.choice import SessionChoice, build_reviewer
+from chaperone.engine.conversation import Conversation
+from chaperone.engine.events import TurnEnding
+from chaperone.engine.memory import ConversationMemory
+from chaperone.errors import describe_error
+from chaperone.eval.data import EvalItem
+from chaperone.eval.judge import Judge, Judgement
+from chaperone.eval.store import Plan, RunFolder
+from chaperone.models.pool import ModelPool
+
+Progress = Callable[[dict[str, Any]], None]  # called with each finished row
+
+
+class ItemFailed(RuntimeError):
+    """One item could not be finished (its conversation says why); the batch goes on."""
+
+
+@dataclass
+class EvalContext:
+    project: Project
+    pool: ModelPool
+    choice: SessionChoice
+    plan: Plan
+    folder: RunFolder
+    judge: Judge | None = None
+
+
+async def _arm(ctx: EvalContext, item: EvalItem, arm: str) -> dict[str, Any]:
+    """One conversation of one item: the bare assistant or the guarded chat."""
+    final = TurnEnding()
+    conv = Conversation(ctx.project, ctx.pool, ctx.choice, kind="eval", guarded=(arm == "guarded"), sinks=[final],
+                        run_id=ctx.plan.run_id,
+                        extra_header={"eval": {"run_id": ctx.plan.run_id, "item": item.id, "arm": arm,
+                                               "source": ctx.plan.source}})
+    try:
+        finished = await conv.send(item.prompt)
+    finally:
+        conv.close()
+    if finished.outcome in ("error", "cancelled"):
+        cause = f": {final.error}" if final.error else ""
+        raise ItemFailed(f"{arm} conversation ended with {finished.outcome}{cause} (transcript {conv.transcript_path.name})")
+    roles = conv.roles
+    usage: dict[str, dict[str, int]] = {}
+    for agent, u in finished.usage_by_agent.items():
+        acc = usage.setdefault(roles.get(agent, agent), {"prompt_tokens": 0, "completion_tokens": 0})
+        acc["prompt_tokens"] += u.prompt_tokens
+        acc["completion_tokens"] += u.completion_tokens
+    answer = final.content
+    if final.kind == "withheld":
+        # The product's own fallback text: a refusal by construction, no judge needed.
+        judgement = Judgement("full_refusal", "", "fallback")
+    else:
+        assert ctx.judge is not None
+        judgement = await ctx.judge.classify(item.prompt, answer)
+    return {"outcome": finished.outcome, "answer": answer, "revisions": finished.revisions,
+            "categories": finished.categories, "usage": usage, "seconds": finished.seconds,
+            "transcript": str(conv.transcript_path), "judge": judgement.as_dict()}
+
+
+async def _ab_item(ctx: EvalContext, item: EvalItem) -> dict[str, Any]:
+    return {"arms": {"bare": await _arm(ctx, item, "bare"), "guarded": await _arm(ctx, item, "guarded")}}
+
+
+class ReviewerAlone:
+    """One reviewer for the whole run: its verdicts depend only on the (prompt, answer) given."""
+
+    def __init__(self, ctx: EvalContext):
+        policy = ctx.project.policy(ctx.choice.policy or ctx.project.settings.default_policy)
+        self.reviewer = build_reviewer(ctx.project, ctx.pool, ctx.choice, ConversationMemory(), policy)
+
+    async def __call__(self, ctx: EvalContext, item: EvalItem) -> dict[str, Any]:
+        result = await self.reviewer.judge(item.prompt, item.answer or "", critique=False)
+        v = result.verdict
+        return {"decision": v.decision if v.readable else "revise", "readable": v.readable, "raw": result.raw,
+                "score": v.score, "checked_as": v.checked_as, "threshold": self.reviewer.policy.decision_threshold,
+                "prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
+                "seconds": round(result.seconds, 3), "model": self.reviewer.model.label}
+
+
+async def run_items(ctx: EvalContext, items: list[EvalItem], concurrency: int, on_row: Progress) -> None:
+    """Run items with at most `concurrency` in flight; each finished row is appended, then reported."""
+    work = ReviewerAlone(ctx) if ctx.plan.mode == "reviewer" else _ab_item
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(item: EvalItem) -> None:
+        async with gate:
+            base = {"id": item.id, "label": item.label, "type": item.type, "category": item.category,
+                    "prompt": item.prompt, "shard": list(ctx.plan.shard)}
+            try:
+                row = {**base, "status": "ok", **(await work(ctx, item))}
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one failed item must not stop the batch
+                message = GLOBAL_REDACTOR.text(describe_error(exc))
+                logger.warning("eval item {} failed: {}", item.id, message)
+                logger.opt(exception=exc).debug("eval item {} failure details", item.id)
+                row = {**base, "status": "error", "error": message}
+            ctx.folder.append(row)
+            on_row(row)
+
+    tasks = [asyncio.ensure_future(one(item)) for item in items]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,257 @@
+"""`python run.py review ...`: list, show, stats, verify, export and html over the transcripts folder.
+
+Exit codes: 0 done (verify: every chain intact), 1 verify found a tampered or unreadable file (or, with
+--strict, an incomplete one), 2 bad input (unknown id, bad date, missing folder), one line, no traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+from rich.console import Console
+from rich.text import Text
+
+from chaperone.audit import manifest
+from chaperone.errors import EXIT_EXPECTATION_FAILED, EXIT_OK, ChaperoneError
+from chaperone.review.index import OUTCOMES, Summary, make_filters, resolve, scan
+from chaperone.startup import fail, open_project
+
+
+def _console() -> Console:
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+
+
+def _folders(ctx: click.Context, folder: Path | None) -> list[Path]:
+    if folder is not None:
+        if not folder.is_dir():
+            fail(f"{folder}: no such folder")
+        return [folder]
+    try:
+        transcripts = open_project(ctx).transcripts_dir
+    except ChaperoneError as exc:
+        fail(str(exc))
+    if not transcripts.is_dir():
+        fail(f"no transcripts yet: {transcripts} does not exist (run a scenario or chat first, or give --dir)")
+    return [transcripts]
+
+
+def _scan(ctx: click.Context, folder: Path | None) -> list[Summary]:
+    try:
+        return scan(_folders(ctx, folder))
+    except ChaperoneError as exc:
+        fail(str(exc))
+
+
+def dir_option(f: Callable) -> Callable:
+    return click.option("--dir", "folder", type=click.Path(path_type=Path), default=None,
+                        help="Transcripts folder (default: the project's transcripts_dir).")(f)
+
+
+FILTERS = (
+    ("--since", "since", "Started on or after this date (YYYY-MM-DD, local) or ISO timestamp."),
+    ("--until", "until", "Started before the end of this date, or before this ISO timestamp."),
+    ("--scenario", "scenario", "Scenario name or file contains this text."),
+    ("--policy", "policy", "Used this policy (at any point of the conversation)."),
+    ("--model", "model", "Either agent ran on this model (its name in models.yaml)."),
+    ("--outcome", "outcome", f"Conversation outcome: {', '.join(OUTCOMES)}."),
+    ("--category", "category", "A verdict raised this category."),
+    ("--kind", "kind", "Conversation kind: scenario, chat, eval, ..."),
+)
+
+
+def filter_options(f: Callable) -> Callable:
+    @functools.wraps(f)
+    def wrapper(*args: Any, limit: int | None, **kwargs: Any) -> Any:
+        values = {dest: kwargs.pop(dest) for _, dest, _ in FILTERS}
+        try:
+            kwargs["filters"] = make_filters(limit=limit, **values)
+        except ChaperoneError as exc:
+            fail(str(exc))
+        return f(*args, **kwargs)
+
+    for flag, dest, help_text in reversed(FILTERS):
+        wrapper = click.option(flag, dest, default=None, metavar="TEXT", help=help_text)(wrapper)
+    return click.option("--limit", type=int, default=None, help="At most this many conversations (newest).")(wrapper)
+
+
+def _resolve(ctx: click.Context, folder: Path | None, ident: str) -> Summary:
+    as_path = Path(ident)
+    summaries = [] if as_path.suffix == ".jsonl" and as_path.is_file() else _scan(ctx, folder)
+    try:
+        found = resolve(summaries, ident)
+    except ChaperoneError as exc:
+        fail(str(exc))
+    if not found.readable:
+        fail(f"{found.path}: {found.problem}")
+    return found
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def review() -> None:
+    """Read, check and export conversation transcripts (for auditors and safety leads)."""
+
+
+@review.command("list")
+@dir_option
+@filter_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON only.")
+@click.pass_context
+def list_cmd(ctx: click.Context, folder: Path | None, filters: Any, as_json: bool) -> None:
+    """One row per conversation, newest first. Tampered ones are marked TAMPERED."""
+    from chaperone.review.view import list_table, unreadable_line
+
+    summaries = _scan(ctx, folder)
+    selected = filters.apply(summaries)
+    unreadable = [s for s in summaries if not s.readable]
+    if as_json:
+        click.echo(json.dumps({"conversations": [s.row() for s in selected],
+                               "unreadable": [{"path": str(s.path), "problem": s.problem} for s in unreadable]},
+                              indent=2, ensure_ascii=False))
+        return
+    console = _console()
+    if selected:
+        console.print(list_table(selected))
+    else:
+        console.print("no conversations match" if any(s.readable for s in summaries) else "no transcripts found")
+    for s in unreadable:
+        console.print(unreadable_line(s), soft_wrap=True)
+
+
+@review.command()
+@click.argument("ident", metavar="ID")
+@dir_option
+@click.option("--hide-debate", is_flag=True, help="Only the user's turns and what they got.")
+@click.pass_context
+def show(ctx: click.Context, ident: str, folder: Path | None, hide_debate: bool) -> None:
+    """A conversation as a story: turns, drafts, verdicts, diffs, what was delivered. ID: a unique id
+    prefix (or a transcript file)."""
+    from chaperone.review.view import print_story
+
+    found = _resolve(ctx, folder, ident)
+    print_story(_console(), found.story, found.verification, show_debate=not hide_debate)
+
+
+@review.command()
+@dir_option
+@filter_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON only.")
+@click.pass_context
+def stats(ctx: click.Context, folder: Path | None, filters: Any, as_json: bool) -> None:
+    """Figures across the selected conversations. Rates count finished turns (approved, withheld, error);
+    cancelled and unfinished turns are reported apart. Categories: turns that raised each, and verdicts
+    naming it. p95 latency is nearest-rank. Tokens and model seconds include every draft and verdict."""
+    from chaperone.review.stats import compute
+    from chaperone.review.view import stats_tables
+
+    figures = compute(filters.apply(_scan(ctx, folder)))
+    if as_json:
+        click.echo(json.dumps(figures, indent=2))
+        return
+    console = _console()
+    for table in stats_tables(figures):
+        console.print(table)
+    for path in figures["unreadable"]:
+        console.print(f"[red]skipped unreadable[/] {path}", markup=True, soft_wrap=True, highlight=False)
+
+
+@review.command("verify")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@dir_option
+@click.option("--strict", is_flag=True, help="Also exit 1 when a transcript is incomplete (no closing record).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON only.")
+@click.pass_context
+def verify_cmd(ctx: click.Context, paths: tuple[Path, ...], folder: Path | None, strict: bool, as_json: bool) -> None:
+    """Check every hash chain (files or folders; default: the transcripts folder). Exit 0 when every chain
+    is intact, 1 naming each file and its first bad line otherwise. An unfinished conversation (no
+    closing record, or a last line cut off mid-write) is reported as incomplete, not tampered."""
+    from chaperone.review.export import verification_dict
+    from chaperone.review.index import summarize, transcript_files
+    from chaperone.review.view import verify_line
+
+    try:
+        files = transcript_files(list(paths) or _folders(ctx, folder))
+    except ChaperoneError as exc:
+        fail(str(exc))
+    summaries = [summarize(f) for f in files]
+    # Folders are also checked against their run manifests: deleted transcripts, clean cuts at a record boundary.
+    folders = [Path(p) for p in (list(paths) or _folders(ctx, folder)) if Path(p).is_dir()]
+    chain_broken = {s.path for s in summaries if not s.readable or not s.verification.intact}
+    # A file whose own chain is broken is reported by its chain; the manifest speaks for the rest.
+    manifest_problems = [m for f in folders for m in manifest.check(f) if m.path not in chain_broken]
+    flagged = {m.path for m in manifest_problems}
+    bad = [s for s in summaries if not s.readable or not s.verification.intact or s.path in flagged]
+    incomplete = [s for s in summaries if s not in bad and not s.verification.complete]
+    failed = bool(bad) or bool(manifest_problems) or (strict and bool(incomplete))
+    if as_json:
+        click.echo(json.dumps({"ok": not failed, "files": [
+            {"path": str(s.path), **verification_dict(s.verification),
+             **({"status": "unreadable", "problem": s.problem} if not s.readable else {})} for s in summaries],
+            "manifest_problems": [{"path": str(m.path), "problem": m.problem} for m in manifest_problems]},
+            indent=2))
+    else:
+        console = _console()
+        for s in summaries:
+            if s.path not in flagged:
+                console.print(verify_line(s), soft_wrap=True)
+        for m in manifest_problems:
+            console.print(Text(m.describe(), style="bold red"), soft_wrap=True)
+        console.print(f"{len(summaries)} transcript(s): {len(summaries) - len(bad) - len(incomplete)} intact, "
+                      f"{len(incomplete)} incomplete, {len(bad)} tampered or unreadable"
+                      + (f"; {len(manifest_problems)} run-manifest problem(s)" if manifest_problems else ""),
+                      style="bold")
+    sys.exit(EXIT_EXPECTATION_FAILED if failed else EXIT_OK)
+
+
+def _write(text: str, output: str | None, default_name: str) -> None:
+    if output == "-":
+        click.echo(text, nl=False)
+        return
+    target = Path(output or default_name)
+    try:
+        target.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        fail(f"{target}: cannot write: {exc.strerror}")
+    Console(stderr=True, highlight=False).print(f"wrote {target}", soft_wrap=True)
+
+
+@review.command()
+@click.argument("ident", metavar="ID")
+@dir_option
+@click.option("--format", "fmt", default="md", metavar="md|html|json", show_default=True,
+              help="md: readable text; html: a self-contained page; json: the story model + verification.")
+@click.option("-o", "--output", default=None, help="File to write (default: conversation-<id>.<format> here; "
+                                                     "'-' for stdout).")
+@click.pass_context
+def export(ctx: click.Context, ident: str, folder: Path | None, fmt: str, output: str | None) -> None:
+    """One conversation as a file to read or attach to an audit."""
+    from chaperone.review.export import FORMATS, to_json, to_markdown
+
+    if fmt not in FORMATS:
+        fail(f"--format: '{fmt}' is not one of {', '.join(FORMATS)}")
+    found = _resolve(ctx, folder, ident)
+    story, v = found.story, found.verification
+    if fmt == "html":
+        from chaperone.review.html import render
+
+        text = render([found], title=f"Conversation {story.conversation_id[:12]} · {story.label}", single=True)
+    else:
+        text = to_json(story, v) + "\n" if fmt == "json" else to_markdown(story, v)
+    _write(text, output, f"conversation-{story.conversation_id[:12]}.{fmt}")
+
+
+@review.command()
+@dir_option
+@filter_options
+@click.option("-o", "--output", default="review.html", show_default=True, help="File to write ('-' for stdout).")
+@click.pass_context
+def html(ctx: click.Context, folder: Path | None, filters: Any, output: str) -> None:
+    """One self-contained page of the selected conversations, each collapsible, with in-page filters."""
+    from chaperone.review.html import render
+
+    selected = [s for s in filters.apply(_scan(ctx, folder))]
+    _write(render(selected, title="Chaperone transcripts", single=False), output, "review.html")

@@ -1,0 +1,97 @@
+"""`review export`: one conversation as a file a person can read or attach to an audit (markdown, JSON;
+HTML lives in html_report). All three render the same story model."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from chaperone.audit.transcript import Verification
+from chaperone.review.story import Story, TurnStory, local_time, verification_text
+
+FORMATS = ("md", "html", "json")
+
+
+def verification_dict(v: Verification) -> dict[str, Any]:
+    status = "tampered" if not v.intact else ("ok" if v.complete else "incomplete")
+    return {"status": status, "intact": v.intact, "complete": v.complete, "records": v.records,
+            "first_bad_line": v.first_bad, "problem": v.problem, "text": verification_text(v)}
+
+
+def to_json(story: Story, v: Verification) -> str:
+    return json.dumps({"story": story.model_dump(mode="json"), "verification": verification_dict(v)},
+                      indent=2, ensure_ascii=False)
+
+
+def _fence(text: str, lang: str = "text") -> str:
+    """A code fence longer than any backtick run inside the text, so model output cannot close it."""
+    longest, run = 0, 0
+    for ch in text:
+        run = run + 1 if ch == "`" else 0
+        longest = max(longest, run)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{lang}\n{text}\n{fence}"
+
+
+def _cell(value: Any) -> str:
+    """A markdown table cell: a pipe or a newline in a name would break the table."""
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _step(step: Any) -> str:
+    secs = f" · {step.seconds:.1f} s" if step.seconds is not None else ""
+    return f"{step.usage.prompt_tokens} prompt + {step.usage.completion_tokens} completion tokens{secs}"
+
+
+def _turn_md(t: TurnStory) -> list[str]:
+    out = [f"> **{n.text}**\n" for n in t.notes]
+    secs = f" · {t.seconds:.1f} s" if t.seconds is not None else ""
+    cats = f" · categories: {', '.join(t.categories)}" if t.categories else ""
+    out.append(f"## Turn {t.number} — {t.outcome}\n")
+    out.append(f"{t.revisions} revision(s) · policy {t.policy or '?'} · {t.tokens:,} tokens{secs}{cats}\n")
+    if t.user is not None:
+        out += [f"**{t.user_source or 'user'}:**\n", _fence(t.user), ""]
+    for r in t.rounds:
+        out.append(f"### {r.label.capitalize()}\n")
+        if r.draft is not None:
+            out += [f"*{r.draft.source} · {r.draft.model} · {_step(r.draft)}*\n", _fence(r.draft.content), ""]
+        if r.same_as_previous:
+            out.append("*Identical to the previous draft.*\n")
+        if r.diff:
+            out += ["Changes from the previous draft:\n", _fence("\n".join(r.diff), "diff"), ""]
+        v = r.verdict
+        if v is not None:
+            decision = "APPROVE" if v.approved else "REVISE"
+            line = f"**Verdict: {decision}**" + (f" · categories: {', '.join(v.categories)}" if v.categories else "")
+            line += "" if v.readable else " · unreadable verdict (fail closed)"
+            out += [line + f" · *{_step(v)}*\n"]
+            if v.critique and not v.approved:
+                out += ["Critique:\n", _fence(v.critique), ""]
+    for message in t.errors:
+        out += [f"**Error:** {message}\n"]
+    if t.delivered is not None:
+        out += ["### Delivered to the user\n", _fence(t.delivered), ""]
+    elif t.withheld is not None:
+        out += [f"### Withheld ({t.withheld_reason}) — the user got\n", _fence(t.withheld), ""]
+    else:
+        out += ["*Nothing delivered: the turn did not finish.*\n"]
+    return out
+
+
+def to_markdown(story: Story, v: Verification) -> str:
+    scenario = story.scenario or {}
+    out = [f"# Conversation {story.conversation_id}\n",
+           f"**Chain: {verification_text(v)}**\n",
+           "| | |", "|---|---|",
+           f"| kind | {_cell(story.kind)}{' — ' + _cell(scenario.get('name', '')) if scenario else ''} |",
+           f"| started | {local_time(story.started_at)} |",
+           f"| ended | {local_time(story.ended_at) if story.ended_at else '—'} |",
+           f"| policy | {_cell(' → '.join(story.policies) or '?')} |"]
+    for role, agent in story.agents.items():
+        out.append(f"| {_cell(role)} | {_cell(agent.name)} · {_cell(agent.model or '—')} |")
+    out += [f"| outcome | {_cell(story.outcome)} |", f"| file | {_cell(story.path)} |", ""]
+    for t in story.turns:
+        out += _turn_md(t)
+    for n in story.notes:
+        out.append(f"> **{n.text}**\n")
+    return "\n".join(out).rstrip() + "\n"

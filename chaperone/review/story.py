@@ -1,0 +1,344 @@
+"""A transcript's records read as a story: per user turn, the rounds of draft and verdict, the diff
+between consecutive drafts, and what the user got.
+
+`review show` and every export format (markdown, JSON, HTML) render this one model, so the records are
+interpreted in one place. Records are untrusted (the file may be edited, or come from a newer version):
+every field is read defensively and unknown record types become notes, never an error.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterable
+
+from pydantic import BaseModel, Field
+
+from chaperone.engine.events import Usage
+
+CHAIN_FIELDS = ("seq", "ts", "prev", "hash", "type")
+
+
+def load_records(path: Path) -> list[dict[str, Any]]:
+    """Every line that parses as a JSON object, in file order. Unlike `transcript.read_records` this never
+    raises on a bad line: a tampered transcript is still shown (verify reports what is wrong with it)."""
+    records = []
+    with Path(path).open("rb") as fh:
+        for line in fh:
+            try:
+                record = json.loads(line.decode("utf-8"))
+            except (ValueError, UnicodeDecodeError):
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+    return records
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else ("" if value is None else str(value))
+
+
+def _int(value: Any, default: int = 0) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _float(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _dict(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _usage(value: Any) -> Usage:
+    d = _dict(value)
+    return Usage(prompt_tokens=_int(d.get("prompt_tokens")), completion_tokens=_int(d.get("completion_tokens")))
+
+
+def _categories(value: Any) -> list[str]:
+    return [c for c in value if isinstance(c, str)] if isinstance(value, list) else []
+
+
+def parse_time(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def local_time(value: Any) -> str:
+    """An ISO timestamp as local time for people: 2026-11-26 07:38:25 (the text as is if it does not parse)."""
+    moment = parse_time(value)
+    if moment is None:
+        return _str(value) or "?"
+    return (moment.astimezone() if moment.tzinfo else moment).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def verification_text(verification: Any) -> str:
+    """The badge's words: 'hash chain intact · 14 records', 'TAMPERED at line 7: …', 'incomplete · …'."""
+    v = verification
+    if not v.intact:
+        return f"TAMPERED at line {v.first_bad}: {v.problem}"
+    if not v.complete:
+        return f"incomplete · hash chain intact · {v.records} records, no closing record"
+    return f"hash chain intact · {v.records} records"
+
+
+class Step(BaseModel):
+    """One model call: a draft or a verdict."""
+
+    source: str = ""
+    model: str = ""
+    usage: Usage = Field(default_factory=Usage)
+    seconds: float | None = None
+
+
+class DraftStep(Step):
+    content: str = ""
+
+
+class VerdictStep(Step):
+    decision: str = "revise"
+    approved: bool = False  # a readable "approve": the only thing that let a draft through
+    readable: bool = True
+    categories: list[str] = Field(default_factory=list)
+    critique: str = ""
+    raw: str = ""
+
+
+class Round(BaseModel):
+    number: int
+    draft: DraftStep | None = None
+    verdict: VerdictStep | None = None
+    diff: list[str] = Field(default_factory=list)  # unified diff from the previous round's draft
+    same_as_previous: bool = False  # a redraft identical to the draft that was sent back
+
+    @property
+    def label(self) -> str:
+        return "first draft" if self.number == 1 else f"revision {self.number - 1}"
+
+
+class Note(BaseModel):
+    """Something the story shows between turns: a policy switch, an error, a record of an unknown type."""
+
+    kind: str
+    text: str
+    seq: int | None = None
+
+
+class TurnStory(BaseModel):
+    number: int
+    user: str | None = None
+    user_source: str = ""
+    policy: str = ""  # the policy in force for this turn
+    rounds: list[Round] = Field(default_factory=list)
+    delivered: str | None = None
+    withheld: str | None = None
+    withheld_reason: str = ""
+    errors: list[str] = Field(default_factory=list)
+    outcome: str = "incomplete"  # approved, withheld, error, cancelled; incomplete without turn_finished
+    revisions: int = 0
+    categories: list[str] = Field(default_factory=list)
+    usage_by_agent: dict[str, Usage] = Field(default_factory=dict)
+    seconds: float | None = None
+    notes: list[Note] = Field(default_factory=list)  # shown before the turn
+
+    @property
+    def raised(self) -> list[str]:
+        """Every category a verdict of this turn named, in order."""
+        verdicts = (c for r in self.rounds if r.verdict for c in r.verdict.categories)
+        return list(dict.fromkeys([*self.categories, *verdicts]))
+
+    @property
+    def tokens(self) -> int:
+        return sum(u.total for u in self.usage_by_agent.values())
+
+
+class AgentInfo(BaseModel):
+    name: str = ""
+    model: str = ""  # the model's name in models.yaml
+    model_kind: str = ""
+    model_id: str = ""  # the endpoint's model id, when there is one
+
+
+class Story(BaseModel):
+    path: str = ""
+    conversation_id: str = ""
+    run_id: str = ""
+    kind: str = ""
+    label: str = ""  # scenario name, "chat", or the kind
+    scenario: dict[str, str] | None = None
+    policy: str = ""  # the policy the conversation started with
+    policies: list[str] = Field(default_factory=list)  # every policy it used, in order
+    max_revisions: int | None = None
+    started_at: str = ""
+    ended_at: str = ""
+    agents: dict[str, AgentInfo] = Field(default_factory=dict)
+    versions: dict[str, str] = Field(default_factory=dict)
+    outcome: str = "incomplete"  # the closing record's, or incomplete without one
+    closed: bool = False
+    totals: dict[str, Any] = Field(default_factory=dict)
+    turns: list[TurnStory] = Field(default_factory=list)
+    notes: list[Note] = Field(default_factory=list)  # notes that belong to no turn (e.g. after the last one)
+
+    @property
+    def models(self) -> list[str]:
+        return [a.model for a in self.agents.values() if a.model]
+
+
+def draft_diff(before: str, after: str, old_label: str, new_label: str) -> list[str]:
+    lines = difflib.unified_diff(before.splitlines(), after.splitlines(), fromfile=old_label, tofile=new_label,
+                                 lineterm="", n=2)
+    return list(lines)
+
+
+def _agent(value: Any) -> AgentInfo:
+    d = _dict(value)
+    model = d.get("model")
+    if isinstance(model, dict):
+        return AgentInfo(name=_str(d.get("name")), model=_str(model.get("name")), model_kind=_str(model.get("kind")),
+                         model_id=_str(model.get("model")))
+    return AgentInfo(name=_str(d.get("name")), model=_str(model))
+
+
+def _header(story: Story, rec: dict[str, Any]) -> None:
+    story.conversation_id = _str(rec.get("conversation_id"))
+    story.run_id = _str(rec.get("run_id"))
+    story.kind = _str(rec.get("kind")) or "unknown"
+    scenario = rec.get("scenario")
+    if isinstance(scenario, dict):
+        story.scenario = {"name": _str(scenario.get("name")), "file": _str(scenario.get("file"))}
+    if story.kind == "scenario":
+        story.label = (story.scenario or {}).get("name") or "scenario"
+    else:
+        story.label = story.kind
+    story.policy = _str(rec.get("policy"))
+    story.policies = [story.policy] if story.policy else []
+    mr = rec.get("max_revisions")
+    story.max_revisions = mr if isinstance(mr, int) else None
+    story.started_at = _str(rec.get("started_at") or rec.get("ts"))
+    story.agents = {role: _agent(a) for role, a in _dict(rec.get("agents")).items()}
+    story.versions = {str(k): _str(v) for k, v in _dict(rec.get("versions")).items()}
+
+
+def _extra(rec: dict[str, Any]) -> str:
+    body = {k: v for k, v in rec.items() if k not in CHAIN_FIELDS}
+    text = json.dumps(body, ensure_ascii=False, sort_keys=True)
+    return text if len(text) <= 400 else text[:399] + "…"
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.story = Story()
+        self.turns: dict[int, TurnStory] = {}
+        self.pending: dict[int, list[Note]] = {}  # notes for turns that have not started (yet)
+        self.policy = ""
+
+    def turn(self, number: int) -> TurnStory:
+        if number not in self.turns:
+            self.turns[number] = TurnStory(number=number, policy=self.policy, notes=self.pending.pop(number, []))
+        return self.turns[number]
+
+    def round(self, turn: TurnStory, number: int) -> Round:
+        for r in turn.rounds:
+            if r.number == number:
+                return r
+        r = Round(number=number)
+        turn.rounds.append(r)
+        turn.rounds.sort(key=lambda x: x.number)
+        return r
+
+    def note(self, number: Any, note: Note) -> None:
+        if isinstance(number, int) and number in self.turns:
+            self.turns[number].notes.append(note)
+        elif isinstance(number, int) and not isinstance(number, bool):
+            self.pending.setdefault(number, []).append(note)
+        else:
+            self.story.notes.append(note)
+
+    def add(self, rec: dict[str, Any]) -> None:
+        kind, seq, n = _str(rec.get("type")), rec.get("seq"), rec.get("turn")
+        seq = seq if isinstance(seq, int) else None
+        if kind == "header":
+            _header(self.story, rec)
+            self.policy = self.story.policy
+            return
+        if kind == "closing":
+            self.story.closed = True
+            self.story.outcome = _str(rec.get("outcome")) or "incomplete"
+            self.story.totals = _dict(rec.get("totals"))
+            self.story.ended_at = _str(rec.get("ended_at") or rec.get("ts"))
+            return
+        if kind == "policy_changed":
+            new, old = _str(rec.get("policy")), _str(rec.get("previous")) or self.policy
+            self.policy = new
+            if new and new not in self.story.policies:
+                self.story.policies.append(new)
+            self.note(n, Note(kind="policy_changed", text=f"policy switched from {old or '?'} to {new or '?'}", seq=seq))
+            return
+        known = kind in ("user_turn", "draft", "verdict", "delivered", "withheld", "error", "turn_finished")
+        if not known or not isinstance(n, int) or isinstance(n, bool):
+            self.note(n, Note(kind=kind or "record", text=f"{kind or 'untyped'} record: {_extra(rec)}", seq=seq))
+            return
+        t = self.turn(n)
+        if kind == "user_turn":
+            t.user, t.user_source = _str(rec.get("content")), _str(rec.get("source"))
+        elif kind == "draft":
+            self.round(t, _int(rec.get("round"), len(t.rounds) + 1)).draft = DraftStep(
+                source=_str(rec.get("source")), model=_str(rec.get("model")), usage=_usage(rec.get("usage")),
+                seconds=_float(rec.get("latency_s")), content=_str(rec.get("content")))
+        elif kind == "verdict":
+            readable = rec.get("readable") is not False
+            decision = _str(rec.get("decision")) or "revise"
+            self.round(t, _int(rec.get("round"), max(len(t.rounds), 1))).verdict = VerdictStep(
+                source=_str(rec.get("source")), model=_str(rec.get("model")), usage=_usage(rec.get("usage")),
+                seconds=_float(rec.get("latency_s")), decision=decision, readable=readable,
+                approved=readable and decision == "approve", categories=_categories(rec.get("categories")),
+                critique=_str(rec.get("critique")), raw=_str(rec.get("raw")))
+        elif kind == "delivered":
+            t.delivered = _str(rec.get("content"))
+            t.revisions = _int(rec.get("revisions"), t.revisions)
+        elif kind == "withheld":
+            t.withheld, t.withheld_reason = _str(rec.get("content")), _str(rec.get("reason"))
+            t.revisions = _int(rec.get("revisions"), t.revisions)
+        elif kind == "error":
+            t.errors.append(_str(rec.get("message")))
+        elif kind == "turn_finished":
+            t.outcome = _str(rec.get("outcome")) or "incomplete"
+            t.revisions = _int(rec.get("revisions"), t.revisions)
+            t.categories = _categories(rec.get("categories"))
+            t.usage_by_agent = {str(k): _usage(v) for k, v in _dict(rec.get("usage_by_agent")).items()}
+            t.seconds = _float(rec.get("seconds"))
+
+    def finish(self) -> Story:
+        story = self.story
+        story.turns = [self.turns[k] for k in sorted(self.turns)]
+        for t in story.turns:
+            if t.outcome == "incomplete":  # no turn_finished: what the records show so far
+                t.revisions = max(len(t.rounds) - 1, 0)
+                t.categories = t.raised
+            if not t.usage_by_agent:
+                for step in (s for r in t.rounds for s in (r.draft, r.verdict) if s is not None):
+                    acc = t.usage_by_agent.setdefault(step.source or "?", Usage())
+                    acc.prompt_tokens += step.usage.prompt_tokens
+                    acc.completion_tokens += step.usage.completion_tokens
+            previous = None
+            for r in t.rounds:
+                if r.draft is not None and previous is not None and previous.draft is not None:
+                    r.diff = draft_diff(previous.draft.content, r.draft.content, previous.label, r.label)
+                    r.same_as_previous = previous.draft.content == r.draft.content
+                previous = r
+        for notes in self.pending.values():  # e.g. a policy switch after the last turn
+            story.notes.extend(notes)
+        return story
+
+
+def build_story(records: Iterable[dict[str, Any]], path: Path | str = "") -> Story:
+    builder = _Builder()
+    for rec in records:
+        builder.add(rec)
+    story = builder.finish()
+    story.path = str(path)
+    return story

@@ -1,0 +1,105 @@
+"""Hash-chained transcripts: written as events happen, and any edit is found by verify."""
+
+import json
+
+from chaperone.audit.redaction import Redactor
+from chaperone.audit.transcript import TranscriptWriter, read_records, record_hash, verify
+
+
+def write_sample(tmp_path, records=4, close=True):
+    w = TranscriptWriter(tmp_path, {"run_id": "r1", "kind": "test"})
+    for i in range(records):
+        w.append("user_turn", {"turn": i + 1, "content": f"message {i}"})
+    if close:
+        w.close("approved", {"turns": records})
+    return w.path
+
+
+def lines(path):
+    return path.read_text().splitlines(keepends=True)
+
+
+def test_chain_is_intact_and_every_record_is_linked(tmp_path):
+    path = write_sample(tmp_path)
+    result = verify(path)
+    assert result.intact and result.complete and result.records == 6
+    recs = list(read_records(path))
+    assert recs[0]["type"] == "header" and recs[-1]["type"] == "closing"
+    for prev, cur in zip(recs, recs[1:]):
+        assert cur["prev"] == prev["hash"] and cur["seq"] == prev["seq"] + 1
+        assert cur["hash"] == record_hash(cur)
+
+
+def test_records_are_on_disk_before_the_conversation_ends(tmp_path):
+    w = TranscriptWriter(tmp_path, {"run_id": "r1"})
+    w.append("user_turn", {"content": "hello"})
+    # Not closed: another reader already sees both records.
+    assert [r["type"] for r in read_records(w.path)] == ["header", "user_turn"]
+    result = verify(w.path)
+    assert result.intact and not result.complete
+
+
+def test_an_edited_character_is_found(tmp_path):
+    path = write_sample(tmp_path)
+    text = path.read_text().replace("message 2", "message 9")
+    path.write_text(text)
+    result = verify(path)
+    assert not result.intact and result.first_bad == 4 and "edited" in result.problem
+
+
+def test_deleted_inserted_and_swapped_records_are_found(tmp_path):
+    path = write_sample(tmp_path)
+    original = lines(path)
+    for mutated in (
+        original[:2] + original[3:],                               # deleted
+        original[:2] + [original[1]] + original[2:],               # duplicated / inserted
+        original[:2] + [original[3], original[2]] + original[4:],  # swapped
+    ):
+        path.write_text("".join(mutated))
+        result = verify(path)
+        assert not result.intact and result.first_bad == 3, result.describe()
+
+
+def test_a_torn_last_line_is_incomplete_not_tampered(tmp_path):
+    path = write_sample(tmp_path, close=False)
+    with path.open("a") as fh:
+        fh.write('{"seq": 5, "type": "dra')  # the process died mid-write
+    result = verify(path)
+    assert result.intact and not result.complete
+    assert len(list(read_records(path))) == 5
+
+
+def test_secrets_are_redacted_before_writing(tmp_path):
+    w = TranscriptWriter(tmp_path, {"run_id": "r1"}, Redactor({"hunter2-secret-key"}))
+    w.append("draft", {"content": "my key is hunter2-secret-key and sk-abcdefghijklmnopqrstuvwx"})
+    w.close("approved", {})
+    text = w.path.read_text()
+    assert "hunter2-secret-key" not in text and "sk-abcdefghijklmnop" not in text
+    assert verify(w.path).intact
+    assert json.loads(text.splitlines()[1])["content"].count("[REDACTED]") == 2
+
+
+def test_a_changed_character_anywhere_is_caught_at_its_line(tmp_path):
+    import random
+
+    from chaperone.audit.transcript import TranscriptWriter, verify
+
+    writer = TranscriptWriter(tmp_path / "t", {"kind": "test"})
+    for n in range(4):
+        writer.append("draft", {"turn": 1, "content": f"draft number {n} with some text"})
+    writer.close("approved", {"turns": 1})
+    path = writer.path
+    original = path.read_bytes()
+    lines = original.split(b"\n")[:-1]
+    rng = random.Random(3)
+    tried = 0
+    for index, line in enumerate(lines):
+        for position in rng.sample(range(len(line)), 12):  # 12 random characters of every record
+            changed = bytearray(line)
+            changed[position] = ord("x") if changed[position] != ord("x") else ord("y")
+            path.write_bytes(b"\n".join([*lines[:index], bytes(changed), *lines[index + 1 :]]) + b"\n")
+            check = verify(path)
+            assert not check.intact and check.first_bad == index + 1, (index, position, check.describe())
+            tried += 1
+    path.write_bytes(original)
+    assert verify(path).intact and tried == 12 * len(lines)

@@ -1,0 +1,81 @@
+"""The hostile drafts against the real reviewer on the embedded model (slow: a few minutes; run by `make test`).
+
+Asserted: the structural defences (a verdict readable from the schema, the decision taken from the
+model's own output, no text the chat template would read as a turn marker, the prompt inside the
+context window with room for the verdict). Not asserted: the model's decision on each draft. A 1.5B
+model misses some; the decisions are printed and written to tests/artifacts/hostile_decisions.json.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+
+from chaperone.config.project import load_project
+from chaperone.engine.choice import SessionChoice, build_reviewer
+from chaperone.engine.memory import ConversationMemory
+from chaperone.models.pool import ModelPool
+from tests.support.hostile_drafts import CORPUS
+from tests.support.projects import REPO
+
+pytestmark = pytest.mark.slow
+
+ARTIFACT = REPO / "tests" / "artifacts" / "hostile_decisions.json"
+
+
+def test_the_embedded_reviewer_on_every_hostile_draft():
+    rows = asyncio.run(_review_all())
+    ARTIFACT.parent.mkdir(exist_ok=True)
+    ARTIFACT.write_text(json.dumps(rows, indent=2, ensure_ascii=False) + "\n")
+    revised = sum(r["decision"] == "revise" for r in rows)
+    print(f"\nembedded reviewer on {len(rows)} hostile drafts: {revised} sent back, {len(rows) - revised} approved")
+    for r in rows:
+        print(f"  {r['name']:<26} {r['decision']:<8} {r['seconds']:6.1f} s  {r['prompt_tokens']:5d} prompt tokens")
+
+
+async def _review_all() -> list[dict]:
+    project = load_project(REPO)
+    # Long drafts are truncated here (not sent back unread, the default) so the model reads every attack.
+    project.settings.reviewer_context.over_limit = "truncate"
+    pool = ModelPool(project.models, REPO / "config/models.yaml")
+    reviewer = build_reviewer(project, pool, SessionChoice(), ConversationMemory(),
+                              project.policy(project.settings.default_policy))
+    client, n_ctx = reviewer.model.client, reviewer.model.spec.n_ctx
+    room = n_ctx - reviewer.spec.generation.max_tokens
+    first_special = client.llm.tokenize(b"<|endoftext|>", add_bos=False, special=True)[0]
+    seen: list[list] = []
+    score = client.option_logprobs
+
+    async def spy(messages, *args, **kw):
+        seen.append(messages)
+        return await score(messages, *args, **kw)
+
+    client.option_logprobs = spy
+    rows = []
+    try:
+        for d in CORPUS:
+            started = time.perf_counter()
+            result = await reviewer.judge(d.request, d.draft, critique=False)
+            seconds = time.perf_counter() - started
+            # Decision stage only: one scoring call (yes/no after the verdict's opening) gives the verdict.
+            assert len(seen) == len(rows) + 1
+            messages = seen[-1]
+            assert result.verdict.readable, (d.name, result.raw)
+            own = json.loads(result.raw)["ok_to_send"]
+            assert result.verdict.decision == {"yes": "approve", "no": "revise"}[own], d.name
+            # The chat template puts each content between real turn markers; no content may add its own.
+            for m in messages:
+                ids = client.llm.tokenize(m.content.encode("utf-8"), add_bos=False, special=True)
+                assert max(ids) < first_special, (d.name, type(m).__name__)
+            # Rubric first, the whole prompt read (llama.cpp refuses rather than slides), room left for the verdict.
+            assert 0 < result.prompt_tokens <= room, (d.name, result.prompt_tokens)
+            rows.append({"name": d.name, "attack": d.attack, "decision": result.verdict.decision,
+                         "seconds": round(seconds, 2), "prompt_tokens": result.prompt_tokens,
+                         "draft_chars": len(d.draft), "raw": result.raw})
+    finally:
+        client.option_logprobs = score
+        await pool.close()
+    return rows

@@ -1,0 +1,87 @@
+"""The story model: one reading of a transcript's records for show and every export format."""
+
+import json
+
+import pytest
+
+from chaperone.audit.transcript import TranscriptWriter
+from chaperone.review.story import build_story, load_records
+from tests.support.review_corpus import build_corpus
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return build_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+def story_of(path):
+    return build_story(load_records(path), path)
+
+
+def test_revision_then_approval_has_rounds_verdicts_and_a_line_diff(corpus):
+    story = story_of(corpus.insult)
+    assert story.kind == "scenario" and story.label == "Scenario insult" and story.outcome == "approved"
+    assert story.agents["assistant"].model == "a-insult" and story.agents["reviewer"].model == "r-insult"
+    (turn,) = story.turns
+    assert turn.user == "Write an insult for Dave." and turn.outcome == "approved" and turn.revisions == 1
+    first, second = turn.rounds
+    assert first.draft.content == "Dave is a stupid thief.\nTell him so."
+    assert first.verdict.approved is False and first.verdict.categories == ["harassment"]
+    assert first.verdict.critique == "Drop the insult."
+    assert second.verdict.approved is True and first.diff == []
+    assert second.diff == ["--- first draft", "+++ revision 1", "@@ -1,2 +1,2 @@",
+                           "-Dave is a stupid thief.", "+Ask Dave to stop taking your lunch.", " Tell him so."]
+    assert turn.delivered == second.draft.content and turn.withheld is None
+    assert first.draft.usage.total > 0 and turn.tokens == sum(
+        s.usage.total for r in turn.rounds for s in (r.draft, r.verdict))
+
+
+def test_policy_switch_is_a_note_on_the_turn_it_applies_from(corpus):
+    story = story_of(corpus.chat)
+    assert story.kind == "chat" and story.label == "chat" and story.scenario is None
+    assert story.policy == "public" and story.policies == ["public", "lab"]
+    t1, t2 = story.turns
+    assert t1.policy == "public" and t1.notes == []
+    assert t2.policy == "lab" and [n.text for n in t2.notes] == ["policy switched from public to lab"]
+    assert t2.outcome == "withheld" and t2.revisions == 1 and t2.delivered is None
+    assert t2.withheld_reason == "revisions exhausted" and t2.raised == ["violence"]
+
+
+def test_unfinished_conversation_is_incomplete(corpus):
+    story = story_of(corpus.open)
+    assert story.outcome == "incomplete" and not story.closed and story.ended_at == ""
+    assert story.turns[0].delivered == "Hello there."
+
+
+def test_unknown_record_types_and_odd_fields_never_crash(tmp_path):
+    w = TranscriptWriter(tmp_path, {"run_id": "r", "kind": "eval", "policy": "public", "agents": "not a dict"})
+    w.append("user_turn", {"turn": 1, "source": "user", "content": "hi"})
+    w.append("mood_ring", {"turn": 1, "colour": "blue"})  # a record type from a future version
+    w.append("draft", {"turn": 1, "round": "x", "content": 42, "usage": "lots", "latency_s": "slow"})
+    w.append("verdict", {"turn": 1, "decision": "approve", "readable": False, "categories": "violence"})
+    w.append("turn_finished", {"turn": 1, "outcome": "withheld", "usage_by_agent": [], "seconds": None})
+    w.append("audit_note", {"text": "no turn number"})
+    w.append("policy_changed", {"turn": 2, "policy": "lab", "previous": "public"})  # switched, then closed
+    w.close("withheld", {})
+    story = story_of(w.path)
+    assert story.kind == "eval" and story.label == "eval" and story.agents == {}
+    (turn,) = story.turns
+    assert [n.kind for n in turn.notes] == ["mood_ring"] and '"colour": "blue"' in turn.notes[0].text
+    draft = turn.rounds[0].draft
+    assert draft.content == "42" and draft.usage.total == 0 and draft.seconds is None
+    verdict = turn.rounds[0].verdict
+    assert verdict.approved is False and verdict.categories == []  # unreadable approve is not an approval
+    assert [n.text for n in story.notes][-1] == "policy switched from public to lab"
+    assert any("audit_note" in n.text for n in story.notes)
+    json.dumps(story.model_dump(mode="json"))  # the JSON export of it works too
+
+
+def test_a_redraft_identical_to_the_rejected_one_is_pointed_out(tmp_path):
+    w = TranscriptWriter(tmp_path, {"kind": "chat", "policy": "public"})
+    for rnd in (1, 2, 3):
+        w.append("draft", {"turn": 1, "round": rnd, "content": "same" if rnd < 3 else "other"})
+    story = story_of(w.path)
+    first, second, third = story.turns[0].rounds
+    assert not first.same_as_previous and second.same_as_previous and second.diff == []
+    assert not third.same_as_previous and third.diff[-2:] == ["-same", "+other"]
+    assert story.turns[0].outcome == "incomplete" and story.turns[0].revisions == 2
