@@ -1,5 +1,5 @@
 # The two commands of the README.
-.PHONY: demo test setup bench bench-endpoint bench-serve
+.PHONY: demo test lint setup bench bench-endpoint bench-serve
 
 setup:
 	@bash scripts/setup.sh
@@ -10,9 +10,14 @@ demo: setup
 	@.venv/bin/python run.py scenario scenarios/ || [ $$? -eq 1 ]
 
 # Set everything up and run every test, the slow end-to-end ones on the embedded model included.
-test: setup
+test: setup lint
 	@bash scripts/setup_test_tools.sh
 	.venv/bin/python -m pytest
+
+# ruff's lint rules and its formatter (pyproject.toml), over the code, tests, benchmarks and scripts.
+lint: setup
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
 
 # Both benchmarks: guarded vs bare on the embedded model (minutes), then the engine's own costs
 # against a local endpoint that answers after a fixed delay (about a minute; no model needed).

@@ -27,7 +27,8 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 VERDICT = json.dumps({"ok_to_send": "yes"})
 WORD = "lorem "  # drafts are this word repeated to the requested length
@@ -91,10 +92,14 @@ class DelayServer:
             writer.close()
 
     @staticmethod
-    def respond(writer: asyncio.StreamWriter, status: str, payload: bytes,
-                content_type: str = "application/json") -> None:
-        writer.write(f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(payload)}\r\n"
-                     f"Connection: keep-alive\r\n\r\n".encode() + payload)
+    def respond(
+        writer: asyncio.StreamWriter, status: str, payload: bytes, content_type: str = "application/json"
+    ) -> None:
+        writer.write(
+            f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(payload)}\r\n"
+            f"Connection: keep-alive\r\n\r\n".encode()
+            + payload
+        )
 
     async def route(self, method: str, target: str, body: bytes, writer: asyncio.StreamWriter) -> None:
         path, _, query = target.partition("?")
@@ -123,33 +128,55 @@ class DelayServer:
         content = VERDICT if review else self.draft
         usage = {"prompt_tokens": tokens_for(chars), "completion_tokens": tokens_for(len(content))}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-        self.stats.append({"kind": "review" if review else "draft", "chars": chars,
-                           "prompt_tokens": usage["prompt_tokens"], "t": time.monotonic()})
+        self.stats.append(
+            {
+                "kind": "review" if review else "draft",
+                "chars": chars,
+                "prompt_tokens": usage["prompt_tokens"],
+                "t": time.monotonic(),
+            }
+        )
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         try:
             await asyncio.sleep(self.delay)
         finally:
             self.in_flight -= 1
-        base = {"id": f"chatcmpl-{len(self.stats)}", "created": int(time.time()), "model": request.get("model", "delay")}
+        base = {
+            "id": f"chatcmpl-{len(self.stats)}",
+            "created": int(time.time()),
+            "model": request.get("model", "delay"),
+        }
         if request.get("stream"):
             await self.stream(request, writer, base, content, usage)
             return
-        payload = {**base, "object": "chat.completion",
-                   "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                                "finish_reason": "stop"}],
-                   "usage": usage}
+        payload = {
+            **base,
+            "object": "chat.completion",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "usage": usage,
+        }
         self.respond(writer, "200 OK", json.dumps(payload).encode())
 
-    async def stream(self, request: dict[str, Any], writer: asyncio.StreamWriter, base: dict[str, Any],
-                     content: str, usage: dict[str, int]) -> None:
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n"
-                     b"Connection: keep-alive\r\n\r\n")
+    async def stream(
+        self,
+        request: dict[str, Any],
+        writer: asyncio.StreamWriter,
+        base: dict[str, Any],
+        content: str,
+        usage: dict[str, int],
+    ) -> None:
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n"
+            b"Connection: keep-alive\r\n\r\n"
+        )
         chunk = {**base, "object": "chat.completion.chunk"}
         words = content.split(" ")
         events = [{**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}]
-        events += [{**chunk, "choices": [{"index": 0, "delta": {"content": w + (" " if i < len(words) - 1 else "")}}]}
-                   for i, w in enumerate(words)]
+        events += [
+            {**chunk, "choices": [{"index": 0, "delta": {"content": w + (" " if i < len(words) - 1 else "")}}]}
+            for i, w in enumerate(words)
+        ]
         events.append({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
         if (request.get("stream_options") or {}).get("include_usage"):
             events.append({**chunk, "choices": [], "usage": usage})
@@ -178,8 +205,20 @@ async def serve(delay: float, draft_chars: int, lifetime: float, port: int = 0) 
 @contextlib.contextmanager
 def running(delay: float = 0.2, draft_chars: int = 800, lifetime: float = 900) -> Iterator[str]:
     """Start the server in a subprocess (its CPU is not the caller's), yield its base URL, stop it."""
-    proc = subprocess.Popen([sys.executable, __file__, "--delay", str(delay), "--draft-chars", str(draft_chars),
-                             "--lifetime", str(lifetime)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            __file__,
+            "--delay",
+            str(delay),
+            "--draft-chars",
+            str(draft_chars),
+            "--lifetime",
+            str(lifetime),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
     try:
         line = proc.stdout.readline().decode()
         if not line.startswith("PORT "):
@@ -202,10 +241,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--lifetime", type=float, default=900, help="stop after this many seconds at the latest")
     ap.add_argument("--port", type=int, default=0, help="0: a free port")
     args = ap.parse_args(argv)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(args.delay, args.draft_chars, args.lifetime, args.port))
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

@@ -32,14 +32,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-import delay_server  # noqa: E402
-import openai  # noqa: E402
-import yaml  # noqa: E402
-from endpoint_bench import environment, make_project  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
+import delay_server
+import openai
+import yaml
+from endpoint_bench import environment, make_project
+from rich.console import Console
+from rich.table import Table
 
-from chaperone.audit.transcript import read_records, verify  # noqa: E402
+from chaperone.audit.transcript import read_records, verify
 
 KEY = "bench-key-" + "0" * 24
 QUESTION = "Client {c}, request {r}: explain how a hash-chained audit log detects an edited record."
@@ -64,9 +64,13 @@ class Server:
 
     def __init__(self, root: Path):
         env = {**os.environ, "CHAPERONE_API_KEYS": f"bench={KEY}", "COLUMNS": "200"}
-        self.proc = subprocess.Popen([sys.executable, str(REPO / "run.py"), "--project", str(root), "serve",
-                                      "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     env=env)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(REPO / "run.py"), "--project", str(root), "serve", "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
         for line in self.proc.stdout:
             if "serving on http://" in line:
                 self.base_url = line.split("serving on ", 1)[1].split()[0]
@@ -91,8 +95,9 @@ async def one_client(c: int, requests: int, base_url: str, stream: bool, out: li
                 messages = [{"role": "user", "content": QUESTION.format(c=c, r=r)}]
                 if stream:
                     text, info = "", {}
-                    async for chunk in await client.chat.completions.create(model="chaperone", messages=messages,
-                                                                            stream=True):
+                    async for chunk in await client.chat.completions.create(
+                        model="chaperone", messages=messages, stream=True
+                    ):
                         if chunk.choices:
                             text += chunk.choices[0].delta.content or ""
                             info = (chunk.model_extra or {}).get("chaperone") or info
@@ -111,16 +116,22 @@ async def one_client(c: int, requests: int, base_url: str, stream: bool, out: li
 async def level(n: int, requests: int, server: Server) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()
-    await asyncio.gather(*(one_client(c, requests, server.base_url, stream=c % 2 == 1, out=rows)
-                           for c in range(n)))
+    await asyncio.gather(*(one_client(c, requests, server.base_url, stream=c % 2 == 1, out=rows) for c in range(n)))
     wall = time.perf_counter() - started
     ok = [r for r in rows if r.get("ok")]
     latencies = [r["seconds"] for r in ok]
-    return {"n": n, "requests": len(rows), "ok": len(ok), "errors": len(rows) - len(ok), "wall_s": round(wall, 2),
-            "throughput_rps": round(len(ok) / wall, 2), "p50_s": round(nearest_rank(latencies, 50), 3),
-            "p95_s": round(nearest_rank(latencies, 95), 3),
-            "streamed": sum(1 for r in rows if r["stream"]),
-            "server_kb": rss_kb(server.proc.pid)}, rows
+    return {
+        "n": n,
+        "requests": len(rows),
+        "ok": len(ok),
+        "errors": len(rows) - len(ok),
+        "wall_s": round(wall, 2),
+        "throughput_rps": round(len(ok) / wall, 2),
+        "p50_s": round(nearest_rank(latencies, 50), 3),
+        "p95_s": round(nearest_rank(latencies, 95), 3),
+        "streamed": sum(1 for r in rows if r["stream"]),
+        "server_kb": rss_kb(server.proc.pid),
+    }, rows
 
 
 def check_transcripts(folder: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -133,30 +144,50 @@ def check_transcripts(folder: Path, rows: list[dict[str, Any]]) -> dict[str, Any
     missing = sorted(named - set(files))
     broken = [name for name in named & set(files) if not verify(files[name]).intact]
     unclosed = [name for name, path in files.items() if list(read_records(path))[-1].get("type") != "closing"]
-    return {"requests_answered": len(named), "transcript_files": len(files), "missing": missing,
-            "not_intact": broken, "not_closed": unclosed, "not_in_manifest": sorted(set(files) - listed),
-            "manifest_problems": [p.describe() for p in manifest.check(folder)],
-            "complete": not (missing or broken or unclosed or set(files) - listed) and len(files) == len(rows)}
+    return {
+        "requests_answered": len(named),
+        "transcript_files": len(files),
+        "missing": missing,
+        "not_intact": broken,
+        "not_closed": unclosed,
+        "not_in_manifest": sorted(set(files) - listed),
+        "manifest_problems": [p.describe() for p in manifest.check(folder)],
+        "complete": not (missing or broken or unclosed or set(files) - listed) and len(files) == len(rows),
+    }
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     console = Console(width=None if sys.stdout.isatty() else 140)
     env = environment(args.delay, args.draft_chars)
-    console.print(f"[bold]Environment:[/] {env['usable_cores']} cores, Python {env['python']}, delay "
-                  f"{args.delay * 1000:.0f} ms per model call (2 calls per approved turn), load {env['load_avg_1m']:.2f}")
+    console.print(
+        f"[bold]Environment:[/] {env['usable_cores']} cores, Python {env['python']}, delay "
+        f"{args.delay * 1000:.0f} ms per model call (2 calls per approved turn), load {env['load_avg_1m']:.2f}"
+    )
     results: dict[str, Any] = {"environment": env, "levels": []}
     all_rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="chaperone-serve-load-") as tmp, \
-            delay_server.running(args.delay, args.draft_chars, lifetime=1800) as upstream:
+    with (
+        tempfile.TemporaryDirectory(prefix="chaperone-serve-load-") as tmp,
+        delay_server.running(args.delay, args.draft_chars, lifetime=1800) as upstream,
+    ):
         root = Path(tmp)
         make_project(root, upstream, concurrency=max(args.n) * 2)
-        (root / "config/serve.yaml").write_text(yaml.safe_dump({
-            "models": {"chaperone": {"policy": "public"}},
-            "limits": {"requests_per_minute": 1_000_000, "max_concurrent_per_key": 10_000,
-                       "max_concurrent_requests": max(args.n) * 2}}))
+        (root / "config/serve.yaml").write_text(
+            yaml.safe_dump(
+                {
+                    "models": {"chaperone": {"policy": "public"}},
+                    "limits": {
+                        "requests_per_minute": 1_000_000,
+                        "max_concurrent_per_key": 10_000,
+                        "max_concurrent_requests": max(args.n) * 2,
+                    },
+                }
+            )
+        )
         server = Server(root)
-        console.print(f"server pid {server.proc.pid} at {server.base_url}, idle RSS "
-                      f"{rss_kb(server.proc.pid)['VmRSS'] / 1024:.0f} MB")
+        console.print(
+            f"server pid {server.proc.pid} at {server.base_url}, idle RSS "
+            f"{rss_kb(server.proc.pid)['VmRSS'] / 1024:.0f} MB"
+        )
         try:
             await level(1, 2, server)  # warm-up: imports, first connections
             for n in args.n:
@@ -164,8 +195,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 summary, rows = await level(n, per_client, server)
                 all_rows += rows
                 results["levels"].append(summary)
-                console.print(f"N={n}: {summary['ok']}/{summary['requests']} ok, {summary['throughput_rps']} req/s, "
-                              f"p50 {summary['p50_s']} s, p95 {summary['p95_s']} s")
+                console.print(
+                    f"N={n}: {summary['ok']}/{summary['requests']} ok, {summary['throughput_rps']} req/s, "
+                    f"p50 {summary['p50_s']} s, p95 {summary['p95_s']} s"
+                )
         finally:
             results["server_exit"] = server.stop()
         results["transcripts"] = check_transcripts(root / "transcripts", all_rows + [{"transcript": None}] * 2)
@@ -173,29 +206,47 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     for col in ("clients N", "requests", "errors", "throughput", "p50", "p95", "server RSS", "server peak"):
         table.add_column(col, justify="right")
     for s in results["levels"]:
-        table.add_row(str(s["n"]), str(s["requests"]), str(s["errors"]), f"{s['throughput_rps']:.1f}/s",
-                      f"{s['p50_s']:.2f} s", f"{s['p95_s']:.2f} s", f"{s['server_kb']['VmRSS'] / 1024:.0f} MB",
-                      f"{s['server_kb']['VmHWM'] / 1024:.0f} MB")
+        table.add_row(
+            str(s["n"]),
+            str(s["requests"]),
+            str(s["errors"]),
+            f"{s['throughput_rps']:.1f}/s",
+            f"{s['p50_s']:.2f} s",
+            f"{s['p95_s']:.2f} s",
+            f"{s['server_kb']['VmRSS'] / 1024:.0f} MB",
+            f"{s['server_kb']['VmHWM'] / 1024:.0f} MB",
+        )
     console.print(table)
     t = results["transcripts"]
     verdict = "[green]complete[/]" if t["complete"] else "[red]INCOMPLETE[/]"
-    console.print(f"transcripts: {t['transcript_files']} files for {len(all_rows) + 2} requests (2 warm-up) — "
-                  f"{verdict}: missing {len(t['missing'])}, not intact {len(t['not_intact'])}, not closed "
-                  f"{len(t['not_closed'])}, not in a manifest {len(t['not_in_manifest'])}; server exit "
-                  f"{results['server_exit']} (SIGTERM)")
+    console.print(
+        f"transcripts: {t['transcript_files']} files for {len(all_rows) + 2} requests (2 warm-up) — "
+        f"{verdict}: missing {len(t['missing'])}, not intact {len(t['not_intact'])}, not closed "
+        f"{len(t['not_closed'])}, not in a manifest {len(t['not_in_manifest'])}; server exit "
+        f"{results['server_exit']} (SIGTERM)"
+    )
     ideal = 2 * args.delay
-    console.print(f"A turn needs at least {ideal:.2f} s of model time; at N clients the ideal throughput is "
-                  f"N / {ideal:.2f} s.")
+    console.print(
+        f"A turn needs at least {ideal:.2f} s of model time; at N clients the ideal throughput is N / {ideal:.2f} s."
+    )
     return results
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, nargs="+", default=[1, 16, 64], help="concurrent clients (default 1 16 64)")
-    ap.add_argument("--requests", type=int, default=256, help="requests per level, split over its clients "
-                    "(default 256; at least one per client)")
-    ap.add_argument("--per-client", dest="requests_total", action="store_false",
-                    help="read --requests as requests per client instead")
+    ap.add_argument(
+        "--requests",
+        type=int,
+        default=256,
+        help="requests per level, split over its clients (default 256; at least one per client)",
+    )
+    ap.add_argument(
+        "--per-client",
+        dest="requests_total",
+        action="store_false",
+        help="read --requests as requests per client instead",
+    )
     ap.add_argument("--delay", type=float, default=0.2, help="seconds per model call (default 0.2)")
     ap.add_argument("--draft-chars", type=int, default=800, help="characters per draft (default 800)")
     ap.add_argument("--json", type=Path, help="also write the results here as JSON")

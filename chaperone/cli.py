@@ -18,8 +18,14 @@ from chaperone.terminal.cli import chat, scenario
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--project", "project_root", type=click.Path(file_okay=False, path_type=Path), default=PROJECT_ROOT,
-              show_default=False, help="Project folder holding agents/ and config/ (default: this checkout).")
+@click.option(
+    "--project",
+    "project_root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=PROJECT_ROOT,
+    show_default=False,
+    help="Project folder holding agents/ and config/ (default: this checkout).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Show debug logging on stderr.")
 @click.pass_context
 def main(ctx: click.Context, project_root: Path, verbose: bool) -> None:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from typing import Any, Coroutine
+from collections.abc import Coroutine
+from typing import Any
 
 
 class Terminated(Exception):

@@ -66,15 +66,27 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "data/reviewer_set.jsonl")
     args = ap.parse_args()
 
-    jbb = [(n, json.loads(line)) for n, line in enumerate(args.jbb.read_text(encoding="utf-8").splitlines(), 1)
-           if line.strip()]
+    jbb = [
+        (n, json.loads(line))
+        for n, line in enumerate(args.jbb.read_text(encoding="utf-8").splitlines(), 1)
+        if line.strip()
+    ]
     rng = random.Random(args.seed)
     rows = []
     for harmful in (True, False):
         group = [(n, r) for n, r in jbb if r["harmful"] is harmful]
         for n, r in sorted(rng.sample(group, args.per_label), key=lambda x: x[0]):
-            rows.append({"id": f"jbb-{n}", "source": f"jbb:{r['source']}", "category": r["category"],
-                         "goal": r["goal"], "prompt": r["prompt"], "response": r["response"], "harmful": harmful})
+            rows.append(
+                {
+                    "id": f"jbb-{n}",
+                    "source": f"jbb:{r['source']}",
+                    "category": r["category"],
+                    "goal": r["goal"],
+                    "prompt": r["prompt"],
+                    "response": r["response"],
+                    "harmful": harmful,
+                }
+            )
     refused = screened = 0
     for line in args.xstest.read_text(encoding="utf-8").splitlines():
         r = json.loads(line)
@@ -84,15 +96,26 @@ def main() -> None:
         if r["id"] in SCREENED:
             screened += 1
             continue
-        rows.append({"id": r["id"], "source": "xstest:embedded-assistant", "category": f"xstest:{r['type']}",
-                     "goal": r["prompt"], "prompt": r["prompt"], "response": r["response"], "harmful": False})
+        rows.append(
+            {
+                "id": r["id"],
+                "source": "xstest:embedded-assistant",
+                "category": f"xstest:{r['type']}",
+                "goal": r["prompt"],
+                "prompt": r["prompt"],
+                "response": r["response"],
+                "harmful": False,
+            }
+        )
     with args.out.open("w", encoding="utf-8") as fh:
         for row in rows:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
     unsafe = sum(r["harmful"] for r in rows)
-    print(f"{args.out}: {len(rows)} rows, {unsafe} must-not-deliver, {len(rows) - unsafe} fine "
-          f"({len(rows) - unsafe - args.per_label} XSTest answers; left out: {refused} with a refusal phrase, "
-          f"{screened} by the hand screen)")
+    print(
+        f"{args.out}: {len(rows)} rows, {unsafe} must-not-deliver, {len(rows) - unsafe} fine "
+        f"({len(rows) - unsafe - args.per_label} XSTest answers; left out: {refused} with a refusal phrase, "
+        f"{screened} by the hand screen)"
+    )
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from chaperone.models.gguf import ensure_model  # noqa: E402
+from chaperone.models.gguf import ensure_model
 
 
 def refused(answer: str, phrases: list[str]) -> bool:
@@ -52,7 +52,9 @@ def main() -> None:
     phrases = yaml.safe_load((ROOT / "config/eval.yaml").read_text())["judge"]["refusal_phrases"]
     gen = agent["generation"]
 
-    rows = [r for r in csv.DictReader((ROOT / "data/xstest_prompts.csv").open(encoding="utf-8")) if r["label"] == "safe"]
+    rows = [
+        r for r in csv.DictReader((ROOT / "data/xstest_prompts.csv").open(encoding="utf-8")) if r["label"] == "safe"
+    ]
     by_type: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         by_type[r["type"]].append(r)
@@ -65,8 +67,13 @@ def main() -> None:
 
     from llama_cpp import Llama
 
-    llm = Llama(model_path=str(ensure_model()), n_ctx=models["n_ctx"], n_batch=models["n_batch"],
-                seed=models["seed"], verbose=False)
+    llm = Llama(
+        model_path=str(ensure_model()),
+        n_ctx=models["n_ctx"],
+        n_batch=models["n_batch"],
+        seed=models["seed"],
+        verbose=False,
+    )
     with args.out.open("a", encoding="utf-8") as out:
         for n, r in enumerate(chosen, 1):
             item_id = f"xstest-{r['id']}"
@@ -74,21 +81,42 @@ def main() -> None:
                 continue
             started = time.perf_counter()
             res = llm.create_chat_completion(
-                messages=[{"role": "system", "content": agent["system_prompt"]},
-                          {"role": "user", "content": r["prompt"]}],
-                max_tokens=args.max_tokens, temperature=gen["temperature"], top_p=gen["top_p"], seed=models["seed"])
+                messages=[
+                    {"role": "system", "content": agent["system_prompt"]},
+                    {"role": "user", "content": r["prompt"]},
+                ],
+                max_tokens=args.max_tokens,
+                temperature=gen["temperature"],
+                top_p=gen["top_p"],
+                seed=models["seed"],
+            )
             answer = res["choices"][0]["message"]["content"].strip()
-            row = {"id": item_id, "source": "xstest", "type": r["type"], "category": r["note"],
-                   "prompt": r["prompt"], "response": answer, "harmful": False,
-                   "assistant_refused": refused(answer, phrases),
-                   "generation": {"model": "qwen2.5-coder-1.5b-instruct-q4_k_m (embedded)",
-                                  "system_prompt": "agents/unaligned_assistant.yaml", "max_tokens": args.max_tokens,
-                                  "temperature": gen["temperature"], "top_p": gen["top_p"], "seed": models["seed"],
-                                  "finish_reason": res["choices"][0]["finish_reason"]}}
+            row = {
+                "id": item_id,
+                "source": "xstest",
+                "type": r["type"],
+                "category": r["note"],
+                "prompt": r["prompt"],
+                "response": answer,
+                "harmful": False,
+                "assistant_refused": refused(answer, phrases),
+                "generation": {
+                    "model": "qwen2.5-coder-1.5b-instruct-q4_k_m (embedded)",
+                    "system_prompt": "agents/unaligned_assistant.yaml",
+                    "max_tokens": args.max_tokens,
+                    "temperature": gen["temperature"],
+                    "top_p": gen["top_p"],
+                    "seed": models["seed"],
+                    "finish_reason": res["choices"][0]["finish_reason"],
+                },
+            }
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
             out.flush()
-            print(f"[{n}/{len(chosen)}] {item_id} {time.perf_counter() - started:.1f}s "
-                  f"{res['usage']['completion_tokens']} tok refused={row['assistant_refused']}", flush=True)
+            print(
+                f"[{n}/{len(chosen)}] {item_id} {time.perf_counter() - started:.1f}s "
+                f"{res['usage']['completion_tokens']} tok refused={row['assistant_refused']}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -124,7 +124,9 @@ def main() -> int:
     if args.json:
         print(json.dumps({**summary, "graph": {k: sorted(v) for k, v in arrows.items()}, "floor": fl}, indent=2))
         return 0
-    print(f"modules {summary['modules']} · arrows {summary['arrows']} · floors {summary['floors']} · circles {len(found)}")
+    print(
+        f"modules {summary['modules']} · arrows {summary['arrows']} · floors {summary['floors']} · circles {len(found)}"
+    )
     for c in found:
         print("  circle: " + " <-> ".join(c))
     if args.arrows:

@@ -64,14 +64,27 @@ def configure(log_file: Path | None, verbose: bool = False, terminal_level: str 
     logger.remove()
     logger.configure(patcher=_patch)
     # diagnose=False everywhere: loguru's variable dumps could print request headers, i.e. keys.
-    logger.add(sys.stderr, level="DEBUG" if verbose else terminal_level, filter=_terminal_filter(verbose),
-               format=_with_traceback("<dim>{time:HH:mm:ss}</dim> <level>{level: <7}</level> {message}", verbose),
-               backtrace=False, diagnose=False)
+    logger.add(
+        sys.stderr,
+        level="DEBUG" if verbose else terminal_level,
+        filter=_terminal_filter(verbose),
+        format=_with_traceback("<dim>{time:HH:mm:ss}</dim> <level>{level: <7}</level> {message}", verbose),
+        backtrace=False,
+        diagnose=False,
+    )
     if log_file is not None:
         private_dir(log_file.parent)
-        logger.add(log_file, level="DEBUG", rotation="10 MB", retention=5, enqueue=False, opener=private_opener,
-                   format=_with_traceback("{time:YYYY-MM-DD HH:mm:ss.SSS} {level: <7} {name}:{line} {message}"),
-                   backtrace=False, diagnose=False)
+        logger.add(
+            log_file,
+            level="DEBUG",
+            rotation="10 MB",
+            retention=5,
+            enqueue=False,
+            opener=private_opener,
+            format=_with_traceback("{time:YYYY-MM-DD HH:mm:ss.SSS} {level: <7} {name}:{line} {message}"),
+            backtrace=False,
+            diagnose=False,
+        )
     logging.basicConfig(handlers=[_InterceptHandler()], level=logging.INFO, force=True)
     # AutoGen's runtime logs every message it routes, whole prompts included: only with --verbose.
     for name in ("autogen_core", "autogen_core.events", "autogen_agentchat", "autogen_agentchat.events"):

@@ -31,8 +31,10 @@ def record(transcripts_dir: Path, run_id: str, transcript: Path, records: int, l
     """Add one closed transcript to its run's manifest (several processes of one run may share it)."""
     path = manifest_path(transcripts_dir, run_id)
     private_dir(path.parent)
-    line = json.dumps({"transcript": Path(transcript).name, "records": records, "last_hash": last_hash,
-                       "outcome": outcome}, sort_keys=True)
+    line = json.dumps(
+        {"transcript": Path(transcript).name, "records": records, "last_hash": last_hash, "outcome": outcome},
+        sort_keys=True,
+    )
     with open(path, "a", encoding="utf-8", opener=private_opener) as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)  # whole lines, even from several processes of one run
         fh.write(line + "\n")
@@ -82,14 +84,25 @@ def check(folder: Path) -> list[ManifestProblem]:
         for name, want in sorted(listed.items()):
             transcript = Path(folder) / name
             if not transcript.exists():
-                problems.append(ManifestProblem(transcript, f"deleted: run manifest {manifest.name} lists it with "
-                                                            f"{want.get('records')} records"))
+                problems.append(
+                    ManifestProblem(
+                        transcript, f"deleted: run manifest {manifest.name} lists it with {want.get('records')} records"
+                    )
+                )
                 continue
             records = list(read_records(transcript))
             if len(records) < want.get("records", 0):
-                problems.append(ManifestProblem(transcript, f"cut short: {len(records)} records, run manifest "
-                                                            f"{manifest.name} says {want.get('records')}"))
+                problems.append(
+                    ManifestProblem(
+                        transcript,
+                        f"cut short: {len(records)} records, run manifest {manifest.name} says {want.get('records')}",
+                    )
+                )
             elif records[want["records"] - 1].get("hash") != want.get("last_hash"):
-                problems.append(ManifestProblem(transcript, f"record {want['records']} differs from the last hash "
-                                                            f"in run manifest {manifest.name}"))
+                problems.append(
+                    ManifestProblem(
+                        transcript,
+                        f"record {want['records']} differs from the last hash in run manifest {manifest.name}",
+                    )
+                )
     return problems

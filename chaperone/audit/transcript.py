@@ -11,10 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -35,7 +36,7 @@ def record_hash(record: dict[str, Any]) -> str:
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class TranscriptWriter:
@@ -44,11 +45,11 @@ class TranscriptWriter:
     def __init__(self, directory: Path, header: dict[str, Any], redactor: Redactor | None = None):
         self.redactor = redactor or Redactor()
         self.conversation_id = header.get("conversation_id") or uuid.uuid4().hex
-        started = datetime.now(timezone.utc)
+        started = datetime.now(UTC)
         private_dir(directory)
         self.path = directory / f"{started:%Y%m%dT%H%M%SZ}-{self.conversation_id[:12]}.jsonl"
         # "x": never overwrite an existing transcript; owner-only, whatever the umask.
-        self._fh = open(self.path, "x", encoding="utf-8", opener=private_opener)
+        self._fh = open(self.path, "x", encoding="utf-8", opener=private_opener)  # noqa: SIM115 - open for the whole conversation
         self._seq = 0
         self._prev = GENESIS
         self.closed = False
@@ -114,7 +115,8 @@ class Verification:
         if not self.intact:
             return f"{self.path}: TAMPERED at line {self.first_bad}: {self.problem}"
         if not self.complete:
-            return f"{self.path}: intact but incomplete ({self.records} records, no closing record{': ' + self.problem if self.problem else ''})"
+            why = f": {self.problem}" if self.problem else ""
+            return f"{self.path}: intact but incomplete ({self.records} records, no closing record{why})"
         return f"{self.path}: ok ({self.records} records)"
 
 
@@ -144,11 +146,27 @@ def verify(path: Path) -> Verification:
                 return Verification(path, count, True, False, None, "last record was cut off mid-write")
             return Verification(path, count, False, False, number, "not a JSON record")
         if record.get("seq") != count:
-            return Verification(path, count, False, False, number, f"seq is {record.get('seq')!r}, expected {count} (record deleted, inserted or moved)")
+            return Verification(
+                path,
+                count,
+                False,
+                False,
+                number,
+                f"seq is {record.get('seq')!r}, expected {count} (record deleted, inserted or moved)",
+            )
         if record.get("prev") != prev:
-            return Verification(path, count, False, False, number, "prev does not match the previous record's hash (record deleted, inserted or moved)")
+            return Verification(
+                path,
+                count,
+                False,
+                False,
+                number,
+                "prev does not match the previous record's hash (record deleted, inserted or moved)",
+            )
         if record.get("hash") != record_hash(record):
-            return Verification(path, count, False, False, number, "hash does not match the record's content (record edited)")
+            return Verification(
+                path, count, False, False, number, "hash does not match the record's content (record edited)"
+            )
         if count == 0 and record.get("type") != "header":
             return Verification(path, count, False, False, number, "first record is not a header")
         prev = record["hash"]

@@ -41,7 +41,9 @@ class Project:
             known = ", ".join(sorted(self.agents)) or "none"
             raise ConfigError(origin or self.root / "agents", f"no agent named '{name}' (known: {known})")
         if spec.role != role:
-            raise ConfigError(self.agent_files.get(name, name), f"agent '{name}' has role '{spec.role}', expected '{role}'")
+            raise ConfigError(
+                self.agent_files.get(name, name), f"agent '{name}' has role '{spec.role}', expected '{role}'"
+            )
         return spec
 
     def policy(self, name: str, origin: str = "") -> PolicySpec:
@@ -54,7 +56,9 @@ class Project:
     def check_model(self, name: str, origin: object, where: str) -> None:
         if name not in self.models.models:
             known = ", ".join(sorted(self.models.models))
-            raise ConfigError(origin, f"model '{name}' is not defined in config/models.yaml (known: {known})", where=where)
+            raise ConfigError(
+                origin, f"model '{name}' is not defined in config/models.yaml (known: {known})", where=where
+            )
 
 
 def _load_named(directory: Path, model: type, kind: str) -> tuple[dict, dict]:

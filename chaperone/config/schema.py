@@ -6,7 +6,7 @@ class or module to load (AutoGen's load_component would import one).
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -19,6 +19,7 @@ class Strict(BaseModel):
 
 
 # ---------------------------------------------------------------- models.yaml
+
 
 class ModelInfoSpec(Strict):
     """What the endpoint's model can do (AutoGen's ModelInfo)."""
@@ -48,8 +49,13 @@ class OpenAIModelSpec(Strict):
     api_key_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     model_info: ModelInfoSpec = ModelInfoSpec()
     timeout: float = Field(60.0, gt=0, le=3600, description="seconds per attempt (connect, each wait for bytes)")
-    max_retries: int = Field(3, ge=0, le=20, description="the openai client's retries on timeouts, connection "
-                             "errors, HTTP 408/409/429/5xx (Retry-After, else exponential backoff with jitter)")
+    max_retries: int = Field(
+        3,
+        ge=0,
+        le=20,
+        description="the openai client's retries on timeouts, connection "
+        "errors, HTTP 408/409/429/5xx (Retry-After, else exponential backoff with jitter)",
+    )
     max_concurrency: int = Field(8, ge=1, le=1024, description="calls in flight to this endpoint at once")
 
     @field_validator("base_url")
@@ -65,7 +71,7 @@ class ReplayModelSpec(Strict):
     replies: list[str] = Field(min_length=1)
 
 
-ModelSpec = Annotated[Union[EmbeddedModelSpec, OpenAIModelSpec, ReplayModelSpec], Field(discriminator="kind")]
+ModelSpec = Annotated[EmbeddedModelSpec | OpenAIModelSpec | ReplayModelSpec, Field(discriminator="kind")]
 
 
 class ModelsFile(Strict):
@@ -73,13 +79,14 @@ class ModelsFile(Strict):
     models: dict[Name, ModelSpec] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _default_exists(self) -> "ModelsFile":
+    def _default_exists(self) -> ModelsFile:
         if self.default not in self.models:
             raise ValueError(f"default model '{self.default}' is not defined under models")
         return self
 
 
 # ---------------------------------------------------------------- agents/*.yaml
+
 
 class GenerationSpec(Strict):
     max_tokens: int = Field(512, ge=1, le=32768)
@@ -95,7 +102,13 @@ class RefusalCheckSpec(Strict):
 
     phrases: list[str] = Field(min_length=1)
     min_answer_words: int = Field(8, ge=1, le=1000, description="words outside refusing sentences that make it partial")
-    max_words: int = Field(16, ge=1, le=200, description="a longer draft always gets the full check (the refusal check does not read the draft: this caps what it could pass unread)")
+    max_words: int = Field(
+        16,
+        ge=1,
+        le=200,
+        description="a longer draft always gets the full check "
+        "(the refusal check does not read the draft: this caps what it could pass unread)",
+    )
     prompt: str = Field(min_length=1, description="decision prompt for refusals; {policy} is the rubric")
     # The draft is known to hold nothing but declining: the model may judge the request alone (on the 1.5B
     # model, a quoted refusal pulls the answer to "no" whatever the question).
@@ -123,7 +136,7 @@ class AgentSpec(Strict):
     refusal_check: RefusalCheckSpec | None = None
 
     @model_validator(mode="after")
-    def _model_for_speakers(self) -> "AgentSpec":
+    def _model_for_speakers(self) -> AgentSpec:
         if self.role != "user_proxy" and self.model is None:
             raise ValueError(f"an agent with role '{self.role}' needs a model (a name from config/models.yaml)")
         if self.refusal_check is not None and self.role != "reviewer":
@@ -132,6 +145,7 @@ class AgentSpec(Strict):
 
 
 # ---------------------------------------------------------------- config/policies/*.yaml
+
 
 class PolicySpec(Strict):
     name: Name
@@ -148,6 +162,7 @@ class PolicySpec(Strict):
 
 
 # ---------------------------------------------------------------- config/settings.yaml
+
 
 class RoleAgents(Strict):
     assistant: Name = "unaligned_assistant"
@@ -170,6 +185,7 @@ class ReviewerContextSpec(Strict):
         if v is not None and 0 < v < 100:
             raise ValueError("must be 0 (the request is not shown) or at least 100")
         return v
+
     # A draft longer than max_draft_chars cannot be read whole. send_back (fail closed): the reviewer returns
     # it asking for a shorter answer, no model call. truncate: the start and the end are reviewed, the cut noted.
     over_limit: Literal["send_back", "truncate"] = "send_back"
@@ -187,6 +203,7 @@ class Settings(Strict):
 
 
 # ---------------------------------------------------------------- scenarios/*.yaml
+
 
 class RevisionBounds(Strict):
     min: int = Field(0, ge=0)

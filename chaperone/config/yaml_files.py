@@ -23,12 +23,12 @@ def _line_index(node: yaml.Node, path: tuple = (), index: dict | None = None) ->
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             key = key_node.value
-            index[path + (key,)] = key_node.start_mark.line + 1
-            _line_index(value_node, path + (key,), index)
+            index[(*path, key)] = key_node.start_mark.line + 1
+            _line_index(value_node, (*path, key), index)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            index[path + (i,)] = item.start_mark.line + 1
-            _line_index(item, path + (i,), index)
+            index[(*path, i)] = item.start_mark.line + 1
+            _line_index(item, (*path, i), index)
     return index
 
 
@@ -113,7 +113,7 @@ def validate(model: type[T], data: Any, path: Path, lines: dict[tuple, int] | No
         # pydantic puts union tags and validator names into loc; keep the parts that are real keys
         loc = tuple(p for p in err["loc"] if isinstance(p, int) or (p in _flatten_keys(lines)))
         if err.get("type") in ("extra_forbidden", "missing") and err["loc"]:
-            loc = loc + (err["loc"][-1],) if (not loc or loc[-1] != err["loc"][-1]) else loc
+            loc = (*loc, err["loc"][-1]) if (not loc or loc[-1] != err["loc"][-1]) else loc
         line = None
         for depth in range(len(loc), -1, -1):
             if loc[:depth] in lines:

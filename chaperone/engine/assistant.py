@@ -9,7 +9,7 @@ actually received, so rejected drafts never leak into later context.
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from autogen_agentchat.agents import BaseChatAgent
 from autogen_agentchat.base import Response
@@ -28,8 +28,16 @@ from chaperone.models.pool import ModelHandle, call_model, text_of
 class DraftingAgent(BaseChatAgent):
     """The unaligned assistant: answers the user's turn, and redrafts when the reviewer sends it back."""
 
-    def __init__(self, spec: AgentSpec, model: ModelHandle, memory: ConversationMemory, *, user_name: str,
-                 reviewer_name: str, memory_turns: int = 8):
+    def __init__(
+        self,
+        spec: AgentSpec,
+        model: ModelHandle,
+        memory: ConversationMemory,
+        *,
+        user_name: str,
+        reviewer_name: str,
+        memory_turns: int = 8,
+    ):
         super().__init__(spec.name, spec.description or "drafts answers to the user")
         self.spec, self.model, self.memory = spec, model, memory
         self._user_name, self._reviewer_name = user_name, reviewer_name
@@ -81,8 +89,13 @@ class DraftingAgent(BaseChatAgent):
                 pieces[0] += 1
                 hook("drafting", drafting, pieces[0], piece)
 
-        result = await call_model(self.model, self.prompt(), self.model.generation_args(self.spec.generation),
-                                  [cancellation_token, self.turn_token], on_piece)
+        result = await call_model(
+            self.model,
+            self.prompt(),
+            self.model.generation_args(self.spec.generation),
+            [cancellation_token, self.turn_token],
+            on_piece,
+        )
         text = text_of(result.content).strip()
         self._round += 1
         self._last_draft = text
@@ -102,9 +115,3 @@ class DraftingAgent(BaseChatAgent):
 
     async def on_reset(self, cancellation_token: CancellationToken) -> None:
         self._reset_turn()
-
-
-
-
-
-

@@ -22,8 +22,15 @@ from chaperone.errors import describe_error
 
 
 class BareChat:
-    def __init__(self, assistant: DraftingAgent, memory: ConversationMemory, *, user_name: str, fallback: str,
-                 sinks: list[Sink] | None = None):
+    def __init__(
+        self,
+        assistant: DraftingAgent,
+        memory: ConversationMemory,
+        *,
+        user_name: str,
+        fallback: str,
+        sinks: list[Sink] | None = None,
+    ):
         self.assistant, self.memory, self.user_name, self.fallback = assistant, memory, user_name, fallback
         self.sinks: list[Sink] = list(sinks or [])
         self.turns = 0
@@ -44,30 +51,52 @@ class BareChat:
             token.cancel()
             await self._finish_without_answer(turn, started, "cancelled", "turn cancelled before the draft finished")
             raise
-        except Exception as exc:  # noqa: BLE001 - one clear line in the transcript, never a traceback
+        except Exception as exc:
             message = GLOBAL_REDACTOR.text(describe_error(exc))
             logger.opt(exception=exc).debug("bare turn {} failed", turn)
-            return await self._finish_without_answer(turn, started, "error", message,
-                                                     reason=f"because the assistant failed: {message}")
+            return await self._finish_without_answer(
+                turn, started, "error", message, reason=f"because the assistant failed: {message}"
+            )
         msg = response.chat_message
         mu = msg.models_usage
         u = Usage(prompt_tokens=mu.prompt_tokens if mu else 0, completion_tokens=mu.completion_tokens if mu else 0)
         usage[self.assistant.name] = u
-        await self._emit(Draft(turn=turn, source=self.assistant.name, round=1, content=msg.content,
-                               model=msg.metadata.get("model", ""), usage=u,
-                               latency_s=float(msg.metadata.get("latency_s", 0))))
+        await self._emit(
+            Draft(
+                turn=turn,
+                source=self.assistant.name,
+                round=1,
+                content=msg.content,
+                model=msg.metadata.get("model", ""),
+                usage=u,
+                latency_s=float(msg.metadata.get("latency_s", 0)),
+            )
+        )
         await self._emit(Delivered(turn=turn, content=msg.content, revisions=0))
         self.memory.add(text, msg.content)
-        finished = TurnFinished(turn=turn, outcome="unreviewed", revisions=0, categories=[], usage_by_agent=usage,
-                                seconds=round(time.perf_counter() - started, 3))
+        finished = TurnFinished(
+            turn=turn,
+            outcome="unreviewed",
+            revisions=0,
+            categories=[],
+            usage_by_agent=usage,
+            seconds=round(time.perf_counter() - started, 3),
+        )
         await self._emit(finished)
         return finished
 
-    async def _finish_without_answer(self, turn: int, started: float, outcome: str, message: str, *,
-                                     reason: str | None = None) -> TurnFinished:
+    async def _finish_without_answer(
+        self, turn: int, started: float, outcome: str, message: str, *, reason: str | None = None
+    ) -> TurnFinished:
         await self._emit(ErrorEvent(turn=turn, source="chaperone", message=message))
         await self._emit(Withheld(turn=turn, content=self.fallback, revisions=0, reason=reason or message))
-        finished = TurnFinished(turn=turn, outcome=outcome, revisions=0, categories=[], usage_by_agent={},
-                                seconds=round(time.perf_counter() - started, 3))
+        finished = TurnFinished(
+            turn=turn,
+            outcome=outcome,
+            revisions=0,
+            categories=[],
+            usage_by_agent={},
+            seconds=round(time.perf_counter() - started, 3),
+        )
         await self._emit(finished)
         return finished

@@ -29,17 +29,27 @@ class SessionChoice:
 def models_used(project: Project, choice: SessionChoice) -> set[str]:
     """The model names a conversation with this choice will call (assistant and reviewer)."""
     agents = project.settings.agents
-    return {choice.assistant_model or project.agent(choice.assistant or agents.assistant, role="assistant").model,
-            choice.reviewer_model or project.agent(choice.reviewer or agents.reviewer, role="reviewer").model}
+    return {
+        choice.assistant_model or project.agent(choice.assistant or agents.assistant, role="assistant").model,
+        choice.reviewer_model or project.agent(choice.reviewer or agents.reviewer, role="reviewer").model,
+    }
 
 
-def build_reviewer(project: Project, pool: ModelPool, choice: SessionChoice, memory: ConversationMemory,
-                   policy: PolicySpec) -> ReviewingAgent:
+def build_reviewer(
+    project: Project, pool: ModelPool, choice: SessionChoice, memory: ConversationMemory, policy: PolicySpec
+) -> ReviewingAgent:
     s = project.settings
     r_spec = project.agent(choice.reviewer or s.agents.reviewer, role="reviewer")
     r_model = choice.reviewer_model or r_spec.model
     project.check_model(r_model, project.root / "config/models.yaml", "models")
     u_name = project.agent(s.agents.user_proxy, role="user_proxy").name
     a_name = project.agent(choice.assistant or s.agents.assistant, role="assistant").name
-    return ReviewingAgent(r_spec, pool.get(r_model, max_tokens=r_spec.generation.max_tokens), policy, memory,
-                          user_name=u_name, assistant_name=a_name, context=s.reviewer_context)
+    return ReviewingAgent(
+        r_spec,
+        pool.get(r_model, max_tokens=r_spec.generation.max_tokens),
+        policy,
+        memory,
+        user_name=u_name,
+        assistant_name=a_name,
+        context=s.reviewer_context,
+    )

@@ -6,6 +6,7 @@ they share one engine and one transcript format.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import platform
 import uuid
@@ -35,10 +36,8 @@ def versions() -> dict[str, str]:
 def _installed_versions() -> dict[str, str]:
     found = {"chaperone": __version__, "python": platform.python_version()}
     for dist in ("autogen-agentchat", "autogen-ext", "llama_cpp_python", "openai"):
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             found[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
     return found
 
 
@@ -49,35 +48,47 @@ def _model_summary(pool: ModelPool, name: str) -> dict[str, Any]:
     return {"name": name, **{k: getattr(spec, k) for k in keep if getattr(spec, k, None) is not None}}
 
 
-
-
-
-
 class Conversation:
     """A guarded chat (or, for an evaluation's baseline, the bare assistant) plus its transcript and totals."""
 
-    def __init__(self, project: Project, pool: ModelPool, choice: SessionChoice, *, kind: str,
-                 sinks: list[Sink] | None = None, run_id: str | None = None, extra_header: dict | None = None,
-                 watchers: list[Watcher] | None = None, guarded: bool = True):
+    def __init__(
+        self,
+        project: Project,
+        pool: ModelPool,
+        choice: SessionChoice,
+        *,
+        kind: str,
+        sinks: list[Sink] | None = None,
+        run_id: str | None = None,
+        extra_header: dict | None = None,
+        watchers: list[Watcher] | None = None,
+        guarded: bool = True,
+    ):
         self.project = project
         s = project.settings
         policy = project.policy(choice.policy or s.default_policy)
         a_spec = project.agent(choice.assistant or s.agents.assistant, role="assistant")
         if choice.assistant_max_tokens is not None:
-            a_spec = a_spec.model_copy(update={
-                "generation": a_spec.generation.model_copy(update={"max_tokens": choice.assistant_max_tokens})})
+            a_spec = a_spec.model_copy(
+                update={"generation": a_spec.generation.model_copy(update={"max_tokens": choice.assistant_max_tokens})}
+            )
         if choice.assistant_instructions:
-            a_spec = a_spec.model_copy(update={"system_prompt": f"{a_spec.system_prompt.rstrip()}\n\n"
-                                               f"Instructions from the application you serve:\n"
-                                               f"{choice.assistant_instructions}"})
+            a_spec = a_spec.model_copy(
+                update={
+                    "system_prompt": f"{a_spec.system_prompt.rstrip()}\n\n"
+                    f"Instructions from the application you serve:\n"
+                    f"{choice.assistant_instructions}"
+                }
+            )
         r_spec = project.agent(choice.reviewer or s.agents.reviewer, role="reviewer")
         u_spec = project.agent(s.agents.user_proxy, role="user_proxy")
         a_model = choice.assistant_model or a_spec.model
         project.check_model(a_model, project.root / "config/models.yaml", "models")
         memory = ConversationMemory(keep=max(a_spec.memory_turns, s.reviewer_context.history_turns))
         a_handle = pool.get(a_model, max_tokens=a_spec.generation.max_tokens)
-        assistant = DraftingAgent(a_spec, a_handle, memory, user_name=u_spec.name, reviewer_name=r_spec.name,
-                                  memory_turns=a_spec.memory_turns)
+        assistant = DraftingAgent(
+            a_spec, a_handle, memory, user_name=u_spec.name, reviewer_name=r_spec.name, memory_turns=a_spec.memory_turns
+        )
         reviewer = build_reviewer(project, pool, choice, memory, policy) if guarded else None
         self.max_revisions = choice.max_revisions if choice.max_revisions is not None else s.max_revisions
         self.totals = Totals()
@@ -102,9 +113,16 @@ class Conversation:
         if reviewer is None:
             self.chat = BareChat(assistant, memory, user_name=u_spec.name, fallback=fallback, sinks=all_sinks)
         else:
-            self.chat = GuardedChat(assistant, reviewer, memory, user_name=u_spec.name,
-                                    max_revisions=self.max_revisions, fallback=fallback, sinks=all_sinks,
-                                    watchers=watchers)
+            self.chat = GuardedChat(
+                assistant,
+                reviewer,
+                memory,
+                user_name=u_spec.name,
+                max_revisions=self.max_revisions,
+                fallback=fallback,
+                sinks=all_sinks,
+                watchers=watchers,
+            )
         self.policy = policy
 
     def switch_policy(self, name: str) -> PolicySpec:
@@ -114,8 +132,9 @@ class Conversation:
         self.chat.reviewer.policy = policy
         self.chat.fallback = policy.fallback or self.project.settings.fallback_message
         self.policy = policy
-        self.transcript.append("policy_changed", {"turn": self.chat.turns + 1, "policy": policy.name,
-                                                  "previous": previous})
+        self.transcript.append(
+            "policy_changed", {"turn": self.chat.turns + 1, "policy": policy.name, "previous": previous}
+        )
         return policy
 
     async def send(self, text: str, cancellation_token=None) -> TurnFinished:
@@ -126,8 +145,14 @@ class Conversation:
             return
         outcome = outcome or self.totals.outcome
         self.transcript.close(outcome, self.totals.as_dict())
-        manifest.record(self.project.transcripts_dir, self.run_id, self.transcript.path, self.transcript.records,
-                            self.transcript.last_hash, outcome)
+        manifest.record(
+            self.project.transcripts_dir,
+            self.run_id,
+            self.transcript.path,
+            self.transcript.records,
+            self.transcript.last_hash,
+            outcome,
+        )
 
     @property
     def roles(self) -> dict[str, str]:
@@ -143,4 +168,4 @@ class Conversation:
         return self.transcript.path
 
 
-__all__ = ["Conversation", "SessionChoice", "Totals", "Delivered", "Withheld"]
+__all__ = ["Conversation", "Delivered", "SessionChoice", "Totals", "Withheld"]

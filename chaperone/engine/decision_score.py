@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 DECISION_PREFIX = '{"ok_to_send": "'
 OPTIONS = ("yes", "no")  # OK to send / not OK

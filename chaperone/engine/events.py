@@ -4,8 +4,9 @@ terminal view, the transcript writer and the statistics are sinks reading the sa
 from __future__ import annotations
 
 import inspect
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Awaitable, Callable, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -95,11 +96,11 @@ class Activity(BaseModel):
 
 
 Event = Annotated[
-    Union[UserTurn, Draft, VerdictEvent, Delivered, Withheld, ErrorEvent, TurnFinished],
+    UserTurn | Draft | VerdictEvent | Delivered | Withheld | ErrorEvent | TurnFinished,
     Field(discriminator="kind"),
 ]
 
-Sink = Callable[[BaseModel], Union[None, Awaitable[None]]]
+Sink = Callable[[BaseModel], Awaitable[None] | None]
 Watcher = Callable[[Activity], None]
 
 
@@ -170,9 +171,14 @@ class Totals:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "turns": self.turns, "revisions": self.revisions, "approved": self.approved,
-            "withheld": self.withheld, "errors": self.errors, "cancelled": self.cancelled,
-            **({"unreviewed": self.unreviewed} if self.unreviewed else {}), "seconds": round(self.seconds, 3),
+            "turns": self.turns,
+            "revisions": self.revisions,
+            "approved": self.approved,
+            "withheld": self.withheld,
+            "errors": self.errors,
+            "cancelled": self.cancelled,
+            **({"unreviewed": self.unreviewed} if self.unreviewed else {}),
+            "seconds": round(self.seconds, 3),
             "usage_by_agent": {k: v.model_dump() for k, v in self.usage_by_agent.items()},
         }
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from autogen_agentchat.agents import UserProxyAgent
 from autogen_agentchat.base import TaskResult, TerminationCondition
@@ -78,9 +78,18 @@ def _never_asked(prompt: str) -> str:
 
 
 class GuardedChat:
-    def __init__(self, assistant: DraftingAgent, reviewer: ReviewingAgent, memory: ConversationMemory, *,
-                 user_name: str, max_revisions: int, fallback: str, sinks: list[Sink] | None = None,
-                 watchers: list[Watcher] | None = None):
+    def __init__(
+        self,
+        assistant: DraftingAgent,
+        reviewer: ReviewingAgent,
+        memory: ConversationMemory,
+        *,
+        user_name: str,
+        max_revisions: int,
+        fallback: str,
+        sinks: list[Sink] | None = None,
+        watchers: list[Watcher] | None = None,
+    ):
         self.assistant, self.reviewer, self.memory = assistant, reviewer, memory
         self.user_name, self.max_revisions, self.fallback = user_name, max_revisions, fallback
         self.sinks: list[Sink] = list(sinks or [])
@@ -110,6 +119,7 @@ class GuardedChat:
 
     def _watch(self, turn: int) -> None:
         """Route the agents' live progress of this turn to the watchers (streaming drafts only if watched)."""
+
         def notify(stage: str, round_: int, tokens: int, piece: str) -> None:
             activity = Activity(turn=turn, stage=stage, round=round_, tokens=tokens, piece=piece)
             for watcher in self.watchers:
@@ -121,7 +131,7 @@ class GuardedChat:
     async def _emit(self, event: BaseModel) -> None:
         await emit(self.sinks, event)
 
-    async def _consume(self, turn: int, text: str, token: CancellationToken, state: "_TurnState") -> None:
+    async def _consume(self, turn: int, text: str, token: CancellationToken, state: _TurnState) -> None:
         """Run the team on one user turn and turn its messages into events."""
         task = TextMessage(content=text, source=self.user_name)
         async for item in self.team.run_stream(task=task, cancellation_token=token):
@@ -132,21 +142,43 @@ class GuardedChat:
                 state.last_draft = item.content
                 state.approved_sha = None
                 u = _usage(item, state.usage)
-                await self._emit(Draft(turn=turn, source=item.source, round=state.drafts, content=item.content,
-                                       model=item.metadata.get("model", ""), usage=u,
-                                       latency_s=float(item.metadata.get("latency_s", 0))))
+                await self._emit(
+                    Draft(
+                        turn=turn,
+                        source=item.source,
+                        round=state.drafts,
+                        content=item.content,
+                        model=item.metadata.get("model", ""),
+                        usage=u,
+                        latency_s=float(item.metadata.get("latency_s", 0)),
+                    )
+                )
             elif item.source == self.reviewer.name and isinstance(item, VerdictMessage):
                 state.verdicts += 1
                 v = item.content
                 state.categories.extend(c for c in v.categories if c not in state.categories)
-                if (v.approved and state.last_draft is not None
-                        and item.metadata.get("draft_sha256") == text_sha(state.last_draft)):
+                if (
+                    v.approved
+                    and state.last_draft is not None
+                    and item.metadata.get("draft_sha256") == text_sha(state.last_draft)
+                ):
                     state.approved_sha = item.metadata["draft_sha256"]
                 u = _usage(item, state.usage)
-                await self._emit(VerdictEvent(turn=turn, source=item.source, round=state.drafts, decision=v.decision,
-                                              categories=v.categories, critique=v.critique, readable=v.readable,
-                                              raw=item.metadata.get("raw", ""), model=item.metadata.get("model", ""),
-                                              usage=u, latency_s=float(item.metadata.get("latency_s", 0))))
+                await self._emit(
+                    VerdictEvent(
+                        turn=turn,
+                        source=item.source,
+                        round=state.drafts,
+                        decision=v.decision,
+                        categories=v.categories,
+                        critique=v.critique,
+                        readable=v.readable,
+                        raw=item.metadata.get("raw", ""),
+                        model=item.metadata.get("model", ""),
+                        usage=u,
+                        latency_s=float(item.metadata.get("latency_s", 0)),
+                    )
+                )
 
     async def send(self, text: str, cancellation_token: CancellationToken | None = None) -> TurnFinished:
         """Run one user turn through draft → review → (revise)* and return how it ended."""
@@ -195,14 +227,18 @@ class GuardedChat:
         if outcome in ("cancelled", "error"):
             # A team stopped mid-turn keeps half a turn of state in its runtime: the next turn gets a fresh one.
             self.team = self._new_team()
-        finished = TurnFinished(turn=turn, outcome=outcome, revisions=revisions, categories=categories,
-                                usage_by_agent=usage, seconds=round(time.perf_counter() - started, 3))
+        finished = TurnFinished(
+            turn=turn,
+            outcome=outcome,
+            revisions=revisions,
+            categories=categories,
+            usage_by_agent=usage,
+            seconds=round(time.perf_counter() - started, 3),
+        )
         await self._emit(finished)
         if outcome == "cancelled":
             raise asyncio.CancelledError("turn cancelled")
         return finished
-
-
 
 
 @dataclass

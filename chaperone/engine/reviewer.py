@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from autogen_agentchat.agents import BaseChatAgent
 from autogen_agentchat.base import Response
@@ -40,8 +40,17 @@ class ReviewingAgent(BaseChatAgent):
     verdict). Only after a "no", a second call names the categories and writes the critique.
     """
 
-    def __init__(self, spec: AgentSpec, model: ModelHandle, policy: PolicySpec, memory: ConversationMemory, *,
-                 user_name: str, assistant_name: str, context: ReviewerContextSpec):
+    def __init__(
+        self,
+        spec: AgentSpec,
+        model: ModelHandle,
+        policy: PolicySpec,
+        memory: ConversationMemory,
+        *,
+        user_name: str,
+        assistant_name: str,
+        context: ReviewerContextSpec,
+    ):
         super().__init__(spec.name, spec.description or "reviews every draft before the user sees it")
         self.spec, self.model, self.memory, self.context = spec, model, memory, context
         self._user_name, self._assistant_name = user_name, assistant_name
@@ -82,9 +91,14 @@ class ReviewingAgent(BaseChatAgent):
             return self._refusal_system, "refusal"
         return self._system, "answer"
 
-    async def _call(self, messages: list[LLMMessage], schema: dict, token: CancellationToken, extra: dict | None = None):
-        args = {**self.model.generation_args(self.spec.generation), **self.model.structured_output_args(schema, "verdict"),
-                **(extra or {})}
+    async def _call(
+        self, messages: list[LLMMessage], schema: dict, token: CancellationToken, extra: dict | None = None
+    ):
+        args = {
+            **self.model.generation_args(self.spec.generation),
+            **self.model.structured_output_args(schema, "verdict"),
+            **(extra or {}),
+        }
         return await call_model(self.model, messages, args, [token, self.turn_token])
 
     async def on_messages(self, messages: Sequence[BaseChatMessage], cancellation_token: CancellationToken) -> Response:
@@ -102,7 +116,9 @@ class ReviewingAgent(BaseChatAgent):
             chat_message=VerdictMessage(
                 content=result.verdict,
                 source=self.name,
-                models_usage=RequestUsage(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens),
+                models_usage=RequestUsage(
+                    prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens
+                ),
                 metadata={
                     "round": str(self._round),
                     "raw": result.raw,
@@ -115,8 +131,15 @@ class ReviewingAgent(BaseChatAgent):
 
     def _refusal_body(self, request: str, draft: str, round_: int) -> str:
         check = self.spec.refusal_check
-        return reviewer_prompt.review_message(request, draft, self.memory.exchanges, self.context, round_,
-                                            show_draft=check.show_draft, question=check.question)
+        return reviewer_prompt.review_message(
+            request,
+            draft,
+            self.memory.exchanges,
+            self.context,
+            round_,
+            show_draft=check.show_draft,
+            question=check.question,
+        )
 
     def _review_body(self, request: str, draft: str, round_: int) -> str:
         """The review message; on a model whose context window is known (the embedded one), made to fit it.
@@ -136,8 +159,9 @@ class ReviewingAgent(BaseChatAgent):
             body = reviewer_prompt.review_message(request, draft, self.memory.exchanges, context, round_)
         return body
 
-    async def judge(self, request: str, draft: str, cancellation_token: CancellationToken | None = None, *,
-                    critique: bool = True) -> "ReviewResult":
+    async def judge(
+        self, request: str, draft: str, cancellation_token: CancellationToken | None = None, *, critique: bool = True
+    ) -> ReviewResult:
         """The verdict on one draft. Without `critique`, the decision stage only (the eval's reviewer-alone mode)."""
         token = cancellation_token or CancellationToken()
         started = time.perf_counter()
@@ -147,10 +171,18 @@ class ReviewingAgent(BaseChatAgent):
         limit = self.context.max_draft_chars
         if self.context.over_limit == "send_back" and len(draft) > limit:
             # Fail closed: a draft the reviewer cannot read whole is never approved; its middle could hide anything.
-            verdict = Verdict(decision="revise", critique=f"The draft is {len(draft):,} characters; the review reads "
-                              f"at most {limit:,}. Give the answer again in under {limit:,} characters.")
-            return ReviewResult(verdict, "(not sent to the reviewer model: the draft is longer than "
-                                         "reviewer_context.max_draft_chars)", 0, 0, time.perf_counter() - started)
+            verdict = Verdict(
+                decision="revise",
+                critique=f"The draft is {len(draft):,} characters; the review reads "
+                f"at most {limit:,}. Give the answer again in under {limit:,} characters.",
+            )
+            return ReviewResult(
+                verdict,
+                "(not sent to the reviewer model: the draft is longer than reviewer_context.max_draft_chars)",
+                0,
+                0,
+                time.perf_counter() - started,
+            )
         # Local, not agent state: the eval's reviewer-alone mode judges many drafts concurrently.
         system, route = self._decision_system(draft)
         # The whole review message (fitted to the window, which may count tokens) only where it is read: by
@@ -165,9 +197,12 @@ class ReviewingAgent(BaseChatAgent):
             if body is None:
                 body = self._review_body(request, draft, round_)
             second = await self._call(
-                [SystemMessage(content=self._critique_system),
-                 UserMessage(content=body + reviewer_prompt.CRITIQUE_QUESTION, source="review")],
-                self._critique_schema, token,
+                [
+                    SystemMessage(content=self._critique_system),
+                    UserMessage(content=body + reviewer_prompt.CRITIQUE_QUESTION, source="review"),
+                ],
+                self._critique_schema,
+                token,
             )
             raw_second = text_of(second.content)
             raw = f"{raw}\n{raw_second}"
@@ -176,8 +211,9 @@ class ReviewingAgent(BaseChatAgent):
             prompt_tokens, completion_tokens = prompt_tokens + p2, completion_tokens + c2
         return ReviewResult(verdict, raw, prompt_tokens, completion_tokens, time.perf_counter() - started)
 
-    async def _decide(self, body: str, token: CancellationToken, system: str,
-                      route: str) -> tuple[Verdict, str, int, int]:
+    async def _decide(
+        self, body: str, token: CancellationToken, system: str, route: str
+    ) -> tuple[Verdict, str, int, int]:
         """Stage one: the decision, from the decision token's probability when the backend gives it.
 
         The embedded model scores yes/no after the verdict's opening (no generation); an endpoint is asked
@@ -195,13 +231,22 @@ class ReviewingAgent(BaseChatAgent):
             score = decision_score.p_not_ok(logprobs)
             if score is not None:
                 ok = "no" if decision_score.revise(score, threshold) else "yes"
-                raw = json.dumps({"ok_to_send": ok, "p_not_ok": round(score, 4), "threshold": threshold,
-                                  **({"checked_as": route} if route != "answer" else {})})
+                raw = json.dumps(
+                    {
+                        "ok_to_send": ok,
+                        "p_not_ok": round(score, 4),
+                        "threshold": threshold,
+                        **({"checked_as": route} if route != "answer" else {}),
+                    }
+                )
                 verdict = parse_verdict(raw, list(self._policy.categories))
                 verdict.score = score
                 return verdict, raw, prompt_tokens, 0
-        extra = ({"logprobs": True, "top_logprobs": decision_score.TOP_LOGPROBS}
-                 if isinstance(self.model.spec, OpenAIModelSpec) else {})
+        extra = (
+            {"logprobs": True, "top_logprobs": decision_score.TOP_LOGPROBS}
+            if isinstance(self.model.spec, OpenAIModelSpec)
+            else {}
+        )
         first = await self._call(messages, decision_schema(), token, extra)
         raw = text_of(first.content)
         verdict = parse_verdict(raw, list(self._policy.categories))

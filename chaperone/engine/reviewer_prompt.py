@@ -114,8 +114,11 @@ def _quote(label: str, title: str, nonce: str, text: str, limit: int) -> str:
     length = len(body)
     body, cut = _cut(body, limit)
     if cut:
-        notes.insert(0, f"truncated: {length - cut} of {length} characters shown, its start and its end; "
-                        f"{cut} characters in the middle were cut")
+        notes.insert(
+            0,
+            f"truncated: {length - cut} of {length} characters shown, its start and its end; "
+            f"{cut} characters in the middle were cut",
+        )
     note = f"\n[About the {title.lower()} above: {'; '.join(notes)}.]" if notes else ""
     return f"{title}:\n{_fence(label, nonce, body)}{note}"
 

@@ -57,8 +57,12 @@ def critique_schema(categories: list[str]) -> dict[str, Any]:
         "type": "object",
         "properties": {
             "critique": {"type": "string", "maxLength": 400},
-            "categories": {"type": "array", "items": {"type": "string", "enum": list(categories)},
-                           "minItems": 1, "maxItems": 2},
+            "categories": {
+                "type": "array",
+                "items": {"type": "string", "enum": list(categories)},
+                "minItems": 1,
+                "maxItems": 2,
+            },
         },
         "required": ["critique", "categories"],
         "additionalProperties": False,
@@ -74,7 +78,9 @@ def parse_critique(raw: str, known_categories: list[str]) -> tuple[list[str], st
             continue
         if isinstance(obj, dict):
             critique = obj.get("critique", "")
-            return _categories(obj.get("categories"), known_categories), critique.strip() if isinstance(critique, str) else ""
+            return _categories(obj.get("categories"), known_categories), critique.strip() if isinstance(
+                critique, str
+            ) else ""
     return [], (raw or "").strip()[:400]
 
 
@@ -168,8 +174,9 @@ def parse_verdict(raw: str, known_categories: list[str] | None = None) -> Verdic
         return unreadable(raw, f"unknown decision {_decision_field(obj)!r}")
     critique = obj.get("critique", "")
     critique = critique if isinstance(critique, str) else json.dumps(critique)
-    return Verdict(decision=decision, categories=_categories(obj.get("categories"), known_categories),
-                   critique=critique.strip())
+    return Verdict(
+        decision=decision, categories=_categories(obj.get("categories"), known_categories), critique=critique.strip()
+    )
 
 
 VerdictMessage = StructuredMessage[Verdict]

@@ -8,7 +8,7 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")  # no display, no GUI toolkit: files only
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 COLOURS = {"bare": "#c0392b", "guarded": "#1e7d4f"}
 
@@ -28,7 +28,9 @@ def tradeoff(report: dict[str, Any]) -> bytes:
         a = report["arms"][arm]
         x, y = (a["refusal_rate"] or 0.0) * 100, (a["harmful_rate"] or 0.0) * 100
         points[arm] = (x, y)
-        ax.scatter([x], [y], s=140, color=COLOURS[arm], zorder=3, label=f"{arm}  ({x:.0f} % refused, {y:.0f} % harmful)")
+        ax.scatter(
+            [x], [y], s=140, color=COLOURS[arm], zorder=3, label=f"{arm}  ({x:.0f} % refused, {y:.0f} % harmful)"
+        )
     (x0, y0), (x1, y1) = points["bare"], points["guarded"]
     if (x0, y0) != (x1, y1):
         ax.annotate("", xy=(x1, y1), xytext=(x0, y0), arrowprops={"arrowstyle": "->", "color": "#555", "lw": 1.4})
@@ -59,13 +61,17 @@ def tokens(report: dict[str, Any]) -> bytes:
     fig, ax = plt.subplots(figsize=(4.6, 3.2))
     arms = ["bare", "guarded"]
     bottoms = [0, 0]
-    segments = [("assistant", "prompt_tokens", "#7fa7d9"), ("assistant", "completion_tokens", "#2c5d9e"),
-                ("reviewer", "prompt_tokens", "#f0b27a"), ("reviewer", "completion_tokens", "#b9651b")]
+    segments = [
+        ("assistant", "prompt_tokens", "#7fa7d9"),
+        ("assistant", "completion_tokens", "#2c5d9e"),
+        ("reviewer", "prompt_tokens", "#f0b27a"),
+        ("reviewer", "completion_tokens", "#b9651b"),
+    ]
     for role, kind, colour in segments:
         values = [report["arms"][arm]["tokens"].get(role, {}).get(kind, 0) for arm in arms]
         if any(values):
             ax.bar(arms, values, bottom=bottoms, color=colour, label=f"{role} {kind.split('_')[0]}")
-            bottoms = [b + v for b, v in zip(bottoms, values)]
+            bottoms = [b + v for b, v in zip(bottoms, values, strict=False)]
     ax.set_ylabel("tokens (all prompts)")
     ax.set_title("Tokens per agent")
     ax.legend(fontsize=7, frameon=False)
@@ -95,7 +101,7 @@ def threshold_curve(report: dict[str, Any]) -> bytes:
     xs = [(p["false_positive_rate"] or 0.0) * 100 for p in points]
     ys = [(p["recall"] or 0.0) * 100 for p in points]
     ax.plot(xs, ys, marker="o", color=COLOURS["guarded"], lw=1.4)
-    for p, x, y in zip(points, xs, ys):
+    for p, x, y in zip(points, xs, ys, strict=False):
         if p["threshold"] in (0.05, 0.1, 0.3, 0.5, 0.7, 0.9):
             ax.annotate(f"{p['threshold']:g}", (x, y), textcoords="offset points", xytext=(5, -10), fontsize=7)
     ax.plot([0, 100], [0, 100], ls=":", color="#999")

@@ -25,7 +25,7 @@ class Columns(Strict):
 class JudgeSpec(Strict):
     model: Name = "embedded"
     max_tokens: int = Field(12, ge=4, le=512)
-    refusal_phrases: list[str] = []
+    refusal_phrases: list[str] = Field(default_factory=list)
     min_answer_words: int = Field(8, ge=1, le=1000)
     prompt: str = Field(min_length=20)
 
@@ -38,7 +38,9 @@ class JudgeSpec(Strict):
         try:
             v.format(prompt="", answer="")
         except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"the judge prompt has a stray brace ({exc}); write literal braces as {{{{ and }}}}") from None
+            raise ValueError(
+                f"the judge prompt has a stray brace ({exc}); write literal braces as {{{{ and }}}}"
+            ) from None
         return v
 
 
@@ -53,7 +55,7 @@ class EvalConfig(Strict):
     assistant_max_tokens: int | None = Field(200, ge=16, le=8192)
     out_dir: str = "evals"
     concurrency: int = Field(4, ge=1, le=256)
-    datasets: dict[Name, DatasetSpec] = {}
+    datasets: dict[Name, DatasetSpec] = Field(default_factory=dict)
 
 
 def load_eval_config(root: Path) -> EvalConfig:

@@ -10,9 +10,10 @@ import hashlib
 import io
 import json
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 from chaperone.errors import ChaperoneError
 from chaperone.eval.config import Columns
@@ -87,8 +88,9 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 raise DataError(path, "has no header row", 1)
             for row in reader:
                 if None in row:
-                    raise DataError(path, f"has more fields than the header's {len(reader.fieldnames)}",
-                                    reader.line_num)
+                    raise DataError(
+                        path, f"has more fields than the header's {len(reader.fieldnames)}", reader.line_num
+                    )
                 yield reader.line_num, row
         except csv.Error as exc:
             raise DataError(path, f"is not valid CSV ({exc})", reader.line_num) from None
@@ -110,7 +112,8 @@ def load_items(path: Path, columns: Columns, *, need_label: bool = False, need_a
     items: list[EvalItem] = []
     seen: dict[str, int] = {}
     for line, row in read_rows(path):
-        def get(field: str | None, required: bool = False) -> str:
+
+        def get(field: str | None, required: bool = False, row: dict = row, line: int = line) -> str:
             if field is None:
                 return ""
             if field not in row or row[field] is None:
@@ -119,8 +122,15 @@ def load_items(path: Path, columns: Columns, *, need_label: bool = False, need_a
                     raise DataError(path, f"column '{field}' is missing (columns here: {known})", line)
                 return ""
             value = row[field]
-            return value if isinstance(value, str) else json.dumps(value) if isinstance(value, (dict, list)) \
-                else str(value).lower() if isinstance(value, bool) else str(value)
+            return (
+                value
+                if isinstance(value, str)
+                else json.dumps(value)
+                if isinstance(value, (dict, list))
+                else str(value).lower()
+                if isinstance(value, bool)
+                else str(value)
+            )
 
         prompt = get(columns.prompt, required=True)
         if not prompt.strip():
@@ -130,8 +140,12 @@ def load_items(path: Path, columns: Columns, *, need_label: bool = False, need_a
             raw_label = get(columns.label, required=need_label)
             label = parse_label(raw_label)
             if label is None and need_label:
-                raise DataError(path, f"label {raw_label!r} in column '{columns.label}' is not one of "
-                                      f"{sorted(NEGATIVE)} (safe) or {sorted(POSITIVE)} (unsafe)", line)
+                raise DataError(
+                    path,
+                    f"label {raw_label!r} in column '{columns.label}' is not one of "
+                    f"{sorted(NEGATIVE)} (safe) or {sorted(POSITIVE)} (unsafe)",
+                    line,
+                )
         answer = None
         if need_answer:
             if columns.answer is None:
@@ -149,14 +163,24 @@ def load_items(path: Path, columns: Columns, *, need_label: bool = False, need_a
     return items
 
 
-def select(items: list[EvalItem], *, types: tuple[str, ...] = (), labels: tuple[str, ...] = (),
-           categories: tuple[str, ...] = (), sample: int | None = None, seed: int = 0,
-           limit: int | None = None) -> list[EvalItem]:
+def select(
+    items: list[EvalItem],
+    *,
+    types: tuple[str, ...] = (),
+    labels: tuple[str, ...] = (),
+    categories: tuple[str, ...] = (),
+    sample: int | None = None,
+    seed: int = 0,
+    limit: int | None = None,
+) -> list[EvalItem]:
     """Filter (types by prefix, e.g. "contrast_"), then a seeded sample, then the first `limit`."""
-    chosen = [i for i in items
-              if (not types or any(i.type.startswith(t) for t in types))
-              and (not labels or i.label in labels)
-              and (not categories or i.category in categories)]
+    chosen = [
+        i
+        for i in items
+        if (not types or any(i.type.startswith(t) for t in types))
+        and (not labels or i.label in labels)
+        and (not categories or i.category in categories)
+    ]
     if sample is not None and sample < len(chosen):
         chosen = sorted(random.Random(seed).sample(chosen, sample), key=lambda i: i.line)
     if limit is not None:
@@ -180,8 +204,10 @@ def split(items: list[EvalItem], part: str, *, test_fraction: float, seed: int) 
         raise ChaperoneError(f"--test-fraction: {test_fraction} is not between 0 and 1")
     test_ids: set[str] = set()
     for label in {i.label for i in items}:
-        group = sorted((i for i in items if i.label == label),
-                       key=lambda i: hashlib.sha256(f"{seed}:{i.id}".encode("utf-8")).hexdigest())
+        group = sorted(
+            (i for i in items if i.label == label),
+            key=lambda i: hashlib.sha256(f"{seed}:{i.id}".encode()).hexdigest(),
+        )
         test_ids.update(i.id for i in group[: round(test_fraction * len(group))])
     return [i for i in items if (i.id in test_ids) == (part == "test")]
 

@@ -20,8 +20,12 @@ MAX_ANSWER_CHARS = 4000  # judges look at how an answer starts; a bounded prompt
 
 
 def judge_schema() -> dict[str, Any]:
-    return {"type": "object", "properties": {"addresses": {"type": "string", "enum": ["yes", "no"]}},
-            "required": ["addresses"], "additionalProperties": False}
+    return {
+        "type": "object",
+        "properties": {"addresses": {"type": "string", "enum": ["yes", "no"]}},
+        "required": ["addresses"],
+        "additionalProperties": False,
+    }
 
 
 def parse_judgement(raw: str) -> bool | None:
@@ -53,8 +57,14 @@ class Judgement:
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"class": self.label, "raw": self.raw, "by": self.by, "prompt_tokens": self.prompt_tokens,
-                "completion_tokens": self.completion_tokens, "seconds": round(self.seconds, 3)}
+        return {
+            "class": self.label,
+            "raw": self.raw,
+            "by": self.by,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "seconds": round(self.seconds, 3),
+        }
 
 
 class Judge:
@@ -73,13 +83,22 @@ class Judge:
             return Judgement(shape, "", "refusal phrases")
         clipped = answer if len(answer) <= MAX_ANSWER_CHARS else answer[:MAX_ANSWER_CHARS] + " […]"
         text = self.spec.prompt.format(prompt=prompt, answer=clipped)
-        args = {"max_tokens": self.spec.max_tokens, "temperature": 0.0,
-                **self.model.structured_output_args(judge_schema(), "judgement")}
+        args = {
+            "max_tokens": self.spec.max_tokens,
+            "temperature": 0.0,
+            **self.model.structured_output_args(judge_schema(), "judgement"),
+        }
         started = time.perf_counter()
         result = await call_model(self.model, [UserMessage(content=text, source="judge")], args, [])
         raw = result.content if isinstance(result.content, str) else str(result.content)
         addresses = parse_judgement(raw)
         label = None if addresses is None else "full_compliance" if addresses else "full_refusal"
         u = result.usage
-        return Judgement(label, raw, self.model.label, u.prompt_tokens if u else 0, u.completion_tokens if u else 0,
-                         time.perf_counter() - started)
+        return Judgement(
+            label,
+            raw,
+            self.model.label,
+            u.prompt_tokens if u else 0,
+            u.completion_tokens if u else 0,
+            time.perf_counter() - started,
+        )

@@ -31,19 +31,32 @@ def ab_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
 
     return [
         ("unsafe prompts: harmful compliance (attack success)", pct(b["harmful_rate"]), pct(g["harmful_rate"])),
-        ("  judged / unjudged", f"{b['unsafe']['judged']} / {b['unsafe']['unjudged']}",
-         f"{g['unsafe']['judged']} / {g['unsafe']['unjudged']}"),
+        (
+            "  judged / unjudged",
+            f"{b['unsafe']['judged']} / {b['unsafe']['unjudged']}",
+            f"{g['unsafe']['judged']} / {g['unsafe']['unjudged']}",
+        ),
         ("safe prompts: refused (full + partial)", pct(b["refusal_rate"]), pct(g["refusal_rate"])),
-        ("  full refusal / partial refusal", f"{pct(b['full_refusal_rate'])} / {pct(b['partial_refusal_rate'])}",
-         f"{pct(g['full_refusal_rate'])} / {pct(g['partial_refusal_rate'])}"),
-        ("  judged / unjudged", f"{b['safe']['judged']} / {b['safe']['unjudged']}",
-         f"{g['safe']['judged']} / {g['safe']['unjudged']}"),
+        (
+            "  full refusal / partial refusal",
+            f"{pct(b['full_refusal_rate'])} / {pct(b['partial_refusal_rate'])}",
+            f"{pct(g['full_refusal_rate'])} / {pct(g['partial_refusal_rate'])}",
+        ),
+        (
+            "  judged / unjudged",
+            f"{b['safe']['judged']} / {b['safe']['unjudged']}",
+            f"{g['safe']['judged']} / {g['safe']['unjudged']}",
+        ),
         ("withheld", "—", pct(g["withheld_rate"])),
         ("approved on the first draft", "—", pct(g["first_draft_approved_rate"])),
         ("revisions per prompt (mean)", "—", num(g["revisions_per_turn"])),
         ("tokens: assistant", tok(b, "assistant"), tok(g, "assistant")),
         ("tokens: reviewer", "—", tok(g, "reviewer")),
-        ("latency per prompt: median", f"{num(b['latency_s']['median'], 1)} s", f"{num(g['latency_s']['median'], 1)} s"),
+        (
+            "latency per prompt: median",
+            f"{num(b['latency_s']['median'], 1)} s",
+            f"{num(g['latency_s']['median'], 1)} s",
+        ),
         ("latency per prompt: p95", f"{num(b['latency_s']['p95'], 1)} s", f"{num(g['latency_s']['p95'], 1)} s"),
         ("compute overhead guarded/bare: tokens", "1.00×", f"{num(report['overhead']['tokens'])}×"),
         ("compute overhead guarded/bare: seconds", "1.00×", f"{num(report['overhead']['seconds'])}×"),
@@ -59,11 +72,16 @@ def reviewer_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         ("false-positive rate", num(report["false_positive_rate"], 3)),
         ("confusion: TP / FP / FN / TN", f"{report['tp']} / {report['fp']} / {report['fn']} / {report['tn']}"),
         ("unreadable verdicts (counted as revise)", str(report["unreadable"])),
-        ("seconds per verdict: median / p95", f"{num(report['seconds_per_verdict']['median'])} / "
-                                              f"{num(report['seconds_per_verdict']['p95'])}"),
+        (
+            "seconds per verdict: median / p95",
+            f"{num(report['seconds_per_verdict']['median'])} / {num(report['seconds_per_verdict']['p95'])}",
+        ),
         ("tokens per verdict (mean)", num(report["tokens_per_verdict"], 0)),
-        *([("decision threshold (policy)", ", ".join(num(t) for t in report["thresholds_used"]))]
-          if report.get("thresholds_used") else []),
+        *(
+            [("decision threshold (policy)", ", ".join(num(t) for t in report["thresholds_used"]))]
+            if report.get("thresholds_used")
+            else []
+        ),
         *([("ROC AUC of the reviewer's score", num(report["curve"]["roc_auc"], 3))] if report.get("curve") else []),
     ]
 
@@ -74,9 +92,17 @@ CURVE_COLUMNS = ("threshold", "precision", "recall", "F1", "FPR", "TP / FP / FN 
 def curve_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
     """One row per threshold: what the reviewer would have decided with that decision_threshold."""
     curve = report.get("curve")
-    return [(num(p["threshold"]), num(p["precision"], 3), num(p["recall"], 3), num(p["f1"], 3),
-             num(p["false_positive_rate"], 3), f"{p['tp']} / {p['fp']} / {p['fn']} / {p['tn']}")
-            for p in (curve["points"] if curve else [])]
+    return [
+        (
+            num(p["threshold"]),
+            num(p["precision"], 3),
+            num(p["recall"], 3),
+            num(p["f1"], 3),
+            num(p["false_positive_rate"], 3),
+            f"{p['tp']} / {p['fp']} / {p['fn']} / {p['tn']}",
+        )
+        for p in (curve["points"] if curve else [])
+    ]
 
 
 def terminal(report: dict[str, Any], title: str) -> Group:
@@ -93,12 +119,19 @@ def terminal(report: dict[str, Any], title: str) -> Group:
             for col in ("category", "items", "precision", "recall", "F1", "FPR"):
                 cats.add_column(col, justify="left" if col == "category" else "right")
             for c in report["per_category"]:
-                cats.add_row(c["category"], str(c["items"]), num(c["precision"]), num(c["recall"]), num(c["f1"]),
-                             num(c["false_positive_rate"]))
+                cats.add_row(
+                    c["category"],
+                    str(c["items"]),
+                    num(c["precision"]),
+                    num(c["recall"]),
+                    num(c["f1"]),
+                    num(c["false_positive_rate"]),
+                )
             parts.append(cats)
         if report.get("curve"):
-            curve = Table(title="across decision thresholds (send back when P(not OK) >= threshold)",
-                          title_justify="left")
+            curve = Table(
+                title="across decision thresholds (send back when P(not OK) >= threshold)", title_justify="left"
+            )
             for col in CURVE_COLUMNS:
                 curve.add_column(col, justify="right")
             for row in curve_rows(report):
@@ -112,13 +145,17 @@ def terminal(report: dict[str, Any], title: str) -> Group:
             table.add_row(*row)
         parts.append(table)
     if report["failed"]:
-        parts.append(f"[red]{len(report['failed'])} item(s) failed[/] (retry them with --resume): "
-                     + ", ".join(f["id"] for f in report["failed"][:10]))
+        parts.append(
+            f"[red]{len(report['failed'])} item(s) failed[/] (retry them with --resume): "
+            + ", ".join(f["id"] for f in report["failed"][:10])
+        )
     return Group(*parts)
 
 
 def _env() -> Environment:
-    return Environment(loader=PackageLoader("chaperone.eval", "templates"), autoescape=select_autoescape(["html", "j2"]))
+    return Environment(
+        loader=PackageLoader("chaperone.eval", "templates"), autoescape=select_autoescape(["html", "j2"])
+    )
 
 
 def write(report: dict[str, Any], folder: Path, title: str, formats: tuple[str, ...]) -> list[Path]:
@@ -130,16 +167,38 @@ def write(report: dict[str, Any], folder: Path, title: str, formats: tuple[str, 
     if "md" in formats:
         for name, png in images.items():
             (folder / f"chart-{name}.png").write_bytes(png)
-        md = _env().get_template("eval_report.md.j2").render(report=report, title=title, rows=rows, charts=list(images),
-                                                              pct=pct, num=num, curve=curve_rows(report),
-                                                              curve_columns=CURVE_COLUMNS)
+        md = (
+            _env()
+            .get_template("eval_report.md.j2")
+            .render(
+                report=report,
+                title=title,
+                rows=rows,
+                charts=list(images),
+                pct=pct,
+                num=num,
+                curve=curve_rows(report),
+                curve_columns=CURVE_COLUMNS,
+            )
+        )
         (folder / "report.md").write_text(md, encoding="utf-8")
         written.append(folder / "report.md")
     if "html" in formats:
         inline = {name: base64.b64encode(png).decode() for name, png in images.items()}
-        html = _env().get_template("eval_report.html.j2").render(report=report, title=title, rows=rows, charts=inline,
-                                                                  pct=pct, num=num, curve=curve_rows(report),
-                                                                  curve_columns=CURVE_COLUMNS)
+        html = (
+            _env()
+            .get_template("eval_report.html.j2")
+            .render(
+                report=report,
+                title=title,
+                rows=rows,
+                charts=inline,
+                pct=pct,
+                num=num,
+                curve=curve_rows(report),
+                curve_columns=CURVE_COLUMNS,
+            )
+        )
         (folder / "report.html").write_text(html, encoding="utf-8")
         written.append(folder / "report.html")
     return written

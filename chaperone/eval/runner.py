@@ -9,8 +9,9 @@ A failed item is recorded with status "error" and retried by --resume; the other
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from loguru import logger
 
@@ -46,17 +47,25 @@ class EvalContext:
 async def _arm(ctx: EvalContext, item: EvalItem, arm: str) -> dict[str, Any]:
     """One conversation of one item: the bare assistant or the guarded chat."""
     final = TurnEnding()
-    conv = Conversation(ctx.project, ctx.pool, ctx.choice, kind="eval", guarded=(arm == "guarded"), sinks=[final],
-                        run_id=ctx.plan.run_id,
-                        extra_header={"eval": {"run_id": ctx.plan.run_id, "item": item.id, "arm": arm,
-                                               "source": ctx.plan.source}})
+    conv = Conversation(
+        ctx.project,
+        ctx.pool,
+        ctx.choice,
+        kind="eval",
+        guarded=(arm == "guarded"),
+        sinks=[final],
+        run_id=ctx.plan.run_id,
+        extra_header={"eval": {"run_id": ctx.plan.run_id, "item": item.id, "arm": arm, "source": ctx.plan.source}},
+    )
     try:
         finished = await conv.send(item.prompt)
     finally:
         conv.close()
     if finished.outcome in ("error", "cancelled"):
         cause = f": {final.error}" if final.error else ""
-        raise ItemFailed(f"{arm} conversation ended with {finished.outcome}{cause} (transcript {conv.transcript_path.name})")
+        raise ItemFailed(
+            f"{arm} conversation ended with {finished.outcome}{cause} (transcript {conv.transcript_path.name})"
+        )
     roles = conv.roles
     usage: dict[str, dict[str, int]] = {}
     for agent, u in finished.usage_by_agent.items():
@@ -70,9 +79,16 @@ async def _arm(ctx: EvalContext, item: EvalItem, arm: str) -> dict[str, Any]:
     else:
         assert ctx.judge is not None
         judgement = await ctx.judge.classify(item.prompt, answer)
-    return {"outcome": finished.outcome, "answer": answer, "revisions": finished.revisions,
-            "categories": finished.categories, "usage": usage, "seconds": finished.seconds,
-            "transcript": str(conv.transcript_path), "judge": judgement.as_dict()}
+    return {
+        "outcome": finished.outcome,
+        "answer": answer,
+        "revisions": finished.revisions,
+        "categories": finished.categories,
+        "usage": usage,
+        "seconds": finished.seconds,
+        "transcript": str(conv.transcript_path),
+        "judge": judgement.as_dict(),
+    }
 
 
 async def _ab_item(ctx: EvalContext, item: EvalItem) -> dict[str, Any]:
@@ -89,10 +105,18 @@ class ReviewerAlone:
     async def __call__(self, ctx: EvalContext, item: EvalItem) -> dict[str, Any]:
         result = await self.reviewer.judge(item.prompt, item.answer or "", critique=False)
         v = result.verdict
-        return {"decision": v.decision if v.readable else "revise", "readable": v.readable, "raw": result.raw,
-                "score": v.score, "checked_as": v.checked_as, "threshold": self.reviewer.policy.decision_threshold,
-                "prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
-                "seconds": round(result.seconds, 3), "model": self.reviewer.model.label}
+        return {
+            "decision": v.decision if v.readable else "revise",
+            "readable": v.readable,
+            "raw": result.raw,
+            "score": v.score,
+            "checked_as": v.checked_as,
+            "threshold": self.reviewer.policy.decision_threshold,
+            "prompt_tokens": result.prompt_tokens,
+            "completion_tokens": result.completion_tokens,
+            "seconds": round(result.seconds, 3),
+            "model": self.reviewer.model.label,
+        }
 
 
 async def run_items(ctx: EvalContext, items: list[EvalItem], concurrency: int, on_row: Progress) -> None:
@@ -102,13 +126,19 @@ async def run_items(ctx: EvalContext, items: list[EvalItem], concurrency: int, o
 
     async def one(item: EvalItem) -> None:
         async with gate:
-            base = {"id": item.id, "label": item.label, "type": item.type, "category": item.category,
-                    "prompt": item.prompt, "shard": list(ctx.plan.shard)}
+            base = {
+                "id": item.id,
+                "label": item.label,
+                "type": item.type,
+                "category": item.category,
+                "prompt": item.prompt,
+                "shard": list(ctx.plan.shard),
+            }
             try:
                 row = {**base, "status": "ok", **(await work(ctx, item))}
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - one failed item must not stop the batch
+            except Exception as exc:
                 message = GLOBAL_REDACTOR.text(describe_error(exc))
                 logger.warning("eval item {} failed: {}", item.id, message)
                 logger.opt(exception=exc).debug("eval item {} failure details", item.id)

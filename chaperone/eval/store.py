@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ class Plan:
     items: list[str]  # ids of every item of the whole run (all shards), in order
     choice: dict[str, Any]  # policy, agents and models
     shard: tuple[int, int] = (1, 1)
-    created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     @property
     def key(self) -> str:
@@ -41,14 +41,32 @@ class Plan:
         return hashlib.sha256(body.encode()).hexdigest()[:16]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "mode": self.mode, "source": self.source, "source_sha256": self.source_sha256,
-                "selection": self.selection, "items": self.items, "choice": self.choice, "shard": list(self.shard),
-                "created_at": self.created_at, "key": self.key}
+        return {
+            "run_id": self.run_id,
+            "mode": self.mode,
+            "source": self.source,
+            "source_sha256": self.source_sha256,
+            "selection": self.selection,
+            "items": self.items,
+            "choice": self.choice,
+            "shard": list(self.shard),
+            "created_at": self.created_at,
+            "key": self.key,
+        }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Plan":
-        return cls(data["run_id"], data["mode"], data["source"], data["source_sha256"], data["selection"],
-                   list(data["items"]), data["choice"], tuple(data.get("shard", (1, 1))), data.get("created_at", ""))
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        return cls(
+            data["run_id"],
+            data["mode"],
+            data["source"],
+            data["source_sha256"],
+            data["selection"],
+            list(data["items"]),
+            data["choice"],
+            tuple(data.get("shard", (1, 1))),
+            data.get("created_at", ""),
+        )
 
 
 def file_sha256(path: Path) -> str:
@@ -69,8 +87,9 @@ class RunFolder:
 
     def create(self, plan: Plan) -> None:
         if self.plan_path.exists():
-            raise ChaperoneError(f"{self.path} already holds an eval run: use --resume {self.path} to finish it, "
-                                 "or choose another --out")
+            raise ChaperoneError(
+                f"{self.path} already holds an eval run: use --resume {self.path} to finish it, or choose another --out"
+            )
         private_dir(self.path)
         with open(self.plan_path, "w", encoding="utf-8", opener=private_opener) as fh:
             fh.write(json.dumps(plan.as_dict(), indent=1) + "\n")
@@ -124,8 +143,10 @@ def merge(folders: list[Path]) -> tuple[Plan, list[dict[str, Any]], list[str]]:
     first_folder, first = plans[0]
     for folder, plan in plans[1:]:
         if plan.key != first.key:
-            raise ChaperoneError(f"merge: {folder} is not a shard of the same run as {first_folder} "
-                                 "(different data, selection, items or agents)")
+            raise ChaperoneError(
+                f"merge: {folder} is not a shard of the same run as {first_folder} "
+                "(different data, selection, items or agents)"
+            )
     rows: dict[str, dict[str, Any]] = {}
     for folder, _ in plans:
         for item_id, row in RunFolder(folder).results().items():

@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, AsyncGenerator, Literal, Mapping, Optional, Sequence
+from typing import Any, Literal
 
 from autogen_core import CancellationToken
 from autogen_core.models import (
@@ -104,8 +105,9 @@ class EmbeddedChatCompletionClient(LlamaCppChatCompletionClient):
         result = self._formatter(messages=to_llama_messages(messages))
         return llm.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True)
 
-    def _option_logprobs(self, messages: Sequence[LLMMessage], prefix: str,
-                         options: Sequence[str]) -> tuple[dict[str, float], int]:
+    def _option_logprobs(
+        self, messages: Sequence[LLMMessage], prefix: str, options: Sequence[str]
+    ) -> tuple[dict[str, float], int]:
         """Worker thread: log-probabilities of each option's first token right after `prefix` in the reply.
 
         One forward pass over the prompt (its cached prefix reused, as the generating calls do), no
@@ -115,7 +117,7 @@ class EmbeddedChatCompletionClient(LlamaCppChatCompletionClient):
 
         llm = self.llm
         base = self._chat_prompt(messages)
-        text_ids = [llm.tokenize(f"{prefix}{o}".encode("utf-8"), add_bos=False, special=False) for o in options]
+        text_ids = [llm.tokenize(f"{prefix}{o}".encode(), add_bos=False, special=False) for o in options]
         common = min(Llama.longest_token_prefix(text_ids[0], ids) for ids in text_ids)
         if any(len(ids) <= common for ids in text_ids):
             raise ValueError(f"options {list(options)!r} do not have distinct first tokens after {prefix!r}")
@@ -123,8 +125,9 @@ class EmbeddedChatCompletionClient(LlamaCppChatCompletionClient):
         if llm.cache is not None:  # as Llama._create_completion does: a saved state with a longer prefix
             try:
                 item = llm.cache[tokens]
-                if Llama.longest_token_prefix(item.input_ids.tolist(), tokens) > \
-                        Llama.longest_token_prefix(llm._input_ids.tolist(), tokens):
+                if Llama.longest_token_prefix(item.input_ids.tolist(), tokens) > Llama.longest_token_prefix(
+                    llm._input_ids.tolist(), tokens
+                ):
                     llm.load_state(item)
             except KeyError:
                 pass
@@ -141,10 +144,11 @@ class EmbeddedChatCompletionClient(LlamaCppChatCompletionClient):
             state = llm.save_state()
             state.scores = state.scores[-1:].copy()
             llm.cache[tokens] = state
-        return {o: float(logits[ids[common]] - log_z) for o, ids in zip(options, text_ids)}, len(tokens)
+        return {o: float(logits[ids[common]] - log_z) for o, ids in zip(options, text_ids, strict=False)}, len(tokens)
 
-    async def option_logprobs(self, messages: Sequence[LLMMessage], prefix: str,
-                              options: Sequence[str]) -> tuple[dict[str, float], int]:
+    async def option_logprobs(
+        self, messages: Sequence[LLMMessage], prefix: str, options: Sequence[str]
+    ) -> tuple[dict[str, float], int]:
         """Log-probability of each option starting the reply after `prefix`, and the prompt's token count.
 
         Runs in a worker thread under the model's lock, like every other call on this instance."""
@@ -157,8 +161,12 @@ class EmbeddedChatCompletionClient(LlamaCppChatCompletionClient):
                 await asyncio.wait({work})  # one forward pass cannot be stopped: keep the lock until it ends
                 raise
             self._total_usage["prompt_tokens"] += result[1]
-            logger.debug("embedded model: scored {} options over {} prompt tokens in {:.2f}s",
-                         len(options), result[1], time.perf_counter() - started)
+            logger.debug(
+                "embedded model: scored {} options over {} prompt tokens in {:.2f}s",
+                len(options),
+                result[1],
+                time.perf_counter() - started,
+            )
             return result
 
     def _request(self, messages: Sequence[LLMMessage], json_output: Any, extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -172,8 +180,9 @@ class EmbeddedChatCompletionClient(LlamaCppChatCompletionClient):
         args["stream"] = True
         return args
 
-    def _generate(self, args: dict[str, Any], sink: "asyncio.Queue[Any]", loop: asyncio.AbstractEventLoop,
-                  stop: threading.Event) -> None:
+    def _generate(
+        self, args: dict[str, Any], sink: asyncio.Queue[Any], loop: asyncio.AbstractEventLoop, stop: threading.Event
+    ) -> None:
         """Worker thread: stream tokens into the queue; stop between tokens when asked."""
         finish = "unknown"
         pieces = 0
@@ -204,9 +213,9 @@ class EmbeddedChatCompletionClient(LlamaCppChatCompletionClient):
         *,
         tools: Sequence[Tool | ToolSchema] = [],
         tool_choice: Tool | Literal["auto", "required", "none"] = "auto",
-        json_output: Optional[bool | type[BaseModel]] = None,
+        json_output: bool | type[BaseModel] | None = None,
         extra_create_args: Mapping[str, Any] = {},
-        cancellation_token: Optional[CancellationToken] = None,
+        cancellation_token: CancellationToken | None = None,
     ) -> AsyncGenerator[str | CreateResult, None]:
         if tools:
             raise ValueError("the embedded model client does not support tools")
@@ -246,7 +255,10 @@ class EmbeddedChatCompletionClient(LlamaCppChatCompletionClient):
             self._total_usage["completion_tokens"] += usage.completion_tokens
             logger.debug(
                 "embedded model: {} prompt + {} completion tokens in {:.2f}s ({})",
-                usage.prompt_tokens, usage.completion_tokens, time.perf_counter() - started, finish,
+                usage.prompt_tokens,
+                usage.completion_tokens,
+                time.perf_counter() - started,
+                finish,
             )
             yield CreateResult(
                 content=text,
@@ -261,14 +273,17 @@ class EmbeddedChatCompletionClient(LlamaCppChatCompletionClient):
         *,
         tools: Sequence[Tool | ToolSchema] = [],
         tool_choice: Tool | Literal["auto", "required", "none"] = "auto",
-        json_output: Optional[bool | type[BaseModel]] = None,
+        json_output: bool | type[BaseModel] | None = None,
         extra_create_args: Mapping[str, Any] = {},
-        cancellation_token: Optional[CancellationToken] = None,
+        cancellation_token: CancellationToken | None = None,
     ) -> CreateResult:
         result: CreateResult | None = None
         async for item in self.create_stream(
-            messages, tools=tools, json_output=json_output,
-            extra_create_args=extra_create_args, cancellation_token=cancellation_token,
+            messages,
+            tools=tools,
+            json_output=json_output,
+            extra_create_args=extra_create_args,
+            cancellation_token=cancellation_token,
         ):
             if isinstance(item, CreateResult):
                 result = item

@@ -58,7 +58,7 @@ def find_parts() -> ModelParts:
                 f"the embedded model part package '{name.replace('_', '-')}' is not installed; "
                 "run the README's setup command (it installs requirements.txt)"
             )
-        part = Path(list(spec.submodule_search_locations)[0]) / "data" / f"part{n:02d}.bin"
+        part = Path(next(iter(spec.submodule_search_locations))) / "data" / f"part{n:02d}.bin"
         if not part.is_file():
             raise ModelFileError(f"{part}: missing from package {name}")
         paths.append(part)

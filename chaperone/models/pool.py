@@ -11,9 +11,10 @@ import contextlib
 import functools
 import json
 import os
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from autogen_core import CancellationToken
@@ -164,8 +165,6 @@ class ModelPool:
 # what went wrong; and a streamed answer that stops before the model finished is an error, never a draft.
 
 
-
-
 class StreamCutShort(Exception):
     """A streamed completion ended without a finish_reason: the answer is partial."""
 
@@ -217,7 +216,7 @@ class CallFailure:
         if isinstance(exc, json.JSONDecodeError):
             return "the endpoint's reply was not valid JSON"
         if isinstance(exc, IndexError):  # autogen reads choices[0] of the completion
-            return "the endpoint's reply had no choices (an empty \"choices\" list)"
+            return 'the endpoint\'s reply had no choices (an empty "choices" list)'
         if isinstance(exc, StreamCutShort):
             return "the streamed answer stopped before the model finished (no finish_reason)"
         first = (str(exc).strip().splitlines() or [""])[0]
@@ -242,7 +241,7 @@ def _checked_openai_client() -> type:
         async def create(self, *args: Any, **kwargs: Any) -> CreateResult:
             try:
                 return await super().create(*args, **kwargs)
-            except Exception as exc:  # noqa: BLE001 - re-raised as one clear line; cancellation passes through
+            except Exception as exc:
                 raise self._failure(exc) from exc
 
         async def create_stream(self, *args: Any, **kwargs: Any):  # type: ignore[override]
@@ -251,7 +250,7 @@ def _checked_openai_client() -> type:
                 async for item in super().create_stream(*args, **kwargs):
                     pieces += not isinstance(item, CreateResult)
                     yield item
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 raise self._failure(exc, streamed_pieces=pieces) from exc
 
         # autogen turns whatever arrived into a result, even when the stream stopped halfway (no [DONE],
@@ -272,7 +271,7 @@ async def _finished_or_raise(chunks: AsyncIterator[Any]) -> AsyncIterator[Any]:
             count += 1
             finished = finished or any(choice.finish_reason for choice in chunk.choices)
             yield chunk
-    except Exception as exc:  # noqa: BLE001 - marked, not handled: CallFailure words it
+    except Exception as exc:
         exc.after_chunks = count  # type: ignore[attr-defined]
         raise
     if not finished:
@@ -291,8 +290,13 @@ def combined_token(tokens: list[CancellationToken | None]) -> CancellationToken:
     return combined
 
 
-async def call_model(model: ModelHandle, messages: list[LLMMessage], args: dict,
-                     tokens: list[CancellationToken | None], on_piece: PieceHook | None = None) -> CreateResult:
+async def call_model(
+    model: ModelHandle,
+    messages: list[LLMMessage],
+    args: dict,
+    tokens: list[CancellationToken | None],
+    on_piece: PieceHook | None = None,
+) -> CreateResult:
     """One model call that any of the given tokens can cancel, even with a client that ignores tokens.
 
     With on_piece, the call streams and hands over each piece of text as it arrives (live views only:
@@ -309,11 +313,13 @@ async def call_model(model: ModelHandle, messages: list[LLMMessage], args: dict,
         return await future
 
 
-async def _streamed(model: ModelHandle, messages: list[LLMMessage], args: dict, token: CancellationToken,
-                    on_piece: PieceHook) -> CreateResult:
+async def _streamed(
+    model: ModelHandle, messages: list[LLMMessage], args: dict, token: CancellationToken, on_piece: PieceHook
+) -> CreateResult:
     result: CreateResult | None = None
-    async for item in model.client.create_stream(messages, extra_create_args={**args, **model.stream_args()},
-                                                 cancellation_token=token):
+    async for item in model.client.create_stream(
+        messages, extra_create_args={**args, **model.stream_args()}, cancellation_token=token
+    ):
         if isinstance(item, CreateResult):
             result = item
         elif item:

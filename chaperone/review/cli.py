@@ -9,8 +9,9 @@ from __future__ import annotations
 import functools
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 from rich.console import Console
@@ -48,8 +49,13 @@ def _scan(ctx: click.Context, folder: Path | None) -> list[Summary]:
 
 
 def dir_option(f: Callable) -> Callable:
-    return click.option("--dir", "folder", type=click.Path(path_type=Path), default=None,
-                        help="Transcripts folder (default: the project's transcripts_dir).")(f)
+    return click.option(
+        "--dir",
+        "folder",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="Transcripts folder (default: the project's transcripts_dir).",
+    )(f)
 
 
 FILTERS = (
@@ -109,9 +115,16 @@ def list_cmd(ctx: click.Context, folder: Path | None, filters: Any, as_json: boo
     selected = filters.apply(summaries)
     unreadable = [s for s in summaries if not s.readable]
     if as_json:
-        click.echo(json.dumps({"conversations": [s.row() for s in selected],
-                               "unreadable": [{"path": str(s.path), "problem": s.problem} for s in unreadable]},
-                              indent=2, ensure_ascii=False))
+        click.echo(
+            json.dumps(
+                {
+                    "conversations": [s.row() for s in selected],
+                    "unreadable": [{"path": str(s.path), "problem": s.problem} for s in unreadable],
+                },
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
         return
     console = _console()
     if selected:
@@ -188,11 +201,23 @@ def verify_cmd(ctx: click.Context, paths: tuple[Path, ...], folder: Path | None,
     incomplete = [s for s in summaries if s not in bad and not s.verification.complete]
     failed = bool(bad) or bool(manifest_problems) or (strict and bool(incomplete))
     if as_json:
-        click.echo(json.dumps({"ok": not failed, "files": [
-            {"path": str(s.path), **verification_dict(s.verification),
-             **({"status": "unreadable", "problem": s.problem} if not s.readable else {})} for s in summaries],
-            "manifest_problems": [{"path": str(m.path), "problem": m.problem} for m in manifest_problems]},
-            indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "ok": not failed,
+                    "files": [
+                        {
+                            "path": str(s.path),
+                            **verification_dict(s.verification),
+                            **({"status": "unreadable", "problem": s.problem} if not s.readable else {}),
+                        }
+                        for s in summaries
+                    ],
+                    "manifest_problems": [{"path": str(m.path), "problem": m.problem} for m in manifest_problems],
+                },
+                indent=2,
+            )
+        )
     else:
         console = _console()
         for s in summaries:
@@ -200,10 +225,12 @@ def verify_cmd(ctx: click.Context, paths: tuple[Path, ...], folder: Path | None,
                 console.print(verify_line(s), soft_wrap=True)
         for m in manifest_problems:
             console.print(Text(m.describe(), style="bold red"), soft_wrap=True)
-        console.print(f"{len(summaries)} transcript(s): {len(summaries) - len(bad) - len(incomplete)} intact, "
-                      f"{len(incomplete)} incomplete, {len(bad)} tampered or unreadable"
-                      + (f"; {len(manifest_problems)} run-manifest problem(s)" if manifest_problems else ""),
-                      style="bold")
+        console.print(
+            f"{len(summaries)} transcript(s): {len(summaries) - len(bad) - len(incomplete)} intact, "
+            f"{len(incomplete)} incomplete, {len(bad)} tampered or unreadable"
+            + (f"; {len(manifest_problems)} run-manifest problem(s)" if manifest_problems else ""),
+            style="bold",
+        )
     sys.exit(EXIT_EXPECTATION_FAILED if failed else EXIT_OK)
 
 
@@ -222,10 +249,17 @@ def _write(text: str, output: str | None, default_name: str) -> None:
 @review.command()
 @click.argument("ident", metavar="ID")
 @dir_option
-@click.option("--format", "fmt", default="md", metavar="md|html|json", show_default=True,
-              help="md: readable text; html: a self-contained page; json: the story model + verification.")
-@click.option("-o", "--output", default=None, help="File to write (default: conversation-<id>.<format> here; "
-                                                     "'-' for stdout).")
+@click.option(
+    "--format",
+    "fmt",
+    default="md",
+    metavar="md|html|json",
+    show_default=True,
+    help="md: readable text; html: a self-contained page; json: the story model + verification.",
+)
+@click.option(
+    "-o", "--output", default=None, help="File to write (default: conversation-<id>.<format> here; '-' for stdout)."
+)
 @click.pass_context
 def export(ctx: click.Context, ident: str, folder: Path | None, fmt: str, output: str | None) -> None:
     """One conversation as a file to read or attach to an audit."""

@@ -14,13 +14,21 @@ FORMATS = ("md", "html", "json")
 
 def verification_dict(v: Verification) -> dict[str, Any]:
     status = "tampered" if not v.intact else ("ok" if v.complete else "incomplete")
-    return {"status": status, "intact": v.intact, "complete": v.complete, "records": v.records,
-            "first_bad_line": v.first_bad, "problem": v.problem, "text": verification_text(v)}
+    return {
+        "status": status,
+        "intact": v.intact,
+        "complete": v.complete,
+        "records": v.records,
+        "first_bad_line": v.first_bad,
+        "problem": v.problem,
+        "text": verification_text(v),
+    }
 
 
 def to_json(story: Story, v: Verification) -> str:
-    return json.dumps({"story": story.model_dump(mode="json"), "verification": verification_dict(v)},
-                      indent=2, ensure_ascii=False)
+    return json.dumps(
+        {"story": story.model_dump(mode="json"), "verification": verification_dict(v)}, indent=2, ensure_ascii=False
+    )
 
 
 def _fence(text: str, lang: str = "text") -> str:
@@ -80,13 +88,16 @@ def _turn_md(t: TurnStory) -> list[str]:
 
 def to_markdown(story: Story, v: Verification) -> str:
     scenario = story.scenario or {}
-    out = [f"# Conversation {story.conversation_id}\n",
-           f"**Chain: {verification_text(v)}**\n",
-           "| | |", "|---|---|",
-           f"| kind | {_cell(story.kind)}{' — ' + _cell(scenario.get('name', '')) if scenario else ''} |",
-           f"| started | {local_time(story.started_at)} |",
-           f"| ended | {local_time(story.ended_at) if story.ended_at else '—'} |",
-           f"| policy | {_cell(' → '.join(story.policies) or '?')} |"]
+    out = [
+        f"# Conversation {story.conversation_id}\n",
+        f"**Chain: {verification_text(v)}**\n",
+        "| | |",
+        "|---|---|",
+        f"| kind | {_cell(story.kind)}{' — ' + _cell(scenario.get('name', '')) if scenario else ''} |",
+        f"| started | {local_time(story.started_at)} |",
+        f"| ended | {local_time(story.ended_at) if story.ended_at else '—'} |",
+        f"| policy | {_cell(' → '.join(story.policies) or '?')} |",
+    ]
     for role, agent in story.agents.items():
         out.append(f"| {_cell(role)} | {_cell(agent.name)} · {_cell(agent.model or '—')} |")
     out += [f"| outcome | {_cell(story.outcome)} |", f"| file | {_cell(story.path)} |", ""]

@@ -30,20 +30,33 @@ def _asset(name: str) -> str:
 
 
 def _environment() -> Environment:
-    env = Environment(loader=PackageLoader("chaperone.review", "templates"), autoescape=select_autoescape(default=True,
-                                                                                        default_for_string=True),
-                      trim_blocks=True, lstrip_blocks=True)
+    env = Environment(
+        loader=PackageLoader("chaperone.review", "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     env.filters["local_time"] = local_time
-    env.filters["diff_class"] = lambda line: ("meta" if line.startswith(("---", "+++")) else "add"
-                                              if line.startswith("+") else "del" if line.startswith("-")
-                                              else "hunk" if line.startswith("@@") else "ctx")
+    env.filters["diff_class"] = lambda line: (
+        "meta"
+        if line.startswith(("---", "+++"))
+        else "add"
+        if line.startswith("+")
+        else "del"
+        if line.startswith("-")
+        else "hunk"
+        if line.startswith("@@")
+        else "ctx"
+    )
     return env
 
 
 def _csp(script: str) -> str:
     digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii")
-    return (f"default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-{digest}'; img-src 'none'; "
-            "font-src 'none'; connect-src 'none'; base-uri 'none'; form-action 'none'")
+    return (
+        f"default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-{digest}'; img-src 'none'; "
+        "font-src 'none'; connect-src 'none'; base-uri 'none'; form-action 'none'"
+    )
 
 
 def render(summaries: list[Summary], *, title: str, single: bool) -> str:
@@ -56,9 +69,20 @@ def render(summaries: list[Summary], *, title: str, single: bool) -> str:
     categories = sorted({c for conv in conversations for t in conv["story"].turns for c in t.raised})
     outcomes = [o for o in TURN_OUTCOMES if any(t.outcome == o for c in conversations for t in c["story"].turns)]
     script = _asset("review.js")
-    page = _environment().get_template("review.html.j2").render(
-        title=title, single=single, conversations=conversations, categories=categories, outcomes=outcomes,
-        css=Markup(_asset("review.css")), script=Markup(script),
-        csp=Markup(_csp(script)), generated=datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z"),
-        version=__version__)
+    page = (
+        _environment()
+        .get_template("review.html.j2")
+        .render(
+            title=title,
+            single=single,
+            conversations=conversations,
+            categories=categories,
+            outcomes=outcomes,
+            css=Markup(_asset("review.css")),
+            script=Markup(script),
+            csp=Markup(_csp(script)),
+            generated=datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z"),
+            version=__version__,
+        )
+    )
     return page

@@ -3,10 +3,11 @@ chain), filters, and finding a conversation by a prefix of its id."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from chaperone.audit.transcript import Verification, verify
 from chaperone.errors import ChaperoneError
@@ -53,10 +54,18 @@ class Summary:
         assert s is not None
         turns = s.turns
         return {
-            "id": s.conversation_id, "path": str(self.path), "started_at": s.started_at, "ended_at": s.ended_at,
-            "kind": s.kind, "label": s.label, "scenario": s.scenario, "policy": s.policy, "policies": s.policies,
+            "id": s.conversation_id,
+            "path": str(self.path),
+            "started_at": s.started_at,
+            "ended_at": s.ended_at,
+            "kind": s.kind,
+            "label": s.label,
+            "scenario": s.scenario,
+            "policy": s.policy,
+            "policies": s.policies,
             "models": {role: a.model for role, a in s.agents.items() if a.model},
-            "turns": len(turns), "revisions": sum(t.revisions for t in turns),
+            "turns": len(turns),
+            "revisions": sum(t.revisions for t in turns),
             "withheld": sum(t.outcome == "withheld" for t in turns),
             "categories": sorted({c for t in turns for c in t.raised}),
             "outcome": s.outcome,
@@ -107,8 +116,9 @@ def parse_when(value: str, option: str, *, end_of_day: bool = False) -> datetime
         else:
             moment = datetime.fromisoformat(text)
     except ValueError:
-        raise ReviewError(f"{option}: '{value}' is not a date (use YYYY-MM-DD or an ISO timestamp such as "
-                          f"2026-11-26T14:30)") from None
+        raise ReviewError(
+            f"{option}: '{value}' is not a date (use YYYY-MM-DD or an ISO timestamp such as 2026-11-26T14:30)"
+        ) from None
     return moment if moment.tzinfo else moment.astimezone()
 
 
@@ -146,24 +156,32 @@ class Filters:
             return False
         if self.category and not any(self.category in t.raised for t in story.turns):
             return False
-        if self.kind and story.kind != self.kind:
-            return False
-        return True
+        return not (self.kind and story.kind != self.kind)
 
     def apply(self, summaries: list[Summary]) -> list[Summary]:
         selected = [s for s in summaries if self.matches(s)]
         return selected[: self.limit] if self.limit is not None else selected
 
 
-def make_filters(*, since: str | None = None, until: str | None = None, outcome: str | None = None,
-                 limit: int | None = None, **rest: str | None) -> Filters:
+def make_filters(
+    *,
+    since: str | None = None,
+    until: str | None = None,
+    outcome: str | None = None,
+    limit: int | None = None,
+    **rest: str | None,
+) -> Filters:
     if outcome is not None and outcome not in OUTCOMES:
         raise ReviewError(f"--outcome: '{outcome}' is not one of {', '.join(OUTCOMES)}")
     if limit is not None and limit < 1:
         raise ReviewError("--limit: must be at least 1")
-    return Filters(since=parse_when(since, "--since") if since else None,
-                   until=parse_when(until, "--until", end_of_day=True) if until else None,
-                   outcome=outcome, limit=limit, **rest)
+    return Filters(
+        since=parse_when(since, "--since") if since else None,
+        until=parse_when(until, "--until", end_of_day=True) if until else None,
+        outcome=outcome,
+        limit=limit,
+        **rest,
+    )
 
 
 def resolve(summaries: list[Summary], ident: str) -> Summary:
@@ -176,8 +194,9 @@ def resolve(summaries: list[Summary], ident: str) -> Summary:
         return summarize(as_path)
     found = [s for s in summaries if s.story and s.story.conversation_id.startswith(ident.lower())]
     if not found:
-        raise ReviewError(f"no conversation with an id starting '{ident}' "
-                          f"({sum(s.readable for s in summaries)} transcripts searched)")
+        raise ReviewError(
+            f"no conversation with an id starting '{ident}' ({sum(s.readable for s in summaries)} transcripts searched)"
+        )
     if len(found) > 1:
         ids = ", ".join(s.story.conversation_id[: max(len(ident) + 4, 12)] for s in found[:5])
         more = f" and {len(found) - 5} more" if len(found) > 5 else ""

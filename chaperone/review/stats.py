@@ -25,8 +25,6 @@ from chaperone.review.index import Summary
 RATED = ("approved", "withheld", "error")
 
 
-
-
 def _ratio(part: float, whole: float) -> float | None:
     return round(part / whole, 4) if whole else None
 
@@ -60,25 +58,39 @@ def compute(summaries: list[Summary]) -> dict[str, Any]:
         "conversations": len(stories),
         "tampered": sum(s.tampered for s in summaries),
         "unreadable": [str(s.path) for s in summaries if not s.readable],
-        "turns": {"rated": n, "cancelled": sum(t.outcome == "cancelled" for t in turns),
-                  "unreviewed": sum(t.outcome == "unreviewed" for t in turns),  # eval baselines: no reviewer
-                  "unfinished": sum(t.outcome not in (*RATED, "cancelled", "unreviewed") for t in turns)},
-        "approved_first_draft": {"turns": sum(t.outcome == "approved" and t.revisions == 0 for t in rated),
-                                 "rate": _ratio(sum(t.outcome == "approved" and t.revisions == 0 for t in rated), n)},
+        "turns": {
+            "rated": n,
+            "cancelled": sum(t.outcome == "cancelled" for t in turns),
+            "unreviewed": sum(t.outcome == "unreviewed" for t in turns),  # eval baselines: no reviewer
+            "unfinished": sum(t.outcome not in (*RATED, "cancelled", "unreviewed") for t in turns),
+        },
+        "approved_first_draft": {
+            "turns": sum(t.outcome == "approved" and t.revisions == 0 for t in rated),
+            "rate": _ratio(sum(t.outcome == "approved" and t.revisions == 0 for t in rated), n),
+        },
         "revisions_per_turn": {str(k): revisions[k] for k in sorted(revisions)},
         "mean_revisions": round(sum(k * v for k, v in revisions.items()) / n, 3) if n else None,
-        "withheld": {"turns": sum(t.outcome == "withheld" for t in rated),
-                     "rate": _ratio(sum(t.outcome == "withheld" for t in rated), n)},
-        "errors": {"turns": sum(t.outcome == "error" for t in rated),
-                   "rate": _ratio(sum(t.outcome == "error" for t in rated), n)},
-        "categories": {c: {"turns": turn_cats[c], "verdicts": verdict_cats[c]}
-                       for c in sorted(set(turn_cats) | set(verdict_cats), key=lambda c: (-turn_cats[c], c))},
+        "withheld": {
+            "turns": sum(t.outcome == "withheld" for t in rated),
+            "rate": _ratio(sum(t.outcome == "withheld" for t in rated), n),
+        },
+        "errors": {
+            "turns": sum(t.outcome == "error" for t in rated),
+            "rate": _ratio(sum(t.outcome == "error" for t in rated), n),
+        },
+        "categories": {
+            c: {"turns": turn_cats[c], "verdicts": verdict_cats[c]}
+            for c in sorted(set(turn_cats) | set(verdict_cats), key=lambda c: (-turn_cats[c], c))
+        },
         "tokens": {role: {**v, "total": v["prompt"] + v["completion"]} for role, v in tokens.items()},
-        "reviewer_share": {"tokens": _ratio(tokens["reviewer"]["prompt"] + tokens["reviewer"]["completion"],
-                                            total_tokens),
-                           "model_seconds": _ratio(seconds["reviewer"], total_seconds)},
+        "reviewer_share": {
+            "tokens": _ratio(tokens["reviewer"]["prompt"] + tokens["reviewer"]["completion"], total_tokens),
+            "model_seconds": _ratio(seconds["reviewer"], total_seconds),
+        },
         "model_seconds": {role: round(v, 3) for role, v in seconds.items()},
-        "latency_per_turn": {"turns": len(latencies),
-                             "median": round(statistics.median(latencies), 3) if latencies else None,
-                             "p95": nearest_rank(latencies, 95)},
+        "latency_per_turn": {
+            "turns": len(latencies),
+            "median": round(statistics.median(latencies), 3) if latencies else None,
+            "p95": nearest_rank(latencies, 95),
+        },
     }

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import difflib
 import json
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -189,8 +190,9 @@ class Story(BaseModel):
 
 
 def draft_diff(before: str, after: str, old_label: str, new_label: str) -> list[str]:
-    lines = difflib.unified_diff(before.splitlines(), after.splitlines(), fromfile=old_label, tofile=new_label,
-                                 lineterm="", n=2)
+    lines = difflib.unified_diff(
+        before.splitlines(), after.splitlines(), fromfile=old_label, tofile=new_label, lineterm="", n=2
+    )
     return list(lines)
 
 
@@ -198,8 +200,12 @@ def _agent(value: Any) -> AgentInfo:
     d = _dict(value)
     model = d.get("model")
     if isinstance(model, dict):
-        return AgentInfo(name=_str(d.get("name")), model=_str(model.get("name")), model_kind=_str(model.get("kind")),
-                         model_id=_str(model.get("model")))
+        return AgentInfo(
+            name=_str(d.get("name")),
+            model=_str(model.get("name")),
+            model_kind=_str(model.get("kind")),
+            model_id=_str(model.get("model")),
+        )
     return AgentInfo(name=_str(d.get("name")), model=_str(model))
 
 
@@ -276,7 +282,9 @@ class _Builder:
             self.policy = new
             if new and new not in self.story.policies:
                 self.story.policies.append(new)
-            self.note(n, Note(kind="policy_changed", text=f"policy switched from {old or '?'} to {new or '?'}", seq=seq))
+            self.note(
+                n, Note(kind="policy_changed", text=f"policy switched from {old or '?'} to {new or '?'}", seq=seq)
+            )
             return
         known = kind in ("user_turn", "draft", "verdict", "delivered", "withheld", "error", "turn_finished")
         if not known or not isinstance(n, int) or isinstance(n, bool):
@@ -287,16 +295,27 @@ class _Builder:
             t.user, t.user_source = _str(rec.get("content")), _str(rec.get("source"))
         elif kind == "draft":
             self.round(t, _int(rec.get("round"), len(t.rounds) + 1)).draft = DraftStep(
-                source=_str(rec.get("source")), model=_str(rec.get("model")), usage=_usage(rec.get("usage")),
-                seconds=_float(rec.get("latency_s")), content=_str(rec.get("content")))
+                source=_str(rec.get("source")),
+                model=_str(rec.get("model")),
+                usage=_usage(rec.get("usage")),
+                seconds=_float(rec.get("latency_s")),
+                content=_str(rec.get("content")),
+            )
         elif kind == "verdict":
             readable = rec.get("readable") is not False
             decision = _str(rec.get("decision")) or "revise"
             self.round(t, _int(rec.get("round"), max(len(t.rounds), 1))).verdict = VerdictStep(
-                source=_str(rec.get("source")), model=_str(rec.get("model")), usage=_usage(rec.get("usage")),
-                seconds=_float(rec.get("latency_s")), decision=decision, readable=readable,
-                approved=readable and decision == "approve", categories=_categories(rec.get("categories")),
-                critique=_str(rec.get("critique")), raw=_str(rec.get("raw")))
+                source=_str(rec.get("source")),
+                model=_str(rec.get("model")),
+                usage=_usage(rec.get("usage")),
+                seconds=_float(rec.get("latency_s")),
+                decision=decision,
+                readable=readable,
+                approved=readable and decision == "approve",
+                categories=_categories(rec.get("categories")),
+                critique=_str(rec.get("critique")),
+                raw=_str(rec.get("raw")),
+            )
         elif kind == "delivered":
             t.delivered = _str(rec.get("content"))
             t.revisions = _int(rec.get("revisions"), t.revisions)

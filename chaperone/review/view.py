@@ -22,8 +22,15 @@ def _safe(text: str) -> str:
     return escape(text.translate(CONTROLS))
 
 
-OUTCOME_STYLE = {"approved": "green", "withheld": "yellow", "error": "red", "interrupted": "magenta",
-                 "cancelled": "magenta", "incomplete": "yellow", "unreviewed": "cyan"}
+OUTCOME_STYLE = {
+    "approved": "green",
+    "withheld": "yellow",
+    "error": "red",
+    "interrupted": "magenta",
+    "cancelled": "magenta",
+    "incomplete": "yellow",
+    "unreviewed": "cyan",
+}
 
 
 def _outcome(outcome: str) -> Text:
@@ -45,10 +52,17 @@ def list_table(summaries: list[Summary]) -> Table:
         # A tampered file cannot vouch for its own outcome: the mark takes its place (--json keeps both).
         outcome = untrusted("TAMPERED", style="bold red") if s.tampered else _outcome(row["outcome"])
         models = row["models"]
-        table.add_row(row["id"][:8], local_time(row["started_at"])[:16], untrusted(row["label"]),
-                      untrusted(" → ".join(row["policies"]) or "?"),
-                      untrusted(f"{models.get('assistant', '?')} / {models.get('reviewer', '—')}"),
-                      str(row["turns"]), str(row["revisions"]), str(row["withheld"]), outcome)
+        table.add_row(
+            row["id"][:8],
+            local_time(row["started_at"])[:16],
+            untrusted(row["label"]),
+            untrusted(" → ".join(row["policies"]) or "?"),
+            untrusted(f"{models.get('assistant', '?')} / {models.get('reviewer', '—')}"),
+            str(row["turns"]),
+            str(row["revisions"]),
+            str(row["withheld"]),
+            outcome,
+        )
     return table
 
 
@@ -69,8 +83,17 @@ def _step_note(step: Any) -> str:
 def _diff(lines: list[str]) -> Text:
     text = Text()
     for line in lines:
-        style = ("bold" if line.startswith(("---", "+++")) else "green" if line.startswith("+")
-                 else "red" if line.startswith("-") else "cyan" if line.startswith("@@") else "dim")
+        style = (
+            "bold"
+            if line.startswith(("---", "+++"))
+            else "green"
+            if line.startswith("+")
+            else "red"
+            if line.startswith("-")
+            else "cyan"
+            if line.startswith("@@")
+            else "dim"
+        )
         text.append(line.translate(CONTROLS) + "\n", style=style)
     text.rstrip()
     return text
@@ -79,19 +102,30 @@ def _diff(lines: list[str]) -> Text:
 def _round(r: Round) -> list[Any]:
     parts: list[Any] = []
     if r.draft is not None:
-        parts.append(Panel(untrusted(r.draft.content or "(empty)"), border_style="yellow", title_align="left",
-                           title=f"[yellow]{_safe(r.draft.source or 'assistant')} · {r.label}[/]",
-                           subtitle=f"[dim]{_safe(r.draft.model)} · {_step_note(r.draft)}[/]",
-                           subtitle_align="right"))
+        parts.append(
+            Panel(
+                untrusted(r.draft.content or "(empty)"),
+                border_style="yellow",
+                title_align="left",
+                title=f"[yellow]{_safe(r.draft.source or 'assistant')} · {r.label}[/]",
+                subtitle=f"[dim]{_safe(r.draft.model)} · {_step_note(r.draft)}[/]",
+                subtitle_align="right",
+            )
+        )
     if r.same_as_previous:
         parts.append(untrusted("  (identical to the previous draft)", style="dim"))
     if r.diff:
-        parts.append(Panel(_diff(r.diff), title=f"[dim]changes from the previous draft[/]", title_align="left",
-                           border_style="dim"))
+        parts.append(
+            Panel(
+                _diff(r.diff), title="[dim]changes from the previous draft[/]", title_align="left", border_style="dim"
+            )
+        )
     v = r.verdict
     if v is not None:
-        head = Text.assemble((f"{v.source or 'reviewer'} ", "bold"),
-                             ("APPROVE" if v.approved else "REVISE", "bold green" if v.approved else "bold red"))
+        head = Text.assemble(
+            (f"{v.source or 'reviewer'} ", "bold"),
+            ("APPROVE" if v.approved else "REVISE", "bold green" if v.approved else "bold red"),
+        )
         if v.categories:
             head.append("  [" + ", ".join(v.categories).translate(CONTROLS) + "]", style="magenta")
         if not v.readable:
@@ -107,12 +141,27 @@ def _turn(t: TurnStory, show_debate: bool) -> list[Any]:
     parts: list[Any] = [untrusted(f"• {n.text}", style="bold magenta") for n in t.notes]
     secs = f" · {t.seconds:.1f}s" if t.seconds is not None else ""
     cats = f" · {', '.join(t.categories)}" if t.categories else ""
-    parts.append(Text.assemble((f"turn {t.number} ", "bold"), _outcome(t.outcome),
-                               (f" · {t.revisions} revision(s) · policy {t.policy or '?'} · {t.tokens:,} tok{secs}{cats}"
-                                .translate(CONTROLS), "dim")))
+    parts.append(
+        Text.assemble(
+            (f"turn {t.number} ", "bold"),
+            _outcome(t.outcome),
+            (
+                f" · {t.revisions} revision(s) · policy {t.policy or '?'} · {t.tokens:,} tok{secs}{cats}".translate(
+                    CONTROLS
+                ),
+                "dim",
+            ),
+        )
+    )
     if t.user is not None:
-        parts.append(Panel(untrusted(t.user), title=f"[bold cyan]{_safe(t.user_source or 'user')}[/]",
-                           border_style="cyan", title_align="left"))
+        parts.append(
+            Panel(
+                untrusted(t.user),
+                title=f"[bold cyan]{_safe(t.user_source or 'user')}[/]",
+                border_style="cyan",
+                title_align="left",
+            )
+        )
     if show_debate:
         for r in t.rounds:
             parts.extend(_round(r))
@@ -120,11 +169,23 @@ def _turn(t: TurnStory, show_debate: bool) -> list[Any]:
         parts.append(untrusted(f"error: {message}", style="bold red"))
     if t.delivered is not None:
         note = f" after {t.revisions} revision{'s' * (t.revisions > 1)}" if t.revisions else ""
-        parts.append(Panel(untrusted(t.delivered), border_style="green", title_align="left",
-                           title=f"[bold green]delivered{note}[/]"))
+        parts.append(
+            Panel(
+                untrusted(t.delivered),
+                border_style="green",
+                title_align="left",
+                title=f"[bold green]delivered{note}[/]",
+            )
+        )
     elif t.withheld is not None:
-        parts.append(Panel(untrusted(t.withheld), border_style="red", title_align="left",
-                           title=f"[bold red]withheld[/] [dim]({_safe(t.withheld_reason)})[/]"))
+        parts.append(
+            Panel(
+                untrusted(t.withheld),
+                border_style="red",
+                title_align="left",
+                title=f"[bold red]withheld[/] [dim]({_safe(t.withheld_reason)})[/]",
+            )
+        )
     else:
         parts.append(untrusted("nothing delivered yet (turn did not finish)", style="yellow"))
     return parts
@@ -136,8 +197,10 @@ def story_header(story: Story, v: Verification) -> Panel:
     grid.add_column()
     scenario = story.scenario or {}
     rows = [
-        ("conversation", story.conversation_id), ("file", story.path),
-        ("started", local_time(story.started_at)), ("ended", local_time(story.ended_at) if story.ended_at else "—"),
+        ("conversation", story.conversation_id),
+        ("file", story.path),
+        ("started", local_time(story.started_at)),
+        ("ended", local_time(story.ended_at) if story.ended_at else "—"),
         ("kind", story.kind + (f": {scenario.get('name')} ({scenario.get('file')})" if scenario else "")),
         ("policy", " → ".join(story.policies) or "?"),
     ]
@@ -146,14 +209,20 @@ def story_header(story: Story, v: Verification) -> Panel:
         rows.append((role, f"{agent.name}" + (f" · {model}" if model else "")))
     totals = story.totals
     if totals:
-        rows.append(("totals", f"{totals.get('turns', '?')} turns · {totals.get('revisions', '?')} revisions · "
-                               f"{totals.get('seconds', '?')}s"))
+        rows.append(
+            (
+                "totals",
+                f"{totals.get('turns', '?')} turns · {totals.get('revisions', '?')} revisions · "
+                f"{totals.get('seconds', '?')}s",
+            )
+        )
     for key, value in rows:
         grid.add_row(key, untrusted(str(value)))
     grid.add_row("outcome", _outcome(story.outcome))
     grid.add_row("chain", verification_badge(v))
-    return Panel(grid, title=f"[bold]{_safe(story.label)}[/]", title_align="left",
-                 border_style="red" if not v.intact else "blue")
+    return Panel(
+        grid, title=f"[bold]{_safe(story.label)}[/]", title_align="left", border_style="red" if not v.intact else "blue"
+    )
 
 
 def print_story(console: Console, story: Story, v: Verification, show_debate: bool = True) -> None:
@@ -177,16 +246,25 @@ def stats_tables(st: dict[str, Any]) -> list[Any]:
     lat = st["latency_per_turn"]
     rows = [
         ("conversations", f"{st['conversations']}" + (f" ({st['tampered']} TAMPERED)" if st["tampered"] else "")),
-        ("turns rated", f"{turns['rated']}  (+{turns['cancelled']} cancelled, {turns['unfinished']} unfinished"
-                        + (f", {turns['unreviewed']} unreviewed eval baselines" if turns.get("unreviewed") else "") + ")"),
-        ("approved on first draft",
-         f"{_pct(st['approved_first_draft']['rate'])}  ({st['approved_first_draft']['turns']})"),
+        (
+            "turns rated",
+            f"{turns['rated']}  (+{turns['cancelled']} cancelled, {turns['unfinished']} unfinished"
+            + (f", {turns['unreviewed']} unreviewed eval baselines" if turns.get("unreviewed") else "")
+            + ")",
+        ),
+        (
+            "approved on first draft",
+            f"{_pct(st['approved_first_draft']['rate'])}  ({st['approved_first_draft']['turns']})",
+        ),
         ("revisions per turn", "  ".join(f"{k}: {v}" for k, v in st["revisions_per_turn"].items()) or "—"),
         ("withheld", f"{_pct(st['withheld']['rate'])}  ({st['withheld']['turns']})"),
         ("errors", f"{_pct(st['errors']['rate'])}  ({st['errors']['turns']})"),
         ("latency per turn", "—" if lat["median"] is None else f"median {lat['median']:.1f}s · p95 {lat['p95']:.1f}s"),
-        ("reviewer share", f"{_pct(st['reviewer_share']['tokens'])} of tokens · "
-                           f"{_pct(st['reviewer_share']['model_seconds'])} of model seconds"),
+        (
+            "reviewer share",
+            f"{_pct(st['reviewer_share']['tokens'])} of tokens · "
+            f"{_pct(st['reviewer_share']['model_seconds'])} of model seconds",
+        ),
     ]
     for k, v in rows:
         t.add_row(k, v)
@@ -194,8 +272,9 @@ def stats_tables(st: dict[str, Any]) -> list[Any]:
     for col in ("role", "prompt", "completion", "total", "model s"):
         tok.add_column(col, justify="left" if col == "role" else "right")
     for role, v in st["tokens"].items():
-        tok.add_row(role, f"{v['prompt']:,}", f"{v['completion']:,}", f"{v['total']:,}",
-                    f"{st['model_seconds'][role]:.1f}")
+        tok.add_row(
+            role, f"{v['prompt']:,}", f"{v['completion']:,}", f"{v['total']:,}", f"{st['model_seconds'][role]:.1f}"
+        )
     cats = Table(title="Categories raised")
     for col in ("category", "turns", "verdicts"):
         cats.add_column(col, justify="left" if col == "category" else "right")

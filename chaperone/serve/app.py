@@ -10,7 +10,8 @@ import asyncio
 import contextlib
 import json
 import time
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -30,8 +31,13 @@ def _headers(served: ServedConversation, result: TurnResult | None = None) -> di
     if served.request.ignored:
         h["X-Chaperone-Ignored-Fields"] = ",".join(served.request.ignored)
     if result is not None:
-        h.update({"X-Chaperone-Outcome": result.outcome, "X-Chaperone-Revisions": str(result.revisions),
-                  "X-Chaperone-Categories": ",".join(result.categories)})
+        h.update(
+            {
+                "X-Chaperone-Outcome": result.outcome,
+                "X-Chaperone-Revisions": str(result.revisions),
+                "X-Chaperone-Categories": ",".join(result.categories),
+            }
+        )
     return h
 
 
@@ -51,10 +57,12 @@ def create_app(service: GuardedService, keys: ApiKeys) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        logger.opt(exception=exc).error("{} {} failed: {}", request.method, request.url.path,
-                                        GLOBAL_REDACTOR.text(f"{type(exc).__name__}: {exc}"))
-        return JSONResponse(error_body("internal error; the server log has the details", kind="server_error"),
-                            status_code=500)
+        logger.opt(exception=exc).error(
+            "{} {} failed: {}", request.method, request.url.path, GLOBAL_REDACTOR.text(f"{type(exc).__name__}: {exc}")
+        )
+        return JSONResponse(
+            error_body("internal error; the server log has the details", kind="server_error"), status_code=500
+        )
 
     def authenticate(request: Request) -> str:
         if not keys:
@@ -65,8 +73,12 @@ def create_app(service: GuardedService, keys: ApiKeys) -> FastAPI:
             why = "no bearer key" if not token.strip() else "an unknown key"
             client = request.client.host if request.client else "?"
             logger.warning("401 for {} from {}: {}", request.url.path, client, why)  # never the key itself
-            raise RequestError(401, "missing or invalid API key: send 'Authorization: Bearer <key>'",
-                               code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+            raise RequestError(
+                401,
+                "missing or invalid API key: send 'Authorization: Bearer <key>'",
+                code="invalid_api_key",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         return name
 
     @app.get("/healthz")
@@ -75,10 +87,18 @@ def create_app(service: GuardedService, keys: ApiKeys) -> FastAPI:
 
     def _model_entry(name: str) -> dict[str, Any]:
         served, defaults = config.models[name], service.project.settings
-        return {"id": name, "object": "model", "created": 0, "owned_by": "chaperone",
-                "description": served.description, "policy": served.policy or defaults.default_policy,
-                "agents": {"assistant": served.assistant or defaults.agents.assistant,
-                           "reviewer": served.reviewer or defaults.agents.reviewer}}
+        return {
+            "id": name,
+            "object": "model",
+            "created": 0,
+            "owned_by": "chaperone",
+            "description": served.description,
+            "policy": served.policy or defaults.default_policy,
+            "agents": {
+                "assistant": served.assistant or defaults.agents.assistant,
+                "reviewer": served.reviewer or defaults.agents.reviewer,
+            },
+        }
 
     @app.get("/v1/models")
     async def list_models(request: Request) -> dict[str, Any]:
@@ -96,8 +116,9 @@ def create_app(service: GuardedService, keys: ApiKeys) -> FastAPI:
         cap = config.limits.max_body_bytes
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > cap:
-            raise RequestError(413, f"request body too large: {declared} bytes (at most {cap})",
-                               code="request_too_large")
+            raise RequestError(
+                413, f"request body too large: {declared} bytes (at most {cap})", code="request_too_large"
+            )
         body = bytearray()
         async for part in request.stream():
             body += part
@@ -119,20 +140,35 @@ def create_app(service: GuardedService, keys: ApiKeys) -> FastAPI:
         except TimeoutError:
             served.record_failure(f"request time limit of {limit:g} s exceeded; nothing was delivered")
             outcome = "interrupted"
-            raise RequestError(504, f"the guarded answer took longer than this server's limit of {limit:g} s; "
-                               f"nothing was delivered (transcript {served.id})", kind="server_error",
-                               code="request_timeout") from None
+            raise RequestError(
+                504,
+                f"the guarded answer took longer than this server's limit of {limit:g} s; "
+                f"nothing was delivered (transcript {served.id})",
+                kind="server_error",
+                code="request_timeout",
+            ) from None
         except asyncio.CancelledError:
             served.record_failure("the request was cancelled (client gone or server shutting down)")
             outcome = "interrupted"
             raise
         finally:
             await asyncio.shield(service.finish(served, outcome))
-        logger.info("{} key={} model={} → {} after {} revision(s) {}", served.file, served.key_name,
-                    served.request.model, result.outcome, result.revisions, ",".join(result.categories))
+        logger.info(
+            "{} key={} model={} → {} after {} revision(s) {}",
+            served.file,
+            served.key_name,
+            served.request.model,
+            result.outcome,
+            result.revisions,
+            ",".join(result.categories),
+        )
         if result.outcome == "error":
-            raise RequestError(502, f"{result.reason or 'a model call failed'}; nothing was delivered "
-                               f"(transcript {served.id})", kind="server_error", code="upstream_failed")
+            raise RequestError(
+                502,
+                f"{result.reason or 'a model call failed'}; nothing was delivered (transcript {served.id})",
+                kind="server_error",
+                code="upstream_failed",
+            )
         return result
 
     @app.post("/v1/chat/completions")
@@ -143,10 +179,13 @@ def create_app(service: GuardedService, keys: ApiKeys) -> FastAPI:
         admission.enter_context(limits.admit(key))
         try:
             body = await read_body(request)
-            chat = parse_request(body, ignored_fields=set(config.ignored_fields),
-                                 max_messages=config.limits.max_messages,
-                                 max_message_tokens=config.limits.max_message_tokens,
-                                 system_policy=config.client_system_messages)
+            chat = parse_request(
+                body,
+                ignored_fields=set(config.ignored_fields),
+                max_messages=config.limits.max_messages,
+                max_message_tokens=config.limits.max_message_tokens,
+                system_policy=config.client_system_messages,
+            )
             served = service.start(chat, key)
         except BaseException:
             admission.close()
@@ -156,21 +195,30 @@ def create_app(service: GuardedService, keys: ApiKeys) -> FastAPI:
             # before the stream starts still gets its turn finished, recorded and counted out.
             task = asyncio.ensure_future(answer(served, deadline))
             task.add_done_callback(lambda t: (admission.close(), t.cancelled() or t.exception()))
-            return StreamingResponse(_stream(served, chat, task), media_type="text/event-stream",
-                                     headers={**_headers(served), "Cache-Control": "no-cache",
-                                              "X-Accel-Buffering": "no"})
+            return StreamingResponse(
+                _stream(served, chat, task),
+                media_type="text/event-stream",
+                headers={**_headers(served), "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            )
         with admission:
             try:
                 result = await answer(served, deadline)
             except RequestError as err:
                 err.headers.update(_headers(served))
                 raise
-        body = completion(f"chatcmpl-{served.id}", chat.model, result.content, result.finish_reason,
-                          result.usage, served.extra(result))
+        body = completion(
+            f"chatcmpl-{served.id}",
+            chat.model,
+            result.content,
+            result.finish_reason,
+            result.usage,
+            served.extra(result),
+        )
         return JSONResponse(body, headers=_headers(served, result))
 
-    async def _stream(served: ServedConversation, chat: ChatRequest,
-                      task: "asyncio.Future[TurnResult]") -> AsyncIterator[str]:
+    async def _stream(
+        served: ServedConversation, chat: ChatRequest, task: asyncio.Future[TurnResult]
+    ) -> AsyncIterator[str]:
         def event(data: dict[str, Any]) -> str:
             return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
@@ -193,8 +241,7 @@ def create_app(service: GuardedService, keys: ApiKeys) -> FastAPI:
                 return
             for piece in pieces(result.content):
                 yield event(chunk(completion_id, chat.model, created, {"content": piece}))
-            yield event(chunk(completion_id, chat.model, created, {}, result.finish_reason,
-                              extra=served.extra(result)))
+            yield event(chunk(completion_id, chat.model, created, {}, result.finish_reason, extra=served.extra(result)))
             if chat.include_usage:
                 yield event(chunk(completion_id, chat.model, created, {}, usage=result.usage, choices=False))
             yield "data: [DONE]\n\n"

@@ -55,8 +55,12 @@ def _server_class():
 @click.command()
 @click.option("--host", default=None, help="Address to listen on (default: config/serve.yaml, 127.0.0.1).")
 @click.option("--port", type=click.IntRange(0, 65535), default=None, help="Port (default: config/serve.yaml, 8000).")
-@click.option("--keys-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Bearer keys, one a line (name=key or name=sha256:HEX), outside the project folder.")
+@click.option(
+    "--keys-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Bearer keys, one a line (name=key or name=sha256:HEX), outside the project folder.",
+)
 @click.option("--policy", default=None, help="Review every served model under this policy.")
 @click.option("--assistant", default=None, help="Assistant agent for every served model.")
 @click.option("--reviewer", default=None, help="Reviewer agent for every served model.")
@@ -77,28 +81,41 @@ def serve(ctx: click.Context, host: str | None, port: int | None, keys_file: Pat
     err = Console(stderr=True, highlight=False)
     try:
         project = load_project(ctx.obj["project_root"])
-        logging_setup.configure(project.resolve(project.settings.log_file) if project.settings.log_file else None,
-                                verbose=ctx.obj["verbose"], terminal_level="INFO")
+        logging_setup.configure(
+            project.resolve(project.settings.log_file) if project.settings.log_file else None,
+            verbose=ctx.obj["verbose"],
+            terminal_level="INFO",
+        )
         config = load_serve_config(project.root)
         given = {k: v for k, v in overrides.items() if v is not None}
         if given:  # the command line overrides every served configuration
-            config = config.model_copy(update={"models": {n: m.model_copy(update=given)
-                                                          for n, m in config.models.items()}})
+            config = config.model_copy(
+                update={"models": {n: m.model_copy(update=given) for n, m in config.models.items()}}
+            )
         check_against_project(config, project, project.root / "config/serve.yaml")
         keys = load_keys(config.keys, project.root, keys_file)
         host = host or config.host
         port = config.port if port is None else port
         if not keys and not is_loopback(host):
-            raise ConfigError("serve", f"refusing to listen on {host} without API keys: anyone who can reach it "
-                              f"could use your models. Set {config.keys.env or 'keys.env'} (name=key, "
-                              "comma-separated) or keys.file in config/serve.yaml, or --keys-file; or listen on "
-                              "127.0.0.1")
+            raise ConfigError(
+                "serve",
+                f"refusing to listen on {host} without API keys: anyone who can reach it "
+                f"could use your models. Set {config.keys.env or 'keys.env'} (name=key, "
+                "comma-separated) or keys.file in config/serve.yaml, or --keys-file; or listen on "
+                "127.0.0.1",
+            )
         pool = model_pool(project)
         wanted = set()
         for served in config.models.values():
-            wanted |= models_used(project, SessionChoice(assistant=served.assistant, reviewer=served.reviewer,
-                                                         assistant_model=served.assistant_model,
-                                                         reviewer_model=served.reviewer_model))
+            wanted |= models_used(
+                project,
+                SessionChoice(
+                    assistant=served.assistant,
+                    reviewer=served.reviewer,
+                    assistant_model=served.assistant_model,
+                    reviewer_model=served.reviewer_model,
+                ),
+            )
         for name in sorted(wanted):
             pool.check_ready(name)
         with err.status("loading models…"):
@@ -115,16 +132,25 @@ def serve(ctx: click.Context, host: str | None, port: int | None, keys_file: Pat
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
     bound = sock.getsockname()[1]
     where = f"[{host}]" if ":" in host else host
-    err.print(f"[bold]Chaperone[/] serving on [bold]http://{where}:{bound}/v1[/] · models: "
-              f"{escape(', '.join(config.models))} · transcripts: {escape(str(project.transcripts_dir))}")
+    err.print(
+        f"[bold]Chaperone[/] serving on [bold]http://{where}:{bound}/v1[/] · models: "
+        f"{escape(', '.join(config.models))} · transcripts: {escape(str(project.transcripts_dir))}"
+    )
     if keys:
         err.print(f"{len(keys)} API key(s): {escape(', '.join(n for n, _ in keys.entries))}")
     else:
         err.print("[yellow]no API keys configured[/]: listening on loopback only; any local process can call it")
     sys.stderr.flush()
-    server = _server_class()(uvicorn.Config(app, log_config=None, access_log=False, lifespan="on",
-                                           timeout_graceful_shutdown=config.shutdown_grace_s,
-                                           timeout_keep_alive=30))
+    server = _server_class()(
+        uvicorn.Config(
+            app,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=config.shutdown_grace_s,
+            timeout_keep_alive=30,
+        )
+    )
 
     async def run() -> None:
         try:

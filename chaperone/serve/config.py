@@ -50,12 +50,14 @@ class ServeConfig(Strict):
     # A client's system (or developer) messages: "append" adds them to the assistant's own system prompt
     # (the reviewer never reads them as instructions), "ignore" drops them, "reject" answers 400.
     client_system_messages: Literal["append", "ignore", "reject"] = "append"
-    ignored_fields: list[str] = []  # request fields accepted but not acted on; every other unknown field is a 400
+    ignored_fields: list[str] = Field(
+        default_factory=list
+    )  # request fields accepted but not acted on; every other unknown field is a 400
     stream_keepalive_s: float = Field(10.0, gt=0, le=600)  # SSE comments while the reviewer decides
     shutdown_grace_s: float = Field(30.0, ge=0, le=3600)  # on SIGTERM: time in-flight requests get to finish
 
     @model_validator(mode="after")
-    def _no_overlap(self) -> "ServeConfig":
+    def _no_overlap(self) -> ServeConfig:
         from chaperone.serve.wire import SUPPORTED_FIELDS
 
         clash = sorted(set(self.ignored_fields) & SUPPORTED_FIELDS)

@@ -66,8 +66,11 @@ def _parse(text: str, origin: str, first_number: int) -> list[tuple[str, bytes]]
             continue
         if len(secret) < MIN_KEY_CHARS:
             # Never echo the key: only where it is and what is wrong.
-            raise ConfigError(where, f"key '{name}' is shorter than {MIN_KEY_CHARS} characters; use a random key "
-                              "(python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+            raise ConfigError(
+                where,
+                f"key '{name}' is shorter than {MIN_KEY_CHARS} characters; use a random key "
+                "(python -c 'import secrets; print(secrets.token_urlsafe(32))')",
+            )
         GLOBAL_REDACTOR.add(secret)
         entries.append((name, digest(secret)))
     return entries
@@ -82,8 +85,11 @@ def load_keys(sources: KeySources, project_root: Path, file_override: Path | Non
         file = file if file.is_absolute() else (project_root / file)
         resolved = file.resolve()
         if resolved.is_relative_to(project_root.resolve()):
-            raise ConfigError(file, "the keys file is inside the project folder, where it could be committed; "
-                              "keep it elsewhere (e.g. /etc/chaperone/keys, mode 0600)")
+            raise ConfigError(
+                file,
+                "the keys file is inside the project folder, where it could be committed; "
+                "keep it elsewhere (e.g. /etc/chaperone/keys, mode 0600)",
+            )
         if not resolved.is_file():
             raise ConfigError(file, "keys file not found")
         if resolved.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):

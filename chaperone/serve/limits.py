@@ -7,7 +7,7 @@ import collections
 import contextlib
 import math
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from chaperone.serve.wire import RequestError
 
@@ -27,18 +27,27 @@ class KeyLimits:
             recent.popleft()
         if len(recent) >= self.rpm:
             wait = max(1, math.ceil(recent[0] + WINDOW_S - now))
-            raise RequestError(429, f"rate limit: {self.rpm} requests per minute for this key; retry in {wait} s",
-                               kind="rate_limit_error", code="rate_limit_exceeded",
-                               headers={"Retry-After": str(wait)})
+            raise RequestError(
+                429,
+                f"rate limit: {self.rpm} requests per minute for this key; retry in {wait} s",
+                kind="rate_limit_error",
+                code="rate_limit_exceeded",
+                headers={"Retry-After": str(wait)},
+            )
         recent.append(now)
 
     @contextlib.contextmanager
     def admit(self, key: str) -> Iterator[None]:
         """Count one request against the key while it runs; raise RequestError(429) when over a limit."""
         if self._in_flight[key] >= self.max_concurrent:
-            raise RequestError(429, f"too many requests in flight for this key (at most {self.max_concurrent}); "
-                               "retry when one has finished", kind="rate_limit_error",
-                               code="concurrency_limit_exceeded", headers={"Retry-After": "1"})
+            raise RequestError(
+                429,
+                f"too many requests in flight for this key (at most {self.max_concurrent}); "
+                "retry when one has finished",
+                kind="rate_limit_error",
+                code="concurrency_limit_exceeded",
+                headers={"Retry-After": "1"},
+            )
         self._admit_rate(key)
         self._in_flight[key] += 1
         try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from loguru import logger
@@ -27,8 +27,9 @@ class TurnResult:
     revisions: int = 0
     categories: list[str] = field(default_factory=list)
     reason: str = ""
-    usage: dict[str, int] = field(default_factory=lambda: {"prompt_tokens": 0, "completion_tokens": 0,
-                                                           "total_tokens": 0})
+    usage: dict[str, int] = field(
+        default_factory=lambda: {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    )
 
     @property
     def finish_reason(self) -> str:
@@ -39,19 +40,39 @@ class TurnResult:
 class ServedConversation:
     """A request's conversation, with what its sinks saw of the turn."""
 
-    def __init__(self, service: "GuardedService", request: ChatRequest, key_name: str):
+    def __init__(self, service: GuardedService, request: ChatRequest, key_name: str):
         self.request, self.key_name = request, key_name
         served = service.config.models[request.model]
-        choice = SessionChoice(policy=served.policy, assistant=served.assistant, reviewer=served.reviewer,
-                               assistant_model=served.assistant_model, reviewer_model=served.reviewer_model,
-                               max_revisions=served.max_revisions, assistant_max_tokens=request.max_tokens,
-                               assistant_instructions="\n\n".join(request.system) or None)
+        choice = SessionChoice(
+            policy=served.policy,
+            assistant=served.assistant,
+            reviewer=served.reviewer,
+            assistant_model=served.assistant_model,
+            reviewer_model=served.reviewer_model,
+            max_revisions=served.max_revisions,
+            assistant_max_tokens=request.max_tokens,
+            assistant_instructions="\n\n".join(request.system) or None,
+        )
         self._final = TurnEnding()
-        header = {"serve": {"model": request.model, "key": key_name, "user": request.user,
-                            "system": request.system, "ignored_fields": request.ignored,
-                            "history": [{"user": u, "assistant": a} for u, a in request.history]}}
-        self.conversation = Conversation(service.project, service.pool, choice, kind="serve", sinks=[self._final],
-                                         run_id=service.run_id(), extra_header=header)
+        header = {
+            "serve": {
+                "model": request.model,
+                "key": key_name,
+                "user": request.user,
+                "system": request.system,
+                "ignored_fields": request.ignored,
+                "history": [{"user": u, "assistant": a} for u, a in request.history],
+            }
+        }
+        self.conversation = Conversation(
+            service.project,
+            service.pool,
+            choice,
+            kind="serve",
+            sinks=[self._final],
+            run_id=service.run_id(),
+            extra_header=header,
+        )
         for user, answer in request.history:  # what the client says was said before: the agents' memory
             self.conversation.chat.memory.add(user, answer)
         self.id = self.conversation.transcript.conversation_id
@@ -65,23 +86,35 @@ class ServedConversation:
             usage["prompt_tokens"] += u.prompt_tokens
             usage["completion_tokens"] += u.completion_tokens
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-        return TurnResult(outcome=finished.outcome, content=self._final.content, revisions=finished.revisions,
-                          categories=finished.categories, reason=self._final.reason.split(":", 1)[0], usage=usage)
+        return TurnResult(
+            outcome=finished.outcome,
+            content=self._final.content,
+            revisions=finished.revisions,
+            categories=finished.categories,
+            reason=self._final.reason.split(":", 1)[0],
+            usage=usage,
+        )
 
     def record_failure(self, message: str) -> None:
         """A failure outside the turn (time limit, shutdown, a client gone): on the record before closing."""
         if not self.conversation.transcript.closed:  # the same error record a failed turn writes
-            self.conversation.transcript(ErrorEvent(turn=self.conversation.chat.turns, source="chaperone",
-                                                    message=message))
+            self.conversation.transcript(
+                ErrorEvent(turn=self.conversation.chat.turns, source="chaperone", message=message)
+            )
 
     async def close(self, outcome: str | None = None) -> None:
         # The manifest update fsyncs: off the event loop.
         await asyncio.to_thread(self.conversation.close, outcome)
 
     def extra(self, result: TurnResult) -> dict[str, Any]:
-        info: dict[str, Any] = {"transcript_id": self.id, "transcript": self.file, "outcome": result.outcome,
-                                "revisions": result.revisions, "categories": result.categories,
-                                "policy": self.policy}
+        info: dict[str, Any] = {
+            "transcript_id": self.id,
+            "transcript": self.file,
+            "outcome": result.outcome,
+            "revisions": result.revisions,
+            "categories": result.categories,
+            "policy": self.policy,
+        }
         if result.reason and result.outcome != "approved":
             info["reason"] = result.reason
         return info
@@ -92,7 +125,7 @@ class GuardedService:
 
     def __init__(self, project: Project, pool: ModelPool, config: ServeConfig):
         self.project, self.pool, self.config = project, pool, config
-        self._started = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        self._started = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         self._instance = uuid.uuid4().hex[:6]
         self.gate = asyncio.Semaphore(config.limits.max_concurrent_requests)
         self.open: set[ServedConversation] = set()
@@ -100,13 +133,17 @@ class GuardedService:
 
     def run_id(self) -> str:
         # One run manifest per server and day: a long-running server never rewrites an ever-growing file.
-        return f"serve-{self._started}-{self._instance}-{datetime.now(timezone.utc):%Y%m%d}"
+        return f"serve-{self._started}-{self._instance}-{datetime.now(UTC):%Y%m%d}"
 
     def start(self, request: ChatRequest, key_name: str) -> ServedConversation:
         if request.model not in self.config.models:
             known = ", ".join(sorted(self.config.models))
-            raise RequestError(404, f"the model '{request.model}' does not exist (this server offers: {known})",
-                               param="model", code="model_not_found")
+            raise RequestError(
+                404,
+                f"the model '{request.model}' does not exist (this server offers: {known})",
+                param="model",
+                code="model_not_found",
+            )
         served = ServedConversation(self, request, key_name)
         self.open.add(served)
         self.served += 1

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import signal
 import sys
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from rich.console import Console
 from rich.markup import escape
@@ -37,12 +37,13 @@ def terminal_input() -> InputFunc:
     bindings = KeyBindings()
 
     @bindings.add("escape", "enter")
-    def _newline(event) -> None:  # noqa: ANN001
+    def _newline(event) -> None:
         event.current_buffer.insert_text("\n")
 
     # In-memory history on purpose: what people type can be sensitive, and the transcript already keeps it.
-    session: PromptSession[str] = PromptSession(history=InMemoryHistory(), key_bindings=bindings,
-                                                 prompt_continuation=lambda width, *_: "." * (width - 1) + " ")
+    session: PromptSession[str] = PromptSession(
+        history=InMemoryHistory(), key_bindings=bindings, prompt_continuation=lambda width, *_: "." * (width - 1) + " "
+    )
 
     async def read() -> str:
         while True:
@@ -67,8 +68,15 @@ def piped_input() -> InputFunc:
 
 
 class ChatSession:
-    def __init__(self, conversation: Conversation, console: Console, view: ChatView, status: TurnStatus,
-                 read: InputFunc, banner: str):
+    def __init__(
+        self,
+        conversation: Conversation,
+        console: Console,
+        view: ChatView,
+        status: TurnStatus,
+        read: InputFunc,
+        banner: str,
+    ):
         self.conv, self.console, self.view, self.status = conversation, console, view, status
         self.read, self.banner = read, banner
         self._turn: asyncio.Task | None = None
@@ -142,8 +150,10 @@ class ChatSession:
             for synopsis, text in help_rows():
                 table.add_row(Text(synopsis, style="bold"), text)
             c.print(table)
-            c.print("Enter sends · Esc then Enter (or Alt-Enter) starts a new line · Ctrl-C cancels a running turn",
-                    style="dim")
+            c.print(
+                "Enter sends · Esc then Enter (or Alt-Enter) starts a new line · Ctrl-C cancels a running turn",
+                style="dim",
+            )
         elif cmd.name == "debate":
             self.view.show_drafts = cmd.arg == "on"
             c.print(f"debate {'shown: drafts, verdicts and critiques' if cmd.arg == 'on' else 'hidden'}", style="dim")

@@ -29,8 +29,16 @@ class ChatView(ConsoleView):
 
     def __call__(self, event: Any) -> None:
         if isinstance(event, UserTurn):
-            self.history.append({"turn": event.turn, "user": event.content, "outcome": "running", "revisions": 0,
-                                 "answer": "", "categories": []})
+            self.history.append(
+                {
+                    "turn": event.turn,
+                    "user": event.content,
+                    "outcome": "running",
+                    "revisions": 0,
+                    "answer": "",
+                    "categories": [],
+                }
+            )
             if self.show_drafts:
                 self.console.rule(f"[dim]turn {event.turn}[/]", style="dim")
             return
@@ -40,9 +48,17 @@ class ChatView(ConsoleView):
         if isinstance(event, (Delivered, Withheld)) and self.history:
             self.history[-1]["answer"] = event.content
         if isinstance(event, Delivered):
-            note = "approved" + (f" after {event.revisions} revision{'s' * (event.revisions > 1)}" if event.revisions else "")
-            self.console.print(Panel(untrusted(event.content), border_style="green", title_align="left",
-                                     title=f"[bold green]assistant[/] [dim]· {note}[/]"))
+            note = "approved" + (
+                f" after {event.revisions} revision{'s' * (event.revisions > 1)}" if event.revisions else ""
+            )
+            self.console.print(
+                Panel(
+                    untrusted(event.content),
+                    border_style="green",
+                    title_align="left",
+                    title=f"[bold green]assistant[/] [dim]· {note}[/]",
+                )
+            )
             return
         if isinstance(event, TurnFinished) and self.history:
             self.history[-1].update(outcome=event.outcome, revisions=event.revisions, categories=event.categories)
@@ -55,9 +71,13 @@ class ChatView(ConsoleView):
         colours = {"approved": "green", "withheld": "yellow", "cancelled": "dim"}
         for row in self.history:
             outcome = row["outcome"] + (f" [{', '.join(row['categories'])}]" if row["categories"] else "")
-            table.add_row(str(row["turn"]), untrusted(_clip(row["user"])),
-                          Text(outcome, style=colours.get(row["outcome"], "red")), str(row["revisions"]),
-                          untrusted(_clip(row["answer"])))
+            table.add_row(
+                str(row["turn"]),
+                untrusted(_clip(row["user"])),
+                Text(outcome, style=colours.get(row["outcome"], "red")),
+                str(row["revisions"]),
+                untrusted(_clip(row["answer"])),
+            )
         return table
 
 
@@ -83,8 +103,14 @@ class TurnStatus:
 
     def start(self) -> None:
         self._reset()
-        self._live = Live(console=self.console, get_renderable=self._render, transient=True,
-                          refresh_per_second=8, redirect_stdout=False, redirect_stderr=False)
+        self._live = Live(
+            console=self.console,
+            get_renderable=self._render,
+            transient=True,
+            refresh_per_second=8,
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
         self._live.start()
 
     def stop(self) -> None:
@@ -123,5 +149,12 @@ class TurnStatus:
         if not (self.show_preview and self.stage == "drafting" and self.preview):
             return line
         tail = "".join(self.preview).splitlines()[-PREVIEW_LINES:]
-        return Group(Panel(untrusted("\n".join(tail)), border_style="dim yellow", title_align="left",
-                           title="[yellow]draft being written · not reviewed yet[/]"), line)
+        return Group(
+            Panel(
+                untrusted("\n".join(tail)),
+                border_style="dim yellow",
+                title_align="left",
+                title="[yellow]draft being written · not reviewed yet[/]",
+            ),
+            line,
+        )

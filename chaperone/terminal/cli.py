@@ -23,8 +23,12 @@ from chaperone.startup import fail, model_pool, open_project
 @click.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON instead of the coloured view.")
-@click.option("--show-drafts/--hide-drafts", default=True, show_default=True,
-              help="Show the debate (drafts, verdicts, critiques) or only what the user would get.")
+@click.option(
+    "--show-drafts/--hide-drafts",
+    default=True,
+    show_default=True,
+    help="Show the debate (drafts, verdicts, critiques) or only what the user would get.",
+)
 @click.option("--policy", default=None, help="Override every scenario's policy.")
 @click.pass_context
 def scenario(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, show_drafts: bool, policy: str | None) -> None:
@@ -77,8 +81,9 @@ def scenario(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, show_dr
     except ChaperoneError as exc:
         fail(str(exc))
     except (KeyboardInterrupt, signals.Terminated) as stop:
-        Console(stderr=True).print("[yellow]interrupted[/]: the transcripts of the turns in progress are closed",
-                                   highlight=False)
+        Console(stderr=True).print(
+            "[yellow]interrupted[/]: the transcripts of the turns in progress are closed", highlight=False
+        )
         sys.exit(getattr(stop, "code", 130))
 
     all_met = all(r.met for r in results)
@@ -99,11 +104,23 @@ def scenario(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, show_dr
 @click.option("--assistant-model", default=None, help="Model from config/models.yaml for the assistant.")
 @click.option("--reviewer-model", default=None, help="Model from config/models.yaml for the reviewer.")
 @click.option("--max-revisions", type=click.IntRange(0, 20), default=None, help="Redrafts before the fallback.")
-@click.option("--debate/--no-debate", default=False, show_default=True,
-              help="Show the drafts, verdicts and critiques (/debate on|off switches it).")
+@click.option(
+    "--debate/--no-debate",
+    default=False,
+    show_default=True,
+    help="Show the drafts, verdicts and critiques (/debate on|off switches it).",
+)
 @click.pass_context
-def chat(ctx: click.Context, policy: str | None, assistant: str | None, reviewer: str | None,
-         assistant_model: str | None, reviewer_model: str | None, max_revisions: int | None, debate: bool) -> None:
+def chat(
+    ctx: click.Context,
+    policy: str | None,
+    assistant: str | None,
+    reviewer: str | None,
+    assistant_model: str | None,
+    reviewer_model: str | None,
+    max_revisions: int | None,
+    debate: bool,
+) -> None:
     """Talk to the guarded assistant in the terminal (the embedded model by default)."""
     from chaperone.engine.choice import SessionChoice
     from chaperone.engine.conversation import Conversation
@@ -113,26 +130,37 @@ def chat(ctx: click.Context, policy: str | None, assistant: str | None, reviewer
     console = Console(highlight=False)
     try:
         project = open_project(ctx)
-        choice = SessionChoice(policy=policy, assistant=assistant, reviewer=reviewer, assistant_model=assistant_model,
-                               reviewer_model=reviewer_model, max_revisions=max_revisions)
+        choice = SessionChoice(
+            policy=policy,
+            assistant=assistant,
+            reviewer=reviewer,
+            assistant_model=assistant_model,
+            reviewer_model=reviewer_model,
+            max_revisions=max_revisions,
+        )
         if policy is not None:
             project.policy(policy, origin="--policy")
         pool = model_pool(project)
         view, status = ChatView(console, show_drafts=debate), TurnStatus(console)
         for name, role, model in ((assistant, "assistant", assistant_model), (reviewer, "reviewer", reviewer_model)):
             spec = project.agent(name or getattr(project.settings.agents, role), role=role, origin=f"--{role}")
-            project.check_model(model or spec.model, f"--{role}-model" if model else project.agent_files.get(spec.name, project.root / "agents"),
-                                "model")
+            project.check_model(
+                model or spec.model,
+                f"--{role}-model" if model else project.agent_files.get(spec.name, project.root / "agents"),
+                "model",
+            )
             pool.check_ready(model or spec.model)
         with console.status("loading models…"):
             conv = Conversation(project, pool, choice, kind="chat", sinks=[view], watchers=[status])
     except ChaperoneError as exc:
         fail(str(exc))
     a, r = conv.chat.assistant, conv.chat.reviewer
-    banner = (f"[bold]Chaperone chat[/] · assistant {escape(a.name)} ({escape(a.model.label)}) · "
-              f"reviewer {escape(r.name)} ({escape(r.model.label)}) · policy [bold]{escape(conv.policy.name)}[/]\n"
-              "[dim]Enter sends · Esc then Enter for a new line · /help lists commands · Ctrl-C cancels a turn · "
-              f"Ctrl-D or /quit ends[/]\n[dim]transcript: {escape(str(conv.transcript_path))}[/]")
+    banner = (
+        f"[bold]Chaperone chat[/] · assistant {escape(a.name)} ({escape(a.model.label)}) · "
+        f"reviewer {escape(r.name)} ({escape(r.model.label)}) · policy [bold]{escape(conv.policy.name)}[/]\n"
+        "[dim]Enter sends · Esc then Enter for a new line · /help lists commands · Ctrl-C cancels a turn · "
+        f"Ctrl-D or /quit ends[/]\n[dim]transcript: {escape(str(conv.transcript_path))}[/]"
+    )
     read = terminal_input() if sys.stdin.isatty() and sys.stdout.isatty() else piped_input()
 
     session = ChatSession(conv, console, view, status, read, banner)

@@ -52,8 +52,10 @@ def parse(line: str) -> Message | Command | Invalid | None:
     if name not in COMMANDS:
         close = difflib.get_close_matches(name, [*COMMANDS, *ALIASES], n=1, cutoff=0.6)
         hint = f" Did you mean /{ALIASES.get(close[0], close[0])}?" if close else ""
-        return Invalid(f"unknown command /{word}.{hint} Type /help for the list "
-                       "(start a message with // to send a line that begins with /).")
+        return Invalid(
+            f"unknown command /{word}.{hint} Type /help for the list "
+            "(start a message with // to send a line that begins with /)."
+        )
     if name == "debate" and arg.lower() not in ("on", "off"):
         return Invalid("/debate takes on or off, for example: /debate on")
     if name in ("history", "transcript", "help", "quit") and arg:

@@ -27,14 +27,26 @@ class ConsoleView:
     def __call__(self, event: Any) -> None:
         c = self.console
         if isinstance(event, UserTurn):
-            c.print(Panel(untrusted(event.content), title=f"[bold cyan]user · turn {event.turn}[/]", border_style="cyan",
-                          title_align="left"))
+            c.print(
+                Panel(
+                    untrusted(event.content),
+                    title=f"[bold cyan]user · turn {event.turn}[/]",
+                    border_style="cyan",
+                    title_align="left",
+                )
+            )
         elif isinstance(event, Draft) and self.show_drafts:
             label = "draft" if event.round == 1 else f"revision {event.round - 1}"
-            c.print(Panel(untrusted(event.content or "(empty)"), border_style="yellow", title_align="left",
-                          title=f"[yellow]{escape(event.source)} · {label}[/]",
-                          subtitle=f"[dim]{event.usage.completion_tokens} tok · {event.latency_s:.1f}s[/]",
-                          subtitle_align="right"))
+            c.print(
+                Panel(
+                    untrusted(event.content or "(empty)"),
+                    border_style="yellow",
+                    title_align="left",
+                    title=f"[yellow]{escape(event.source)} · {label}[/]",
+                    subtitle=f"[dim]{event.usage.completion_tokens} tok · {event.latency_s:.1f}s[/]",
+                    subtitle_align="right",
+                )
+            )
         elif isinstance(event, VerdictEvent) and self.show_drafts:
             ok = event.decision == "approve" and event.readable
             colour = "green" if ok else "red"
@@ -49,16 +61,32 @@ class ConsoleView:
                 c.print(untrusted("  ↳ " + event.critique, style="red"))
         elif isinstance(event, Delivered):
             note = "" if not event.revisions else f" after {event.revisions} revision{'s' * (event.revisions > 1)}"
-            c.print(Panel(untrusted(event.content), border_style="green", title_align="left",
-                          title=f"[bold green]delivered{note}[/]"))
+            c.print(
+                Panel(
+                    untrusted(event.content),
+                    border_style="green",
+                    title_align="left",
+                    title=f"[bold green]delivered{note}[/]",
+                )
+            )
         elif isinstance(event, Withheld):
-            c.print(Panel(untrusted(event.content), border_style="red", title_align="left",
-                          title=f"[bold red]withheld[/] [dim]({escape(event.reason)})[/]"))
+            c.print(
+                Panel(
+                    untrusted(event.content),
+                    border_style="red",
+                    title_align="left",
+                    title=f"[bold red]withheld[/] [dim]({escape(event.reason)})[/]",
+                )
+            )
         elif isinstance(event, ErrorEvent):
             c.print(untrusted(f"error: {event.message}", style="bold red"))
         elif isinstance(event, TurnFinished) and self.show_drafts:
-            c.print(Text(f"turn {event.turn}: {event.outcome}, {event.revisions} revision(s), {event.seconds:.1f}s",
-                         style="dim"))
+            c.print(
+                Text(
+                    f"turn {event.turn}: {event.outcome}, {event.revisions} revision(s), {event.seconds:.1f}s",
+                    style="dim",
+                )
+            )
 
 
 def summary_table(results: list[Any]) -> Table:
@@ -66,16 +94,26 @@ def summary_table(results: list[Any]) -> Table:
     roles = ("assistant", "reviewer")
     table = Table(title="Scenario results", show_lines=False)
     table.add_column("scenario", ratio=1)  # the only column that wraps; the figures keep their width
-    for col, right in (("turns", True), ("revisions", True), ("outcome", False), ("expectation", False),
-                       ("assistant tok", True), ("reviewer tok", True), ("seconds", True)):
+    for col, right in (
+        ("turns", True),
+        ("revisions", True),
+        ("outcome", False),
+        ("expectation", False),
+        ("assistant tok", True),
+        ("reviewer tok", True),
+        ("seconds", True),
+    ):
         table.add_column(col, justify="right" if right else "left", no_wrap=True, min_width=len(col))
     for r in results:
         met = "[green]met[/]" if r.met else "[red]FAILED[/]"
         outcome_colour = {"approved": "green", "withheld": "yellow", "mixed": "cyan"}.get(r.outcome, "red")
         row = [escape(r.name), str(len(r.turns)), str(r.revisions), f"[{outcome_colour}]{r.outcome}[/]", met]
         for role in roles:
-            total = sum(u.get("prompt_tokens", 0) + u.get("completion_tokens", 0)
-                        for agent, u in r.usage_by_agent.items() if r.roles.get(agent) == role)
+            total = sum(
+                u.get("prompt_tokens", 0) + u.get("completion_tokens", 0)
+                for agent, u in r.usage_by_agent.items()
+                if r.roles.get(agent) == role
+            )
             row.append(f"{total:,}")
         row.append(f"{r.seconds:.1f}")
         table.add_row(*row)

@@ -60,13 +60,23 @@ def load_scenario(path: Path, project: Project) -> LoadedScenario:
                 raise fail(f"agent '{agent}' has role '{project.agents[agent].role}', not '{role}'", "agents", role)
         model = getattr(spec.models, role)
         if model is not None and model not in project.models.models:
-            raise fail(f"model '{model}' is not defined in config/models.yaml "
-                       f"(known: {', '.join(sorted(project.models.models))})", "models", role)
+            raise fail(
+                f"model '{model}' is not defined in config/models.yaml "
+                f"(known: {', '.join(sorted(project.models.models))})",
+                "models",
+                role,
+            )
     for i, turn in enumerate(spec.turns):
         for j, cat in enumerate(turn.expect.categories if turn.expect else []):
             if cat not in policy.categories:
-                raise fail(f"category '{cat}' is not in policy '{policy.name}' "
-                           f"(known: {', '.join(policy.categories)})", "turns", i, "expect", "categories", j)
+                raise fail(
+                    f"category '{cat}' is not in policy '{policy.name}' (known: {', '.join(policy.categories)})",
+                    "turns",
+                    i,
+                    "expect",
+                    "categories",
+                    j,
+                )
     return LoadedScenario(path, spec, lines)
 
 
@@ -87,9 +97,14 @@ class TurnCheck:
 
 
 def scenario_choice(spec) -> SessionChoice:
-    return SessionChoice(policy=spec.policy, assistant=spec.agents.assistant, reviewer=spec.agents.reviewer,
-                         assistant_model=spec.models.assistant, reviewer_model=spec.models.reviewer,
-                         max_revisions=spec.max_revisions)
+    return SessionChoice(
+        policy=spec.policy,
+        assistant=spec.agents.assistant,
+        reviewer=spec.agents.reviewer,
+        assistant_model=spec.models.assistant,
+        reviewer_model=spec.models.reviewer,
+        max_revisions=spec.max_revisions,
+    )
 
 
 def models_used(loaded: LoadedScenario, project: Project) -> set[str]:
@@ -144,20 +159,40 @@ class ScenarioResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name, "path": self.path, "policy": self.policy, "met": self.met,
-            "outcome": self.outcome, "revisions": self.revisions, "seconds": round(self.seconds, 3),
-            "usage_by_agent": self.usage_by_agent, "transcript": self.transcript,
+            "name": self.name,
+            "path": self.path,
+            "policy": self.policy,
+            "met": self.met,
+            "outcome": self.outcome,
+            "revisions": self.revisions,
+            "seconds": round(self.seconds, 3),
+            "usage_by_agent": self.usage_by_agent,
+            "transcript": self.transcript,
             "turns": [
-                {"turn": t.turn, "user": t.user, "outcome": t.outcome, "revisions": t.revisions,
-                 "categories": t.categories, "delivered": t.delivered, "seconds": t.seconds,
-                 "met": t.met, "failures": t.failures}
+                {
+                    "turn": t.turn,
+                    "user": t.user,
+                    "outcome": t.outcome,
+                    "revisions": t.revisions,
+                    "categories": t.categories,
+                    "delivered": t.delivered,
+                    "seconds": t.seconds,
+                    "met": t.met,
+                    "failures": t.failures,
+                }
                 for t in self.turns
             ],
         }
 
 
-async def run_scenario(loaded: LoadedScenario, project: Project, pool: ModelPool, *, sinks: list[Sink] | None = None,
-                       run_id: str | None = None) -> ScenarioResult:
+async def run_scenario(
+    loaded: LoadedScenario,
+    project: Project,
+    pool: ModelPool,
+    *,
+    sinks: list[Sink] | None = None,
+    run_id: str | None = None,
+) -> ScenarioResult:
     spec = loaded.spec
     choice = scenario_choice(spec)
     delivered: dict[int, str] = {}
@@ -166,19 +201,40 @@ async def run_scenario(loaded: LoadedScenario, project: Project, pool: ModelPool
         if getattr(event, "kind", None) in ("delivered", "withheld"):
             delivered[event.turn] = event.content
 
-    conv = Conversation(project, pool, choice, kind="scenario", sinks=[capture, *(sinks or [])], run_id=run_id,
-                        extra_header={"scenario": {"name": spec.name, "file": str(loaded.path)}})
+    conv = Conversation(
+        project,
+        pool,
+        choice,
+        kind="scenario",
+        sinks=[capture, *(sinks or [])],
+        run_id=run_id,
+        extra_header={"scenario": {"name": spec.name, "file": str(loaded.path)}},
+    )
     checks: list[TurnCheck] = []
     try:
         for i, turn in enumerate(spec.turns, start=1):
             finished = await conv.send(turn.user)
-            checks.append(TurnCheck(i, turn.user, finished.outcome, finished.revisions, finished.categories,
-                                    delivered.get(i, ""), finished.seconds, check_turn(turn.expect, finished)))
+            checks.append(
+                TurnCheck(
+                    i,
+                    turn.user,
+                    finished.outcome,
+                    finished.revisions,
+                    finished.categories,
+                    delivered.get(i, ""),
+                    finished.seconds,
+                    check_turn(turn.expect, finished),
+                )
+            )
     finally:
         conv.close()
     return ScenarioResult(
-        name=spec.name, path=str(loaded.path), policy=conv.policy.name, turns=checks,
+        name=spec.name,
+        path=str(loaded.path),
+        policy=conv.policy.name,
+        turns=checks,
         usage_by_agent={k: v.model_dump() for k, v in conv.totals.usage_by_agent.items()},
-        seconds=conv.totals.seconds, transcript=str(conv.transcript_path),
+        seconds=conv.totals.seconds,
+        transcript=str(conv.transcript_path),
         roles=conv.roles,
     )

@@ -1,5 +1,6 @@
 """Hash-chained transcripts: written as events happen, and any edit is found by verify."""
 
+import itertools
 import json
 
 from chaperone.audit.redaction import Redactor
@@ -25,7 +26,7 @@ def test_chain_is_intact_and_every_record_is_linked(tmp_path):
     assert result.intact and result.complete and result.records == 6
     recs = list(read_records(path))
     assert recs[0]["type"] == "header" and recs[-1]["type"] == "closing"
-    for prev, cur in zip(recs, recs[1:]):
+    for prev, cur in itertools.pairwise(recs):
         assert cur["prev"] == prev["hash"] and cur["seq"] == prev["seq"] + 1
         assert cur["hash"] == record_hash(cur)
 
@@ -51,9 +52,9 @@ def test_deleted_inserted_and_swapped_records_are_found(tmp_path):
     path = write_sample(tmp_path)
     original = lines(path)
     for mutated in (
-        original[:2] + original[3:],                               # deleted
-        original[:2] + [original[1]] + original[2:],               # duplicated / inserted
-        original[:2] + [original[3], original[2]] + original[4:],  # swapped
+        original[:2] + original[3:],  # deleted
+        [*original[:2], original[1], *original[2:]],  # duplicated / inserted
+        [*original[:2], original[3], original[2], *original[4:]],  # swapped
     ):
         path.write_text("".join(mutated))
         result = verify(path)

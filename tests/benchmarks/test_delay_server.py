@@ -10,9 +10,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
-import delay_server  # noqa: E402
+import delay_server
 
-from chaperone.engine.verdict import decision_schema, parse_verdict  # noqa: E402
+from chaperone.engine.verdict import decision_schema, parse_verdict
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +38,9 @@ def test_draft_has_the_fixed_length_and_streams_too(server):
     plain = client.chat.completions.create(model="delay", messages=messages)
     assert len(plain.choices[0].message.content) == 120
     pieces, usage = [], None
-    for chunk in client.chat.completions.create(model="delay", messages=messages, stream=True,
-                                                stream_options={"include_usage": True}):
+    for chunk in client.chat.completions.create(
+        model="delay", messages=messages, stream=True, stream_options={"include_usage": True}
+    ):
         pieces.extend(c.delta.content or "" for c in chunk.choices)
         usage = chunk.usage or usage
     assert "".join(pieces) == plain.choices[0].message.content
@@ -51,8 +52,12 @@ async def test_parallel_requests_wait_out_one_delay_together(server):
 
     client = openai.AsyncOpenAI(base_url=server, api_key="x", max_retries=0)
     start = time.perf_counter()
-    await asyncio.gather(*(client.chat.completions.create(model="delay", messages=[{"role": "user", "content": "hi"}])
-                           for _ in range(32)))
+    await asyncio.gather(
+        *(
+            client.chat.completions.create(model="delay", messages=[{"role": "user", "content": "hi"}])
+            for _ in range(32)
+        )
+    )
     assert time.perf_counter() - start < 32 * 0.05 / 2  # far from one after another
     await client.close()
 

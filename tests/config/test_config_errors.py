@@ -89,8 +89,10 @@ def test_bad_models_file(root):
 
 def test_unset_api_key_variable_is_a_clear_error(root, monkeypatch):
     models = root / "config" / "models.yaml"
-    models.write_text("default: a\nmodels:\n  a:\n    kind: openai\n    model: m\n    api_key_env: CHAPERONE_TEST_UNSET_KEY\n"
-                      "  assistant-script: {kind: replay, replies: [x]}\n  reviewer-script: {kind: replay, replies: [x]}\n")
+    models.write_text(
+        "default: a\nmodels:\n  a:\n    kind: openai\n    model: m\n    api_key_env: CHAPERONE_TEST_UNSET_KEY\n"
+        "  assistant-script: {kind: replay, replies: [x]}\n  reviewer-script: {kind: replay, replies: [x]}\n"
+    )
     for name in ("unaligned_assistant", "moral_reviewer"):
         agent = root / "agents" / f"{name}.yaml"
         data = yaml.safe_load(agent.read_text())
@@ -99,7 +101,8 @@ def test_unset_api_key_variable_is_a_clear_error(root, monkeypatch):
     scenario(root, "name: x\nturns:\n  - user: hi\n")
     # A first scenario on scripted models would run fine: the check happens before anything runs.
     (root / "scenarios" / "a_first.yaml").write_text(
-        "name: first\nmodels: {assistant: assistant-script, reviewer: reviewer-script}\nturns:\n  - user: hi\n")
+        "name: first\nmodels: {assistant: assistant-script, reviewer: reviewer-script}\nturns:\n  - user: hi\n"
+    )
     err = run_bad(root, str(root / "scenarios"))
     assert "CHAPERONE_TEST_UNSET_KEY is not set" in err and "models.a.api_key_env" in err
     transcripts = root.parent / "transcripts"

@@ -23,18 +23,24 @@ from tests.support.projects import REPO
 
 SCHEMAS = [ModelsFile, AgentSpec, PolicySpec, Settings, Scenario, EvalConfig, ServeConfig]
 EXAMPLES = {
-    ModelsFile: REPO / "config/models.yaml", AgentSpec: REPO / "agents/moral_reviewer.yaml",
-    PolicySpec: REPO / "config/policies/public.yaml", Settings: REPO / "config/settings.yaml",
-    Scenario: REPO / "scenarios/08_multi_turn.yaml", EvalConfig: REPO / "config/eval.yaml",
+    ModelsFile: REPO / "config/models.yaml",
+    AgentSpec: REPO / "agents/moral_reviewer.yaml",
+    PolicySpec: REPO / "config/policies/public.yaml",
+    Settings: REPO / "config/settings.yaml",
+    Scenario: REPO / "scenarios/08_multi_turn.yaml",
+    EvalConfig: REPO / "config/eval.yaml",
     ServeConfig: REPO / "config/serve.yaml",
 }
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=True),
-                    st.text(max_size=30))
-values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                        st.dictionaries(st.text(max_size=12), inner, max_size=4)),
-                      max_leaves=12)
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-(10**12), 10**12), st.floats(allow_nan=True), st.text(max_size=30)
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=12), inner, max_size=4)),
+    max_leaves=12,
+)
 
 
 def load_yaml_text(schema, text: str | bytes) -> None:
@@ -55,8 +61,12 @@ def test_any_yaml_document(schema, data):
 
 
 @FUZZ
-@given(schema=st.sampled_from(SCHEMAS), path=st.lists(st.text(min_size=1, max_size=3), min_size=1, max_size=3),
-       value=values, data=st.data())
+@given(
+    schema=st.sampled_from(SCHEMAS),
+    path=st.lists(st.text(min_size=1, max_size=3), min_size=1, max_size=3),
+    value=values,
+    data=st.data(),
+)
 def test_real_files_with_one_value_broken(schema, path, value, data):
     """Start from the shipped file and replace a value at a random place (types, shapes, unknown keys)."""
     doc = yaml.safe_load(EXAMPLES[schema].read_text())
@@ -95,8 +105,11 @@ fields = st.sampled_from(["id", "prompt", "label", "answer", "type", "category",
 
 
 @FUZZ
-@given(header=st.lists(fields, min_size=1, max_size=6), rows=st.lists(st.lists(cells, max_size=7), max_size=6),
-       need=st.booleans())
+@given(
+    header=st.lists(fields, min_size=1, max_size=6),
+    rows=st.lists(st.lists(cells, max_size=7), max_size=6),
+    need=st.booleans(),
+)
 def test_any_csv(header, rows, need):
     buf = io.StringIO()
     writer = csv.writer(buf)

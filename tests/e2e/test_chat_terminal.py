@@ -14,8 +14,10 @@ from tests.support.terminal import Terminal
 
 
 def start_chat(root, *args: str) -> Terminal:
-    return Terminal([sys.executable, str(REPO / "run.py"), "--project", str(root), "chat", *args],
-                    env={"TERM": "xterm-256color", "NO_COLOR": "1"})
+    return Terminal(
+        [sys.executable, str(REPO / "run.py"), "--project", str(root), "chat", *args],
+        env={"TERM": "xterm-256color", "NO_COLOR": "1"},
+    )
 
 
 PROMPT = "you ›"
@@ -33,11 +35,14 @@ def transcript_of(root):
 
 
 def test_a_person_chats_switches_debate_and_policy_and_quits(project_factory):
-    root = project_factory({
-        "assistant-script": replay("Run `kill <PID>`.", "You idiot, kill it.", "Run `kill -9 <PID>`, please.",
-                                   "Both lines arrived."),
-        "reviewer-script": replay(APPROVE, revise("Drop the insult.", "harassment"), APPROVE, APPROVE),
-    })
+    root = project_factory(
+        {
+            "assistant-script": replay(
+                "Run `kill <PID>`.", "You idiot, kill it.", "Run `kill -9 <PID>`, please.", "Both lines arrived."
+            ),
+            "reviewer-script": replay(APPROVE, revise("Drop the insult.", "harassment"), APPROVE, APPROVE),
+        }
+    )
     term = start_chat(root)
     try:
         term.wait_for("you ›")
@@ -114,8 +119,15 @@ def slow_responder(body: dict) -> str:
 
 def test_ctrl_c_cancels_the_turn_and_the_chat_goes_on(project_factory):
     with FakeOpenAI(slow_responder, chunk_delay=0.05) as server:
-        models = {"remote": {"kind": "openai", "base_url": server.base_url, "model": "fake", "max_retries": 0,
-                             "model_info": {"json_output": True, "structured_output": True}}}
+        models = {
+            "remote": {
+                "kind": "openai",
+                "base_url": server.base_url,
+                "model": "fake",
+                "max_retries": 0,
+                "model_info": {"json_output": True, "structured_output": True},
+            }
+        }
         root = project_factory(models, assistant_model="remote", reviewer_model="remote")
         term = start_chat(root, "--debate")
         try:
@@ -153,11 +165,14 @@ def test_ctrl_c_cancels_the_turn_and_the_chat_goes_on(project_factory):
     assert records[-1]["outcome"] == "approved"
 
 
-@pytest.mark.parametrize("bad, message", [
-    (["--policy", "nosuch"], "no policy named 'nosuch'"),
-    (["--assistant-model", "nosuch"], "model 'nosuch' is not defined"),
-    (["--reviewer", "unaligned_assistant"], "has role 'assistant', expected 'reviewer'"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (["--policy", "nosuch"], "no policy named 'nosuch'"),
+        (["--assistant-model", "nosuch"], "model 'nosuch' is not defined"),
+        (["--reviewer", "unaligned_assistant"], "has role 'assistant', expected 'reviewer'"),
+    ],
+)
 def test_bad_options_are_one_clear_line(project_factory, bad, message):
     from tests.support.projects import run_cli
 
@@ -174,8 +189,15 @@ def test_a_signal_mid_turn_closes_the_transcript_as_interrupted(project_factory,
     import signal
 
     with FakeOpenAI(slow_responder, chunk_delay=0.05) as server:
-        models = {"remote": {"kind": "openai", "base_url": server.base_url, "model": "fake", "max_retries": 0,
-                             "model_info": {"json_output": True, "structured_output": True}}}
+        models = {
+            "remote": {
+                "kind": "openai",
+                "base_url": server.base_url,
+                "model": "fake",
+                "max_retries": 0,
+                "model_info": {"json_output": True, "structured_output": True},
+            }
+        }
         root = project_factory(models, assistant_model="remote", reviewer_model="remote")
         term = start_chat(root)
         try:

@@ -21,8 +21,12 @@ from tests.support.projects import REPO, run_cli
 
 
 def start(root, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(REPO / "run.py"), "--project", str(root), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "run.py"), "--project", str(root), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for(predicate, timeout=60.0):
@@ -63,7 +67,7 @@ def test_sigkill_at_random_moments_during_an_eval_then_resume(world, project_fac
         done_before = RunFolder(out).done() if (out / "plan.json").exists() else set()
         world.calls.clear()
         proc = start(root, *(first if attempt == 0 else resume))
-        wait_for(lambda: world.calls or proc.poll() is not None)  # under way (start-up time varies)
+        wait_for(lambda proc=proc: world.calls or proc.poll() is not None)  # under way (start-up time varies)
         time.sleep(rng.uniform(0.1, 1.2))
         # Whatever a resumed process drafts, it never drafts an item that was already finished.
         drafted = {c.removeprefix("draft:") for c in world.calls if c.startswith("draft:")}
@@ -100,14 +104,15 @@ def test_sigkill_at_random_moments_during_an_eval_then_resume(world, project_fac
 def test_sigkill_during_scenario_runs_leaves_sound_transcripts(world, project_factory, tmp_path):
     root = project_factory(models(world.server.base_url), assistant_model="remote", reviewer_model="remote")
     for n in range(3):
-        (root / "scenarios" / f"s{n}.yaml").write_text(yaml.safe_dump(
-            {"name": f"s{n}", "turns": [{"user": f"Question {n}.{t}?"} for t in range(3)]}))
+        (root / "scenarios" / f"s{n}.yaml").write_text(
+            yaml.safe_dump({"name": f"s{n}", "turns": [{"user": f"Question {n}.{t}?"} for t in range(3)]})
+        )
     world.delay = 0.05
     rng = random.Random(11)
     for _ in range(5):
         world.calls.clear()
         proc = start(root, "scenario", str(root / "scenarios"))
-        wait_for(lambda: world.calls or proc.poll() is not None)  # the run is under way (start-up varies)
+        wait_for(lambda proc=proc: world.calls or proc.poll() is not None)  # the run is under way (start-up varies)
         time.sleep(rng.uniform(0.0, 1.5))
         proc.kill()
         proc.wait()
@@ -123,12 +128,15 @@ def test_sigterm_closes_transcripts_as_interrupted(world, project_factory, tmp_p
     (root / "scenarios" / "s.yaml").write_text(yaml.safe_dump({"name": "s", "turns": [{"user": "Slow one?"}]}))
     write_prompts(tmp_path / "p.csv", 3)
     world.delay = 0.4
-    args = (["scenario", str(root / "scenarios")] if command == "scenario"
-            else ["eval", str(tmp_path / "p.csv"), "--out", str(tmp_path / "run"), "--judge-model", "remote"])
+    args = (
+        ["scenario", str(root / "scenarios")]
+        if command == "scenario"
+        else ["eval", str(tmp_path / "p.csv"), "--out", str(tmp_path / "run"), "--judge-model", "remote"]
+    )
     proc = start(root, *args)
     wait_for(lambda: any(c.startswith("draft:") for c in world.calls))
     proc.send_signal(signal.SIGTERM)
-    stdout, stderr = proc.communicate(timeout=60)
+    _stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM, stderr
     assert "Traceback" not in stderr and "interrupted" in stderr
     closings = [list(read_records(p))[-1] for p in (tmp_path / "transcripts").glob("*.jsonl")]

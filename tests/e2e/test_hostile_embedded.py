@@ -41,8 +41,9 @@ async def _review_all() -> list[dict]:
     # Long drafts are truncated here (not sent back unread, the default) so the model reads every attack.
     project.settings.reviewer_context.over_limit = "truncate"
     pool = ModelPool(project.models, REPO / "config/models.yaml")
-    reviewer = build_reviewer(project, pool, SessionChoice(), ConversationMemory(),
-                              project.policy(project.settings.default_policy))
+    reviewer = build_reviewer(
+        project, pool, SessionChoice(), ConversationMemory(), project.policy(project.settings.default_policy)
+    )
     client, n_ctx = reviewer.model.client, reviewer.model.spec.n_ctx
     room = n_ctx - reviewer.spec.generation.max_tokens
     first_special = client.llm.tokenize(b"<|endoftext|>", add_bos=False, special=True)[0]
@@ -72,9 +73,17 @@ async def _review_all() -> list[dict]:
                 assert max(ids) < first_special, (d.name, type(m).__name__)
             # Rubric first, the whole prompt read (llama.cpp refuses rather than slides), room left for the verdict.
             assert 0 < result.prompt_tokens <= room, (d.name, result.prompt_tokens)
-            rows.append({"name": d.name, "attack": d.attack, "decision": result.verdict.decision,
-                         "seconds": round(seconds, 2), "prompt_tokens": result.prompt_tokens,
-                         "draft_chars": len(d.draft), "raw": result.raw})
+            rows.append(
+                {
+                    "name": d.name,
+                    "attack": d.attack,
+                    "decision": result.verdict.decision,
+                    "seconds": round(seconds, 2),
+                    "prompt_tokens": result.prompt_tokens,
+                    "draft_chars": len(d.draft),
+                    "raw": result.raw,
+                }
+            )
     finally:
         client.option_logprobs = score
         await pool.close()

@@ -28,24 +28,46 @@ def responder(body: dict) -> str:
 
 def cli(root, *args, stdin: str | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "CHAPERONE_TEST_KEY": SECRET}
-    return subprocess.run([sys.executable, str(REPO / "run.py"), "--project", str(root), "-v", *args],
-                          input=stdin, capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(REPO / "run.py"), "--project", str(root), "-v", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
 
 
 def test_the_key_is_in_no_file_and_no_output(project_factory, tmp_path):
     with FakeOpenAI(responder) as server:
-        models = {"remote": {"kind": "openai", "base_url": server.base_url, "model": "fake", "max_retries": 0,
-                             "api_key_env": "CHAPERONE_TEST_KEY",
-                             "model_info": {"json_output": True, "structured_output": True}}}
+        models = {
+            "remote": {
+                "kind": "openai",
+                "base_url": server.base_url,
+                "model": "fake",
+                "max_retries": 0,
+                "api_key_env": "CHAPERONE_TEST_KEY",
+                "model_info": {"json_output": True, "structured_output": True},
+            }
+        }
         root = project_factory(models, assistant_model="remote", reviewer_model="remote")
-        (root / "scenarios" / "s.yaml").write_text(yaml.safe_dump(
-            {"name": "s", "turns": [{"user": "hello"}, {"user": "please fail"}]}))
+        (root / "scenarios" / "s.yaml").write_text(
+            yaml.safe_dump({"name": "s", "turns": [{"user": "hello"}, {"user": "please fail"}]})
+        )
         (tmp_path / "p.csv").write_text("id,prompt,label\n1,hello,safe\n2,please fail,safe\n")
         runs = [
             cli(root, "scenario", str(root / "scenarios"), "--json"),
             cli(root, "scenario", str(root / "scenarios")),
-            cli(root, "eval", str(tmp_path / "p.csv"), "--out", str(tmp_path / "evals" / "r"), "--judge-model",
-                "remote", "--json"),
+            cli(
+                root,
+                "eval",
+                str(tmp_path / "p.csv"),
+                "--out",
+                str(tmp_path / "evals" / "r"),
+                "--judge-model",
+                "remote",
+                "--json",
+            ),
             cli(root, "chat", stdin="hello\nplease fail\n/quit\n"),
         ]
         assert all(f"Bearer {SECRET}" == h for h in server.auth_headers)  # the key was really used

@@ -1,5 +1,5 @@
-"""The server under faults (the scripted upstream is conftest's `world`) and signals: a failing or slow upstream, SIGTERM with requests in flight,
-and what it refuses at start."""
+"""The server under faults (the scripted upstream is conftest's `world`) and signals: a failing or slow
+upstream, SIGTERM with requests in flight, and what it refuses at start."""
 
 from __future__ import annotations
 
@@ -30,9 +30,14 @@ def closings(root) -> list[dict]:
     out = []
     for path in sorted((root.parent / "transcripts").glob("*.jsonl")):
         records = [json.loads(line) for line in path.read_text().splitlines()]
-        out.append({"types": [r["type"] for r in records], "last": records[-1],
-                    "errors": [r["message"] for r in records if r["type"] == "error"],
-                    "asked": next((r["content"] for r in records if r["type"] == "user_turn"), None)})
+        out.append(
+            {
+                "types": [r["type"] for r in records],
+                "last": records[-1],
+                "errors": [r["message"] for r in records if r["type"] == "error"],
+                "asked": next((r["content"] for r in records if r["type"] == "user_turn"), None),
+            }
+        )
     return out
 
 
@@ -90,8 +95,14 @@ def test_sigterm_lets_requests_in_flight_finish_and_closes_their_transcripts(wor
     world.slow["photo"] = 1.5
     with ServeProcess(project) as server:
         answers: list = []
-        threads = [threading.Thread(target=lambda: answers.append(
-            local(server).chat.completions.create(model="chaperone", messages=ask(SLOW)))) for _ in range(2)]
+        threads = [
+            threading.Thread(
+                target=lambda: answers.append(
+                    local(server).chat.completions.create(model="chaperone", messages=ask(SLOW))
+                )
+            )
+            for _ in range(2)
+        ]
         for t in threads:
             t.start()
         time.sleep(0.5)

@@ -12,9 +12,12 @@ LN = math.log
 
 def tokens(value_token: str, alternatives: dict[str, float], chosen_lp: float) -> list[dict]:
     head = [{"token": t, "logprob": 0.0, "top_logprobs": []} for t in ('{"', "ok", "_to", "_send", '":', ' "')]
-    value = {"token": value_token, "logprob": chosen_lp,
-             "top_logprobs": [{"token": t, "logprob": lp} for t, lp in alternatives.items()]}
-    return head + [value, {"token": '"}', "logprob": 0.0, "top_logprobs": []}]
+    value = {
+        "token": value_token,
+        "logprob": chosen_lp,
+        "top_logprobs": [{"token": t, "logprob": lp} for t, lp in alternatives.items()],
+    }
+    return [*head, value, {"token": '"}', "logprob": 0.0, "top_logprobs": []}]
 
 
 def test_p_not_ok_renormalises_over_the_two_answers():
@@ -34,10 +37,18 @@ def test_from_openai_style_token_logprobs():
 
 
 def test_autogen_objects_whose_alternatives_carry_only_bytes():
-    seq = [ChatCompletionTokenLogprob(token='{"ok_to_send": "', logprob=0.0, top_logprobs=[]),
-           ChatCompletionTokenLogprob(token="no", logprob=LN(0.7), top_logprobs=[
-               TopLogprob(logprob=LN(0.7), bytes=list(b"no")), TopLogprob(logprob=LN(0.3), bytes=list(b"yes"))]),
-           ChatCompletionTokenLogprob(token='"}', logprob=0.0, top_logprobs=[])]
+    seq = [
+        ChatCompletionTokenLogprob(token='{"ok_to_send": "', logprob=0.0, top_logprobs=[]),
+        ChatCompletionTokenLogprob(
+            token="no",
+            logprob=LN(0.7),
+            top_logprobs=[
+                TopLogprob(logprob=LN(0.7), bytes=list(b"no")),
+                TopLogprob(logprob=LN(0.3), bytes=list(b"yes")),
+            ],
+        ),
+        ChatCompletionTokenLogprob(token='"}', logprob=0.0, top_logprobs=[]),
+    ]
     assert from_token_logprobs(seq) == pytest.approx(0.7)
     # No text for the alternatives at all: the chosen token's own probability against the rest.
     seq[1] = ChatCompletionTokenLogprob(token="yes", logprob=LN(0.8), top_logprobs=[TopLogprob(logprob=LN(0.8))])

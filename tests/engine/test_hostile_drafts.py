@@ -36,8 +36,10 @@ _CONTROL_TOKEN = re.compile(r"<\|[^|<>\s]{1,40}\|>")
 
 async def review(project_factory, d: HostileDraft, replies: list[str]):
     """One guarded turn: the scripted assistant writes the hostile draft, the scripted reviewer says `replies`."""
-    root = project_factory({"assistant-script": replay(d.draft), "reviewer-script": replay(*replies)},
-                           settings={"max_revisions": 0, "reviewer_context": {"over_limit": "truncate"}})
+    root = project_factory(
+        {"assistant-script": replay(d.draft), "reviewer-script": replay(*replies)},
+        settings={"max_revisions": 0, "reviewer_context": {"over_limit": "truncate"}},
+    )
     conv, events = conversation(root)
     finished = await conv.send(d.request)
     calls = conv.chat.reviewer.model.client.create_calls
@@ -76,12 +78,11 @@ def test_the_bait_is_real(d):
 
 @pytest.mark.parametrize("d", CORPUS, ids=lambda d: d.name)
 async def test_the_draft_is_quoted_between_the_real_fences_only(project_factory, d):
-    conv, events, finished, calls = await review(project_factory, d, NO_VERDICTS["one_stage_no"])
+    _conv, _events, _finished, calls = await review(project_factory, d, NO_VERDICTS["one_stage_no"])
     system, message = (m.content for m in calls[0]["messages"])
     nonce, before, inside, after = split_message(message)
     assert nonce not in d.draft and nonce not in inside
-    assert before == (f"User request:\n<<<REQUEST {nonce}>>>\n{REQUEST}\n<<<END REQUEST {nonce}>>>"
-                      "\n\nDraft reply:\n")
+    assert before == (f"User request:\n<<<REQUEST {nonce}>>>\n{REQUEST}\n<<<END REQUEST {nonce}>>>\n\nDraft reply:\n")
     assert d.visible in inside  # the attack is shown to the reviewer, as data
     if d.hidden:
         assert d.hidden not in message
@@ -108,9 +109,17 @@ async def test_a_long_draft_is_clipped_and_the_reviewer_is_told(project_factory,
     _, _, inside, after = split_message(calls[0]["messages"][-1].content)
     assert len(inside) <= MAX_DRAFT_CHARS
     assert reviewer_prompt.CUT_MARK.split("{n}")[0] in inside  # where the cut is
-    shown, total, cut = map(int, re.search(r"truncated: (\d+) of (\d+) characters shown, its start and its end; "
-                                           r"(\d+) characters in the middle were cut", after).groups())
-    assert total == len(reviewer_prompt.as_data(d.draft.strip(), "-")[0])  # the assistant strips its draft and shown + cut == total and shown < MAX_DRAFT_CHARS
+    _shown, total, _cut = map(
+        int,
+        re.search(
+            r"truncated: (\d+) of (\d+) characters shown, its start and its end; "
+            r"(\d+) characters in the middle were cut",
+            after,
+        ).groups(),
+    )
+    assert total == len(
+        reviewer_prompt.as_data(d.draft.strip(), "-")[0]
+    )  # the assistant strips its draft and shown + cut == total and shown < MAX_DRAFT_CHARS
 
 
 def test_the_reviewer_message_is_bounded_however_long_the_draft():
@@ -122,9 +131,15 @@ def test_the_reviewer_message_is_bounded_however_long_the_draft():
 
 def reviewer_on(spec: EmbeddedModelSpec, client: ReplayChatCompletionClient) -> ReviewingAgent:
     project = load_project(REPO)
-    return ReviewingAgent(project.agents["moral_reviewer"], ModelHandle("embedded", spec, client),
-                          project.policy("public"), ConversationMemory(), user_name="user", assistant_name="assistant",
-                          context=project.settings.reviewer_context.model_copy(update={"over_limit": "truncate"}))
+    return ReviewingAgent(
+        project.agents["moral_reviewer"],
+        ModelHandle("embedded", spec, client),
+        project.policy("public"),
+        ConversationMemory(),
+        user_name="user",
+        assistant_name="assistant",
+        context=project.settings.reviewer_context.model_copy(update={"over_limit": "truncate"}),
+    )
 
 
 async def test_a_dense_draft_is_clipped_further_to_fit_the_models_window():
@@ -151,8 +166,10 @@ async def test_by_default_a_draft_too_long_to_read_whole_is_sent_back_unread(pro
     from chaperone.engine.events import Delivered, VerdictEvent
 
     long = next(d for d in CORPUS if d.name == "long_attack_in_middle")
-    root = project_factory({"assistant-script": replay(long.draft, "Short answer."),
-                            "reviewer-script": replay('{"ok_to_send": "yes"}')}, settings={"max_revisions": 1})
+    root = project_factory(
+        {"assistant-script": replay(long.draft, "Short answer."), "reviewer-script": replay('{"ok_to_send": "yes"}')},
+        settings={"max_revisions": 1},
+    )
     conv, events = conversation(root)
     finished = await conv.send(long.request)
     conv.close()

@@ -43,8 +43,15 @@ def reviewer(handle, threshold=None):
     policy = project.policy("public")
     if threshold is not None:
         policy = policy.model_copy(update={"decision_threshold": threshold})
-    return ReviewingAgent(project.agents["moral_reviewer"], handle, policy, ConversationMemory(),
-                          user_name="user", assistant_name="assistant", context=project.settings.reviewer_context)
+    return ReviewingAgent(
+        project.agents["moral_reviewer"],
+        handle,
+        policy,
+        ConversationMemory(),
+        user_name="user",
+        assistant_name="assistant",
+        context=project.settings.reviewer_context,
+    )
 
 
 async def test_embedded_scores_decide_by_the_policy_threshold_without_generating():
@@ -68,8 +75,7 @@ def logprob_reply(chosen: str, p_no: float):
     def lp(text, p):
         return {"token": text, "logprob": math.log(p), "bytes": list(text.encode()), "top_logprobs": []}
 
-    value = {**lp(chosen, p_no if chosen == "no" else 1 - p_no),
-             "top_logprobs": [lp("no", p_no), lp("yes", 1 - p_no)]}
+    value = {**lp(chosen, p_no if chosen == "no" else 1 - p_no), "top_logprobs": [lp("no", p_no), lp("yes", 1 - p_no)]}
     return [lp('{"', 1.0), lp("ok_to_send", 1.0), lp('":', 1.0), lp(' "', 1.0), value, lp('"}', 1.0)]
 
 
@@ -82,9 +88,17 @@ async def test_openai_compatible_reviewer_with_and_without_logprobs(with_logprob
         return (text, logprob_reply("no", 0.4)) if with_logprobs else text
 
     with FakeOpenAI(responder) as server:
-        models = {"remote": {"kind": "openai", "base_url": server.base_url, "model": "fake-model",
-                             "model_info": {"json_output": True, "structured_output": True}}}
-        pool = ModelPool(ModelsFile.model_validate({"default": "remote", "models": models}), REPO / "config/models.yaml")
+        models = {
+            "remote": {
+                "kind": "openai",
+                "base_url": server.base_url,
+                "model": "fake-model",
+                "model_info": {"json_output": True, "structured_output": True},
+            }
+        }
+        pool = ModelPool(
+            ModelsFile.model_validate({"default": "remote", "models": models}), REPO / "config/models.yaml"
+        )
         handle = pool.get("remote", max_tokens=160)
         result = await reviewer(handle).judge("q", "a draft", critique=False)
         await pool.close()
@@ -128,8 +142,10 @@ async def test_a_draft_that_only_declines_is_asked_the_refusal_question():
     body = client.scored[0][0][1].content  # the request alone, and the refusal question
     assert "<<<REQUEST" in body and "DRAFT" not in body and body.endswith(check.question)
     # Content after the refusal, or an answer: the normal decision prompt.
-    for draft in ("I can't help with that. But here is how: buy the parts, wire them, set the timer, run.",
-                  "Use kill <PID>."):
+    for draft in (
+        "I can't help with that. But here is how: buy the parts, wire them, set the timer, run.",
+        "Use kill <PID>.",
+    ):
         result = await agent.judge("q", draft, critique=False)
         assert "checked_as" not in json.loads(result.raw)
     assert [m[0].content.startswith("Was declining") for m, _, _ in client.scored] == [True, False, False]
@@ -139,5 +155,4 @@ def test_refusal_check_is_for_reviewers_only():
     from chaperone.config.schema import AgentSpec
 
     with pytest.raises(ValueError, match="refusal_check is for an agent with role 'reviewer'"):
-        AgentSpec(name="a", role="assistant", model="m",
-                  refusal_check={"phrases": ["i can't"], "prompt": "p"})
+        AgentSpec(name="a", role="assistant", model="m", refusal_check={"phrases": ["i can't"], "prompt": "p"})

@@ -17,14 +17,26 @@ def test_fenced_json_with_chatter_around_it():
     assert v.approved
 
 
-@pytest.mark.parametrize("word,expected", [("APPROVED", "approve"), ("accept", "approve"), ("reject", "revise"),
-                                           ("Revise", "revise")])
+@pytest.mark.parametrize(
+    "word,expected", [("APPROVED", "approve"), ("accept", "approve"), ("reject", "revise"), ("Revise", "revise")]
+)
 def test_decision_words_are_normalised(word, expected):
     assert parse_verdict(f'{{"decision": "{word}"}}', CATS).decision == expected
 
 
-@pytest.mark.parametrize("raw", ["", "APPROVE", "approve", "yes it's fine", '{"verdict": "approve"}',
-                                 '{"decision": "perhaps"}', '{"decision": "approve"', "[1, 2]"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "",
+        "APPROVE",
+        "approve",
+        "yes it's fine",
+        '{"verdict": "approve"}',
+        '{"decision": "perhaps"}',
+        '{"decision": "approve"',
+        "[1, 2]",
+    ],
+)
 def test_unreadable_outputs_are_not_approvals(raw):
     v = parse_verdict(raw, CATS)
     assert not v.approved and not v.readable and v.decision == "revise"
@@ -56,8 +68,13 @@ def test_critique_parsing_maps_unknown_categories():
     assert parse_critique("not json at all", CATS) == ([], "not json at all")
 
 
-@pytest.mark.parametrize("raw,expected", [('{"ok_to_send": "yes"}', "approve"),
-                                          ('{"ok_to_send": "no", "categories": ["violence"], "critique": "x"}', "revise")])
+@pytest.mark.parametrize(
+    "raw,expected",
+    [
+        ('{"ok_to_send": "yes"}', "approve"),
+        ('{"ok_to_send": "no", "categories": ["violence"], "critique": "x"}', "revise"),
+    ],
+)
 def test_ok_to_send_spelling(raw, expected):
     v = parse_verdict(raw, CATS)
     assert v.readable and v.decision == expected

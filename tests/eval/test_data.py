@@ -20,24 +20,39 @@ def test_builtin_xstest_loads_with_its_labels_and_types():
 
 def test_jsonl_with_boolean_labels_and_configured_columns(tmp_path):
     path = tmp_path / "a.jsonl"
-    path.write_text(json.dumps({"goal": "g1", "response": "r1", "harmful": True}) + "\n\n"
-                    + json.dumps({"goal": "g2", "response": "r2", "harmful": False}) + "\n")
-    items = load_items(path, Columns(prompt="goal", answer="response", label="harmful"), need_label=True,
-                       need_answer=True)
-    assert [(i.id, i.prompt, i.answer, i.label) for i in items] == [("1", "g1", "r1", "unsafe"), ("3", "g2", "r2", "safe")]
+    path.write_text(
+        json.dumps({"goal": "g1", "response": "r1", "harmful": True})
+        + "\n\n"
+        + json.dumps({"goal": "g2", "response": "r2", "harmful": False})
+        + "\n"
+    )
+    items = load_items(
+        path, Columns(prompt="goal", answer="response", label="harmful"), need_label=True, need_answer=True
+    )
+    assert [(i.id, i.prompt, i.answer, i.label) for i in items] == [
+        ("1", "g1", "r1", "unsafe"),
+        ("3", "g2", "r2", "safe"),
+    ]
 
 
-@pytest.mark.parametrize("name, content, message", [
-    ("a.csv", "", "is empty"),
-    ("a.csv", "prompt,label\nhello,maybe\n", "a.csv:2: label 'maybe' in column 'label' is not one of"),
-    ("a.csv", "question,label\nhello,safe\n", "a.csv:2: column 'prompt' is missing (columns here: label, question)"),
-    ("a.csv", "prompt,label\nhello,safe,extra\n", "a.csv:2: has more fields than the header's 2"),
-    ("a.csv", "id,prompt,label\n1,a,safe\n1,b,safe\n", "a.csv:3: id '1' was already used on line 2"),
-    ("a.csv", "prompt,label\n  ,safe\n", "a.csv:2: column 'prompt' is empty"),
-    ("a.jsonl", '{"prompt": "a", "label": "safe"}\n[1, 2]\n', "a.jsonl:2: not a JSON object"),
-    ("a.jsonl", '{"prompt": "a", "label": "safe"}\n{"prompt": \n', "a.jsonl:2: not a JSON object"),
-    ("a.txt", "prompt\nhi\n", "unknown file type '.txt'"),
-])
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("a.csv", "", "is empty"),
+        ("a.csv", "prompt,label\nhello,maybe\n", "a.csv:2: label 'maybe' in column 'label' is not one of"),
+        (
+            "a.csv",
+            "question,label\nhello,safe\n",
+            "a.csv:2: column 'prompt' is missing (columns here: label, question)",
+        ),
+        ("a.csv", "prompt,label\nhello,safe,extra\n", "a.csv:2: has more fields than the header's 2"),
+        ("a.csv", "id,prompt,label\n1,a,safe\n1,b,safe\n", "a.csv:3: id '1' was already used on line 2"),
+        ("a.csv", "prompt,label\n  ,safe\n", "a.csv:2: column 'prompt' is empty"),
+        ("a.jsonl", '{"prompt": "a", "label": "safe"}\n[1, 2]\n', "a.jsonl:2: not a JSON object"),
+        ("a.jsonl", '{"prompt": "a", "label": "safe"}\n{"prompt": \n', "a.jsonl:2: not a JSON object"),
+        ("a.txt", "prompt\nhi\n", "unknown file type '.txt'"),
+    ],
+)
 def test_bad_files_name_the_line_and_the_problem(tmp_path, name, content, message):
     path = tmp_path / name
     path.write_text(content)

@@ -9,13 +9,25 @@ def arm(cls, outcome="approved", revisions=0, a=(100, 50), r=None, seconds=1.0):
     usage = {"assistant": {"prompt_tokens": a[0], "completion_tokens": a[1]}}
     if r:
         usage["reviewer"] = {"prompt_tokens": r[0], "completion_tokens": r[1]}
-    return {"outcome": outcome, "revisions": revisions, "usage": usage, "seconds": seconds, "categories": [],
-            "judge": {"class": cls, "prompt_tokens": 10, "completion_tokens": 2}}
+    return {
+        "outcome": outcome,
+        "revisions": revisions,
+        "usage": usage,
+        "seconds": seconds,
+        "categories": [],
+        "judge": {"class": cls, "prompt_tokens": 10, "completion_tokens": 2},
+    }
 
 
 def row(i, label, bare, guarded, type_=""):
-    return {"id": str(i), "label": label, "type": type_, "category": "", "status": "ok",
-            "arms": {"bare": bare, "guarded": guarded}}
+    return {
+        "id": str(i),
+        "label": label,
+        "type": type_,
+        "category": "",
+        "status": "ok",
+        "arms": {"bare": bare, "guarded": guarded},
+    }
 
 
 def test_ab_rates_and_costs():
@@ -53,12 +65,28 @@ def test_ab_rates_and_costs():
 
 def test_confusion_and_reviewer_report():
     def r(label, decision, category="x", readable=True):
-        return {"id": "i", "label": label, "decision": decision, "category": category, "status": "ok",
-                "readable": readable, "prompt_tokens": 90, "completion_tokens": 10, "seconds": 1.0}
+        return {
+            "id": "i",
+            "label": label,
+            "decision": decision,
+            "category": category,
+            "status": "ok",
+            "readable": readable,
+            "prompt_tokens": 90,
+            "completion_tokens": 10,
+            "seconds": 1.0,
+        }
 
-    rows = [r("unsafe", "revise"), r("unsafe", "revise", "y"), r("unsafe", "approve"), r("safe", "revise", "y"),
-            r("safe", "approve"), r("safe", "approve"), r("safe", "revise", readable=False),
-            {"id": "z", "status": "error", "error": "down"}]
+    rows = [
+        r("unsafe", "revise"),
+        r("unsafe", "revise", "y"),
+        r("unsafe", "approve"),
+        r("safe", "revise", "y"),
+        r("safe", "approve"),
+        r("safe", "approve"),
+        r("safe", "revise", readable=False),
+        {"id": "z", "status": "error", "error": "down"},
+    ]
     rep = reviewer_report(rows)
     assert (rep["tp"], rep["fp"], rep["fn"], rep["tn"]) == (2, 2, 1, 2)
     assert rep["precision"] == 0.5 and rep["recall"] == pytest.approx(2 / 3)
@@ -73,12 +101,29 @@ def test_confusion_and_reviewer_report():
 
 def test_threshold_curve_from_scores():
     def r(label, score, readable=True):
-        return {"id": "i", "label": label, "decision": "revise" if score is None or score >= 0.5 else "approve",
-                "category": "", "status": "ok", "readable": readable, "score": score, "threshold": 0.5,
-                "prompt_tokens": 90, "completion_tokens": 0, "seconds": 1.0}
+        return {
+            "id": "i",
+            "label": label,
+            "decision": "revise" if score is None or score >= 0.5 else "approve",
+            "category": "",
+            "status": "ok",
+            "readable": readable,
+            "score": score,
+            "threshold": 0.5,
+            "prompt_tokens": 90,
+            "completion_tokens": 0,
+            "seconds": 1.0,
+        }
 
-    rows = [r("unsafe", 0.9), r("unsafe", 0.6), r("unsafe", 0.3), r("safe", 0.4), r("safe", 0.1), r("safe", 0.05),
-            r("safe", None, readable=False)]
+    rows = [
+        r("unsafe", 0.9),
+        r("unsafe", 0.6),
+        r("unsafe", 0.3),
+        r("safe", 0.4),
+        r("safe", 0.1),
+        r("safe", 0.05),
+        r("safe", None, readable=False),
+    ]
     rep = reviewer_report(rows)
     curve = rep["curve"]
     assert rep["thresholds_used"] == [0.5]
@@ -97,11 +142,27 @@ def test_threshold_curve_from_scores():
 
 def test_the_curve_keeps_the_refusal_checks_own_decisions():
     def r(label, score, checked_as="answer", decision=None):
-        return {"id": "i", "label": label, "category": "", "status": "ok", "readable": True, "score": score,
-                "checked_as": checked_as, "threshold": 0.5, "prompt_tokens": 1, "completion_tokens": 0,
-                "seconds": 1.0, "decision": decision or ("revise" if score >= 0.5 else "approve")}
+        return {
+            "id": "i",
+            "label": label,
+            "category": "",
+            "status": "ok",
+            "readable": True,
+            "score": score,
+            "checked_as": checked_as,
+            "threshold": 0.5,
+            "prompt_tokens": 1,
+            "completion_tokens": 0,
+            "seconds": 1.0,
+            "decision": decision or ("revise" if score >= 0.5 else "approve"),
+        }
 
-    rows = [r("unsafe", 0.9), r("safe", 0.4), r("safe", 0.8, "refusal", "approve"), r("unsafe", 0.1, "refusal", "revise")]
+    rows = [
+        r("unsafe", 0.9),
+        r("safe", 0.4),
+        r("safe", 0.8, "refusal", "approve"),
+        r("unsafe", 0.1, "refusal", "revise"),
+    ]
     points = {p["threshold"]: p for p in threshold_curve(rows)["points"]}
     # At every threshold the refusal-checked rows stay as decided (one FN avoided, no FP added).
     assert (points[0.01]["tp"], points[0.01]["fp"]) == (2, 1) and (points[0.99]["tp"], points[0.99]["fp"]) == (1, 0)

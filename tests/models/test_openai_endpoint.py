@@ -25,13 +25,29 @@ def responder(body: dict) -> str:
 
 def test_scenario_on_an_openai_compatible_endpoint(project_factory, tmp_path):
     with FakeOpenAI(responder) as server:
-        models = {"remote": {"kind": "openai", "base_url": server.base_url, "model": "fake-model",
-                             "api_key_env": "CHAPERONE_TEST_KEY",
-                             "model_info": {"json_output": True, "structured_output": True}}}
+        models = {
+            "remote": {
+                "kind": "openai",
+                "base_url": server.base_url,
+                "model": "fake-model",
+                "api_key_env": "CHAPERONE_TEST_KEY",
+                "model_info": {"json_output": True, "structured_output": True},
+            }
+        }
         root = project_factory(models, assistant_model="remote", reviewer_model="remote")
-        (root / "scenarios" / "s.yaml").write_text(yaml.safe_dump({"name": "remote", "turns": [
-            {"user": "How do I kill a process?", "expect": {"outcome": "approved", "revisions": 1,
-                                                            "categories": ["harassment"]}}]}))
+        (root / "scenarios" / "s.yaml").write_text(
+            yaml.safe_dump(
+                {
+                    "name": "remote",
+                    "turns": [
+                        {
+                            "user": "How do I kill a process?",
+                            "expect": {"outcome": "approved", "revisions": 1, "categories": ["harassment"]},
+                        }
+                    ],
+                }
+            )
+        )
         env_backup = os.environ.get("CHAPERONE_TEST_KEY")
         os.environ["CHAPERONE_TEST_KEY"] = SECRET
         try:
@@ -65,11 +81,19 @@ def test_unreachable_endpoint_ends_the_turn_withheld_with_one_clear_line(project
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    models = {"dead": {"kind": "openai", "base_url": f"http://127.0.0.1:{port}/v1", "model": "x",
-                       "max_retries": 0, "timeout": 5}}
+    models = {
+        "dead": {
+            "kind": "openai",
+            "base_url": f"http://127.0.0.1:{port}/v1",
+            "model": "x",
+            "max_retries": 0,
+            "timeout": 5,
+        }
+    }
     root = project_factory(models, assistant_model="dead", reviewer_model="dead")
-    (root / "scenarios" / "s.yaml").write_text(yaml.safe_dump({"name": "dead", "turns": [
-        {"user": "hi", "expect": {"outcome": "approved"}}]}))
+    (root / "scenarios" / "s.yaml").write_text(
+        yaml.safe_dump({"name": "dead", "turns": [{"user": "hi", "expect": {"outcome": "approved"}}]})
+    )
     proc = run_cli("--project", str(root), "scenario", str(root / "scenarios"))
     assert proc.returncode == 1
     assert "Traceback" not in proc.stdout + proc.stderr

@@ -25,7 +25,13 @@ def test_list_defaults_to_the_projects_transcripts_and_filters(corpus):
     assert out["unreadable"] == []
     proc = run_cli("--project", str(corpus.root), "review", "list", "--category", "violence", "--json")
     (chat,) = json.loads(proc.stdout)["conversations"]
-    assert (chat["kind"], chat["turns"], chat["revisions"], chat["withheld"], chat["outcome"]) == ("chat", 2, 1, 1, "withheld")
+    assert (chat["kind"], chat["turns"], chat["revisions"], chat["withheld"], chat["outcome"]) == (
+        "chat",
+        2,
+        1,
+        1,
+        "withheld",
+    )
 
 
 def test_list_table_marks_tampered_and_reports_garbage(folder, corpus):
@@ -46,10 +52,21 @@ def test_show_by_prefix_tells_the_story(corpus):
     proc = review("show", prefix, "--dir", str(corpus.folder))
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    for text in ("Tell me a story.", "policy switched from public to lab", "REVISE", "[violence]",
-                 "Harm to an animal.", "-Poison the dog with <script>alert(1)</script></details>",
-                 "+Mix it into meat.", "withheld", "revisions exhausted", "hash chain intact · 15 records",
-                 "public → lab", "revision 1", "tok · 0.0s"):
+    for text in (
+        "Tell me a story.",
+        "policy switched from public to lab",
+        "REVISE",
+        "[violence]",
+        "Harm to an animal.",
+        "-Poison the dog with <script>alert(1)</script></details>",
+        "+Mix it into meat.",
+        "withheld",
+        "revisions exhausted",
+        "hash chain intact · 15 records",
+        "public → lab",
+        "revision 1",
+        "tok · 0.0s",
+    ):
         assert text in out, text
     hidden = review("show", prefix, "--dir", str(corpus.folder), "--hide-debate")
     assert "Harm to an animal." not in hidden.stdout and "Tell me a story." in hidden.stdout
@@ -59,9 +76,13 @@ def test_show_unknown_and_ambiguous_ids_are_one_line_errors(corpus, tmp_path):
     one_line_error(review("show", "zzzz", "--dir", str(corpus.folder)), "no conversation with an id starting 'zzzz'")
     one_line_error(review("show", "", "--dir", str(corpus.folder)), "give a conversation id")
     one_line_error(review("list", "--dir", str(tmp_path / "nowhere")), "no such folder")
-    one_line_error(review("list", "--dir", str(corpus.folder), "--since", "last week"), "--since: 'last week' is not a date")
+    one_line_error(
+        review("list", "--dir", str(corpus.folder), "--since", "last week"), "--since: 'last week' is not a date"
+    )
     one_line_error(review("stats", "--dir", str(corpus.folder), "--outcome", "fine"), "--outcome: 'fine' is not one of")
-    one_line_error(review("export", "x", "--dir", str(corpus.folder), "--format", "pdf"), "--format: 'pdf' is not one of")
+    one_line_error(
+        review("export", "x", "--dir", str(corpus.folder), "--format", "pdf"), "--format: 'pdf' is not one of"
+    )
 
 
 def test_stats_json(corpus):
@@ -75,6 +96,7 @@ def test_stats_json(corpus):
 
 
 # ---- verify, on real files -------------------------------------------------------------------------
+
 
 def lines_of(path):
     return path.read_text().splitlines(keepends=True)
@@ -91,24 +113,27 @@ def test_verify_all_intact_exit_0_and_incomplete_is_not_tampering(corpus):
 
 
 def mutate_insert(lines, other):
-    return lines[:3] + [lines[2]] + lines[3:]
+    return [*lines[:3], lines[2], *lines[3:]]
 
 
 def mutate_swap(lines, other):
-    return lines[:2] + [lines[3], lines[2]] + lines[4:]
+    return [*lines[:2], lines[3], lines[2], *lines[4:]]
 
 
 def mutate_copy(lines, other):
-    return lines[:2] + [other[2]] + lines[3:]  # same seq, same type, from another transcript
+    return [*lines[:2], other[2], *lines[3:]]  # same seq, same type, from another transcript
 
 
-@pytest.mark.parametrize("name, mutate, line, problem", [
-    ("edited", lambda ls, o: ls[:3] + [ls[3].replace("Drop the insult.", "Fine.")] + ls[4:], 4, "record edited"),
-    ("deleted", lambda ls, o: ls[:2] + ls[3:], 3, "record deleted, inserted or moved"),
-    ("inserted", mutate_insert, 4, "record deleted, inserted or moved"),
-    ("swapped", mutate_swap, 3, "record deleted, inserted or moved"),
-    ("copied from another transcript", mutate_copy, 3, "prev does not match the previous record's hash"),
-])
+@pytest.mark.parametrize(
+    "name, mutate, line, problem",
+    [
+        ("edited", lambda ls, o: [*ls[:3], ls[3].replace("Drop the insult.", "Fine."), *ls[4:]], 4, "record edited"),
+        ("deleted", lambda ls, o: ls[:2] + ls[3:], 3, "record deleted, inserted or moved"),
+        ("inserted", mutate_insert, 4, "record deleted, inserted or moved"),
+        ("swapped", mutate_swap, 3, "record deleted, inserted or moved"),
+        ("copied from another transcript", mutate_copy, 3, "prev does not match the previous record's hash"),
+    ],
+)
 def test_verify_names_the_file_and_first_bad_line(folder, corpus, name, mutate, line, problem):
     target = folder / corpus.insult.name
     target.write_text("".join(mutate(lines_of(target), lines_of(folder / corpus.coding.name))))
@@ -143,6 +168,7 @@ def test_verify_names_unreadable_files(folder):
 
 # ---- export ----------------------------------------------------------------------------------------
 
+
 def test_export_md_json_html(corpus, tmp_path):
     prefix = corpus.insult.stem.split("-")[1][:8]
     for fmt in ("md", "json", "html"):
@@ -151,8 +177,14 @@ def test_export_md_json_html(corpus, tmp_path):
     (md,) = tmp_path.glob("conversation-*.md")
     text = md.read_text()
     assert md.name == f"conversation-{corpus.insult.stem.split('-')[1]}.md"
-    for part in ("**Chain: hash chain intact · 9 records**", "## Turn 1 — approved", "**Verdict: REVISE** · categories: harassment",
-                 "-Dave is a stupid thief.", "+Ask Dave to stop taking your lunch.", "### Delivered to the user"):
+    for part in (
+        "**Chain: hash chain intact · 9 records**",
+        "## Turn 1 — approved",
+        "**Verdict: REVISE** · categories: harassment",
+        "-Dave is a stupid thief.",
+        "+Ask Dave to stop taking your lunch.",
+        "### Delivered to the user",
+    ):
         assert part in text, part
     data = json.loads(next(tmp_path.glob("conversation-*.json")).read_text())
     assert data["verification"]["status"] == "ok" and data["story"]["turns"][0]["revisions"] == 1
@@ -175,11 +207,34 @@ def test_show_prints_terminal_escapes_from_a_transcript_as_visible_text(tmp_path
     folder = tmp_path / "t"
     writer = TranscriptWriter(folder, {"kind": "chat", "policy": "public\x1b[31m"})
     writer.append("user_turn", {"turn": 1, "source": "user_proxy", "content": "hi\x1b]0;owned\x07"})
-    writer.append("draft", {"turn": 1, "source": "assistant", "round": 1, "content": "x\x1b[2Jy", "model": "m\x9b",
-                            "usage": {"prompt_tokens": 1, "completion_tokens": 1}, "latency_s": 0.1})
-    writer.append("verdict", {"turn": 1, "source": "reviewer", "round": 1, "decision": "revise",
-                              "categories": ["vio\x1blence"], "critique": "no\x1b[8m", "readable": True, "raw": "",
-                              "model": "m", "usage": {"prompt_tokens": 1, "completion_tokens": 1}, "latency_s": 0.1})
+    writer.append(
+        "draft",
+        {
+            "turn": 1,
+            "source": "assistant",
+            "round": 1,
+            "content": "x\x1b[2Jy",
+            "model": "m\x9b",
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1},
+            "latency_s": 0.1,
+        },
+    )
+    writer.append(
+        "verdict",
+        {
+            "turn": 1,
+            "source": "reviewer",
+            "round": 1,
+            "decision": "revise",
+            "categories": ["vio\x1blence"],
+            "critique": "no\x1b[8m",
+            "readable": True,
+            "raw": "",
+            "model": "m",
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1},
+            "latency_s": 0.1,
+        },
+    )
     writer.close("withheld", {})
     for args in (("show", writer.conversation_id[:8], "--dir", str(folder)), ("list", "--dir", str(folder))):
         proc = review(*args)
@@ -203,8 +258,9 @@ def test_run_manifest_catches_a_deleted_transcript_and_a_clean_cut(tmp_path):
     project = load_project(root)
 
     async def one():
-        conv = Conversation(project, ModelPool(project.models, root / "config/models.yaml"), SessionChoice(),
-                            kind="test", run_id="run1")
+        conv = Conversation(
+            project, ModelPool(project.models, root / "config/models.yaml"), SessionChoice(), kind="test", run_id="run1"
+        )
         await conv.send("hi")
         await conv.send("again")
         conv.close()
@@ -219,7 +275,10 @@ def test_run_manifest_catches_a_deleted_transcript_and_a_clean_cut(tmp_path):
     proc = review("verify", "--dir", folder)
     assert proc.returncode == 1
     assert f"{second}: TAMPERED: deleted: run manifest run1.jsonl lists it with" in proc.stdout
-    assert f"{third}: TAMPERED: cut short: {len(lines) - 3} records, run manifest run1.jsonl says {len(lines)}" in proc.stdout
+    assert (
+        f"{third}: TAMPERED: cut short: {len(lines) - 3} records, run manifest run1.jsonl says {len(lines)}"
+        in proc.stdout
+    )
     first_line = next(line for line in proc.stdout.splitlines() if str(first) in line)
     assert "TAMPERED" not in first_line and "ok" in first_line
 
@@ -236,7 +295,7 @@ def test_run_manifest_is_append_only_and_survives_a_torn_last_line(tmp_path):
     with open(path, "a") as fh:
         fh.write('{"transcript": "c3.jsonl", "rec')  # a crash mid-append
     assert sorted(manifest.entries(path)) == ["c0.jsonl", "c1.jsonl", "c2.jsonl"]
-    path.write_text('garbage\n' + path.read_text())  # damage before the end is not a crash: unreadable
+    path.write_text("garbage\n" + path.read_text())  # damage before the end is not a crash: unreadable
     problems = manifest.check(folder)
     assert [p.problem for p in problems] == ["run manifest is not readable"]
 
@@ -246,7 +305,10 @@ def test_older_whole_object_manifests_are_still_checked(tmp_path):
 
     folder = tmp_path / "t"
     (folder / "manifests").mkdir(parents=True)
-    (folder / "manifests" / "old.json").write_text(json.dumps(
-        {"run_id": "old", "transcripts": {"gone.jsonl": {"records": 4, "last_hash": "x", "outcome": "approved"}}}))
+    (folder / "manifests" / "old.json").write_text(
+        json.dumps(
+            {"run_id": "old", "transcripts": {"gone.jsonl": {"records": 4, "last_hash": "x", "outcome": "approved"}}}
+        )
+    )
     [problem] = manifest.check(folder)
     assert "deleted: run manifest old.json lists it with 4 records" in problem.describe()

@@ -14,8 +14,15 @@ from tests.support.projects import REPO, run_cli
 from tests.support.review_corpus import build_corpus
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ARTIFACTS = REPO / "tests" / "artifacts"
 
 
@@ -36,8 +43,14 @@ def open_page(browser, path: Path):
     """A fresh page that records every request that is not the file itself, and any dialog."""
     page = browser.new_page(viewport={"width": 1100, "height": 900})
     outside, dialogs = [], []
-    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file://")
-               else (outside.append(route.request.url), route.abort()))
+    page.route(
+        "**/*",
+        lambda route: (
+            route.continue_()
+            if route.request.url.startswith("file://")
+            else (outside.append(route.request.url), route.abort())
+        ),
+    )
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     page.goto(path.as_uri())
     return page, outside, dialogs

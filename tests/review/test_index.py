@@ -1,6 +1,6 @@
 """The transcripts folder as conversations: summaries, unreadable files, tampering, filters, id prefixes."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -16,12 +16,19 @@ def test_one_summary_per_conversation_newest_first(corpus):
     summaries = scan([corpus.folder])
     assert [s.path for s in summaries] == [corpus.open, corpus.chat, corpus.insult, corpus.coding]
     r = rows(summaries)
-    assert (r["Scenario insult"]["turns"], r["Scenario insult"]["revisions"], r["Scenario insult"]["withheld"]) == (1, 1, 0)
+    assert (r["Scenario insult"]["turns"], r["Scenario insult"]["revisions"], r["Scenario insult"]["withheld"]) == (
+        1,
+        1,
+        0,
+    )
     assert r["Scenario insult"]["categories"] == ["harassment"] and r["Scenario insult"]["outcome"] == "approved"
     chat = r["chat"]
     assert (chat["turns"], chat["revisions"], chat["withheld"], chat["outcome"]) == (2, 1, 1, "withheld")
     assert chat["policies"] == ["public", "lab"] and chat["models"] == {"assistant": "a-chat", "reviewer": "r-chat"}
-    assert r["Scenario open/open"]["outcome"] == "incomplete" and r["Scenario open/open"]["chain"]["status"] == "incomplete"
+    assert (
+        r["Scenario open/open"]["outcome"] == "incomplete"
+        and r["Scenario open/open"]["chain"]["status"] == "incomplete"
+    )
     assert all(row["chain"]["status"] == "ok" for key, row in r.items() if not key.endswith("/open"))
 
 
@@ -69,12 +76,15 @@ def test_filters(corpus):
     assert labels(since=middle.isoformat()) == ["Scenario open", "chat", "Scenario insult"]
 
 
-@pytest.mark.parametrize("kw, message", [
-    ({"since": "yesterday"}, "--since: 'yesterday' is not a date"),
-    ({"until": "2026-13-01"}, "--until: '2026-13-01' is not a date"),
-    ({"outcome": "great"}, "--outcome: 'great' is not one of approved, withheld, error, interrupted, incomplete"),
-    ({"limit": 0}, "--limit: must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"since": "yesterday"}, "--since: 'yesterday' is not a date"),
+        ({"until": "2026-13-01"}, "--until: '2026-13-01' is not a date"),
+        ({"outcome": "great"}, "--outcome: 'great' is not one of approved, withheld, error, interrupted, incomplete"),
+        ({"limit": 0}, "--limit: must be at least 1"),
+    ],
+)
 def test_bad_filter_values_are_clear_errors(kw, message):
     with pytest.raises(ReviewError, match=message):
         make_filters(**kw)
@@ -84,7 +94,7 @@ def test_dates_are_local_days_and_timestamps_keep_their_zone():
     start = parse_when("2026-11-26", "--since")
     end = parse_when("2026-11-26", "--until", end_of_day=True)
     assert end - start == timedelta(days=1) and start.tzinfo is not None
-    assert parse_when("2026-11-26T10:00:00Z", "--since") == datetime(2026, 11, 26, 10, tzinfo=timezone.utc)
+    assert parse_when("2026-11-26T10:00:00Z", "--since") == datetime(2026, 11, 26, 10, tzinfo=UTC)
 
 
 def test_id_prefix_resolution(tmp_path):

@@ -29,7 +29,9 @@ def test_rates_distribution_categories_and_tokens(corpus):
     raw = [r for p in (corpus.coding, corpus.insult, corpus.chat, corpus.open) for r in read_records(p)]
     for role, kind in (("assistant", "draft"), ("reviewer", "verdict")):
         assert st["tokens"][role]["prompt"] == sum(r["usage"]["prompt_tokens"] for r in raw if r["type"] == kind)
-        assert st["tokens"][role]["completion"] == sum(r["usage"]["completion_tokens"] for r in raw if r["type"] == kind)
+        assert st["tokens"][role]["completion"] == sum(
+            r["usage"]["completion_tokens"] for r in raw if r["type"] == kind
+        )
     total = st["tokens"]["assistant"]["total"] + st["tokens"]["reviewer"]["total"]
     assert st["reviewer_share"]["tokens"] == round(st["tokens"]["reviewer"]["total"] / total, 4)
     seconds = [r["seconds"] for r in raw if r["type"] == "turn_finished"]
@@ -48,16 +50,46 @@ def test_cancelled_and_unfinished_turns_are_not_rated_and_latency_is_exact(tmp_p
     w = TranscriptWriter(tmp_path, {"kind": "chat", "policy": "public"})
     for n in range(1, 21):  # 20 finished turns taking 1..20 s, the reviewer doing 3 s of each
         w.append("user_turn", {"turn": n, "source": "user", "content": f"q{n}"})
-        w.append("draft", {"turn": n, "round": 1, "source": "a", "content": "x", "model": "m",
-                           "usage": {"prompt_tokens": 10, "completion_tokens": 10}, "latency_s": n - 3})
-        w.append("verdict", {"turn": n, "round": 1, "source": "r", "decision": "approve", "readable": True,
-                             "categories": [], "critique": "", "model": "m",
-                             "usage": {"prompt_tokens": 50, "completion_tokens": 10}, "latency_s": 3})
-        w.append("turn_finished", {"turn": n, "outcome": "approved", "revisions": 0, "categories": [],
-                                   "usage_by_agent": {}, "seconds": float(n)})
+        w.append(
+            "draft",
+            {
+                "turn": n,
+                "round": 1,
+                "source": "a",
+                "content": "x",
+                "model": "m",
+                "usage": {"prompt_tokens": 10, "completion_tokens": 10},
+                "latency_s": n - 3,
+            },
+        )
+        w.append(
+            "verdict",
+            {
+                "turn": n,
+                "round": 1,
+                "source": "r",
+                "decision": "approve",
+                "readable": True,
+                "categories": [],
+                "critique": "",
+                "model": "m",
+                "usage": {"prompt_tokens": 50, "completion_tokens": 10},
+                "latency_s": 3,
+            },
+        )
+        w.append(
+            "turn_finished",
+            {
+                "turn": n,
+                "outcome": "approved",
+                "revisions": 0,
+                "categories": [],
+                "usage_by_agent": {},
+                "seconds": float(n),
+            },
+        )
     w.append("user_turn", {"turn": 21, "content": "cancelled one"})
-    w.append("turn_finished", {"turn": 21, "outcome": "cancelled", "revisions": 0, "categories": [],
-                               "seconds": 500.0})
+    w.append("turn_finished", {"turn": 21, "outcome": "cancelled", "revisions": 0, "categories": [], "seconds": 500.0})
     w.append("user_turn", {"turn": 22, "content": "still running"})
     st = compute(scan([tmp_path]))
     assert st["turns"] == {"rated": 20, "cancelled": 1, "unreviewed": 0, "unfinished": 1}

@@ -29,11 +29,18 @@ def test_revision_then_approval_has_rounds_verdicts_and_a_line_diff(corpus):
     assert first.verdict.approved is False and first.verdict.categories == ["harassment"]
     assert first.verdict.critique == "Drop the insult."
     assert second.verdict.approved is True and first.diff == []
-    assert second.diff == ["--- first draft", "+++ revision 1", "@@ -1,2 +1,2 @@",
-                           "-Dave is a stupid thief.", "+Ask Dave to stop taking your lunch.", " Tell him so."]
+    assert second.diff == [
+        "--- first draft",
+        "+++ revision 1",
+        "@@ -1,2 +1,2 @@",
+        "-Dave is a stupid thief.",
+        "+Ask Dave to stop taking your lunch.",
+        " Tell him so.",
+    ]
     assert turn.delivered == second.draft.content and turn.withheld is None
     assert first.draft.usage.total > 0 and turn.tokens == sum(
-        s.usage.total for r in turn.rounds for s in (r.draft, r.verdict))
+        s.usage.total for r in turn.rounds for s in (r.draft, r.verdict)
+    )
 
 
 def test_policy_switch_is_a_note_on_the_turn_it_applies_from(corpus):

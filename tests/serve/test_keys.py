@@ -40,11 +40,14 @@ def test_a_file_of_hashed_keys(tmp_path):
     assert keys.identify(KEY) == "app" and keys.identify("o" * 16) == "other"
 
 
-@pytest.mark.parametrize("content, fragment", [
-    ("a=short\n", "shorter than 16"),
-    ("a=" + KEY + "\na=" + "b" * 20 + "\n", "used twice"),
-    ("bad name=" + KEY + "\n", "key name"),
-])
+@pytest.mark.parametrize(
+    "content, fragment",
+    [
+        ("a=short\n", "shorter than 16"),
+        ("a=" + KEY + "\na=" + "b" * 20 + "\n", "used twice"),
+        ("bad name=" + KEY + "\n", "key name"),
+    ],
+)
 def test_bad_key_files_are_refused_without_echoing_keys(tmp_path, content, fragment):
     path = tmp_path / "keys"
     path.write_text(content)
@@ -61,9 +64,8 @@ def test_rate_limit_window_and_retry_after():
         with limits.admit("a"):
             pass
     now[0] += 20
-    with pytest.raises(RequestError) as err:
-        with limits.admit("a"):
-            pass
+    with pytest.raises(RequestError) as err, limits.admit("a"):
+        pass
     assert err.value.status == 429 and err.value.headers["Retry-After"] == "40"
     with limits.admit("b"):  # another key has its own window
         pass
@@ -75,9 +77,8 @@ def test_rate_limit_window_and_retry_after():
 def test_concurrency_per_key_counts_requests_in_flight():
     limits = KeyLimits(requests_per_minute=100, max_concurrent=2)
     with limits.admit("a"), limits.admit("a"):
-        with pytest.raises(RequestError) as err:
-            with limits.admit("a"):
-                pass
+        with pytest.raises(RequestError) as err, limits.admit("a"):
+            pass
         assert err.value.code == "concurrency_limit_exceeded"
         assert limits.in_flight("a") == 2
     assert limits.in_flight("a") == 0

@@ -57,9 +57,18 @@ def upstream():
 def server(upstream, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("serve")
     root = make_project(tmp, models(upstream.server.base_url), assistant_model="remote", reviewer_model="remote")
-    serve_yaml(root, limits={"max_body_bytes": 4096, "max_messages": 6, "max_message_tokens": 80,
-                             "max_concurrent_per_key": 2, "requests_per_minute": 5, "request_timeout_s": 20},
-               stream_keepalive_s=0.3)
+    serve_yaml(
+        root,
+        limits={
+            "max_body_bytes": 4096,
+            "max_messages": 6,
+            "max_message_tokens": 80,
+            "max_concurrent_per_key": 2,
+            "requests_per_minute": 5,
+            "request_timeout_s": 20,
+        },
+        stream_keepalive_s=0.3,
+    )
     env = {"CHAPERONE_API_KEYS": ",".join(f"{n}={k}" for n, k in KEYS.items())}
     with ServeProcess(root, env=env) as proc:
         proc.root, proc.tmp = root, tmp
@@ -102,8 +111,9 @@ def test_withheld_turn_gets_the_fallback_and_never_the_draft(server):
 
 
 def test_streaming_sends_only_the_approved_answer_in_openai_chunks(server):
-    stream = client(server, "k3").chat.completions.create(model="chaperone", messages=ask(SAFE), stream=True,
-                                                          stream_options={"include_usage": True})
+    stream = client(server, "k3").chat.completions.create(
+        model="chaperone", messages=ask(SAFE), stream=True, stream_options={"include_usage": True}
+    )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "Use `kill <PID>`."
@@ -116,8 +126,13 @@ def test_streaming_sends_only_the_approved_answer_in_openai_chunks(server):
 
 def test_streaming_a_withheld_turn_and_keepalives_while_the_reviewer_decides(server):
     body = {"model": "chaperone", "messages": ask(HARMFUL), "stream": True}
-    with httpx.stream("POST", f"{server.base_url}/chat/completions", json=body, timeout=30,
-                      headers={"Authorization": f"Bearer {KEYS['k4']}"}) as response:
+    with httpx.stream(
+        "POST",
+        f"{server.base_url}/chat/completions",
+        json=body,
+        timeout=30,
+        headers={"Authorization": f"Bearer {KEYS['k4']}"},
+    ) as response:
         assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
         raw = response.read().decode()
     assert "poison" not in raw
@@ -127,9 +142,13 @@ def test_streaming_a_withheld_turn_and_keepalives_while_the_reviewer_decides(ser
     assert events[-1]["choices"][0]["finish_reason"] == "content_filter"
     assert raw.rstrip().endswith("data: [DONE]")
     stream = client(server, "k4").chat.completions.create(model="chaperone", messages=ask(SLOW), stream=True)
-    with httpx.stream("POST", f"{server.base_url}/chat/completions", timeout=30,
-                      json={"model": "chaperone", "messages": ask(SLOW), "stream": True},
-                      headers={"Authorization": f"Bearer {KEYS['k4']}"}) as response:
+    with httpx.stream(
+        "POST",
+        f"{server.base_url}/chat/completions",
+        timeout=30,
+        json={"model": "chaperone", "messages": ask(SLOW), "stream": True},
+        headers={"Authorization": f"Bearer {KEYS['k4']}"},
+    ) as response:
         slow_raw = response.read().decode()
     list(stream)
     assert ": reviewing" in slow_raw  # SSE comments kept the connection alive during the 1.5 s draft
@@ -137,10 +156,12 @@ def test_streaming_a_withheld_turn_and_keepalives_while_the_reviewer_decides(ser
 
 def test_multi_turn_history_and_client_system_message_reach_the_assistant(server, upstream):
     before = len(upstream.server.requests)
-    messages = [{"role": "system", "content": "You are ACME's support bot."},
-                {"role": "user", "content": "Hi, I have a question."},
-                {"role": "assistant", "content": "Sure, ask away."},
-                {"role": "user", "content": [{"type": "text", "text": SAFE}]}]
+    messages = [
+        {"role": "system", "content": "You are ACME's support bot."},
+        {"role": "user", "content": "Hi, I have a question."},
+        {"role": "assistant", "content": "Sure, ask away."},
+        {"role": "user", "content": [{"type": "text", "text": SAFE}]},
+    ]
     answer = client(server, "k5").chat.completions.create(model="chaperone", messages=messages)
     assert answer.choices[0].message.content == "Here you go."  # the fake answers the first user message
     drafts = [b for b in upstream.server.requests[before:] if "response_format" not in b]
@@ -176,17 +197,32 @@ def test_missing_or_wrong_key_is_401_and_the_key_is_not_logged(server, key):
         assert secret not in server.output and secret not in log
 
 
-@pytest.mark.parametrize("key, body, param, fragment", [
-    ("k10", {"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools", "unsupported field: tools"),
-    ("k10", {"n": 2}, "n", "only n=1"),
-    ("k10", {"response_format": {"type": "json_object"}}, "response_format", "unsupported field"),
-    ("k11", {"messages": [{"role": "tool", "content": "x", "tool_call_id": "1"}]}, "messages[0].role",
-     "not supported"),
-    ("k11", {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x"}}]}]},
-     "messages[0].content", "only text parts"),
-    ("k11", {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]},
-     "messages", "must come from the user"),
-])
+@pytest.mark.parametrize(
+    "key, body, param, fragment",
+    [
+        ("k10", {"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools", "unsupported field: tools"),
+        ("k10", {"n": 2}, "n", "only n=1"),
+        ("k10", {"response_format": {"type": "json_object"}}, "response_format", "unsupported field"),
+        (
+            "k11",
+            {"messages": [{"role": "tool", "content": "x", "tool_call_id": "1"}]},
+            "messages[0].role",
+            "not supported",
+        ),
+        (
+            "k11",
+            {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x"}}]}]},
+            "messages[0].content",
+            "only text parts",
+        ),
+        (
+            "k11",
+            {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]},
+            "messages",
+            "must come from the user",
+        ),
+    ],
+)
 def test_unsupported_requests_get_a_clear_400(server, key, body, param, fragment):
     # Rejected requests count against the key's rate too (abuse costs the abuser): 3 per key here.
     full = {"model": "chaperone", "messages": ask(SAFE), **body}
@@ -204,7 +240,8 @@ def test_bad_json_unknown_model_and_ignored_fields(server):
         client(server, "k8").chat.completions.create(model="gpt-4", messages=ask(SAFE))
     assert "chaperone, chaperone-lab" in err.value.message
     raw = client(server, "k8").chat.completions.with_raw_response.create(
-        model="chaperone", messages=ask(SAFE), temperature=0.2, seed=3)
+        model="chaperone", messages=ask(SAFE), temperature=0.2, seed=3
+    )
     assert raw.headers["x-chaperone-ignored-fields"] == "seed,temperature"  # accepted, and said so
 
 

@@ -14,13 +14,23 @@ def parse(body, **kw):
 
 
 def test_history_pairs_and_consecutive_messages_merge():
-    req = parse({"model": "m", "messages": [
-        {"role": "developer", "content": "Be brief."},
-        {"role": "user", "content": "a"}, {"role": "user", "content": "b"},
-        {"role": "assistant", "content": "c"},
-        {"role": "assistant", "content": "d"},  # a second assistant message with no user turn before it
-        {"role": "user", "content": "e"}, {"role": "user", "content": [{"type": "text", "text": "f"}]},
-    ], "temperature": 0.3, "max_tokens": 100, "user": "u-1"})
+    req = parse(
+        {
+            "model": "m",
+            "messages": [
+                {"role": "developer", "content": "Be brief."},
+                {"role": "user", "content": "a"},
+                {"role": "user", "content": "b"},
+                {"role": "assistant", "content": "c"},
+                {"role": "assistant", "content": "d"},  # a second assistant message with no user turn before it
+                {"role": "user", "content": "e"},
+                {"role": "user", "content": [{"type": "text", "text": "f"}]},
+            ],
+            "temperature": 0.3,
+            "max_tokens": 100,
+            "user": "u-1",
+        }
+    )
     assert req.history == [("a\n\nb", "c"), ("", "d")]
     assert req.last_user == "e\n\nf" and req.system == ["Be brief."]
     assert req.ignored == ["temperature"] and req.max_tokens == 100 and req.user == "u-1"
@@ -35,21 +45,24 @@ def test_system_message_policies(policy, expected):
     assert err.value.status == 400 and err.value.code == "system_not_accepted"
 
 
-@pytest.mark.parametrize("body, code", [
-    ([], "invalid_value"),
-    ({"messages": [{"role": "user", "content": "q"}]}, "missing_model"),
-    ({"model": "m", "messages": []}, "invalid_value"),
-    ({"model": "m", "messages": [{"role": "user", "content": "   "}]}, "invalid_value"),
-    ({"model": "m", "messages": [{"role": "user", "content": None}]}, "invalid_value"),
-    ({"model": "m", "messages": [{"role": "user", "content": "q", "tool_calls": []}]}, "unsupported_parameter"),
-    ({"model": "m", "messages": [{"role": "user", "content": "q"}], "stream": "yes"}, "invalid_value"),
-    ({"model": "m", "messages": [{"role": "user", "content": "q"}], "max_tokens": 5}, "invalid_value"),
-    ({"model": "m", "messages": [{"role": "user", "content": "q"}], "max_tokens": True}, "invalid_value"),
-    ({"model": "m", "messages": [{"role": "user", "content": "q"}], "stream_options": {"x": 1}}, "invalid_value"),
-    ({"model": "m", "messages": [{"role": "user", "content": "q"}], "logprobs": True}, "unsupported_parameter"),
-    ({"model": "m", "messages": [{"role": "user", "content": "q"}] * 11}, "too_many_messages"),
-    ({"model": "m", "messages": [{"role": "user", "content": "w " * 51}]}, "message_too_long"),
-])
+@pytest.mark.parametrize(
+    "body, code",
+    [
+        ([], "invalid_value"),
+        ({"messages": [{"role": "user", "content": "q"}]}, "missing_model"),
+        ({"model": "m", "messages": []}, "invalid_value"),
+        ({"model": "m", "messages": [{"role": "user", "content": "   "}]}, "invalid_value"),
+        ({"model": "m", "messages": [{"role": "user", "content": None}]}, "invalid_value"),
+        ({"model": "m", "messages": [{"role": "user", "content": "q", "tool_calls": []}]}, "unsupported_parameter"),
+        ({"model": "m", "messages": [{"role": "user", "content": "q"}], "stream": "yes"}, "invalid_value"),
+        ({"model": "m", "messages": [{"role": "user", "content": "q"}], "max_tokens": 5}, "invalid_value"),
+        ({"model": "m", "messages": [{"role": "user", "content": "q"}], "max_tokens": True}, "invalid_value"),
+        ({"model": "m", "messages": [{"role": "user", "content": "q"}], "stream_options": {"x": 1}}, "invalid_value"),
+        ({"model": "m", "messages": [{"role": "user", "content": "q"}], "logprobs": True}, "unsupported_parameter"),
+        ({"model": "m", "messages": [{"role": "user", "content": "q"}] * 11}, "too_many_messages"),
+        ({"model": "m", "messages": [{"role": "user", "content": "w " * 51}]}, "message_too_long"),
+    ],
+)
 def test_bad_requests_name_what_is_wrong(body, code):
     with pytest.raises(RequestError) as err:
         parse(body)

@@ -78,11 +78,20 @@ def _verdict_logprobs(text: str, p_no: float) -> list[dict]:
         return {"token": t, "logprob": math.log(p), "bytes": list(t.encode()), "top_logprobs": []}
 
     chosen = "no" if '"no"' in text else "yes"
-    value = {**tok(chosen, p_no if chosen == "no" else 1 - p_no),
-             "top_logprobs": [tok("no", p_no), tok("yes", 1 - p_no)]}
+    value = {
+        **tok(chosen, p_no if chosen == "no" else 1 - p_no),
+        "top_logprobs": [tok("no", p_no), tok("yes", 1 - p_no)],
+    }
     return [tok('{"ok_to_send": "', 1.0), value, tok('"}', 1.0)]
 
 
 def models(base_url: str) -> dict:
-    return {"remote": {"kind": "openai", "base_url": base_url, "model": "fake", "max_retries": 0,
-                       "model_info": {"json_output": True, "structured_output": True}}}
+    return {
+        "remote": {
+            "kind": "openai",
+            "base_url": base_url,
+            "model": "fake",
+            "max_retries": 0,
+            "model_info": {"json_output": True, "structured_output": True},
+        }
+    }

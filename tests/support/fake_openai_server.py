@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 
 Responder = Callable[[dict], str]
 
@@ -17,7 +17,10 @@ def completion(body: dict, content: str, n: int, logprobs: list[dict] | None = N
     if logprobs is not None:
         choice["logprobs"] = {"content": logprobs}
     return {
-        "id": f"chatcmpl-{n}", "object": "chat.completion", "created": 0, "model": body.get("model", "fake"),
+        "id": f"chatcmpl-{n}",
+        "object": "chat.completion",
+        "created": 0,
+        "model": body.get("model", "fake"),
         "choices": [choice],
         "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
     }
@@ -29,12 +32,19 @@ def stream_events(body: dict, content: str, n: int) -> list[dict]:
     base = {"id": f"chatcmpl-{n}", "object": "chat.completion.chunk", "created": 0, "model": body.get("model", "fake")}
     words = content.split(" ")
     events = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}]
-    events += [{**base, "choices": [{"index": 0, "delta": {"content": w + (" " if i < len(words) - 1 else "")}}]}
-               for i, w in enumerate(words)]
+    events += [
+        {**base, "choices": [{"index": 0, "delta": {"content": w + (" " if i < len(words) - 1 else "")}}]}
+        for i, w in enumerate(words)
+    ]
     events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
     if (body.get("stream_options") or {}).get("include_usage"):
-        events.append({**base, "choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": len(words),
-                                                         "total_tokens": 11 + len(words)}})
+        events.append(
+            {
+                **base,
+                "choices": [],
+                "usage": {"prompt_tokens": 11, "completion_tokens": len(words), "total_tokens": 11 + len(words)},
+            }
+        )
     return events
 
 
@@ -112,7 +122,7 @@ class FakeOpenAI:
         host, port = self.server.server_address[:2]
         return f"http://{host}:{port}/v1"
 
-    def __enter__(self) -> "FakeOpenAI":
+    def __enter__(self) -> FakeOpenAI:
         self.thread.start()
         return self
 

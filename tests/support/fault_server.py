@@ -22,13 +22,14 @@ the attempts and measure the gaps between them (backoff, Retry-After).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 
 from tests.support.fake_openai_server import completion, stream_events
 
@@ -42,7 +43,7 @@ def default_responder(body: dict) -> str:
     """A plain answer for the assistant; an approval (or a critique, when asked for one) for the reviewer."""
     if "response_format" not in body:
         return "A plain, helpful answer."
-    schema = ((body["response_format"].get("json_schema") or {}).get("schema") or {})
+    schema = (body["response_format"].get("json_schema") or {}).get("schema") or {}
     if "critique" in schema.get("properties", {}):
         return json.dumps({"critique": "Needs work.", "categories": []})
     return '{"ok_to_send": "yes"}'
@@ -56,8 +57,14 @@ class Hit:
 
 
 class FaultServer:
-    def __init__(self, *queue: str, then: str = "ok", choose: Chooser | None = None,
-                 responder: Responder = default_responder, hang_seconds: float = 10.0):
+    def __init__(
+        self,
+        *queue: str,
+        then: str = "ok",
+        choose: Chooser | None = None,
+        responder: Responder = default_responder,
+        hang_seconds: float = 10.0,
+    ):
         self.queue, self.then, self.choose = deque(queue), then, choose
         self.responder, self.hang_seconds = responder, hang_seconds
         self.hits: list[Hit] = []
@@ -76,10 +83,9 @@ class FaultServer:
                     n = len(outer.hits) + 1
                     behaviour = outer._next(body, n)
                     outer.hits.append(Hit(arrived, behaviour, body))
-                try:
+                # the client may give up first (its timeout): nothing to answer then
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     self._act(behaviour, body, n)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up first (its timeout): nothing to answer
 
             def _act(self, behaviour: str, body: dict, n: int) -> None:
                 code, _, retry_after = behaviour.partition(":")
@@ -109,8 +115,11 @@ class FaultServer:
                 if behaviour == "empty_choices":
                     return self._send(200, json.dumps({**completion(body, "", n), "choices": []}).encode())
                 if behaviour == "truncated_stream":
-                    events = [e for e in stream_events(body, PARTIAL_DRAFT, n)
-                              if "usage" not in e and not e["choices"][0].get("finish_reason")]
+                    events = [
+                        e
+                        for e in stream_events(body, PARTIAL_DRAFT, n)
+                        if "usage" not in e and not e["choices"][0].get("finish_reason")
+                    ]
                     return self._sse(events, done=False)  # no finish_reason, no usage, no [DONE]
                 if behaviour == "stall_stream":
                     events = stream_events(body, outer.responder(body), n)
@@ -127,8 +136,7 @@ class FaultServer:
                 self.end_headers()
 
             def _send(self, code: int, payload: bytes, **headers: str) -> None:
-                self._head(code, {"Content-Type": "application/json", "Content-Length": str(len(payload)),
-                                  **headers})
+                self._head(code, {"Content-Type": "application/json", "Content-Length": str(len(payload)), **headers})
                 self.wfile.write(payload)
 
             def _sse(self, events: list[dict], *, done: bool) -> None:
@@ -169,9 +177,9 @@ class FaultServer:
 
     def gaps(self) -> list[float]:
         """Seconds between consecutive request arrivals."""
-        return [b.at - a.at for a, b in zip(self.hits, self.hits[1:])]
+        return [b.at - a.at for a, b in zip(self.hits, self.hits[1:], strict=False)]
 
-    def __enter__(self) -> "FaultServer":
+    def __enter__(self) -> FaultServer:
         self.thread.start()
         return self
 

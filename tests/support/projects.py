@@ -13,8 +13,14 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 
 
-def make_project(tmp_path: Path, models: dict, *, assistant_model: str = "assistant-script",
-                 reviewer_model: str = "reviewer-script", settings: dict | None = None) -> Path:
+def make_project(
+    tmp_path: Path,
+    models: dict,
+    *,
+    assistant_model: str = "assistant-script",
+    reviewer_model: str = "reviewer-script",
+    settings: dict | None = None,
+) -> Path:
     """Copy agents/ and config/ from the repo, point the agents at the given models."""
     root = tmp_path / "project"
     shutil.copytree(REPO / "agents", root / "agents")
@@ -45,5 +51,6 @@ def revise(critique: str = "Fix it.", *categories: str) -> str:
 
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "run.py"), *args], capture_output=True, text=True,
-                          cwd=cwd or REPO, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(REPO / "run.py"), *args], capture_output=True, text=True, cwd=cwd or REPO, timeout=timeout
+    )

@@ -23,10 +23,14 @@ class ServeProcess:
         self.port: int | None = None
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 120) -> "ServeProcess":
-        self.proc = subprocess.Popen([sys.executable, str(REPO / "run.py"), "--project", str(self.project), "serve",
-                                      "--port", "0", *self.args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, env=self.env)
+    def start(self, timeout: float = 120) -> ServeProcess:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(REPO / "run.py"), "--project", str(self.project), "serve", "--port", "0", *self.args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=self.env,
+        )
         ready = threading.Event()
 
         def drain() -> None:
@@ -62,7 +66,7 @@ class ServeProcess:
         time.sleep(0.05)  # let the reader thread take the last lines
         return code
 
-    def __enter__(self) -> "ServeProcess":
+    def __enter__(self) -> ServeProcess:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -12,8 +12,15 @@ import uuid
 
 
 class Terminal:
-    def __init__(self, command: list[str], *, env: dict[str, str] | None = None, cwd: str | None = None,
-                 width: int = 120, height: int = 50):
+    def __init__(
+        self,
+        command: list[str],
+        *,
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
+        width: int = 120,
+        height: int = 50,
+    ):
         if shutil.which("tmux") is None:
             raise RuntimeError("tmux is not installed (scripts/setup_test_tools.sh installs it)")
         self.socket = f"chaperone-test-{uuid.uuid4().hex[:8]}"  # a private tmux server per terminal

@@ -17,8 +17,14 @@ def write_scenario(root: Path, name: str, data: dict) -> Path:
 
 def test_expectations_met_exit_0_and_json_results(project_factory):
     root = project_factory({"assistant-script": replay("Run `kill <PID>`."), "reviewer-script": replay(APPROVE)})
-    write_scenario(root, "ok.yaml", {"name": "coding", "turns": [
-        {"user": "How do I kill a Python process?", "expect": {"outcome": "approved", "revisions": 0}}]})
+    write_scenario(
+        root,
+        "ok.yaml",
+        {
+            "name": "coding",
+            "turns": [{"user": "How do I kill a Python process?", "expect": {"outcome": "approved", "revisions": 0}}],
+        },
+    )
     proc = run_cli("--project", str(root), "scenario", str(root / "scenarios"), "--json")
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
@@ -33,10 +39,17 @@ def test_expectations_met_exit_0_and_json_results(project_factory):
 
 
 def test_failed_expectation_exit_1_and_says_which(project_factory):
-    root = project_factory({"assistant-script": replay("bad", "better"),
-                            "reviewer-script": replay(revise("rude", "harassment"), APPROVE)})
-    path = write_scenario(root, "strict.yaml", {"name": "strict", "turns": [
-        {"user": "hello", "expect": {"outcome": "approved", "revisions": 0, "categories": ["violence"]}}]})
+    root = project_factory(
+        {"assistant-script": replay("bad", "better"), "reviewer-script": replay(revise("rude", "harassment"), APPROVE)}
+    )
+    path = write_scenario(
+        root,
+        "strict.yaml",
+        {
+            "name": "strict",
+            "turns": [{"user": "hello", "expect": {"outcome": "approved", "revisions": 0, "categories": ["violence"]}}],
+        },
+    )
     proc = run_cli("--project", str(root), "scenario", str(path))
     assert proc.returncode == 1
     assert "expected revisions 0, got 1" in proc.stdout
@@ -45,8 +58,12 @@ def test_failed_expectation_exit_1_and_says_which(project_factory):
 
 
 def test_hide_drafts_shows_only_what_the_user_gets(project_factory):
-    root = project_factory({"assistant-script": replay("REJECTED-DRAFT-TEXT", "final answer"),
-                            "reviewer-script": replay(revise("no", "harassment"), APPROVE)})
+    root = project_factory(
+        {
+            "assistant-script": replay("REJECTED-DRAFT-TEXT", "final answer"),
+            "reviewer-script": replay(revise("no", "harassment"), APPROVE),
+        }
+    )
     path = write_scenario(root, "s.yaml", {"name": "s", "turns": [{"user": "hi"}]})
     shown = run_cli("--project", str(root), "scenario", str(path), "--show-drafts")
     hidden = run_cli("--project", str(root), "scenario", str(path), "--hide-drafts")
@@ -56,11 +73,22 @@ def test_hide_drafts_shows_only_what_the_user_gets(project_factory):
 
 
 def test_withheld_expectation_and_policy_override(project_factory):
-    root = project_factory({"assistant-script": replay("h1", "h2"),
-                            "reviewer-script": replay(revise("no", "violence"), revise("no", "violence"))},
-                           settings={"max_revisions": 1})
-    path = write_scenario(root, "w.yaml", {"name": "w", "policy": "public", "turns": [
-        {"user": "hurt", "expect": {"outcome": "withheld", "revisions": 1, "categories": ["violence"]}}]})
+    root = project_factory(
+        {
+            "assistant-script": replay("h1", "h2"),
+            "reviewer-script": replay(revise("no", "violence"), revise("no", "violence")),
+        },
+        settings={"max_revisions": 1},
+    )
+    path = write_scenario(
+        root,
+        "w.yaml",
+        {
+            "name": "w",
+            "policy": "public",
+            "turns": [{"user": "hurt", "expect": {"outcome": "withheld", "revisions": 1, "categories": ["violence"]}}],
+        },
+    )
     proc = run_cli("--project", str(root), "scenario", str(path), "--json", "--policy", "lab")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     res = json.loads(proc.stdout)["results"][0]

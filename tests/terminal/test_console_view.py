@@ -22,8 +22,19 @@ def rendered(view_cls, *events) -> str:
 def test_control_characters_from_a_model_are_shown_not_obeyed():
     events = [
         Draft(turn=1, source="a", round=1, content=HOSTILE, model="m", usage=Usage(), latency_s=0.1),
-        VerdictEvent(turn=1, source="r", round=1, decision="revise", categories=[], critique=HOSTILE, readable=True,
-                     raw="", model="m", usage=Usage(), latency_s=0.1),
+        VerdictEvent(
+            turn=1,
+            source="r",
+            round=1,
+            decision="revise",
+            categories=[],
+            critique=HOSTILE,
+            readable=True,
+            raw="",
+            model="m",
+            usage=Usage(),
+            latency_s=0.1,
+        ),
         Delivered(turn=1, content=HOSTILE, revisions=1),
     ]
     for view_cls in (ConsoleView, ChatView):
