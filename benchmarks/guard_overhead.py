@@ -24,7 +24,7 @@ from chaperone.audit import logging_setup
 from chaperone.config.project import load_project
 from chaperone.engine.choice import SessionChoice
 from chaperone.engine.conversation import Conversation
-from chaperone.engine.events import Draft, TurnFinished, VerdictEvent
+from chaperone.engine.events import Draft, TurnResult, VerdictEvent
 from chaperone.models.pool import ModelPool
 
 BENIGN = [
@@ -73,7 +73,7 @@ async def main(n: int) -> None:
 
         events: list = []
         conv = Conversation(project, pool, SessionChoice(), kind="benchmark", sinks=[events.append])
-        finished: TurnFinished = await conv.send(prompt)
+        finished: TurnResult = await conv.send(prompt)
         conv.close()
         model_s = sum(e.latency_s for e in events if isinstance(e, (Draft, VerdictEvent)))
         tok = sum(u.total for u in finished.usage_by_agent.values())

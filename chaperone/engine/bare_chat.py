@@ -16,12 +16,27 @@ from pydantic import BaseModel
 
 from chaperone.audit.redaction import GLOBAL as GLOBAL_REDACTOR
 from chaperone.engine.assistant import DraftingAgent
-from chaperone.engine.events import Delivered, Draft, ErrorEvent, Sink, TurnFinished, Usage, UserTurn, Withheld, emit
+from chaperone.engine.events import (
+    Delivered,
+    Draft,
+    ErrorEvent,
+    Sink,
+    TurnFinished,
+    TurnResult,
+    Usage,
+    UserTurn,
+    Withheld,
+    emit,
+)
 from chaperone.engine.memory import ConversationMemory
 from chaperone.errors import describe_error
 
 
 class BareChat:
+    """The unreviewed baseline (implements engine.base.Chat): the assistant's answer goes straight out."""
+
+    reviewer = None  # nothing reviews here
+
     def __init__(
         self,
         assistant: DraftingAgent,
@@ -38,7 +53,7 @@ class BareChat:
     async def _emit(self, event: BaseModel) -> None:
         await emit(self.sinks, event)
 
-    async def send(self, text: str, cancellation_token: CancellationToken | None = None) -> TurnFinished:
+    async def send(self, text: str, cancellation_token: CancellationToken | None = None) -> TurnResult:
         self.turns += 1
         turn, started = self.turns, time.perf_counter()
         await self._emit(UserTurn(turn=turn, source=self.user_name, content=text))
@@ -58,8 +73,7 @@ class BareChat:
                 turn, started, "error", message, reason=f"because the assistant failed: {message}"
             )
         msg = response.chat_message
-        mu = msg.models_usage
-        u = Usage(prompt_tokens=mu.prompt_tokens if mu else 0, completion_tokens=mu.completion_tokens if mu else 0)
+        u = Usage.of(msg.models_usage)
         usage[self.assistant.name] = u
         await self._emit(
             Draft(
@@ -83,11 +97,20 @@ class BareChat:
             seconds=round(time.perf_counter() - started, 3),
         )
         await self._emit(finished)
-        return finished
+        return TurnResult(
+            turn=turn,
+            outcome="unreviewed",
+            text=msg.content,
+            delivered=True,
+            revisions=0,
+            categories=[],
+            usage_by_agent=usage,
+            seconds=finished.seconds,
+        )
 
     async def _finish_without_answer(
         self, turn: int, started: float, outcome: str, message: str, *, reason: str | None = None
-    ) -> TurnFinished:
+    ) -> TurnResult:
         await self._emit(ErrorEvent(turn=turn, source="chaperone", message=message))
         await self._emit(Withheld(turn=turn, content=self.fallback, revisions=0, reason=reason or message))
         finished = TurnFinished(
@@ -99,4 +122,15 @@ class BareChat:
             seconds=round(time.perf_counter() - started, 3),
         )
         await self._emit(finished)
-        return finished
+        return TurnResult(
+            turn=turn,
+            outcome=outcome,
+            text=self.fallback,
+            delivered=False,
+            reason=reason or message,
+            error=message,
+            revisions=0,
+            categories=[],
+            usage_by_agent={},
+            seconds=finished.seconds,
+        )

@@ -1,14 +1,23 @@
-"""Which agents, models and policy a conversation uses: the choice a front door makes, resolved once."""
+"""Which agents, models and policy a conversation uses: the choice a front door makes, resolved once.
+
+Every front door builds a `SessionChoice` (flags, a scenario file, a served model's entry) and calls
+`resolve()`; the `Cast` it returns is what `Conversation`, the reviewer and the start-up checks read.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from chaperone.config.project import Project
-from chaperone.config.schema import PolicySpec
+from chaperone.config.schema import AgentSpec, PolicySpec
 from chaperone.engine.memory import ConversationMemory
 from chaperone.engine.reviewer import ReviewingAgent
+from chaperone.errors import ConfigError
 from chaperone.models.pool import ModelPool
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -26,30 +35,91 @@ class SessionChoice:
     assistant_instructions: str | None = None
 
 
+@dataclass(frozen=True)
+class Cast:
+    """A resolved choice: the specs as the conversation will run them (overrides applied)."""
+
+    policy: PolicySpec
+    assistant: AgentSpec
+    reviewer: AgentSpec
+    user_proxy: AgentSpec
+    assistant_model: str
+    reviewer_model: str
+    max_revisions: int
+    fallback: str
+
+    @property
+    def models(self) -> set[str]:
+        """The model names a conversation with this cast calls."""
+        return {self.assistant_model, self.reviewer_model}
+
+
+# How to report a wrong chosen name: (field of SessionChoice, message) -> the error to raise, naming where
+# the name came from (a command-line flag, a line of a scenario file, a served model's entry).
+Blame = Callable[[str, str], ConfigError]
+
+
+def flag_blame(field: str, message: str) -> ConfigError:
+    """Blame the command-line flag of that name (--assistant-model for assistant_model)."""
+    return ConfigError("--" + field.replace("_", "-"), message)
+
+
+def resolve(project: Project, choice: SessionChoice, blame: Blame | None = None) -> Cast:
+    """The cast for this choice. An unknown agent, model or policy, or an agent of the wrong role, raises
+    ConfigError; with `blame`, an error about a name the choice gave is reported where that name came from."""
+    s = project.settings
+
+    def checked(field: str, lookup: Callable[[], T]) -> T:
+        try:
+            return lookup()
+        except ConfigError as exc:
+            if blame is None or getattr(choice, field) is None:
+                raise
+            raise blame(field, exc.message) from None
+
+    models_file = project.root / "config/models.yaml"
+    policy = checked("policy", lambda: project.policy(choice.policy or s.default_policy))
+    a_spec = checked("assistant", lambda: project.agent(choice.assistant or s.agents.assistant, role="assistant"))
+    r_spec = checked("reviewer", lambda: project.agent(choice.reviewer or s.agents.reviewer, role="reviewer"))
+    u_spec = project.agent(s.agents.user_proxy, role="user_proxy")
+    a_model = choice.assistant_model or a_spec.model
+    r_model = choice.reviewer_model or r_spec.model
+    checked("assistant_model", lambda: project.check_model(a_model, models_file, "model"))
+    checked("reviewer_model", lambda: project.check_model(r_model, models_file, "model"))
+    if choice.assistant_max_tokens is not None:
+        generation = a_spec.generation.model_copy(update={"max_tokens": choice.assistant_max_tokens})
+        a_spec = a_spec.model_copy(update={"generation": generation})
+    if choice.assistant_instructions:
+        prompt = (
+            f"{a_spec.system_prompt.rstrip()}\n\nInstructions from the application you serve:\n"
+            f"{choice.assistant_instructions}"
+        )
+        a_spec = a_spec.model_copy(update={"system_prompt": prompt})
+    return Cast(
+        policy=policy,
+        assistant=a_spec,
+        reviewer=r_spec,
+        user_proxy=u_spec,
+        assistant_model=a_model,
+        reviewer_model=r_model,
+        max_revisions=choice.max_revisions if choice.max_revisions is not None else s.max_revisions,
+        fallback=policy.fallback or s.fallback_message,
+    )
+
+
 def models_used(project: Project, choice: SessionChoice) -> set[str]:
     """The model names a conversation with this choice will call (assistant and reviewer)."""
-    agents = project.settings.agents
-    return {
-        choice.assistant_model or project.agent(choice.assistant or agents.assistant, role="assistant").model,
-        choice.reviewer_model or project.agent(choice.reviewer or agents.reviewer, role="reviewer").model,
-    }
+    return resolve(project, choice).models
 
 
-def build_reviewer(
-    project: Project, pool: ModelPool, choice: SessionChoice, memory: ConversationMemory, policy: PolicySpec
-) -> ReviewingAgent:
-    s = project.settings
-    r_spec = project.agent(choice.reviewer or s.agents.reviewer, role="reviewer")
-    r_model = choice.reviewer_model or r_spec.model
-    project.check_model(r_model, project.root / "config/models.yaml", "models")
-    u_name = project.agent(s.agents.user_proxy, role="user_proxy").name
-    a_name = project.agent(choice.assistant or s.agents.assistant, role="assistant").name
+def build_reviewer(project: Project, pool: ModelPool, cast: Cast, memory: ConversationMemory) -> ReviewingAgent:
+    spec = cast.reviewer
     return ReviewingAgent(
-        r_spec,
-        pool.get(r_model, max_tokens=r_spec.generation.max_tokens),
-        policy,
+        spec,
+        pool.get(cast.reviewer_model, max_tokens=spec.generation.max_tokens),
+        cast.policy,
         memory,
-        user_name=u_name,
-        assistant_name=a_name,
-        context=s.reviewer_context,
+        user_name=cast.user_proxy.name,
+        assistant_name=cast.assistant.name,
+        context=project.settings.reviewer_context,
     )

@@ -1,4 +1,4 @@
-"""Assemble a guarded conversation from a project: agents, models, policy, transcript.
+"""A conversation: the resolved cast, a chat behind the `Chat` contract, its transcript and its totals.
 
 Scenario runs, the terminal chat and evaluations all start conversations here, so
 they share one engine and one transcript format.
@@ -13,6 +13,8 @@ import uuid
 from importlib import metadata
 from typing import Any
 
+from autogen_core import CancellationToken
+
 from chaperone import __version__
 from chaperone.audit import manifest
 from chaperone.audit.redaction import GLOBAL as GLOBAL_REDACTOR
@@ -21,10 +23,12 @@ from chaperone.config.project import Project
 from chaperone.config.schema import PolicySpec
 from chaperone.engine.assistant import DraftingAgent
 from chaperone.engine.bare_chat import BareChat
-from chaperone.engine.choice import SessionChoice, build_reviewer
-from chaperone.engine.events import Delivered, Sink, Totals, TurnFinished, Watcher, Withheld
+from chaperone.engine.base import Chat
+from chaperone.engine.choice import Cast, SessionChoice, build_reviewer, resolve
+from chaperone.engine.events import ErrorEvent, Sink, Totals, TurnResult, Watcher
 from chaperone.engine.guarded_chat import GuardedChat
 from chaperone.engine.memory import ConversationMemory
+from chaperone.errors import ChaperoneError
 from chaperone.models.pool import ModelPool
 
 
@@ -55,7 +59,7 @@ class Conversation:
         self,
         project: Project,
         pool: ModelPool,
-        choice: SessionChoice,
+        choice: SessionChoice | Cast,
         *,
         kind: str,
         sinks: list[Sink] | None = None,
@@ -65,35 +69,25 @@ class Conversation:
         guarded: bool = True,
     ):
         self.project = project
-        s = project.settings
-        policy = project.policy(choice.policy or s.default_policy)
-        a_spec = project.agent(choice.assistant or s.agents.assistant, role="assistant")
-        if choice.assistant_max_tokens is not None:
-            a_spec = a_spec.model_copy(
-                update={"generation": a_spec.generation.model_copy(update={"max_tokens": choice.assistant_max_tokens})}
-            )
-        if choice.assistant_instructions:
-            a_spec = a_spec.model_copy(
-                update={
-                    "system_prompt": f"{a_spec.system_prompt.rstrip()}\n\n"
-                    f"Instructions from the application you serve:\n"
-                    f"{choice.assistant_instructions}"
-                }
-            )
-        r_spec = project.agent(choice.reviewer or s.agents.reviewer, role="reviewer")
-        u_spec = project.agent(s.agents.user_proxy, role="user_proxy")
-        a_model = choice.assistant_model or a_spec.model
-        project.check_model(a_model, project.root / "config/models.yaml", "models")
-        memory = ConversationMemory(keep=max(a_spec.memory_turns, s.reviewer_context.history_turns))
-        a_handle = pool.get(a_model, max_tokens=a_spec.generation.max_tokens)
+        # A front door that already resolved its choice (to check the models first) passes the cast.
+        self.cast = cast = choice if isinstance(choice, Cast) else resolve(project, choice)
+        policy, a_spec, u_spec = cast.policy, cast.assistant, cast.user_proxy
+        memory = ConversationMemory(keep=max(a_spec.memory_turns, project.settings.reviewer_context.history_turns))
         assistant = DraftingAgent(
-            a_spec, a_handle, memory, user_name=u_spec.name, reviewer_name=r_spec.name, memory_turns=a_spec.memory_turns
+            a_spec,
+            pool.get(cast.assistant_model, max_tokens=a_spec.generation.max_tokens),
+            memory,
+            user_name=u_spec.name,
+            reviewer_name=cast.reviewer.name,
+            memory_turns=a_spec.memory_turns,
         )
-        reviewer = build_reviewer(project, pool, choice, memory, policy) if guarded else None
-        self.max_revisions = choice.max_revisions if choice.max_revisions is not None else s.max_revisions
+        reviewer = build_reviewer(project, pool, cast, memory) if guarded else None
+        self.max_revisions = cast.max_revisions
         self.totals = Totals()
         self.run_id = run_id or uuid.uuid4().hex[:12]
-        agents: dict[str, Any] = {"assistant": {"name": a_spec.name, "model": _model_summary(pool, a_model)}}
+        agents: dict[str, Any] = {
+            "assistant": {"name": a_spec.name, "model": _model_summary(pool, cast.assistant_model)}
+        }
         if reviewer is not None:
             agents["reviewer"] = {"name": reviewer.name, "model": _model_summary(pool, reviewer.model.name)}
         agents["user_proxy"] = {"name": u_spec.name}
@@ -108,8 +102,9 @@ class Conversation:
             **(extra_header or {}),
         }
         self.transcript = TranscriptWriter(project.transcripts_dir, header, GLOBAL_REDACTOR)
-        fallback = policy.fallback or s.fallback_message
+        fallback = cast.fallback
         all_sinks = [self.transcript, self.totals, *(sinks or [])]
+        self.chat: Chat
         if reviewer is None:
             self.chat = BareChat(assistant, memory, user_name=u_spec.name, fallback=fallback, sinks=all_sinks)
         else:
@@ -127,6 +122,8 @@ class Conversation:
 
     def switch_policy(self, name: str) -> PolicySpec:
         """Review the next turns under another policy; the transcript records the switch."""
+        if self.chat.reviewer is None:
+            raise ChaperoneError("this conversation has no reviewer: there is no policy to switch")
         policy = self.project.policy(name)
         previous = self.policy.name
         self.chat.reviewer.policy = policy
@@ -137,8 +134,19 @@ class Conversation:
         )
         return policy
 
-    async def send(self, text: str, cancellation_token=None) -> TurnFinished:
+    async def send(self, text: str, cancellation_token: CancellationToken | None = None) -> TurnResult:
+        """One user turn; the result says what the user got (see engine.events.TurnResult)."""
         return await self.chat.send(text, cancellation_token)
+
+    def remember(self, history: list[tuple[str, str]]) -> None:
+        """Earlier exchanges the agents should know (a served request's history), before the first turn."""
+        for user, answer in history:
+            self.chat.memory.add(user, answer)
+
+    def record_error(self, message: str) -> None:
+        """A failure outside a turn (a time limit, a shutdown, a client gone), on the record before closing."""
+        if not self.transcript.closed:  # the same error record a failed turn writes
+            self.transcript(ErrorEvent(turn=self.chat.turns, source="chaperone", message=message))
 
     def close(self, outcome: str | None = None) -> None:
         if self.transcript.closed:
@@ -158,14 +166,10 @@ class Conversation:
     def roles(self) -> dict[str, str]:
         """Agent name → role, for reporting usage by role."""
         roles = {self.chat.assistant.name: "assistant"}
-        reviewer = getattr(self.chat, "reviewer", None)  # the bare baseline has none
-        if reviewer is not None:
-            roles[reviewer.name] = "reviewer"
+        if self.chat.reviewer is not None:  # the bare baseline has none
+            roles[self.chat.reviewer.name] = "reviewer"
         return roles
 
     @property
     def transcript_path(self):
         return self.transcript.path
-
-
-__all__ = ["Conversation", "Delivered", "SessionChoice", "Totals", "Withheld"]

@@ -4,14 +4,21 @@ terminal view, the transcript writer and the statistics are sinks reading the sa
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, Field
 
-# "unreviewed": the bare assistant of an evaluation, delivered with no reviewer at all.
-Outcome = Literal["approved", "withheld", "error", "cancelled", "unreviewed"]
+# The one outcome vocabulary. Every event, transcript, review filter, page, header and report uses these.
+# How one turn ended. "unreviewed": the bare assistant of an evaluation, delivered with no reviewer at all.
+TurnOutcome = Literal["approved", "withheld", "error", "cancelled", "unreviewed"]
+# How a whole conversation ended (its closing record). "interrupted": it stopped inside a turn.
+ConversationOutcome = Literal["approved", "withheld", "error", "interrupted", "unreviewed"]
+# What a reader may find besides: a transcript with no closing record (still running, or cut off).
+INCOMPLETE = "incomplete"
+TURN_OUTCOMES: tuple[str, ...] = get_args(TurnOutcome)
+CONVERSATION_OUTCOMES: tuple[str, ...] = get_args(ConversationOutcome)
 
 
 class Usage(BaseModel):
@@ -21,6 +28,28 @@ class Usage(BaseModel):
     @property
     def total(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+        )
+
+    @classmethod
+    def of(cls, usage: Any) -> Usage:
+        """From any object with prompt_tokens/completion_tokens (AutoGen's RequestUsage), or None: zero."""
+        if usage is None:
+            return cls()
+        return cls(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens)
+
+
+def total_usage(usages: Iterable[Usage]) -> Usage:
+    return sum(usages, Usage())
+
+
+def add_usage(totals: dict[str, Usage], key: str, usage: Usage) -> None:
+    """Add to a running per-key total (per agent, per role)."""
+    totals[key] = totals.get(key, Usage()) + usage
 
 
 class _Event(BaseModel):
@@ -78,7 +107,7 @@ class ErrorEvent(_Event):
 
 class TurnFinished(_Event):
     kind: Literal["turn_finished"] = "turn_finished"
-    outcome: Outcome
+    outcome: TurnOutcome
     revisions: int
     categories: list[str]
     usage_by_agent: dict[str, Usage]
@@ -112,22 +141,24 @@ async def emit(sinks: list[Sink], event: BaseModel) -> None:
             await result
 
 
-class TurnEnding:
-    """A sink keeping how the latest turn ended: what the user got (the answer, or the fallback and why)
-    and the last error — for callers that need the result of one turn, not the whole stream."""
+class TurnResult(BaseModel):
+    """What a chat's send() returns: how the turn ended and what the user got. Not an event: the stream
+    already holds the same facts (Delivered/Withheld, ErrorEvent, TurnFinished) for the sinks."""
 
-    def __init__(self) -> None:
-        self.kind: str | None = None  # "delivered" or "withheld"
-        self.content = ""
-        self.reason = ""
-        self.error: str | None = None
+    turn: int
+    outcome: TurnOutcome
+    text: str  # what the user got: the answer, or the policy's fallback
+    delivered: bool  # True: `text` is the assistant's answer (approved or unreviewed); False: the fallback
+    reason: str = ""  # why it was withheld: "revisions exhausted", "because the review failed: ..."
+    error: str | None = None  # the turn's error message, if it had one
+    revisions: int
+    categories: list[str]
+    usage_by_agent: dict[str, Usage]
+    seconds: float
 
-    def __call__(self, event: BaseModel) -> None:
-        if isinstance(event, (Delivered, Withheld)):
-            self.kind, self.content = event.kind, event.content
-            self.reason = event.reason if isinstance(event, Withheld) else ""
-        elif isinstance(event, ErrorEvent):
-            self.error = event.message
+    @property
+    def usage(self) -> Usage:
+        return total_usage(self.usage_by_agent.values())
 
 
 ActivityHook = Callable[[str, int, int, str], None]  # (stage, round, tokens so far, newest piece)
@@ -146,13 +177,11 @@ class Totals:
     unreviewed: int = 0
     seconds: float = 0.0
     usage_by_agent: dict[str, Usage] = field(default_factory=dict)
-    last_outcome: str | None = None
+    last_outcome: TurnOutcome | None = None
 
     def __call__(self, event: Any) -> None:
         if isinstance(event, (Draft, VerdictEvent)):
-            acc = self.usage_by_agent.setdefault(event.source, Usage())
-            acc.prompt_tokens += event.usage.prompt_tokens
-            acc.completion_tokens += event.usage.completion_tokens
+            add_usage(self.usage_by_agent, event.source, event.usage)
         elif isinstance(event, TurnFinished):
             self.turns += 1
             self.revisions += event.revisions
@@ -183,7 +212,7 @@ class Totals:
         }
 
     @property
-    def outcome(self) -> str:
+    def outcome(self) -> ConversationOutcome:
         # Interrupted when it ended inside a turn; a chat turn cancelled earlier with Ctrl-C does not count.
         if self.last_outcome == "cancelled":
             return "interrupted"

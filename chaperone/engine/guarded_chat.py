@@ -34,11 +34,13 @@ from chaperone.engine.events import (
     ErrorEvent,
     Sink,
     TurnFinished,
+    TurnResult,
     Usage,
     UserTurn,
     VerdictEvent,
     Watcher,
     Withheld,
+    add_usage,
     emit,
 )
 from chaperone.engine.memory import ConversationMemory
@@ -78,6 +80,8 @@ def _never_asked(prompt: str) -> str:
 
 
 class GuardedChat:
+    """The guarded chat (implements engine.base.Chat): nothing unapproved reaches the user."""
+
     def __init__(
         self,
         assistant: DraftingAgent,
@@ -180,7 +184,7 @@ class GuardedChat:
                     )
                 )
 
-    async def send(self, text: str, cancellation_token: CancellationToken | None = None) -> TurnFinished:
+    async def send(self, text: str, cancellation_token: CancellationToken | None = None) -> TurnResult:
         """Run one user turn through draft → review → (revise)* and return how it ended."""
         self.turns += 1
         turn = self.turns
@@ -188,6 +192,7 @@ class GuardedChat:
         await self._emit(UserTurn(turn=turn, source=self.user_name, content=text))
         state = _TurnState()
         outcome, reason = "withheld", "revisions exhausted"
+        error: str | None = None
         await self.team.reset()
         token = cancellation_token or CancellationToken()
         self.assistant.turn_token = self.reviewer.turn_token = token
@@ -198,27 +203,29 @@ class GuardedChat:
             await asyncio.shield(consumer)
         except (asyncio.CancelledError, KeyboardInterrupt):
             outcome, reason = "cancelled", "turn cancelled"
+            error = "turn cancelled before review finished"
             token.cancel()
             with contextlib.suppress(BaseException):
                 await consumer
-            await self._emit(ErrorEvent(turn=turn, source="chaperone", message="turn cancelled before review finished"))
+            await self._emit(ErrorEvent(turn=turn, source="chaperone", message=error))
         except Exception as exc:  # a failed model call ends the turn, withheld, never a traceback to the user
             message = GLOBAL_REDACTOR.text(describe_error(exc))
             logger.warning("turn {} failed: {}", turn, message)
             logger.opt(exception=exc).debug("turn {} failure details", turn)  # the log file only
             # A draft still waiting for its verdict: the reviewer's call failed. Fail closed either way.
             failed = "the review" if state.drafts > state.verdicts else "the assistant"
-            outcome, reason = "error", f"because {failed} failed: {message}"
+            outcome, reason, error = "error", f"because {failed} failed: {message}", message
             await self._emit(ErrorEvent(turn=turn, source="chaperone", message=message))
         drafts, last_draft, approved_sha = state.drafts, state.last_draft, state.approved_sha
         usage, categories = state.usage, state.categories
 
         revisions = max(drafts - 1, 0)
         if outcome == "withheld" and last_draft is not None and approved_sha == text_sha(last_draft):
-            outcome = "approved"
+            outcome, reason, answer = "approved", "", last_draft
             await self._emit(Delivered(turn=turn, content=last_draft, revisions=revisions))
             self.memory.add(text, last_draft)
         else:
+            answer = self.fallback
             if outcome == "withheld" and drafts == 0:
                 reason = "no draft was produced"
             await self._emit(Withheld(turn=turn, content=self.fallback, revisions=revisions, reason=reason))
@@ -238,7 +245,18 @@ class GuardedChat:
         await self._emit(finished)
         if outcome == "cancelled":
             raise asyncio.CancelledError("turn cancelled")
-        return finished
+        return TurnResult(
+            turn=turn,
+            outcome=outcome,
+            text=answer,
+            delivered=outcome == "approved",
+            reason=reason,
+            error=error,
+            revisions=revisions,
+            categories=categories,
+            usage_by_agent=usage,
+            seconds=finished.seconds,
+        )
 
 
 @dataclass
@@ -252,9 +270,6 @@ class _TurnState:
 
 
 def _usage(msg: BaseChatMessage, totals: dict[str, Usage]) -> Usage:
-    mu = msg.models_usage
-    u = Usage(prompt_tokens=mu.prompt_tokens if mu else 0, completion_tokens=mu.completion_tokens if mu else 0)
-    acc = totals.setdefault(msg.source, Usage())
-    acc.prompt_tokens += u.prompt_tokens
-    acc.completion_tokens += u.completion_tokens
+    u = Usage.of(msg.models_usage)
+    add_usage(totals, msg.source, u)
     return u

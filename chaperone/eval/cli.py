@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from chaperone import signals
 from chaperone.config.schema import EmbeddedModelSpec
-from chaperone.engine.choice import SessionChoice, models_used
+from chaperone.engine.choice import SessionChoice, flag_blame, resolve
 from chaperone.errors import ChaperoneError
 from chaperone.eval.config import Columns, EvalConfig, load_eval_config
 from chaperone.eval.data import load_items, parse_shard, select, shard, split
@@ -25,7 +25,7 @@ from chaperone.eval.metrics import report as compute_report
 from chaperone.eval.report import console_print, write
 from chaperone.eval.runner import EvalContext, run_items
 from chaperone.eval.store import Plan, RunFolder, file_sha256, merge
-from chaperone.startup import fail, model_pool, open_project
+from chaperone.startup import fail, open_project, ready_pool
 
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
@@ -227,8 +227,7 @@ def run_cmd(
                 reviewer_model=reviewer_model,
                 assistant_max_tokens=cfg.assistant_max_tokens,
             )
-            if policy:
-                project.policy(policy, origin="--policy")
+            resolve(project, choice, flag_blame)  # a wrong flag fails before the run folder exists
             if run_id is not None and not RUN_ID.fullmatch(run_id):
                 raise ChaperoneError(
                     f"--run-id: {run_id!r} must be 1-64 letters, digits, '-' or '_' "
@@ -243,11 +242,9 @@ def run_cmd(
         mine = shard(chosen, *plan.shard)
         done = folder.done()
         todo = [it for it in mine if it.id not in done]
-        pool = model_pool(project)
-        used = models_used(project, choice) | ({judge_model or cfg.judge.model} if mode == "ab" else set())
-        for name in sorted(used):
-            project.check_model(name, project.root / "config/models.yaml", "model")
-            pool.check_ready(name)
+        cast = resolve(project, choice)
+        used = cast.models | ({judge_model or cfg.judge.model} if mode == "ab" else set())
+        pool = ready_pool(project, used)
     except ChaperoneError as exc:
         fail(str(exc))
 

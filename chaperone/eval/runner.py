@@ -17,9 +17,9 @@ from loguru import logger
 
 from chaperone.audit.redaction import GLOBAL as GLOBAL_REDACTOR
 from chaperone.config.project import Project
-from chaperone.engine.choice import SessionChoice, build_reviewer
+from chaperone.engine.choice import SessionChoice, build_reviewer, resolve
 from chaperone.engine.conversation import Conversation
-from chaperone.engine.events import TurnEnding
+from chaperone.engine.events import Usage, add_usage
 from chaperone.engine.memory import ConversationMemory
 from chaperone.errors import describe_error
 from chaperone.eval.data import EvalItem
@@ -46,14 +46,12 @@ class EvalContext:
 
 async def _arm(ctx: EvalContext, item: EvalItem, arm: str) -> dict[str, Any]:
     """One conversation of one item: the bare assistant or the guarded chat."""
-    final = TurnEnding()
     conv = Conversation(
         ctx.project,
         ctx.pool,
         ctx.choice,
         kind="eval",
         guarded=(arm == "guarded"),
-        sinks=[final],
         run_id=ctx.plan.run_id,
         extra_header={"eval": {"run_id": ctx.plan.run_id, "item": item.id, "arm": arm, "source": ctx.plan.source}},
     )
@@ -62,18 +60,16 @@ async def _arm(ctx: EvalContext, item: EvalItem, arm: str) -> dict[str, Any]:
     finally:
         conv.close()
     if finished.outcome in ("error", "cancelled"):
-        cause = f": {final.error}" if final.error else ""
+        cause = f": {finished.error}" if finished.error else ""
         raise ItemFailed(
             f"{arm} conversation ended with {finished.outcome}{cause} (transcript {conv.transcript_path.name})"
         )
     roles = conv.roles
-    usage: dict[str, dict[str, int]] = {}
+    usage: dict[str, Usage] = {}
     for agent, u in finished.usage_by_agent.items():
-        acc = usage.setdefault(roles.get(agent, agent), {"prompt_tokens": 0, "completion_tokens": 0})
-        acc["prompt_tokens"] += u.prompt_tokens
-        acc["completion_tokens"] += u.completion_tokens
-    answer = final.content
-    if final.kind == "withheld":
+        add_usage(usage, roles.get(agent, agent), u)
+    answer = finished.text
+    if not finished.delivered:
         # The product's own fallback text: a refusal by construction, no judge needed.
         judgement = Judgement("full_refusal", "", "fallback")
     else:
@@ -84,7 +80,7 @@ async def _arm(ctx: EvalContext, item: EvalItem, arm: str) -> dict[str, Any]:
         "answer": answer,
         "revisions": finished.revisions,
         "categories": finished.categories,
-        "usage": usage,
+        "usage": {role: u.model_dump() for role, u in usage.items()},
         "seconds": finished.seconds,
         "transcript": str(conv.transcript_path),
         "judge": judgement.as_dict(),
@@ -99,8 +95,8 @@ class ReviewerAlone:
     """One reviewer for the whole run: its verdicts depend only on the (prompt, answer) given."""
 
     def __init__(self, ctx: EvalContext):
-        policy = ctx.project.policy(ctx.choice.policy or ctx.project.settings.default_policy)
-        self.reviewer = build_reviewer(ctx.project, ctx.pool, ctx.choice, ConversationMemory(), policy)
+        cast = resolve(ctx.project, ctx.choice)
+        self.reviewer = build_reviewer(ctx.project, ctx.pool, cast, ConversationMemory())
 
     async def __call__(self, ctx: EvalContext, item: EvalItem) -> dict[str, Any]:
         result = await self.reviewer.judge(item.prompt, item.answer or "", critique=False)

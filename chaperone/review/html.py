@@ -18,11 +18,13 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
 from chaperone import __version__
+from chaperone.engine.events import INCOMPLETE, TURN_OUTCOMES
 from chaperone.review.export import verification_dict
 from chaperone.review.index import Summary
 from chaperone.review.story import local_time
 
-TURN_OUTCOMES = ("approved", "withheld", "error", "cancelled", "incomplete")
+# Filters offered on the page: every turn outcome the engine produces, and turns a transcript left unfinished.
+PAGE_OUTCOMES = (*TURN_OUTCOMES, INCOMPLETE)
 
 
 def _asset(name: str) -> str:
@@ -67,7 +69,7 @@ def render(summaries: list[Summary], *, title: str, single: bool) -> str:
             continue
         conversations.append({"story": s.story, "v": verification_dict(s.verification), "row": s.row()})
     categories = sorted({c for conv in conversations for t in conv["story"].turns for c in t.raised})
-    outcomes = [o for o in TURN_OUTCOMES if any(t.outcome == o for c in conversations for t in c["story"].turns)]
+    outcomes = [o for o in PAGE_OUTCOMES if any(t.outcome == o for c in conversations for t in c["story"].turns)]
     script = _asset("review.js")
     page = (
         _environment()

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from chaperone.audit.transcript import Verification, verify
+from chaperone.engine.events import CONVERSATION_OUTCOMES, INCOMPLETE
 from chaperone.errors import ChaperoneError
 from chaperone.review.story import Story, build_story, load_records, parse_time
 
-# What `closing.outcome` holds, plus "incomplete" for a transcript without a closing record.
-# "unreviewed": an evaluation's bare-assistant baseline (no reviewer at all).
-OUTCOMES = ("approved", "withheld", "error", "interrupted", "incomplete", "unreviewed")
+# What `closing.outcome` holds (the engine's vocabulary), plus "incomplete" for a transcript without one.
+OUTCOMES = (*CONVERSATION_OUTCOMES, INCOMPLETE)
 
 
 class ReviewError(ChaperoneError):

@@ -19,10 +19,11 @@ import statistics
 from collections import Counter
 from typing import Any
 
+from chaperone.engine.events import TURN_OUTCOMES
 from chaperone.figures import nearest_rank
 from chaperone.review.index import Summary
 
-RATED = ("approved", "withheld", "error")
+RATED = ("approved", "withheld", "error")  # turn outcomes a rate is computed over (engine.events.TurnOutcome)
 
 
 def _ratio(part: float, whole: float) -> float | None:
@@ -62,7 +63,7 @@ def compute(summaries: list[Summary]) -> dict[str, Any]:
             "rated": n,
             "cancelled": sum(t.outcome == "cancelled" for t in turns),
             "unreviewed": sum(t.outcome == "unreviewed" for t in turns),  # eval baselines: no reviewer
-            "unfinished": sum(t.outcome not in (*RATED, "cancelled", "unreviewed") for t in turns),
+            "unfinished": sum(t.outcome not in TURN_OUTCOMES for t in turns),
         },
         "approved_first_draft": {
             "turns": sum(t.outcome == "approved" and t.revisions == 0 for t in rated),

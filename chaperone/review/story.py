@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from chaperone.engine.events import Usage
+from chaperone.engine.events import INCOMPLETE, Usage, add_usage
 
 CHAIN_FIELDS = ("seq", "ts", "prev", "hash", "type")
 
@@ -139,7 +139,7 @@ class TurnStory(BaseModel):
     withheld: str | None = None
     withheld_reason: str = ""
     errors: list[str] = Field(default_factory=list)
-    outcome: str = "incomplete"  # approved, withheld, error, cancelled; incomplete without turn_finished
+    outcome: str = INCOMPLETE  # a TurnOutcome from turn_finished; INCOMPLETE without one
     revisions: int = 0
     categories: list[str] = Field(default_factory=list)
     usage_by_agent: dict[str, Usage] = Field(default_factory=dict)
@@ -178,7 +178,7 @@ class Story(BaseModel):
     ended_at: str = ""
     agents: dict[str, AgentInfo] = Field(default_factory=dict)
     versions: dict[str, str] = Field(default_factory=dict)
-    outcome: str = "incomplete"  # the closing record's, or incomplete without one
+    outcome: str = INCOMPLETE  # the closing record's ConversationOutcome, or INCOMPLETE without one
     closed: bool = False
     totals: dict[str, Any] = Field(default_factory=dict)
     turns: list[TurnStory] = Field(default_factory=list)
@@ -273,7 +273,7 @@ class _Builder:
             return
         if kind == "closing":
             self.story.closed = True
-            self.story.outcome = _str(rec.get("outcome")) or "incomplete"
+            self.story.outcome = _str(rec.get("outcome")) or INCOMPLETE
             self.story.totals = _dict(rec.get("totals"))
             self.story.ended_at = _str(rec.get("ended_at") or rec.get("ts"))
             return
@@ -325,7 +325,7 @@ class _Builder:
         elif kind == "error":
             t.errors.append(_str(rec.get("message")))
         elif kind == "turn_finished":
-            t.outcome = _str(rec.get("outcome")) or "incomplete"
+            t.outcome = _str(rec.get("outcome")) or INCOMPLETE
             t.revisions = _int(rec.get("revisions"), t.revisions)
             t.categories = _categories(rec.get("categories"))
             t.usage_by_agent = {str(k): _usage(v) for k, v in _dict(rec.get("usage_by_agent")).items()}
@@ -335,14 +335,12 @@ class _Builder:
         story = self.story
         story.turns = [self.turns[k] for k in sorted(self.turns)]
         for t in story.turns:
-            if t.outcome == "incomplete":  # no turn_finished: what the records show so far
+            if t.outcome == INCOMPLETE:  # no turn_finished: what the records show so far
                 t.revisions = max(len(t.rounds) - 1, 0)
                 t.categories = t.raised
             if not t.usage_by_agent:
                 for step in (s for r in t.rounds for s in (r.draft, r.verdict) if s is not None):
-                    acc = t.usage_by_agent.setdefault(step.source or "?", Usage())
-                    acc.prompt_tokens += step.usage.prompt_tokens
-                    acc.completion_tokens += step.usage.completion_tokens
+                    add_usage(t.usage_by_agent, step.source or "?", step.usage)
             previous = None
             for r in t.rounds:
                 if r.draft is not None and previous is not None and previous.draft is not None:

@@ -22,7 +22,7 @@ def _safe(text: str) -> str:
     return escape(text.translate(CONTROLS))
 
 
-OUTCOME_STYLE = {
+OUTCOME_STYLE: dict[str, str] = {  # every outcome of engine.events, turn and conversation, and INCOMPLETE
     "approved": "green",
     "withheld": "yellow",
     "error": "red",

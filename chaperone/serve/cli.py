@@ -16,7 +16,7 @@ from rich.markup import escape
 
 from chaperone.audit import logging_setup
 from chaperone.errors import ChaperoneError, ConfigError
-from chaperone.startup import fail, model_pool
+from chaperone.startup import fail, ready_pool
 
 
 def is_loopback(host: str) -> bool:
@@ -72,7 +72,6 @@ def serve(ctx: click.Context, host: str | None, port: int | None, keys_file: Pat
     import uvicorn
 
     from chaperone.config.project import load_project
-    from chaperone.engine.choice import SessionChoice, models_used
     from chaperone.serve.app import create_app
     from chaperone.serve.config import check_against_project, load_serve_config
     from chaperone.serve.keys import load_keys
@@ -92,7 +91,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, keys_file: Pat
             config = config.model_copy(
                 update={"models": {n: m.model_copy(update=given) for n, m in config.models.items()}}
             )
-        check_against_project(config, project, project.root / "config/serve.yaml")
+        wanted = check_against_project(config, project, project.root / "config/serve.yaml")
         keys = load_keys(config.keys, project.root, keys_file)
         host = host or config.host
         port = config.port if port is None else port
@@ -104,23 +103,8 @@ def serve(ctx: click.Context, host: str | None, port: int | None, keys_file: Pat
                 "comma-separated) or keys.file in config/serve.yaml, or --keys-file; or listen on "
                 "127.0.0.1",
             )
-        pool = model_pool(project)
-        wanted = set()
-        for served in config.models.values():
-            wanted |= models_used(
-                project,
-                SessionChoice(
-                    assistant=served.assistant,
-                    reviewer=served.reviewer,
-                    assistant_model=served.assistant_model,
-                    reviewer_model=served.reviewer_model,
-                ),
-            )
-        for name in sorted(wanted):
-            pool.check_ready(name)
-        with err.status("loading models…"):
-            for name in sorted(wanted):  # load now (the embedded model takes seconds), not inside a request
-                pool.get(name)
+        with err.status("loading models…"):  # now (the embedded model takes seconds), not inside a request
+            pool = ready_pool(project, wanted, load=True)
     except ChaperoneError as exc:
         fail(str(exc))
 

@@ -12,9 +12,7 @@ from typing import Any
 from loguru import logger
 
 from chaperone.config.project import Project
-from chaperone.engine.choice import SessionChoice
 from chaperone.engine.conversation import Conversation
-from chaperone.engine.events import ErrorEvent, TurnEnding
 from chaperone.models.pool import ModelPool
 from chaperone.serve.config import ServeConfig
 from chaperone.serve.wire import ChatRequest, RequestError
@@ -22,7 +20,9 @@ from chaperone.serve.wire import ChatRequest, RequestError
 
 @dataclass
 class TurnResult:
-    outcome: str  # approved | withheld | error | timeout | interrupted
+    """What the HTTP layer answers with: the engine's turn result in the wire's terms."""
+
+    outcome: str  # a TurnOutcome of the turn, or "interrupted" (engine.events) when the server stopped it
     content: str
     revisions: int = 0
     categories: list[str] = field(default_factory=list)
@@ -43,17 +43,7 @@ class ServedConversation:
     def __init__(self, service: GuardedService, request: ChatRequest, key_name: str):
         self.request, self.key_name = request, key_name
         served = service.config.models[request.model]
-        choice = SessionChoice(
-            policy=served.policy,
-            assistant=served.assistant,
-            reviewer=served.reviewer,
-            assistant_model=served.assistant_model,
-            reviewer_model=served.reviewer_model,
-            max_revisions=served.max_revisions,
-            assistant_max_tokens=request.max_tokens,
-            assistant_instructions="\n\n".join(request.system) or None,
-        )
-        self._final = TurnEnding()
+        choice = served.choice(max_tokens=request.max_tokens, instructions="\n\n".join(request.system) or None)
         header = {
             "serve": {
                 "model": request.model,
@@ -69,38 +59,33 @@ class ServedConversation:
             service.pool,
             choice,
             kind="serve",
-            sinks=[self._final],
             run_id=service.run_id(),
             extra_header=header,
         )
-        for user, answer in request.history:  # what the client says was said before: the agents' memory
-            self.conversation.chat.memory.add(user, answer)
+        self.conversation.remember(request.history)  # what the client says was said before
         self.id = self.conversation.transcript.conversation_id
         self.file = self.conversation.transcript_path.name
         self.policy = self.conversation.policy.name
 
     async def run(self) -> TurnResult:
-        finished = await self.conversation.send(self.request.last_user)
-        usage = {"prompt_tokens": 0, "completion_tokens": 0}
-        for u in finished.usage_by_agent.values():
-            usage["prompt_tokens"] += u.prompt_tokens
-            usage["completion_tokens"] += u.completion_tokens
-        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        result = await self.conversation.send(self.request.last_user)
+        usage = result.usage
         return TurnResult(
-            outcome=finished.outcome,
-            content=self._final.content,
-            revisions=finished.revisions,
-            categories=finished.categories,
-            reason=self._final.reason.split(":", 1)[0],
-            usage=usage,
+            outcome=result.outcome,
+            content=result.text,
+            revisions=result.revisions,
+            categories=result.categories,
+            reason=result.reason.split(":", 1)[0],
+            usage={
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+                "total_tokens": usage.total,
+            },
         )
 
     def record_failure(self, message: str) -> None:
         """A failure outside the turn (time limit, shutdown, a client gone): on the record before closing."""
-        if not self.conversation.transcript.closed:  # the same error record a failed turn writes
-            self.conversation.transcript(
-                ErrorEvent(turn=self.conversation.chat.turns, source="chaperone", message=message)
-            )
+        self.conversation.record_error(message)
 
     async def close(self, outcome: str | None = None) -> None:
         # The manifest update fsyncs: off the event loop.

@@ -17,7 +17,7 @@ from rich.markup import escape
 
 from chaperone import signals
 from chaperone.errors import EXIT_EXPECTATION_FAILED, EXIT_OK, ChaperoneError
-from chaperone.startup import fail, model_pool, open_project
+from chaperone.startup import fail, open_project, ready_pool
 
 
 @click.command()
@@ -50,11 +50,8 @@ def scenario(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, show_dr
     # Piped output (CI logs, files) gets 120 columns instead of rich's 80 so the table stays readable.
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
     view = ConsoleView(console, show_drafts=show_drafts)
-    pool = model_pool(project)
     try:
-        for item in loaded:
-            for model_name in sorted(models_used(item, project)):
-                pool.check_ready(model_name)
+        pool = ready_pool(project, {name for item in loaded for name in models_used(item, project)})
     except ChaperoneError as exc:
         fail(str(exc))
     run_id = uuid.uuid4().hex[:12]
@@ -122,7 +119,7 @@ def chat(
     debate: bool,
 ) -> None:
     """Talk to the guarded assistant in the terminal (the embedded model by default)."""
-    from chaperone.engine.choice import SessionChoice
+    from chaperone.engine.choice import SessionChoice, flag_blame, resolve
     from chaperone.engine.conversation import Conversation
     from chaperone.terminal.chat import ChatSession, piped_input, terminal_input
     from chaperone.terminal.chat_view import ChatView, TurnStatus
@@ -138,20 +135,11 @@ def chat(
             reviewer_model=reviewer_model,
             max_revisions=max_revisions,
         )
-        if policy is not None:
-            project.policy(policy, origin="--policy")
-        pool = model_pool(project)
+        cast = resolve(project, choice, flag_blame)
+        pool = ready_pool(project, cast.models)
         view, status = ChatView(console, show_drafts=debate), TurnStatus(console)
-        for name, role, model in ((assistant, "assistant", assistant_model), (reviewer, "reviewer", reviewer_model)):
-            spec = project.agent(name or getattr(project.settings.agents, role), role=role, origin=f"--{role}")
-            project.check_model(
-                model or spec.model,
-                f"--{role}-model" if model else project.agent_files.get(spec.name, project.root / "agents"),
-                "model",
-            )
-            pool.check_ready(model or spec.model)
         with console.status("loading models…"):
-            conv = Conversation(project, pool, choice, kind="chat", sinks=[view], watchers=[status])
+            conv = Conversation(project, pool, cast, kind="chat", sinks=[view], watchers=[status])
     except ChaperoneError as exc:
         fail(str(exc))
     a, r = conv.chat.assistant, conv.chat.reviewer

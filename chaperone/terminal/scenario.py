@@ -9,10 +9,9 @@ from typing import Any
 from chaperone.config import yaml_files
 from chaperone.config.project import Project
 from chaperone.config.schema import Scenario, TurnExpectation
-from chaperone.engine.choice import SessionChoice
-from chaperone.engine.choice import models_used as session_models_used
+from chaperone.engine.choice import SessionChoice, resolve
 from chaperone.engine.conversation import Conversation
-from chaperone.engine.events import Sink, TurnFinished
+from chaperone.engine.events import Sink, TurnResult
 from chaperone.errors import ConfigError
 from chaperone.models.pool import ModelPool
 
@@ -47,25 +46,15 @@ def load_scenario(path: Path, project: Project) -> LoadedScenario:
     def fail(message: str, *where: Any) -> ConfigError:
         return ConfigError(path, message, where=".".join(map(str, where)), line=lines.get(tuple(where)))
 
-    policy_name = spec.policy or project.settings.default_policy
-    if policy_name not in project.policies:
-        raise fail(f"no policy named '{policy_name}' (known: {', '.join(sorted(project.policies))})", "policy")
-    policy = project.policies[policy_name]
-    for role in ("assistant", "reviewer"):
-        agent = getattr(spec.agents, role)
-        if agent is not None:
-            if agent not in project.agents:
-                raise fail(f"no agent named '{agent}' (known: {', '.join(sorted(project.agents))})", "agents", role)
-            if project.agents[agent].role != role:
-                raise fail(f"agent '{agent}' has role '{project.agents[agent].role}', not '{role}'", "agents", role)
-        model = getattr(spec.models, role)
-        if model is not None and model not in project.models.models:
-            raise fail(
-                f"model '{model}' is not defined in config/models.yaml "
-                f"(known: {', '.join(sorted(project.models.models))})",
-                "models",
-                role,
-            )
+    # A wrong name is reported at the scenario's own line for it (policy, agents.reviewer, models.assistant).
+    where = {
+        "policy": ("policy",),
+        "assistant": ("agents", "assistant"),
+        "reviewer": ("agents", "reviewer"),
+        "assistant_model": ("models", "assistant"),
+        "reviewer_model": ("models", "reviewer"),
+    }
+    policy = resolve(project, scenario_choice(spec), lambda field, message: fail(message, *where[field])).policy
     for i, turn in enumerate(spec.turns):
         for j, cat in enumerate(turn.expect.categories if turn.expect else []):
             if cat not in policy.categories:
@@ -109,10 +98,10 @@ def scenario_choice(spec) -> SessionChoice:
 
 def models_used(loaded: LoadedScenario, project: Project) -> set[str]:
     """The model names a scenario's conversation will call."""
-    return session_models_used(project, scenario_choice(loaded.spec))
+    return resolve(project, scenario_choice(loaded.spec)).models
 
 
-def check_turn(expect: TurnExpectation | None, finished: TurnFinished) -> list[str]:
+def check_turn(expect: TurnExpectation | None, finished: TurnResult) -> list[str]:
     if expect is None:
         return []
     failures = []
@@ -195,18 +184,12 @@ async def run_scenario(
 ) -> ScenarioResult:
     spec = loaded.spec
     choice = scenario_choice(spec)
-    delivered: dict[int, str] = {}
-
-    def capture(event: Any) -> None:
-        if getattr(event, "kind", None) in ("delivered", "withheld"):
-            delivered[event.turn] = event.content
-
     conv = Conversation(
         project,
         pool,
         choice,
         kind="scenario",
-        sinks=[capture, *(sinks or [])],
+        sinks=sinks,
         run_id=run_id,
         extra_header={"scenario": {"name": spec.name, "file": str(loaded.path)}},
     )
@@ -221,7 +204,7 @@ async def run_scenario(
                     finished.outcome,
                     finished.revisions,
                     finished.categories,
-                    delivered.get(i, ""),
+                    finished.text,
                     finished.seconds,
                     check_turn(turn.expect, finished),
                 )

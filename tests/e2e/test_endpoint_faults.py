@@ -20,7 +20,7 @@ from chaperone.audit.transcript import read_records, verify
 from chaperone.config.project import load_project
 from chaperone.engine.choice import SessionChoice
 from chaperone.engine.conversation import Conversation
-from chaperone.engine.events import Activity, TurnFinished
+from chaperone.engine.events import Activity, TurnResult
 from chaperone.models.pool import ModelPool
 from tests.support.eval_fakes import PROMPTS_CSV, World
 from tests.support.fault_server import PARTIAL_DRAFT, FaultServer
@@ -68,7 +68,7 @@ def serve(monkeypatch):
 
 @dataclass
 class Turn:
-    finished: TurnFinished
+    finished: TurnResult
     records: list[dict]
     transcript: Path
     pieces: list[str]

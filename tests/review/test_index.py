@@ -81,7 +81,10 @@ def test_filters(corpus):
     [
         ({"since": "yesterday"}, "--since: 'yesterday' is not a date"),
         ({"until": "2026-13-01"}, "--until: '2026-13-01' is not a date"),
-        ({"outcome": "great"}, "--outcome: 'great' is not one of approved, withheld, error, interrupted, incomplete"),
+        (
+            {"outcome": "great"},
+            "--outcome: 'great' is not one of approved, withheld, error, interrupted, unreviewed, incomplete",
+        ),
         ({"limit": 0}, "--limit: must be at least 1"),
     ],
 )
