@@ -1,0 +1,201 @@
+"""One chat completion: the request read and checked, the guarded turn run within the time limit, and the
+answer sent whole or as a stream. A stream is written after the verdict, with SSE comments keeping the
+connection open while the reviewer decides."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from loguru import logger
+
+from chaperone.serve.access import ServerState, State
+from chaperone.serve.config import ServeConfig
+from chaperone.serve.service import GuardedService, ServedConversation, TurnResult
+from chaperone.serve.wire import ChatRequest, RequestError, chunk, completion, error_body, parse_request, pieces
+
+INTERNAL_ERROR = "internal error; the server log has the details"
+
+
+async def turn_deadline(state: State) -> float:
+    """A dependency resolved before the key is checked: the time limit runs from the request's arrival."""
+    return asyncio.get_running_loop().time() + state.config.limits.request_timeout_s
+
+
+def chaperone_headers(served: ServedConversation, result: TurnResult | None = None) -> dict[str, str]:
+    h = {"X-Chaperone-Transcript-Id": served.id, "X-Chaperone-Policy": served.policy}
+    if served.request.ignored:
+        h["X-Chaperone-Ignored-Fields"] = ",".join(served.request.ignored)
+    if result is not None:
+        h.update(
+            {
+                "X-Chaperone-Outcome": result.outcome,
+                "X-Chaperone-Revisions": str(result.revisions),
+                "X-Chaperone-Categories": ",".join(result.categories),
+            }
+        )
+    return h
+
+
+async def _read_json(request: Request, cap: int) -> Any:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > cap:
+        raise RequestError(413, f"request body too large: {declared} bytes (at most {cap})", code="request_too_large")
+    body = bytearray()
+    async for part in request.stream():  # a body sent without (or lying about) its length stops at the cap
+        body += part
+        if len(body) > cap:
+            raise RequestError(413, f"request body too large (at most {cap} bytes)", code="request_too_large")
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RequestError(400, f"the request body is not valid JSON ({exc})", code="invalid_json") from None
+
+
+async def read_chat_request(request: Request, config: ServeConfig) -> ChatRequest:
+    return parse_request(
+        await _read_json(request, config.limits.max_body_bytes),
+        ignored_fields=set(config.ignored_fields),
+        max_messages=config.limits.max_messages,
+        max_message_tokens=config.limits.max_message_tokens,
+        system_policy=config.client_system_messages,
+    )
+
+
+async def _run_turn(service: GuardedService, served: ServedConversation, deadline: float) -> TurnResult:
+    """The turn within the time limit (a 504 past it); the transcript is closed however the turn ends."""
+    limit = service.config.limits.request_timeout_s
+    outcome = None
+    try:
+        async with asyncio.timeout_at(deadline), service.gate:
+            return await served.run()
+    except TimeoutError:
+        served.record_failure(f"request time limit of {limit:g} s exceeded; nothing was delivered")
+        outcome = "interrupted"
+        raise RequestError(
+            504,
+            f"the guarded answer took longer than this server's limit of {limit:g} s; "
+            f"nothing was delivered (transcript {served.id})",
+            kind="server_error",
+            code="request_timeout",
+        ) from None
+    except asyncio.CancelledError:
+        served.record_failure("the request was cancelled (client gone or server shutting down)")
+        outcome = "interrupted"
+        raise
+    finally:
+        await asyncio.shield(service.finish(served, outcome))
+
+
+async def answer(service: GuardedService, served: ServedConversation, deadline: float) -> TurnResult:
+    """The approved answer or the policy's fallback; a RequestError (504, 502) when there is neither."""
+    result = await _run_turn(service, served, deadline)
+    logger.info(
+        "{} key={} model={} → {} after {} revision(s) {}",
+        served.file,
+        served.key_name,
+        served.request.model,
+        result.outcome,
+        result.revisions,
+        ",".join(result.categories),
+    )
+    if result.outcome == "error":
+        raise RequestError(
+            502,
+            f"{result.reason or 'a model call failed'}; nothing was delivered (transcript {served.id})",
+            kind="server_error",
+            code="upstream_failed",
+        )
+    return result
+
+
+async def respond_whole(
+    state: ServerState, served: ServedConversation, deadline: float, admission: contextlib.ExitStack
+) -> JSONResponse:
+    """The answer as one chat.completion; the key's admission is released as soon as the turn ends."""
+    with admission:
+        try:
+            result = await answer(state.service, served, deadline)
+        except RequestError as err:
+            err.headers.update(chaperone_headers(served))  # a 502 or 504 still names its transcript
+            raise
+    body = completion(
+        f"chatcmpl-{served.id}",
+        served.request.model,
+        result.content,
+        result.finish_reason,
+        result.usage,
+        served.extra(result),
+    )
+    return JSONResponse(body, headers=chaperone_headers(served, result))
+
+
+def respond_streamed(
+    state: ServerState, served: ServedConversation, deadline: float, admission: contextlib.ExitStack
+) -> StreamingResponse:
+    # The turn runs as its own task, which also releases the admission: a client that goes away before
+    # the stream starts still gets its turn finished, recorded and counted out.
+    task = asyncio.ensure_future(answer(state.service, served, deadline))
+    task.add_done_callback(functools.partial(_turn_done, admission))
+    return StreamingResponse(
+        _events(served, task, state.config.stream_keepalive_s),
+        media_type="text/event-stream",
+        headers={**chaperone_headers(served), "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _turn_done(admission: contextlib.ExitStack, task: asyncio.Future[TurnResult]) -> None:
+    admission.close()
+    if not task.cancelled():
+        task.exception()  # retrieved, so asyncio does not log it: the stream reports it
+
+
+def _sse(data: dict[str, Any]) -> str:
+    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+async def _events(
+    served: ServedConversation, task: asyncio.Future[TurnResult], keepalive_s: float
+) -> AsyncIterator[str]:
+    """The stream's server-sent events: an opening chunk, comments until the verdict, then the answer."""
+    make_chunk = functools.partial(chunk, f"chatcmpl-{served.id}", served.request.model, int(time.time()))
+    try:
+        yield _sse(make_chunk({"role": "assistant", "content": ""}))
+        while not (await asyncio.wait([task], timeout=keepalive_s))[0]:
+            yield ": reviewing\n\n"  # an SSE comment: clients skip it, proxies see a live connection
+        try:
+            result = task.result()
+        except Exception as exc:  # the headers are sent: the error goes in the stream
+            yield _failure_event(served, exc)
+            return
+        for event in _answer_events(make_chunk, served, result):
+            yield event
+    finally:
+        if not task.done():  # the client went away, or the server is stopping: end the turn, keep the record
+            task.cancel()
+            await asyncio.wait([task])
+
+
+def _failure_event(served: ServedConversation, exc: Exception) -> str:
+    if isinstance(exc, RequestError):
+        return _sse(exc.body())
+    logger.opt(exception=exc).error("stream of {} failed", served.file)  # the details in the log only
+    return _sse(error_body(INTERNAL_ERROR, kind="server_error"))
+
+
+def _answer_events(
+    make_chunk: Callable[..., dict[str, Any]], served: ServedConversation, result: TurnResult
+) -> Iterator[str]:
+    for piece in pieces(result.content):
+        yield _sse(make_chunk({"content": piece}))
+    yield _sse(make_chunk({}, result.finish_reason, extra=served.extra(result)))
+    if served.request.include_usage:
+        yield _sse(make_chunk({}, usage=result.usage, choices=False))
+    yield "data: [DONE]\n\n"
