@@ -18,7 +18,7 @@ from loguru import logger
 
 from chaperone.serve.access import ServerState, State
 from chaperone.serve.config import ServeConfig
-from chaperone.serve.service import GuardedService, ServedConversation, TurnResult
+from chaperone.serve.service import GuardedService, ServedConversation, ServedResult
 from chaperone.serve.wire import ChatRequest, RequestError, chunk, completion, error_body, parse_request, pieces
 
 INTERNAL_ERROR = "internal error; the server log has the details"
@@ -29,7 +29,7 @@ async def turn_deadline(state: State) -> float:
     return asyncio.get_running_loop().time() + state.config.limits.request_timeout_s
 
 
-def chaperone_headers(served: ServedConversation, result: TurnResult | None = None) -> dict[str, str]:
+def chaperone_headers(served: ServedConversation, result: ServedResult | None = None) -> dict[str, str]:
     h = {"X-Chaperone-Transcript-Id": served.id, "X-Chaperone-Policy": served.policy}
     if served.request.ignored:
         h["X-Chaperone-Ignored-Fields"] = ",".join(served.request.ignored)
@@ -69,7 +69,7 @@ async def read_chat_request(request: Request, config: ServeConfig) -> ChatReques
     )
 
 
-async def _run_turn(service: GuardedService, served: ServedConversation, deadline: float) -> TurnResult:
+async def _run_turn(service: GuardedService, served: ServedConversation, deadline: float) -> ServedResult:
     """The turn within the time limit (a 504 past it); the transcript is closed however the turn ends."""
     limit = service.config.limits.request_timeout_s
     outcome = None
@@ -94,7 +94,7 @@ async def _run_turn(service: GuardedService, served: ServedConversation, deadlin
         await asyncio.shield(service.finish(served, outcome))
 
 
-async def answer(service: GuardedService, served: ServedConversation, deadline: float) -> TurnResult:
+async def answer(service: GuardedService, served: ServedConversation, deadline: float) -> ServedResult:
     """The approved answer or the policy's fallback; a RequestError (504, 502) when there is neither."""
     result = await _run_turn(service, served, deadline)
     logger.info(
@@ -151,7 +151,7 @@ def respond_streamed(
     )
 
 
-def _turn_done(admission: contextlib.ExitStack, task: asyncio.Future[TurnResult]) -> None:
+def _turn_done(admission: contextlib.ExitStack, task: asyncio.Future[ServedResult]) -> None:
     admission.close()
     if not task.cancelled():
         task.exception()  # retrieved, so asyncio does not log it: the stream reports it
@@ -162,7 +162,7 @@ def _sse(data: dict[str, Any]) -> str:
 
 
 async def _events(
-    served: ServedConversation, task: asyncio.Future[TurnResult], keepalive_s: float
+    served: ServedConversation, task: asyncio.Future[ServedResult], keepalive_s: float
 ) -> AsyncIterator[str]:
     """The stream's server-sent events: an opening chunk, comments until the verdict, then the answer."""
     make_chunk = functools.partial(chunk, f"chatcmpl-{served.id}", served.request.model, int(time.time()))
@@ -191,7 +191,7 @@ def _failure_event(served: ServedConversation, exc: Exception) -> str:
 
 
 def _answer_events(
-    make_chunk: Callable[..., dict[str, Any]], served: ServedConversation, result: TurnResult
+    make_chunk: Callable[..., dict[str, Any]], served: ServedConversation, result: ServedResult
 ) -> Iterator[str]:
     for piece in pieces(result.content):
         yield _sse(make_chunk({"content": piece}))

@@ -19,7 +19,7 @@ from chaperone.serve.wire import ChatRequest, RequestError
 
 
 @dataclass
-class TurnResult:
+class ServedResult:
     """What the HTTP layer answers with: the engine's turn result in the wire's terms."""
 
     outcome: str  # a TurnOutcome of the turn, or "interrupted" (engine.events) when the server stopped it
@@ -67,10 +67,10 @@ class ServedConversation:
         self.file = self.conversation.transcript_path.name
         self.policy = self.conversation.policy.name
 
-    async def run(self) -> TurnResult:
+    async def run(self) -> ServedResult:
         result = await self.conversation.send(self.request.last_user)
         usage = result.usage
-        return TurnResult(
+        return ServedResult(
             outcome=result.outcome,
             content=result.text,
             revisions=result.revisions,
@@ -91,7 +91,7 @@ class ServedConversation:
         # The manifest update fsyncs: off the event loop.
         await asyncio.to_thread(self.conversation.close, outcome)
 
-    def extra(self, result: TurnResult) -> dict[str, Any]:
+    def extra(self, result: ServedResult) -> dict[str, Any]:
         info: dict[str, Any] = {
             "transcript_id": self.id,
             "transcript": self.file,

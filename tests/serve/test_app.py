@@ -9,7 +9,7 @@ import json
 from chaperone.serve.app import create_app
 from chaperone.serve.config import ServeConfig
 from chaperone.serve.keys import ApiKeys, digest
-from chaperone.serve.service import TurnResult
+from chaperone.serve.service import ServedResult
 from chaperone.serve.wire import RequestError
 
 KEY = "an-app-test-key-0123456789"
@@ -26,14 +26,14 @@ class StandInTurn:
         self.finish = asyncio.Event()
         self.failures: list[str] = []
 
-    async def run(self) -> TurnResult:
+    async def run(self) -> ServedResult:
         await self.finish.wait()
-        return TurnResult("approved", "Hello there.", usage={"prompt_tokens": 1, "completion_tokens": 2})
+        return ServedResult("approved", "Hello there.", usage={"prompt_tokens": 1, "completion_tokens": 2})
 
     def record_failure(self, message: str) -> None:
         self.failures.append(message)
 
-    def extra(self, result: TurnResult) -> dict:
+    def extra(self, result: ServedResult) -> dict:
         return {"outcome": result.outcome}
 
 
