@@ -3,6 +3,7 @@
 
     python scripts/import_graph.py            # summary
     python scripts/import_graph.py --arrows   # every arrow, importer -> imported
+    python scripts/import_graph.py --packages # the same picture, one node per package
     python scripts/import_graph.py --json
 
 Reads the source with `ast` (nothing is imported or run). An arrow is any `import chaperone.x` or
@@ -53,6 +54,20 @@ def graph(root: Path) -> dict[str, set[str]]:
                 if t and t.split(".")[0] == PACKAGE and t != mod:
                     arrows[mod].add(t)
     return arrows
+
+
+def by_package(arrows: dict[str, set[str]]) -> dict[str, set[str]]:
+    """Collapse chaperone.engine.x into chaperone.engine; modules at the root stay themselves."""
+
+    def node(m: str) -> str:
+        parts = m.split(".")
+        sub = ".".join(parts[:2])
+        return sub if len(parts) > 2 or any(k.startswith(sub + ".") for k in arrows) else m
+
+    out: dict[str, set[str]] = {}
+    for m, targets in arrows.items():
+        out.setdefault(node(m), set()).update(node(t) for t in targets)
+    return {k: v - {k} for k, v in out.items()}
 
 
 def circles(arrows: dict[str, set[str]]) -> list[list[str]]:
@@ -111,8 +126,11 @@ def main() -> int:
     ap.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[1] / PACKAGE)
     ap.add_argument("--arrows", action="store_true", help="print every arrow")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--packages", action="store_true", help="one node per package (root modules stay apart)")
     args = ap.parse_args()
     arrows = graph(args.root)
+    if args.packages:
+        arrows = by_package(arrows)
     found = circles(arrows)
     fl = {} if found else floors(arrows)
     summary = {

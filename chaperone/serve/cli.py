@@ -73,9 +73,9 @@ def serve(ctx: click.Context, host: str | None, port: int | None, keys_file: Pat
 
     from chaperone.config.project import load_project
     from chaperone.serve.app import create_app
-    from chaperone.serve.config import check_against_project, load_serve_config
+    from chaperone.serve.config import load_serve_config
     from chaperone.serve.keys import load_keys
-    from chaperone.serve.service import GuardedService
+    from chaperone.serve.service import GuardedService, check_against_project
 
     err = Console(stderr=True, highlight=False)
     try:

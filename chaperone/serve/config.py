@@ -9,7 +9,6 @@ from pydantic import Field, model_validator
 
 from chaperone.config import yaml_files
 from chaperone.config.schema import Name, Strict
-from chaperone.engine.choice import SessionChoice, resolve
 from chaperone.errors import ConfigError
 
 
@@ -30,19 +29,6 @@ class ServedModel(Strict):
     assistant_model: Name | None = None  # model names (config/models.yaml); default: the agents' own
     reviewer_model: Name | None = None
     max_revisions: int | None = Field(None, ge=0, le=10)
-
-    def choice(self, *, max_tokens: int | None = None, instructions: str | None = None) -> SessionChoice:
-        """The conversation choice for one request to this model (the client's max_tokens and system text)."""
-        return SessionChoice(
-            policy=self.policy,
-            assistant=self.assistant,
-            reviewer=self.reviewer,
-            assistant_model=self.assistant_model,
-            reviewer_model=self.reviewer_model,
-            max_revisions=self.max_revisions,
-            assistant_max_tokens=max_tokens,
-            assistant_instructions=instructions,
-        )
 
 
 class Limits(Strict):
@@ -85,17 +71,3 @@ def load_serve_config(root: Path) -> ServeConfig:
     if not path.exists():
         raise ConfigError(path, "not found: the server's settings (models served, keys, limits) live here")
     return yaml_files.load(ServeConfig, path)
-
-
-def check_against_project(config: ServeConfig, project, path: Path) -> set[str]:
-    """Every served model must name agents, policies and models the project has (a typo fails at start).
-
-    Returns the model names the served configurations call."""
-    used: set[str] = set()
-    for name, served in config.models.items():
-
-        def blame(field: str, message: str, name: str = name) -> ConfigError:
-            return ConfigError(path, message, where=f"models.{name}.{field}")
-
-        used |= resolve(project, served.choice(), blame).models
-    return used

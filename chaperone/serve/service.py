@@ -7,15 +7,48 @@ import asyncio
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from loguru import logger
 
 from chaperone.config.project import Project
+from chaperone.engine.choice import SessionChoice, resolve
 from chaperone.engine.conversation import Conversation
+from chaperone.errors import ConfigError
 from chaperone.models.pool import ModelPool
-from chaperone.serve.config import ServeConfig
+from chaperone.serve.config import ServeConfig, ServedModel
 from chaperone.serve.wire import ChatRequest, RequestError
+
+
+def served_choice(
+    served: ServedModel, *, max_tokens: int | None = None, instructions: str | None = None
+) -> SessionChoice:
+    """The conversation choice for one request to this served model (the client's max_tokens and system text)."""
+    return SessionChoice(
+        policy=served.policy,
+        assistant=served.assistant,
+        reviewer=served.reviewer,
+        assistant_model=served.assistant_model,
+        reviewer_model=served.reviewer_model,
+        max_revisions=served.max_revisions,
+        assistant_max_tokens=max_tokens,
+        assistant_instructions=instructions,
+    )
+
+
+def check_against_project(config: ServeConfig, project: Project, path: Path) -> set[str]:
+    """Every served model must name agents, policies and models the project has (a typo fails at start).
+
+    Returns the model names the served configurations call."""
+    used: set[str] = set()
+    for name, served in config.models.items():
+
+        def blame(field: str, message: str, name: str = name) -> ConfigError:
+            return ConfigError(path, message, where=f"models.{name}.{field}")
+
+        used |= resolve(project, served_choice(served), blame).models
+    return used
 
 
 @dataclass
@@ -43,7 +76,7 @@ class ServedConversation:
     def __init__(self, service: GuardedService, request: ChatRequest, key_name: str):
         self.request, self.key_name = request, key_name
         served = service.config.models[request.model]
-        choice = served.choice(max_tokens=request.max_tokens, instructions="\n\n".join(request.system) or None)
+        choice = served_choice(served, max_tokens=request.max_tokens, instructions="\n\n".join(request.system) or None)
         header = {
             "serve": {
                 "model": request.model,

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from chaperone.config.project import load_project
-from chaperone.engine.choice import SessionChoice, build_reviewer
+from chaperone.engine.choice import SessionChoice, build_reviewer, resolve
 from chaperone.engine.memory import ConversationMemory
 from chaperone.models.pool import ModelPool
 from tests.support.hostile_drafts import CORPUS
@@ -41,9 +41,7 @@ async def _review_all() -> list[dict]:
     # Long drafts are truncated here (not sent back unread, the default) so the model reads every attack.
     project.settings.reviewer_context.over_limit = "truncate"
     pool = ModelPool(project.models, REPO / "config/models.yaml")
-    reviewer = build_reviewer(
-        project, pool, SessionChoice(), ConversationMemory(), project.policy(project.settings.default_policy)
-    )
+    reviewer = build_reviewer(project, pool, resolve(project, SessionChoice()), ConversationMemory())
     client, n_ctx = reviewer.model.client, reviewer.model.spec.n_ctx
     room = n_ctx - reviewer.spec.generation.max_tokens
     first_special = client.llm.tokenize(b"<|endoftext|>", add_bos=False, special=True)[0]
