@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""Chaperone's entry point: `python run.py --help`."""
+"""Chaperone's entry point: `python run.py --help`. The same commands as the installed `chaperone`, with
+this checkout as the default project (from whatever folder it is started)."""
 
 import sys
+from pathlib import Path
 
 try:
     from chaperone.cli import main
@@ -13,4 +15,4 @@ except ModuleNotFoundError as exc:  # run with a Python that lacks the project's
     sys.exit(2)
 
 if __name__ == "__main__":
-    main()
+    main(obj={"checkout": Path(__file__).resolve().parent})

@@ -39,7 +39,7 @@ BENIGN = [
 async def main(n: int) -> None:
     logging_setup.configure(None)
     console = Console(width=None if sys.stdout.isatty() else 130)
-    project = load_project()
+    project = load_project(Path(__file__).resolve().parent.parent)
     project.settings.transcripts_dir = tempfile.mkdtemp(prefix="chaperone-bench-")
     project.settings.log_file = None
     pool = ModelPool(project.models, project.root / "config/models.yaml")

@@ -33,7 +33,7 @@ def fail(message: str) -> NoReturn:
 def open_project(ctx: click.Context, *, terminal_level: str | None = None) -> Project:
     """The project named by the root group's --project, with logging configured from its settings."""
     project = load_project(ctx.obj["project_root"])
-    log_file = project.resolve(project.settings.log_file) if project.settings.log_file else None
+    log_file = project.writable(project.settings.log_file) if project.settings.log_file else None
     extra = {"terminal_level": terminal_level} if terminal_level else {}
     logging_setup.configure(log_file, verbose=ctx.obj["verbose"], **extra)
     return project
@@ -42,7 +42,7 @@ def open_project(ctx: click.Context, *, terminal_level: str | None = None) -> Pr
 def model_pool(project: Project) -> ModelPool:
     from chaperone.models.pool import ModelPool  # deferred: model clients are heavy to import
 
-    cache = project.resolve(project.settings.model_cache_dir) if project.settings.model_cache_dir else None
+    cache = project.writable(project.settings.model_cache_dir) if project.settings.model_cache_dir else None
     return ModelPool(project.models, project.root / "config/models.yaml", cache)
 
 

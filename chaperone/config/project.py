@@ -2,7 +2,8 @@
 
 Loading checks every file against its schema and every cross-reference (agent →
 model, settings → agents and policy) so that a mistake is reported before any
-model is loaded.
+model is loaded. Which folder is the project (--project, the checkout, the current
+folder or the shipped defaults) is decided in chaperone/config/discovery.py.
 """
 
 from __future__ import annotations
@@ -11,10 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from chaperone.config import yaml_files
+from chaperone.config.discovery import find_project, writable_root
 from chaperone.config.schema import AgentSpec, ModelsFile, PolicySpec, Settings
 from chaperone.errors import ConfigError
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -26,14 +26,22 @@ class Project:
     policies: dict[str, PolicySpec]
     agent_files: dict[str, Path] = field(default_factory=dict)
     policy_files: dict[str, Path] = field(default_factory=dict)
+    # Where relative writable paths go: the project folder, or the user's data folder for the shipped defaults.
+    data_root: Path | None = None
 
     @property
     def transcripts_dir(self) -> Path:
-        return self.resolve(self.settings.transcripts_dir)
+        return self.writable(self.settings.transcripts_dir)
 
     def resolve(self, relative: str) -> Path:
+        """A file the project reads (a dataset, a scenario), relative to the project folder."""
         p = Path(relative).expanduser()
         return p if p.is_absolute() else self.root / p
+
+    def writable(self, relative: str) -> Path:
+        """A path the project writes (transcripts, logs, caches, eval results)."""
+        p = Path(relative).expanduser()
+        return p if p.is_absolute() else (self.data_root or self.root) / p
 
     def agent(self, name: str, *, role: str, origin: str = "") -> AgentSpec:
         spec = self.agents.get(name)
@@ -78,13 +86,14 @@ def _load_named(directory: Path, model: type, kind: str) -> tuple[dict, dict]:
 
 
 def load_project(root: Path | None = None) -> Project:
-    root = Path(root or PROJECT_ROOT)
+    """The project in `root`, or (None) the one find_project() discovers from the current folder."""
+    root = find_project(Path(root) if root else None)
     models = yaml_files.load(ModelsFile, root / "config" / "models.yaml")
     settings_path = root / "config" / "settings.yaml"
     settings = yaml_files.load(Settings, settings_path) if settings_path.exists() else Settings()
     agents, agent_files = _load_named(root / "agents", AgentSpec, "agent")
     policies, policy_files = _load_named(root / "config" / "policies", PolicySpec, "policy")
-    project = Project(root, models, settings, agents, policies, agent_files, policy_files)
+    project = Project(root, models, settings, agents, policies, agent_files, policy_files, writable_root(root))
 
     for name, spec in agents.items():
         if spec.model is not None:

@@ -236,7 +236,7 @@ def run_cmd(
             run_id = run_id or uuid.uuid4().hex[:12]
             plan = Plan(run_id, mode, source, file_sha256(path), sel, [it.id for it in chosen], asdict(choice), (i, n))
             suffix = f"-shard{i}of{n}" if n > 1 else ""
-            folder = RunFolder(out or project.resolve(cfg.out_dir) / f"{run_id}{suffix}")
+            folder = RunFolder(out or project.writable(cfg.out_dir) / f"{run_id}{suffix}")
             folder.create(plan)
         choice = SessionChoice(**plan.choice)
         mine = shard(chosen, *plan.shard)

@@ -27,15 +27,19 @@ def _console() -> Console:
     return Console(highlight=False, width=None if sys.stdout.isatty() else 120)
 
 
+def _transcripts_dir(ctx: click.Context) -> Path:
+    try:
+        return open_project(ctx).transcripts_dir
+    except ChaperoneError as exc:
+        fail(str(exc))
+
+
 def _folders(ctx: click.Context, folder: Path | None) -> list[Path]:
     if folder is not None:
         if not folder.is_dir():
             fail(f"{folder}: no such folder")
         return [folder]
-    try:
-        transcripts = open_project(ctx).transcripts_dir
-    except ChaperoneError as exc:
-        fail(str(exc))
+    transcripts = _transcripts_dir(ctx)
     if not transcripts.is_dir():
         fail(f"no transcripts yet: {transcripts} does not exist (run a scenario or chat first, or give --dir)")
     return [transcripts]
@@ -108,9 +112,16 @@ def review() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON only.")
 @click.pass_context
 def list_cmd(ctx: click.Context, folder: Path | None, filters: Any, as_json: bool) -> None:
-    """One row per conversation, newest first. Tampered ones are marked TAMPERED."""
+    """One row per conversation, newest first. Tampered ones are marked TAMPERED. No transcripts folder yet
+    (a fresh install) is an empty list, exit 0; a missing --dir is an error."""
     from chaperone.review.view import list_table, unreadable_line
 
+    if folder is None and not (folder := _transcripts_dir(ctx)).is_dir():
+        if as_json:
+            click.echo(json.dumps({"conversations": [], "unreadable": []}, indent=2))
+        else:
+            _console().print(f"no transcripts yet in {folder} (a scenario or a chat writes them)", soft_wrap=True)
+        return
     summaries = _scan(ctx, folder)
     selected = filters.apply(summaries)
     unreadable = [s for s in summaries if not s.readable]

@@ -81,7 +81,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, keys_file: Pat
     try:
         project = load_project(ctx.obj["project_root"])
         logging_setup.configure(
-            project.resolve(project.settings.log_file) if project.settings.log_file else None,
+            project.writable(project.settings.log_file) if project.settings.log_file else None,
             verbose=ctx.obj["verbose"],
             terminal_level="INFO",
         )

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.support.projects import run_cli
+from tests.support.projects import APPROVE, replay, run_cli
 
 
 def review(*args, cwd=None):
@@ -70,6 +70,15 @@ def test_show_by_prefix_tells_the_story(corpus):
         assert text in out, text
     hidden = review("show", prefix, "--dir", str(corpus.folder), "--hide-debate")
     assert "Harm to an animal." not in hidden.stdout and "Tell me a story." in hidden.stdout
+
+
+def test_list_before_any_transcript_is_an_empty_list_not_an_error(project_factory, tmp_path):
+    root = project_factory({"assistant-script": replay("a"), "reviewer-script": replay(APPROVE)})
+    proc = run_cli("--project", str(root), "review", "list")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"no transcripts yet in {tmp_path / 'transcripts'} (a scenario or a chat writes them)"
+    proc = run_cli("--project", str(root), "review", "list", "--json")
+    assert (proc.returncode, json.loads(proc.stdout)) == (0, {"conversations": [], "unreadable": []})
 
 
 def test_show_unknown_and_ambiguous_ids_are_one_line_errors(corpus, tmp_path):
