@@ -23,6 +23,7 @@ from chaperone.eval.data import load_items, parse_shard, select, shard, split
 from chaperone.eval.judge import Judge
 from chaperone.eval.metrics import report as compute_report
 from chaperone.eval.report import console_print, write
+from chaperone.eval.rows import FailedRow, Row, RunFacts, report_json
 from chaperone.eval.runner import EvalContext, run_items
 from chaperone.eval.store import Plan, RunFolder, file_sha256, merge
 from chaperone.startup import fail, open_project, ready_pool
@@ -274,9 +275,9 @@ def run_cmd(
         )
         counts = {"done": 0, "failed": 0}
 
-        def on_row(row: dict) -> None:
+        def on_row(row: Row) -> None:
             counts["done"] += 1
-            counts["failed"] += row.get("status") != "ok"
+            counts["failed"] += row.status != "ok"
             elapsed = progress.tasks[task].elapsed or 1e-9
             progress.update(
                 task,
@@ -287,9 +288,10 @@ def run_cmd(
             if not err.is_terminal:  # a log file gets one line per item instead of a live bar
                 t = progress.tasks[task]
                 eta = f", about {t.time_remaining / 60:.0f} min left" if t.time_remaining else ""
+                error = row.error if isinstance(row, FailedRow) else ""
                 err.print(
-                    f"[{int(t.completed)}/{int(t.total)}] item {row['id']}: {row.get('status')}"
-                    f"{': ' + row['error'] if row.get('error') else ''}{eta}",
+                    f"[{int(t.completed)}/{int(t.total)}] item {row.id}: {row.status}"
+                    f"{': ' + error if error else ''}{eta}",
                     highlight=False,
                     soft_wrap=True,
                 )
@@ -317,25 +319,24 @@ def run_cmd(
 
 
 def _finish(folder: RunFolder, plan: Plan, *, mine_ids: list[str], title: str, formats, as_json: bool) -> None:
-    results = folder.results()
+    try:
+        results = folder.results()
+    except ChaperoneError as exc:
+        fail(str(exc))
     rows = [results[i] for i in mine_ids if i in results]
     rep = compute_report(plan.mode, rows)
-    rep.update(
-        run_id=plan.run_id,
-        source=plan.source,
-        shard=list(plan.shard),
-        missing=len([i for i in mine_ids if results.get(i, {}).get("status") != "ok"]),
-    )
+    missing = len([i for i in mine_ids if i not in results or results[i].status != "ok"])
+    facts = RunFacts(run_id=plan.run_id, source=plan.source, shard=plan.shard, missing=missing)
     heading = f"{title} · run {plan.run_id}" + (
         f" · shard {plan.shard[0]}/{plan.shard[1]}" if plan.shard[1] > 1 else ""
     )
-    written = write(rep, folder.path, heading, tuple(formats) or ("md", "html"))
+    written = write(rep, facts, folder.path, heading, tuple(formats) or ("md", "html"))
     out = Console(stderr=as_json, highlight=False, width=None if sys.stdout.isatty() else 120)
     console_print(rep, heading, out)
     out.print("report: " + ", ".join(str(p) for p in written), soft_wrap=True)
     out.print(f"transcripts: python run.py review list --kind eval  (run {plan.run_id})", style="dim")
     if as_json:
-        click.echo(json.dumps(rep, indent=1))
+        click.echo(json.dumps(report_json(rep, facts), indent=1))
 
 
 @eval_group.command("merge")
