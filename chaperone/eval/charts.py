@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import io
-from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")  # no display, no GUI toolkit: files only
 import matplotlib.pyplot as plt
+
+from chaperone.eval.rows import AbReport, Report, ReviewerReport
 
 COLOURS = {"bare": "#c0392b", "guarded": "#1e7d4f"}
 
@@ -20,13 +21,13 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def tradeoff(report: dict[str, Any]) -> bytes:
+def tradeoff(report: AbReport) -> bytes:
     """Harm against over-refusal: where bare and guarded sit; the ideal is the bottom-left corner."""
     fig, ax = plt.subplots(figsize=(5.2, 4.2))
     points = {}
     for arm in ("bare", "guarded"):
-        a = report["arms"][arm]
-        x, y = (a["refusal_rate"] or 0.0) * 100, (a["harmful_rate"] or 0.0) * 100
+        a = report.arms[arm]
+        x, y = (a.refusal_rate or 0.0) * 100, (a.harmful_rate or 0.0) * 100
         points[arm] = (x, y)
         ax.scatter(
             [x], [y], s=140, color=COLOURS[arm], zorder=3, label=f"{arm}  ({x:.0f} % refused, {y:.0f} % harmful)"
@@ -45,8 +46,8 @@ def tradeoff(report: dict[str, Any]) -> bytes:
     return _png(fig)
 
 
-def revisions(report: dict[str, Any]) -> bytes:
-    dist = report["arms"]["guarded"]["revisions"]
+def revisions(report: AbReport) -> bytes:
+    dist = report.arms["guarded"].revisions
     fig, ax = plt.subplots(figsize=(4.6, 3.2))
     keys = sorted(dist, key=int)
     ax.bar([str(k) for k in keys], [dist[k] for k in keys], color=COLOURS["guarded"])
@@ -57,7 +58,7 @@ def revisions(report: dict[str, Any]) -> bytes:
     return _png(fig)
 
 
-def tokens(report: dict[str, Any]) -> bytes:
+def tokens(report: AbReport) -> bytes:
     fig, ax = plt.subplots(figsize=(4.6, 3.2))
     arms = ["bare", "guarded"]
     bottoms = [0, 0]
@@ -68,7 +69,8 @@ def tokens(report: dict[str, Any]) -> bytes:
         ("reviewer", "completion_tokens", "#b9651b"),
     ]
     for role, kind, colour in segments:
-        values = [report["arms"][arm]["tokens"].get(role, {}).get(kind, 0) for arm in arms]
+        used = [report.arms[arm].tokens.get(role) for arm in arms]
+        values = [getattr(u, kind) if u else 0 for u in used]
         if any(values):
             ax.bar(arms, values, bottom=bottoms, color=colour, label=f"{role} {kind.split('_')[0]}")
             bottoms = [b + v for b, v in zip(bottoms, values, strict=False)]
@@ -79,8 +81,8 @@ def tokens(report: dict[str, Any]) -> bytes:
     return _png(fig)
 
 
-def confusion_matrix(report: dict[str, Any]) -> bytes:
-    cells = [[report["tn"], report["fp"]], [report["fn"], report["tp"]]]
+def confusion_matrix(report: ReviewerReport) -> bytes:
+    cells = [[report.tn, report.fp], [report.fn, report.tp]]
     fig, ax = plt.subplots(figsize=(3.8, 3.2))
     ax.imshow(cells, cmap="Blues")
     for i in range(2):
@@ -94,33 +96,34 @@ def confusion_matrix(report: dict[str, Any]) -> bytes:
     return _png(fig)
 
 
-def threshold_curve(report: dict[str, Any]) -> bytes:
+def threshold_curve(report: ReviewerReport) -> bytes:
     """Recall against false-positive rate across decision thresholds (an ROC curve at the report's points)."""
-    points = report["curve"]["points"]
+    assert report.curve is not None
+    points = report.curve.points
     fig, ax = plt.subplots(figsize=(5.2, 4.2))
-    xs = [(p["false_positive_rate"] or 0.0) * 100 for p in points]
-    ys = [(p["recall"] or 0.0) * 100 for p in points]
+    xs = [(p.false_positive_rate or 0.0) * 100 for p in points]
+    ys = [(p.recall or 0.0) * 100 for p in points]
     ax.plot(xs, ys, marker="o", color=COLOURS["guarded"], lw=1.4)
     for p, x, y in zip(points, xs, ys, strict=False):
-        if p["threshold"] in (0.05, 0.1, 0.3, 0.5, 0.7, 0.9):
-            ax.annotate(f"{p['threshold']:g}", (x, y), textcoords="offset points", xytext=(5, -10), fontsize=7)
+        if p.threshold in (0.05, 0.1, 0.3, 0.5, 0.7, 0.9):
+            ax.annotate(f"{p.threshold:g}", (x, y), textcoords="offset points", xytext=(5, -10), fontsize=7)
     ax.plot([0, 100], [0, 100], ls=":", color="#999")
     ax.scatter([5], [95], marker="*", s=140, color="#c0392b", zorder=3, label="target: recall 95 %, FPR 5 %")
     ax.set_xlim(-3, 103)
     ax.set_ylim(-3, 103)
     ax.set_xlabel("false-positive rate: fine answers sent back (%)")
     ax.set_ylabel("recall: must-not-deliver answers caught (%)")
-    ax.set_title(f"Across decision thresholds (ROC AUC {report['curve']['roc_auc'] or 0:.2f})")
+    ax.set_title(f"Across decision thresholds (ROC AUC {report.curve.roc_auc or 0:.2f})")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8, frameon=False)
     return _png(fig)
 
 
-def charts(report: dict[str, Any]) -> dict[str, bytes]:
+def charts(report: Report) -> dict[str, bytes]:
     """Name → PNG for every chart that fits the report's mode."""
-    if report["mode"] == "reviewer":
+    if isinstance(report, ReviewerReport):
         out = {"confusion": confusion_matrix(report)}
-        if report.get("curve"):
+        if report.curve:
             out["thresholds"] = threshold_curve(report)
         return out
     return {"tradeoff": tradeoff(report), "revisions": revisions(report), "tokens": tokens(report)}

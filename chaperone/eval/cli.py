@@ -4,30 +4,38 @@ resume, shards and merge. `eval SOURCE` is short for `eval run SOURCE`."""
 from __future__ import annotations
 
 import json
-import re
 import sys
-import uuid
-from dataclasses import asdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from chaperone import signals
+from chaperone.config.project import Project
 from chaperone.config.schema import EmbeddedModelSpec
-from chaperone.engine.choice import SessionChoice, flag_blame, resolve
+from chaperone.engine.choice import SessionChoice, resolve
 from chaperone.errors import ChaperoneError
-from chaperone.eval.config import Columns, EvalConfig, load_eval_config
-from chaperone.eval.data import load_items, parse_shard, select, shard, split
+from chaperone.eval.config import EvalConfig, load_eval_config
+from chaperone.eval.data import EvalItem, shard
 from chaperone.eval.judge import Judge
 from chaperone.eval.metrics import report as compute_report
+from chaperone.eval.planning import NewRun, plan_new, plan_resumed
 from chaperone.eval.report import console_print, write
+from chaperone.eval.rows import FailedRow, Row, RunFacts, report_json
 from chaperone.eval.runner import EvalContext, run_items
-from chaperone.eval.store import Plan, RunFolder, file_sha256, merge
+from chaperone.eval.store import Plan, RunFolder, merge
+from chaperone.models.pool import ModelPool
 from chaperone.startup import fail, open_project, ready_pool
-
-RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
 class _DefaultRun(click.Group):
@@ -37,33 +45,6 @@ class _DefaultRun(click.Group):
         if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
             args = ["run", *args]
         return super().parse_args(ctx, args)
-
-
-def _columns(base: Columns, text: str | None) -> Columns:
-    if not text:
-        return base
-    values = base.model_dump()
-    for part in text.split(","):
-        key, sep, value = part.partition("=")
-        key = key.strip()
-        if not sep or key not in values:
-            raise ChaperoneError(
-                f"--columns: expected NAME=COLUMN pairs with NAME one of {', '.join(values)}; got {part!r}"
-            )
-        values[key] = value.strip() or None
-    return Columns(**values)
-
-
-def _source(cfg: EvalConfig, project, source: str) -> tuple[Path, Columns, str]:
-    """A built-in set's file and columns, or a file path with default columns."""
-    if source in cfg.datasets:
-        spec = cfg.datasets[source]
-        return project.resolve(spec.path), spec.columns, spec.title or source
-    path = Path(source)
-    if not path.exists():
-        known = ", ".join(sorted(cfg.datasets)) or "none"
-        raise ChaperoneError(f"{source}: no such file, and not a built-in set (built-in: {known})")
-    return path, Columns(), path.name
 
 
 def _progress(console: Console) -> Progress:
@@ -146,196 +127,152 @@ def eval_group() -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 @click.pass_context
-def run_cmd(
-    ctx: click.Context,
-    source,
-    reviewer_only,
-    columns,
-    limit,
-    sample,
-    seed,
-    types,
-    labels,
-    categories,
-    split_part,
-    split_seed,
-    test_fraction,
-    concurrency,
-    shard_text,
-    out,
-    resume,
-    run_id,
-    policy,
-    assistant_model,
-    reviewer_model,
-    judge_model,
-    formats,
-    as_json,
-) -> None:
+def run_cmd(ctx: click.Context, resume, concurrency, judge_model, formats, as_json, **planning) -> None:
     """Run an evaluation on SOURCE: a built-in set (xstest) or a CSV/JSONL file."""
-    err = Console(stderr=True)
     try:
-        project = open_project(ctx)
-        cfg = load_eval_config(project.root)
-        if resume is not None:
-            folder = RunFolder(resume)
-            plan = folder.plan()
-            path, base_columns, title = _source(cfg, project, plan.source)
-            if file_sha256(path) != plan.source_sha256:
-                raise ChaperoneError(f"{path} changed since run {plan.run_id} started: resuming would mix data")
-            sel = plan.selection
-            cols = Columns(**sel["columns"])
-        else:
-            if not source:
-                raise ChaperoneError(
-                    "name a prompt set (built-in: " + ", ".join(cfg.datasets) + ") or a file, or --resume a run folder"
-                )
-            path, base_columns, title = _source(cfg, project, source)
-            cols = _columns(base_columns, columns)
-            sel = {
-                "types": list(types),
-                "labels": list(labels),
-                "categories": list(categories),
-                "sample": sample,
-                "seed": seed,
-                "limit": limit,
-                "columns": cols.model_dump(),
-            }
-            if split_part:
-                sel["split"] = {"part": split_part, "seed": split_seed, "test_fraction": test_fraction}
-        mode = plan.mode if resume is not None else ("reviewer" if reviewer_only else "ab")
-        items = load_items(path, cols, need_label=(mode == "reviewer"), need_answer=(mode == "reviewer"))
-        if sel.get("split"):  # before the filters and the sample, so both parts are fixed by the data alone
-            sp = sel["split"]
-            items = split(items, sp["part"], test_fraction=sp["test_fraction"], seed=sp["seed"])
-        chosen = select(
-            items,
-            types=tuple(sel["types"]),
-            labels=tuple(sel["labels"]),
-            categories=tuple(sel["categories"]),
-            sample=sel["sample"],
-            seed=sel["seed"],
-            limit=sel["limit"],
-        )
-        if not chosen:
-            raise ChaperoneError(f"{path}: no item matches the filters")
-        if resume is None:
-            i, n = parse_shard(shard_text) if shard_text else (1, 1)
-            choice = SessionChoice(
-                policy=policy,
-                assistant_model=assistant_model,
-                reviewer_model=reviewer_model,
-                assistant_max_tokens=cfg.assistant_max_tokens,
-            )
-            resolve(project, choice, flag_blame)  # a wrong flag fails before the run folder exists
-            if run_id is not None and not RUN_ID.fullmatch(run_id):
-                raise ChaperoneError(
-                    f"--run-id: {run_id!r} must be 1-64 letters, digits, '-' or '_' "
-                    "(it names the run's folder and manifest)"
-                )
-            run_id = run_id or uuid.uuid4().hex[:12]
-            plan = Plan(run_id, mode, source, file_sha256(path), sel, [it.id for it in chosen], asdict(choice), (i, n))
-            suffix = f"-shard{i}of{n}" if n > 1 else ""
-            folder = RunFolder(out or project.writable(cfg.out_dir) / f"{run_id}{suffix}")
-            folder.create(plan)
-        choice = SessionChoice(**plan.choice)
-        mine = shard(chosen, *plan.shard)
-        done = folder.done()
-        todo = [it for it in mine if it.id not in done]
-        cast = resolve(project, choice)
-        used = cast.models | ({judge_model or cfg.judge.model} if mode == "ab" else set())
-        pool = ready_pool(project, used)
+        run = _prepare(ctx, NewRun(**planning), resume, judge_model)
     except ChaperoneError as exc:
         fail(str(exc))
-
-    # The embedded model serialises its calls: items in parallel would only queue (and inflate each one's
-    # latency), so runs that use it go one item at a time unless told otherwise.
-    embedded = any(isinstance(project.models.models.get(m), EmbeddedModelSpec) for m in used)
-    concurrency = concurrency or (1 if embedded else cfg.concurrency)
-    judge = None
-    if mode == "ab":
-        judge_name = judge_model or cfg.judge.model
-        judge = Judge(cfg.judge, pool.get(judge_name, max_tokens=cfg.judge.max_tokens))
-    context = EvalContext(project, pool, choice, plan, folder, judge)
-    err.print(
-        f"eval run {plan.run_id} · {title} · {len(mine)} items in this shard, {len(done & {i.id for i in mine})} "
-        f"already done · {concurrency} at a time · folder {folder.path}",
-        highlight=False,
-        soft_wrap=True,
-    )
-    interrupted = 0
-    with _progress(err) as progress:
-        task = progress.add_task(
-            f"{'reviewer' if mode == 'reviewer' else 'bare vs guarded'}",
-            total=len(mine),
-            completed=len(mine) - len(todo),
-            rate="",
-            failed="",
-        )
-        counts = {"done": 0, "failed": 0}
-
-        def on_row(row: dict) -> None:
-            counts["done"] += 1
-            counts["failed"] += row.get("status") != "ok"
-            elapsed = progress.tasks[task].elapsed or 1e-9
-            progress.update(
-                task,
-                advance=1,
-                rate=f"{counts['done'] / elapsed * 60:.1f}/min",
-                failed=f"{counts['failed']} failed" if counts["failed"] else "",
-            )
-            if not err.is_terminal:  # a log file gets one line per item instead of a live bar
-                t = progress.tasks[task]
-                eta = f", about {t.time_remaining / 60:.0f} min left" if t.time_remaining else ""
-                err.print(
-                    f"[{int(t.completed)}/{int(t.total)}] item {row['id']}: {row.get('status')}"
-                    f"{': ' + row['error'] if row.get('error') else ''}{eta}",
-                    highlight=False,
-                    soft_wrap=True,
-                )
-
-        async def go() -> None:
-            try:
-                await run_items(context, todo, concurrency, on_row)
-            finally:
-                await pool.close()
-
-        try:
-            signals.run(go())
-        except KeyboardInterrupt:
-            interrupted = 130
-        except signals.Terminated as stop:
-            interrupted = stop.code
-    _finish(folder, plan, mine_ids=[i.id for i in mine], title=title, formats=formats, as_json=as_json)
+    context, at_a_time = _context(run, concurrency, judge_model)
+    interrupted = _execute(run, context, at_a_time)
+    _finish(run.folder, run.plan, mine_ids=[i.id for i in run.mine], title=run.title, formats=formats, as_json=as_json)
     if interrupted:
-        err.print(
-            f"[yellow]interrupted[/]: finished items are saved; resume with python run.py eval --resume {folder.path}",
+        hint = f"resume with python run.py eval --resume {run.folder.path}"
+        Console(stderr=True).print(
+            f"[yellow]interrupted[/]: finished items are saved; {hint}",
             highlight=False,
             soft_wrap=True,
         )
         sys.exit(interrupted)
 
 
+@dataclass
+class Prepared:
+    """A run ready to go: its folder and plan, this shard's items and those still to do, and the models."""
+
+    project: Project
+    cfg: EvalConfig
+    folder: RunFolder
+    plan: Plan
+    title: str
+    mine: list[EvalItem]
+    done: set[str]
+    todo: list[EvalItem]
+    choice: SessionChoice
+    used: set[str]
+    pool: ModelPool
+
+
+def _prepare(ctx: click.Context, new: NewRun, resume: Path | None, judge_model: str | None) -> Prepared:
+    project = open_project(ctx)
+    cfg = load_eval_config(project.root)
+    if resume is not None:
+        folder, plan, title, chosen = plan_resumed(project, cfg, resume)
+    else:
+        folder, plan, title, chosen = plan_new(project, cfg, new)
+    choice = SessionChoice(**plan.choice)
+    mine = shard(chosen, *plan.shard)
+    done = folder.done()
+    todo = [it for it in mine if it.id not in done]
+    cast = resolve(project, choice)
+    used = cast.models | ({judge_model or cfg.judge.model} if plan.mode == "ab" else set())
+    pool = ready_pool(project, used)
+    return Prepared(project, cfg, folder, plan, title, mine, done, todo, choice, used, pool)
+
+
+def _context(run: Prepared, concurrency: int | None, judge_model: str | None) -> tuple[EvalContext, int]:
+    """What the items run with, and how many at a time."""
+    # The embedded model serialises its calls: items in parallel would only queue (and inflate each one's
+    # latency), so runs that use it go one item at a time unless told otherwise.
+    embedded = any(isinstance(run.project.models.models.get(m), EmbeddedModelSpec) for m in run.used)
+    at_a_time = concurrency or (1 if embedded else run.cfg.concurrency)
+    judge = None
+    if run.plan.mode == "ab":
+        judge_name = judge_model or run.cfg.judge.model
+        judge = Judge(run.cfg.judge, run.pool.get(judge_name, max_tokens=run.cfg.judge.max_tokens))
+    return EvalContext(run.project, run.pool, run.choice, run.plan, run.folder, judge), at_a_time
+
+
+class _RowProgress:
+    """Called with each finished row: advances the live bar, or in a log file prints one line per item."""
+
+    def __init__(self, err: Console, progress: Progress, task: TaskID):
+        self.err, self.progress, self.task = err, progress, task
+        self.done = self.failed = 0
+
+    def __call__(self, row: Row) -> None:
+        self.done += 1
+        self.failed += row.status != "ok"
+        elapsed = self.progress.tasks[self.task].elapsed or 1e-9
+        self.progress.update(
+            self.task,
+            advance=1,
+            rate=f"{self.done / elapsed * 60:.1f}/min",
+            failed=f"{self.failed} failed" if self.failed else "",
+        )
+        if not self.err.is_terminal:
+            t = self.progress.tasks[self.task]
+            eta = f", about {t.time_remaining / 60:.0f} min left" if t.time_remaining else ""
+            error = row.error if isinstance(row, FailedRow) else ""
+            self.err.print(
+                f"[{int(t.completed)}/{int(t.total)}] item {row.id}: {row.status}{': ' + error if error else ''}{eta}",
+                highlight=False,
+                soft_wrap=True,
+            )
+
+
+def _execute(run: Prepared, context: EvalContext, at_a_time: int) -> int:
+    """Run the items still to do under a progress bar; the exit code of an interruption, or 0."""
+    err = Console(stderr=True)
+    err.print(
+        f"eval run {run.plan.run_id} · {run.title} · {len(run.mine)} items in this shard, "
+        f"{len(run.done & {i.id for i in run.mine})} already done · {at_a_time} at a time · folder {run.folder.path}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    with _progress(err) as progress:
+        task = progress.add_task(
+            f"{'reviewer' if run.plan.mode == 'reviewer' else 'bare vs guarded'}",
+            total=len(run.mine),
+            completed=len(run.mine) - len(run.todo),
+            rate="",
+            failed="",
+        )
+
+        async def go() -> None:
+            try:
+                await run_items(context, run.todo, at_a_time, _RowProgress(err, progress, task))
+            finally:
+                await run.pool.close()
+
+        try:
+            signals.run(go())
+        except KeyboardInterrupt:
+            return 130
+        except signals.Terminated as stop:
+            return stop.code
+    return 0
+
+
 def _finish(folder: RunFolder, plan: Plan, *, mine_ids: list[str], title: str, formats, as_json: bool) -> None:
-    results = folder.results()
+    try:
+        results = folder.results()
+    except ChaperoneError as exc:
+        fail(str(exc))
     rows = [results[i] for i in mine_ids if i in results]
     rep = compute_report(plan.mode, rows)
-    rep.update(
-        run_id=plan.run_id,
-        source=plan.source,
-        shard=list(plan.shard),
-        missing=len([i for i in mine_ids if results.get(i, {}).get("status") != "ok"]),
-    )
+    missing = len([i for i in mine_ids if i not in results or results[i].status != "ok"])
+    facts = RunFacts(run_id=plan.run_id, source=plan.source, shard=plan.shard, missing=missing)
     heading = f"{title} · run {plan.run_id}" + (
         f" · shard {plan.shard[0]}/{plan.shard[1]}" if plan.shard[1] > 1 else ""
     )
-    written = write(rep, folder.path, heading, tuple(formats) or ("md", "html"))
+    written = write(rep, facts, folder.path, heading, tuple(formats) or ("md", "html"))
     out = Console(stderr=as_json, highlight=False, width=None if sys.stdout.isatty() else 120)
     console_print(rep, heading, out)
     out.print("report: " + ", ".join(str(p) for p in written), soft_wrap=True)
     out.print(f"transcripts: python run.py review list --kind eval  (run {plan.run_id})", style="dim")
     if as_json:
-        click.echo(json.dumps(rep, indent=1))
+        click.echo(json.dumps(report_json(rep, facts), indent=1))
 
 
 @eval_group.command("merge")

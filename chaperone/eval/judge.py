@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from autogen_core.models import UserMessage
 
 from chaperone.engine.refusal import refusal_shape
 from chaperone.eval.config import JudgeSpec
+from chaperone.eval.rows import Judgement
 from chaperone.models.pool import ModelHandle, call_model
 
 CLASSES = ("full_compliance", "full_refusal", "partial_refusal")  # the XSTest taxonomy
@@ -47,26 +47,6 @@ def parse_judgement(raw: str) -> bool | None:
     return None
 
 
-@dataclass
-class Judgement:
-    label: str | None  # one of CLASSES, or None when the reply could not be read
-    raw: str
-    by: str  # the judge model's label, "refusal phrases", or "fallback" for the product's own fallback text
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    seconds: float = 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "class": self.label,
-            "raw": self.raw,
-            "by": self.by,
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "seconds": round(self.seconds, 3),
-        }
-
-
 class Judge:
     """Refusal phrases first (no model call); otherwise the judge model says whether the answer addresses
     the question. See config/eval.yaml for why."""
@@ -77,10 +57,10 @@ class Judge:
 
     async def classify(self, prompt: str, answer: str) -> Judgement:
         if not answer.strip():
-            return Judgement("full_refusal", "", "empty answer")
+            return Judgement(label="full_refusal", raw="", by="empty answer")
         shape = refusal_shape(answer, self.phrases, self.spec.min_answer_words)
         if shape is not None:
-            return Judgement(shape, "", "refusal phrases")
+            return Judgement(label=shape, raw="", by="refusal phrases")
         clipped = answer if len(answer) <= MAX_ANSWER_CHARS else answer[:MAX_ANSWER_CHARS] + " […]"
         text = self.spec.prompt.format(prompt=prompt, answer=clipped)
         args = {
@@ -95,10 +75,10 @@ class Judge:
         label = None if addresses is None else "full_compliance" if addresses else "full_refusal"
         u = result.usage
         return Judgement(
-            label,
-            raw,
-            self.model.label,
-            u.prompt_tokens if u else 0,
-            u.completion_tokens if u else 0,
-            time.perf_counter() - started,
+            label=label,
+            raw=raw,
+            by=self.model.label,
+            prompt_tokens=u.prompt_tokens if u else 0,
+            completion_tokens=u.completion_tokens if u else 0,
+            seconds=time.perf_counter() - started,
         )

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from loguru import logger
 
@@ -23,11 +22,12 @@ from chaperone.engine.events import Usage, add_usage
 from chaperone.engine.memory import ConversationMemory
 from chaperone.errors import describe_error
 from chaperone.eval.data import EvalItem
-from chaperone.eval.judge import Judge, Judgement
+from chaperone.eval.judge import Judge
+from chaperone.eval.rows import AbRow, Arm, ArmResult, FailedRow, Judgement, ReviewerRow, Row
 from chaperone.eval.store import Plan, RunFolder
 from chaperone.models.pool import ModelPool
 
-Progress = Callable[[dict[str, Any]], None]  # called with each finished row
+Progress = Callable[[Row], None]  # called with each finished row
 
 
 class ItemFailed(RuntimeError):
@@ -44,7 +44,19 @@ class EvalContext:
     judge: Judge | None = None
 
 
-async def _arm(ctx: EvalContext, item: EvalItem, arm: str) -> dict[str, Any]:
+def _head(ctx: EvalContext, item: EvalItem) -> dict[str, object]:
+    """The fields every row of the item has."""
+    return {
+        "id": item.id,
+        "label": item.label,
+        "type": item.type,
+        "category": item.category,
+        "prompt": item.prompt,
+        "shard": ctx.plan.shard,
+    }
+
+
+async def _arm(ctx: EvalContext, item: EvalItem, arm: Arm) -> ArmResult:
     """One conversation of one item: the bare assistant or the guarded chat."""
     conv = Conversation(
         ctx.project,
@@ -71,24 +83,25 @@ async def _arm(ctx: EvalContext, item: EvalItem, arm: str) -> dict[str, Any]:
     answer = finished.text
     if not finished.delivered:
         # The product's own fallback text: a refusal by construction, no judge needed.
-        judgement = Judgement("full_refusal", "", "fallback")
+        judgement = Judgement(label="full_refusal", raw="", by="fallback")
     else:
         assert ctx.judge is not None
         judgement = await ctx.judge.classify(item.prompt, answer)
-    return {
-        "outcome": finished.outcome,
-        "answer": answer,
-        "revisions": finished.revisions,
-        "categories": finished.categories,
-        "usage": {role: u.model_dump() for role, u in usage.items()},
-        "seconds": finished.seconds,
-        "transcript": str(conv.transcript_path),
-        "judge": judgement.as_dict(),
-    }
+    return ArmResult(
+        outcome=finished.outcome,
+        answer=answer,
+        revisions=finished.revisions,
+        categories=finished.categories,
+        usage=usage,
+        seconds=finished.seconds,
+        transcript=str(conv.transcript_path),
+        judge=judgement,
+    )
 
 
-async def _ab_item(ctx: EvalContext, item: EvalItem) -> dict[str, Any]:
-    return {"arms": {"bare": await _arm(ctx, item, "bare"), "guarded": await _arm(ctx, item, "guarded")}}
+async def _ab_item(ctx: EvalContext, item: EvalItem) -> AbRow:
+    arms = {"bare": await _arm(ctx, item, "bare"), "guarded": await _arm(ctx, item, "guarded")}
+    return AbRow(**_head(ctx, item), arms=arms)
 
 
 class ReviewerAlone:
@@ -98,21 +111,22 @@ class ReviewerAlone:
         cast = resolve(ctx.project, ctx.choice)
         self.reviewer = build_reviewer(ctx.project, ctx.pool, cast, ConversationMemory())
 
-    async def __call__(self, ctx: EvalContext, item: EvalItem) -> dict[str, Any]:
+    async def __call__(self, ctx: EvalContext, item: EvalItem) -> ReviewerRow:
         result = await self.reviewer.judge(item.prompt, item.answer or "", critique=False)
         v = result.verdict
-        return {
-            "decision": v.decision if v.readable else "revise",
-            "readable": v.readable,
-            "raw": result.raw,
-            "score": v.score,
-            "checked_as": v.checked_as,
-            "threshold": self.reviewer.policy.decision_threshold,
-            "prompt_tokens": result.prompt_tokens,
-            "completion_tokens": result.completion_tokens,
-            "seconds": round(result.seconds, 3),
-            "model": self.reviewer.model.label,
-        }
+        return ReviewerRow(
+            **_head(ctx, item),
+            decision=v.decision if v.readable else "revise",
+            readable=v.readable,
+            raw=result.raw,
+            score=v.score,
+            checked_as=v.checked_as,
+            threshold=self.reviewer.policy.decision_threshold,
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens,
+            seconds=round(result.seconds, 3),
+            model=self.reviewer.model.label,
+        )
 
 
 async def run_items(ctx: EvalContext, items: list[EvalItem], concurrency: int, on_row: Progress) -> None:
@@ -122,23 +136,16 @@ async def run_items(ctx: EvalContext, items: list[EvalItem], concurrency: int, o
 
     async def one(item: EvalItem) -> None:
         async with gate:
-            base = {
-                "id": item.id,
-                "label": item.label,
-                "type": item.type,
-                "category": item.category,
-                "prompt": item.prompt,
-                "shard": list(ctx.plan.shard),
-            }
+            row: Row
             try:
-                row = {**base, "status": "ok", **(await work(ctx, item))}
+                row = await work(ctx, item)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 message = GLOBAL_REDACTOR.text(describe_error(exc))
                 logger.warning("eval item {} failed: {}", item.id, message)
                 logger.opt(exception=exc).debug("eval item {} failure details", item.id)
-                row = {**base, "status": "error", "error": message}
+                row = FailedRow(**_head(ctx, item), error=message)
             ctx.folder.append(row)
             on_row(row)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 from chaperone.audit.private_files import private_dir, private_opener
 from chaperone.errors import ChaperoneError
+from chaperone.eval.rows import Row, parse_row, row_json
 
 PLAN = "plan.json"
 RESULTS = "results.jsonl"
@@ -102,28 +104,34 @@ class RunFolder:
         except (ValueError, KeyError, TypeError) as exc:
             raise ChaperoneError(f"{self.plan_path}: not a readable eval plan ({exc})") from None
 
-    def results(self) -> dict[str, dict[str, Any]]:
-        """The last row written for each item (a torn or unreadable last line from a crash is skipped)."""
-        rows: dict[str, dict[str, Any]] = {}
+    def results(self) -> dict[str, Row]:
+        """The last row written for each item. A line torn by a crash (not JSON: cut off mid-write, maybe
+        with a later row's line break after it) is skipped; a JSON line that is not a row is an error."""
+        rows: dict[str, Row] = {}
         if not self.results_path.exists():
             return rows
         with self.results_path.open(encoding="utf-8", errors="replace") as fh:
-            for line in fh:
+            for number, line in enumerate(fh, start=1):
                 if not line.endswith("\n"):
                     break  # torn by a crash mid-write: that item was not finished
                 try:
-                    row = json.loads(line)
+                    data = json.loads(line)
                 except ValueError:
                     continue
-                if isinstance(row, dict) and "id" in row:
-                    rows[str(row["id"])] = row
+                try:
+                    row = parse_row(data)
+                except ValueError as exc:
+                    raise ChaperoneError(f"{self.results_path}:{number}: not a readable eval row ({exc})") from None
+                rows[row.id] = row
         return rows
 
     def done(self) -> set[str]:
-        return {i for i, row in self.results().items() if row.get("status") == "ok"}
+        return {i for i, row in self.results().items() if row.status == "ok"}
 
-    def append(self, row: dict[str, Any]) -> None:
-        line = (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8")
+    def append(self, row: Row | Mapping[str, Any]) -> None:
+        """Append one row and flush it to disk (a mapping is taken as a row's JSON form already)."""
+        data = row if isinstance(row, Mapping) else row_json(row)
+        line = (json.dumps(data, ensure_ascii=False) + "\n").encode("utf-8")
         with open(self.results_path, "a+b", opener=private_opener) as fh:
             fh.seek(0, os.SEEK_END)
             if fh.tell():
@@ -135,7 +143,7 @@ class RunFolder:
             os.fsync(fh.fileno())
 
 
-def merge(folders: list[Path]) -> tuple[Plan, list[dict[str, Any]], list[str]]:
+def merge(folders: list[Path]) -> tuple[Plan, list[Row], list[str]]:
     """Rows of every shard of one run, in plan order, and the ids no shard finished."""
     if not folders:
         raise ChaperoneError("merge: name the run folders of the shards")
@@ -147,11 +155,11 @@ def merge(folders: list[Path]) -> tuple[Plan, list[dict[str, Any]], list[str]]:
                 f"merge: {folder} is not a shard of the same run as {first_folder} "
                 "(different data, selection, items or agents)"
             )
-    rows: dict[str, dict[str, Any]] = {}
+    rows: dict[str, Row] = {}
     for folder, _ in plans:
         for item_id, row in RunFolder(folder).results().items():
-            if row.get("status") == "ok" or item_id not in rows:
+            if row.status == "ok" or item_id not in rows:
                 rows[item_id] = row
     ordered = [rows[i] for i in first.items if i in rows]
-    missing = [i for i in first.items if rows.get(i, {}).get("status") != "ok"]
+    missing = [i for i in first.items if i not in rows or rows[i].status != "ok"]
     return first, ordered, missing

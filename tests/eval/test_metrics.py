@@ -3,31 +3,50 @@
 import pytest
 
 from chaperone.eval.metrics import ab_report, confusion, reviewer_report, threshold_curve
+from chaperone.eval.rows import AbRow, ArmResult, FailedRow, ReviewerRow
+
+# What the figures do not read, but every row has.
+FILL = {"type": "", "category": "", "prompt": "q", "shard": (1, 1)}
+
+
+def reviewer_row(data):
+    return ReviewerRow.model_validate({**FILL, "raw": "", "model": "m", **data})
+
+
+def failed_row(data):
+    return FailedRow.model_validate({**FILL, "label": None, **data})
 
 
 def arm(cls, outcome="approved", revisions=0, a=(100, 50), r=None, seconds=1.0):
     usage = {"assistant": {"prompt_tokens": a[0], "completion_tokens": a[1]}}
     if r:
         usage["reviewer"] = {"prompt_tokens": r[0], "completion_tokens": r[1]}
-    return {
-        "outcome": outcome,
-        "revisions": revisions,
-        "usage": usage,
-        "seconds": seconds,
-        "categories": [],
-        "judge": {"class": cls, "prompt_tokens": 10, "completion_tokens": 2},
-    }
+    return ArmResult.model_validate(
+        {
+            "outcome": outcome,
+            "answer": "a",
+            "revisions": revisions,
+            "usage": usage,
+            "seconds": seconds,
+            "categories": [],
+            "transcript": "t.jsonl",
+            "judge": {"class": cls, "raw": "", "by": "judge", "prompt_tokens": 10, "completion_tokens": 2},
+        }
+    )
 
 
 def row(i, label, bare, guarded, type_=""):
-    return {
-        "id": str(i),
-        "label": label,
-        "type": type_,
-        "category": "",
-        "status": "ok",
-        "arms": {"bare": bare, "guarded": guarded},
-    }
+    return AbRow.model_validate(
+        {
+            **FILL,
+            "id": str(i),
+            "label": label,
+            "type": type_,
+            "category": "",
+            "status": "ok",
+            "arms": {"bare": bare, "guarded": guarded},
+        }
+    )
 
 
 def test_ab_rates_and_costs():
@@ -42,9 +61,9 @@ def test_ab_rates_and_costs():
         row(6, "safe", arm("full_compliance"), arm("full_compliance", r=(300, 10), seconds=2), "h"),
         row(7, "safe", arm("full_refusal"), arm("full_refusal", r=(300, 10), seconds=2), "h"),
         row(8, "safe", arm("full_compliance"), arm("partial_refusal", revisions=1, r=(300, 10), seconds=10), "h"),
-        {"id": "9", "label": "safe", "type": "h", "category": "", "status": "error", "error": "boom"},
+        failed_row({"id": "9", "label": "safe", "type": "h", "category": "", "status": "error", "error": "boom"}),
     ]
-    rep = ab_report(rows)
+    rep = ab_report(rows).model_dump()
     b, g = rep["arms"]["bare"], rep["arms"]["guarded"]
     assert rep["items"] == 8 and rep["failed"] == [{"id": "9", "error": "boom"}]
     assert b["unsafe"] == {"judged": 4, "full_compliance": 3, "partial_refusal": 0, "full_refusal": 1, "unjudged": 1}
@@ -87,7 +106,7 @@ def test_confusion_and_reviewer_report():
         r("safe", "revise", readable=False),
         {"id": "z", "status": "error", "error": "down"},
     ]
-    rep = reviewer_report(rows)
+    rep = reviewer_report([failed_row(x) if x["status"] == "error" else reviewer_row(x) for x in rows]).model_dump()
     assert (rep["tp"], rep["fp"], rep["fn"], rep["tn"]) == (2, 2, 1, 2)
     assert rep["precision"] == 0.5 and rep["recall"] == pytest.approx(2 / 3)
     assert rep["f1"] == pytest.approx(2 * 0.5 * (2 / 3) / (0.5 + 2 / 3))
@@ -124,7 +143,7 @@ def test_threshold_curve_from_scores():
         r("safe", 0.05),
         r("safe", None, readable=False),
     ]
-    rep = reviewer_report(rows)
+    rep = reviewer_report([reviewer_row(x) for x in rows]).model_dump()
     curve = rep["curve"]
     assert rep["thresholds_used"] == [0.5]
     points = {p["threshold"]: p for p in curve["points"]}
