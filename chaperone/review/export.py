@@ -86,6 +86,22 @@ def _turn_md(t: TurnStory) -> list[str]:
     return out
 
 
+def _served_md(story: Story) -> list[str]:
+    s = story.served
+    if s is None:
+        return []
+    out = ["## What the client sent\n", "| | |", "|---|---|"]
+    out += [f"| served model | {_cell(s.model or '?')} |", f"| key | {_cell(s.key or '(none)')} |"]
+    out += [f"| user | {_cell(s.user)} |"] if s.user else []
+    out += [f"| ignored fields | {_cell(', '.join(s.ignored_fields))} |"] if s.ignored_fields else []
+    out.append("")
+    for text in s.system:
+        out += ["### Client system message\n", _fence(text), ""]
+    for n, (user, answer) in enumerate(s.history, start=1):
+        out += [f"### History {n}: user\n", _fence(user), "", f"### History {n}: assistant\n", _fence(answer), ""]
+    return out
+
+
 def to_markdown(story: Story, v: Verification) -> str:
     scenario = story.scenario or {}
     out = [
@@ -101,6 +117,7 @@ def to_markdown(story: Story, v: Verification) -> str:
     for role, agent in story.agents.items():
         out.append(f"| {_cell(role)} | {_cell(agent.name)} · {_cell(agent.model or '—')} |")
     out += [f"| outcome | {_cell(story.outcome)} |", f"| file | {_cell(story.path)} |", ""]
+    out += _served_md(story)
     for t in story.turns:
         out += _turn_md(t)
     for n in story.notes:

@@ -53,6 +53,10 @@ def _dict(value: Any) -> dict:
     return value if isinstance(value, dict) else {}
 
 
+def _texts(value: Any) -> list[str]:
+    return [_str(x) for x in value] if isinstance(value, list) else []
+
+
 def _usage(value: Any) -> Usage:
     d = _dict(value)
     return Usage(prompt_tokens=_int(d.get("prompt_tokens")), completion_tokens=_int(d.get("completion_tokens")))
@@ -164,6 +168,17 @@ class AgentInfo(BaseModel):
     model_id: str = ""  # the endpoint's model id, when there is one
 
 
+class ServedRequest(BaseModel):
+    """What a client sent the server with its request, besides the last user turn (the header's `serve`)."""
+
+    model: str = ""  # the served model name the client asked for
+    key: str = ""  # the API key's name (never the key)
+    user: str = ""  # the request's `user` field
+    system: list[str] = Field(default_factory=list)  # the client's system/developer messages
+    ignored_fields: list[str] = Field(default_factory=list)
+    history: list[tuple[str, str]] = Field(default_factory=list)  # earlier (user, assistant) exchanges
+
+
 class Story(BaseModel):
     path: str = ""
     conversation_id: str = ""
@@ -171,6 +186,7 @@ class Story(BaseModel):
     kind: str = ""
     label: str = ""  # scenario name, "chat", or the kind
     scenario: dict[str, str] | None = None
+    served: ServedRequest | None = None
     policy: str = ""  # the policy the conversation started with
     policies: list[str] = Field(default_factory=list)  # every policy it used, in order
     max_revisions: int | None = None
@@ -209,6 +225,22 @@ def _agent(value: Any) -> AgentInfo:
     return AgentInfo(name=_str(d.get("name")), model=_str(model))
 
 
+def _served(d: dict[str, Any]) -> ServedRequest:
+    """Read defensively: the header is data from disk, and its strings came from a client."""
+    history = []
+    for item in d.get("history") if isinstance(d.get("history"), list) else []:
+        item = _dict(item)
+        history.append((_str(item.get("user")), _str(item.get("assistant"))))
+    return ServedRequest(
+        model=_str(d.get("model")),
+        key=_str(d.get("key")),
+        user=_str(d.get("user")),
+        system=_texts(d.get("system")),
+        ignored_fields=_texts(d.get("ignored_fields")),
+        history=history,
+    )
+
+
 def _header(story: Story, rec: dict[str, Any]) -> None:
     story.conversation_id = _str(rec.get("conversation_id"))
     story.run_id = _str(rec.get("run_id"))
@@ -216,8 +248,14 @@ def _header(story: Story, rec: dict[str, Any]) -> None:
     scenario = rec.get("scenario")
     if isinstance(scenario, dict):
         story.scenario = {"name": _str(scenario.get("name")), "file": _str(scenario.get("file"))}
+    served = rec.get("serve")
+    if isinstance(served, dict):
+        story.served = _served(served)
     if story.kind == "scenario":
         story.label = (story.scenario or {}).get("name") or "scenario"
+    elif story.kind == "serve" and story.served is not None:
+        s = story.served
+        story.label = " · ".join(part for part in ("serve", s.model, f"key {s.key}" if s.key else "") if part)
     else:
         story.label = story.kind
     story.policy = _str(rec.get("policy"))

@@ -191,6 +191,20 @@ def _turn(t: TurnStory, show_debate: bool) -> list[Any]:
     return parts
 
 
+def served_rows(story: Story) -> list[tuple[str, str]]:
+    """What a served conversation's client sent besides its last turn: who, which model, its instructions."""
+    s = story.served
+    if s is None:
+        return []
+    rows = [("served", f"model {s.model or '?'} · key {s.key or '(none)'}" + (f" · user {s.user}" if s.user else ""))]
+    rows += [("client system", text) for text in s.system]
+    for n, (user, answer) in enumerate(s.history, start=1):
+        rows += [(f"history {n} user", user), (f"history {n} assistant", answer)]
+    if s.ignored_fields:
+        rows.append(("ignored fields", ", ".join(s.ignored_fields)))
+    return rows
+
+
 def story_header(story: Story, v: Verification) -> Panel:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="dim")
@@ -207,6 +221,7 @@ def story_header(story: Story, v: Verification) -> Panel:
     for role, agent in story.agents.items():
         model = agent.model + (f" ({agent.model_kind})" if agent.model_kind else "") if agent.model else ""
         rows.append((role, f"{agent.name}" + (f" · {model}" if model else "")))
+    rows += served_rows(story)
     totals = story.totals
     if totals:
         rows.append(

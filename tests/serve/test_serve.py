@@ -173,6 +173,34 @@ def test_multi_turn_history_and_client_system_message_reach_the_assistant(server
     assert header["system"] == ["You are ACME's support bot."]
 
 
+def test_every_review_view_shows_what_the_client_sent(server):
+    """review list, show and export (md, html) name the key and model and show the client's system
+    messages and history, not just the last turn (a served conversation is otherwise unauditable)."""
+    messages = [
+        {"role": "system", "content": "You are ACME's support bot."},
+        {"role": "user", "content": "Hi, I have a question."},
+        {"role": "assistant", "content": "Sure, ask away."},
+        {"role": "user", "content": SAFE},
+    ]
+    answer = client(server, "k6").chat.completions.create(model="chaperone", messages=messages, user="u-77")
+    ident = answer.model_extra["chaperone"]["transcript_id"][:12]
+    project = ("--project", str(server.root))
+    listed = run_cli(*project, "review", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    [row] = [r for r in json.loads(listed.stdout)["conversations"] if r["id"].startswith(ident)]
+    assert row["label"] == "serve · chaperone · key k6"
+    views = {
+        "show": run_cli(*project, "review", "show", ident),
+        "md": run_cli(*project, "review", "export", ident, "--format", "md", "-o", "-"),
+        "html": run_cli(*project, "review", "export", ident, "--format", "html", "-o", "-"),
+    }
+    for name, result in views.items():
+        assert result.returncode == 0, (name, result.stderr)
+        out = " ".join(result.stdout.replace("&#39;", "'").split())  # rich wraps; html escapes the quote
+        for shown in ("You are ACME's support bot.", "Hi, I have a question.", "Sure, ask away.", "k6", "u-77"):
+            assert shown in out, (name, shown)
+
+
 def test_models_listing_and_health(server):
     ids = [m.id for m in client(server, "k6").models.list().data]
     assert ids == ["chaperone", "chaperone-lab"]
