@@ -10,10 +10,11 @@ import hashlib
 import io
 import json
 import random
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from chaperone.errors import ChaperoneError
 from chaperone.eval.config import Columns
@@ -22,6 +23,11 @@ MAX_BYTES = 256 << 20
 # "Must not be delivered / unsafe" against "fine to answer / safe", in the spellings data sets use.
 POSITIVE = {"unsafe", "true", "1", "yes", "harmful", "jailbroken", "positive"}
 NEGATIVE = {"safe", "false", "0", "no", "harmless", "benign", "negative"}
+
+_NOT_A_LABEL = (
+    f"is not one of the accepted values (in any letter case) — safe: {', '.join(sorted(NEGATIVE))}; "
+    f"unsafe: {', '.join(sorted(POSITIVE))}"
+)
 
 Label = Literal["safe", "unsafe"]
 
@@ -65,8 +71,18 @@ def _text(path: Path) -> str:
     return text
 
 
-def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line, row) for each record of a .csv (header row first) or .jsonl (one object a line) file."""
+class Record(NamedTuple):
+    line: int  # where the record starts: the line errors name
+    row: dict[str, Any]
+    last_line: int  # where it ends (a quoted CSV field can span lines): a record without an id is known by it
+
+
+def read_rows(path: Path, label_field: str | None = None) -> Iterator[Record]:
+    """Each record of a .csv (header row first) or .jsonl (one object a line) file.
+
+    A CSV file must be well formed: every quote closed, every row as wide as the header. `label_field`
+    names the label column, whose accepted values tell a row swallowed by an unclosed quote (see
+    _swallowed_row)."""
     path = Path(path)
     text = _text(path)
     suffix = path.suffix.lower()
@@ -80,22 +96,92 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 raise DataError(path, f"not a JSON object ({exc.msg})", number) from None
             if not isinstance(row, dict):
                 raise DataError(path, "not a JSON object", number)
-            yield number, row
+            yield Record(number, row, number)
     elif suffix == ".csv":
-        reader = csv.DictReader(io.StringIO(text, newline=""))
-        try:
-            if not reader.fieldnames:
-                raise DataError(path, "has no header row", 1)
-            for row in reader:
-                if None in row:
-                    raise DataError(
-                        path, f"has more fields than the header's {len(reader.fieldnames)}", reader.line_num
-                    )
-                yield reader.line_num, row
-        except csv.Error as exc:
-            raise DataError(path, f"is not valid CSV ({exc})", reader.line_num) from None
+        yield from _csv_records(path, text, label_field)
     else:
         raise DataError(path, f"unknown file type '{suffix or '(none)'}': use .csv or .jsonl")
+
+
+def _csv_records(path: Path, text: str, label_field: str | None) -> Iterator[Record]:
+    # strict: a quote left open at the end of the file, or closed and then followed by more text, is an
+    # error (the lenient default would take the rest of the file into one field).
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    start = 1
+    try:
+        header = next(reader, [])
+        if not header:
+            raise DataError(path, "has no header row", 1)
+        width = len(header)
+        label_at = max((i for i, name in enumerate(header) if name == label_field), default=None)
+        while True:
+            start = reader.line_num + 1
+            fields = next(reader, None)
+            if fields is None:
+                return
+            if not fields:  # a blank line
+                continue
+            if len(fields) != width:
+                raise DataError(
+                    path,
+                    f"has {len(fields)} field{'s' if len(fields) != 1 else ''}; the header (line 1) has {width}",
+                    start,
+                )
+            swallowed = _swallowed_row(fields, width, label_at)
+            if swallowed is not None:
+                offset, inner = swallowed
+                shown = inner if len(inner) <= 60 else inner[:57] + "..."
+                raise DataError(
+                    path,
+                    f"a quoted field in the row on this line runs on to line {start + offset}, which reads as a "
+                    f"row of its own ({shown!r}): an unclosed quote? (a field that must hold such a line can "
+                    "be written in a .jsonl file)",
+                    start,
+                )
+            # A later duplicate column name wins, as with csv.DictReader.
+            yield Record(start, dict(zip(header, fields, strict=True)), reader.line_num)
+    except csv.Error as exc:
+        raise DataError(path, _csv_problem(str(exc), start, reader.line_num), start) from None
+
+
+def _csv_problem(error: str, start: int, at: int) -> str:
+    if error == "unexpected end of data":
+        return "a quote opened in the row on this line is never closed (the rest of the file would be one field)"
+    if error.endswith("expected after '\"'"):
+        where = f"ends on line {at}" if at != start else "ends"
+        return (
+            f"a quoted field in the row on this line {where} with a quote followed by text: an unclosed quote, "
+            'or a quote inside a quoted field not doubled ("")'
+        )
+    return f"is not valid CSV in the row on this line ({error})"
+
+
+_NEWLINE = re.compile(r"\r\n|\r|\n")
+
+
+def _swallowed_row(fields: list[str], width: int, label_at: int | None) -> tuple[int, str] | None:
+    """A line inside a multi-line field that reads as a whole row of the file — as wide as the header, with
+    an accepted label in the label column — as (lines after the row's first, the line); else None.
+
+    An unclosed quote takes the following lines into its field until some later quote closes it; when that
+    quote happens to be followed by a comma or the end of a line (`27",`), the CSV is well formed and only
+    the rows inside the field show what happened. A multi-line prompt (code, a list) rarely has a line of
+    exactly the header's fields with a label word in the label's place. Without a label column there is
+    no such tell, and only the quoting errors above catch an unclosed quote."""
+    if label_at is None:
+        return None
+    offset = 0
+    for value in fields:
+        lines = _NEWLINE.split(value)
+        for k, inner in enumerate(lines[1:-1], start=1):  # whole lines: not the field's first or last part
+            try:
+                cells = next(csv.reader([inner]), [])
+            except csv.Error:
+                continue
+            if len(cells) == width and cells[label_at].strip().lower() in POSITIVE | NEGATIVE:
+                return offset + k, inner
+        offset += len(lines) - 1
+    return None
 
 
 def parse_label(value: Any) -> Label | None:
@@ -111,7 +197,7 @@ def load_items(path: Path, columns: Columns, *, need_label: bool = False, need_a
     path = Path(path)
     items: list[EvalItem] = []
     seen: dict[str, int] = {}
-    for line, row in read_rows(path):
+    for line, row, last_line in read_rows(path, columns.label):
 
         def get(field: str | None, required: bool = False, row: dict = row, line: int = line) -> str:
             if field is None:
@@ -138,14 +224,16 @@ def load_items(path: Path, columns: Columns, *, need_label: bool = False, need_a
         label = None
         if columns.label is not None and (need_label or columns.label in row):
             raw_label = get(columns.label, required=need_label)
-            label = parse_label(raw_label)
-            if label is None and need_label:
-                raise DataError(
-                    path,
-                    f"label {raw_label!r} in column '{columns.label}' is not one of "
-                    f"{sorted(NEGATIVE)} (safe) or {sorted(POSITIVE)} (unsafe)",
-                    line,
-                )
+            # An empty label is "no label" where the mode needs none; any other value must be a known spelling.
+            if need_label or raw_label.strip():
+                label = parse_label(raw_label)
+                if label is None:
+                    raise DataError(
+                        path,
+                        f"label {raw_label!r} in column '{columns.label}' {_NOT_A_LABEL}"
+                        + ("; the reviewer-alone mode: every row needs one" if need_label else "; or empty: no label"),
+                        line,
+                    )
         answer = None
         if need_answer:
             if columns.answer is None:
@@ -153,11 +241,11 @@ def load_items(path: Path, columns: Columns, *, need_label: bool = False, need_a
             answer = get(columns.answer, required=True)
         # An "id" field is used when present; otherwise the line number identifies the item.
         id_field = columns.id or ("id" if "id" in row else None)
-        item_id = get(id_field, required=True) if id_field else str(line)
+        item_id = get(id_field, required=True) if id_field else str(last_line)
         if item_id in seen:
             raise DataError(path, f"id {item_id!r} was already used on line {seen[item_id]}", line)
         seen[item_id] = line
-        items.append(EvalItem(item_id, prompt, label, get(columns.type), get(columns.category), answer, line))
+        items.append(EvalItem(item_id, prompt, label, get(columns.type), get(columns.category), answer, last_line))
     if not items:
         raise DataError(path, "has no rows")
     return items
