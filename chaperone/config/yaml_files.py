@@ -1,4 +1,10 @@
-"""Read a user's YAML file and validate it against a schema, with errors that name file, line and field."""
+"""Read a user's YAML file and validate it against a schema, with errors that name file, line and field.
+
+A configuration file is read as a plain tree no larger than its text: no aliases (`*name`) and no merge
+keys (`<<`), so nothing is expanded and every value read is a value written; at most MAX_DEPTH mappings
+and lists inside each other; at most MAX_NODES values; no key twice in one mapping. Each is refused with
+one ConfigError naming the file and the line (docs/configuration.md, "What a file may hold").
+"""
 
 from __future__ import annotations
 
@@ -14,10 +20,98 @@ from chaperone.errors import ConfigError
 T = TypeVar("T", bound=BaseModel)
 
 MAX_FILE_BYTES = 2 << 20  # configuration is small; a huge file is a mistake, not a config
+MAX_DEPTH = 32  # mappings and lists inside each other; the shipped files nest 5 deep
+MAX_NODES = 20_000  # keys, values and list items in one file; the shipped files hold at most ~200
+MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _Refused(Exception):
+    """Raised while reading, at a place in the text; read_yaml turns it into a ConfigError."""
+
+    def __init__(self, mark: Any, message: str, where: str | None = None):
+        super().__init__(message)
+        self.line = mark.line + 1 if mark is not None else None
+        self.message = message
+        self.where = where
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader composing a bounded tree: aliases refused, nesting and size counted.
+
+    The bounds are checked as the parser's events arrive (the parser keeps its own stack, it does not
+    recurse), so a refused file costs no more than the text before the place refused."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self.depth = 0
+        self.nodes = 0  # nodes composed: the tree read is never larger than this (the tests count it)
+
+    def compose_node(self, parent: Any, index: Any) -> yaml.Node:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            raise _Refused(
+                event.start_mark,
+                f"YAML alias '*{_shown(event.anchor)}': aliases are not allowed in configuration files "
+                "(write the value out where it is used)",
+            )
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise _Refused(event.start_mark, f"more than {MAX_NODES:,} values; configuration files are limited to that")
+        if not isinstance(event, yaml.SequenceStartEvent | yaml.MappingStartEvent):
+            return super().compose_node(parent, index)
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise _Refused(
+                event.start_mark, f"nested more than {MAX_DEPTH} levels deep; configuration files are limited to that"
+            )
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, OverflowError) as exc:  # a date that is none (2024-13-45), say
+            raise _Refused(node.start_mark, f"cannot read this value: {exc}") from None
+
+
+def _check_keys(loader: ConfigLoader, node: yaml.Node, path: tuple = ()) -> None:
+    """No merge key, and no key twice in one mapping (YAML itself would keep the last one silently).
+
+    Keys are compared as read (`1` and `01` are one key), as the mapping the schema gets would hold them."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == MERGE_TAG:
+                raise _Refused(key_node.start_mark, "merge keys (<<) are not allowed in configuration files")
+            key = loader.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key (a list, say): the constructor refuses it later
+                first = None
+            else:
+                if first is not None:
+                    raise _Refused(
+                        key_node.start_mark,
+                        f"duplicate key '{_shown(key)}' (first given on line {first}; YAML would silently keep "
+                        "the last)",
+                        where=_shown(".".join(str(p) for p in (*path, key)), 120),
+                    )
+                seen[key] = key_node.start_mark.line + 1
+            _check_keys(loader, value_node, (*path, key))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _check_keys(loader, item, (*path, i))
 
 
 def _line_index(node: yaml.Node, path: tuple = (), index: dict | None = None) -> dict[tuple, int]:
-    """Map every key path in the document to its 1-based line."""
+    """Map every key path in the document to its 1-based line (a tree: each node is visited once)."""
     index = {} if index is None else index
     index.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
@@ -30,6 +124,21 @@ def _line_index(node: yaml.Node, path: tuple = (), index: dict | None = None) ->
             index[(*path, i)] = item.start_mark.line + 1
             _line_index(item, (*path, i), index)
     return index
+
+
+def parse(text: str) -> tuple[Any, yaml.Node | None, ConfigLoader]:
+    """One YAML document read within the bounds: (data, its node tree, the loader that read it).
+
+    Raises _Refused or yaml.YAMLError."""
+    loader = ConfigLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, None, loader
+        _check_keys(loader, node)
+        return loader.construct_document(node), node, loader
+    finally:
+        loader.dispose()
 
 
 def read_yaml(path: Path) -> tuple[Any, dict[tuple, int]]:
@@ -48,8 +157,9 @@ def read_yaml(path: Path) -> tuple[Any, dict[tuple, int]]:
     if "\x00" in text:
         raise ConfigError(path, "contains NUL bytes; expected a YAML text file")
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        data, node, _ = parse(text)
+    except _Refused as exc:
+        raise ConfigError(path, exc.message, where=exc.where, line=exc.line) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
