@@ -1,9 +1,10 @@
 """Read a user's YAML file and validate it against a schema, with errors that name file, line and field.
 
-A configuration file is read as a plain tree no larger than its text: no aliases (`*name`) and no merge
-keys (`<<`), so nothing is expanded and every value read is a value written; at most MAX_DEPTH mappings
-and lists inside each other; at most MAX_NODES values; no key twice in one mapping. Each is refused with
-one ConfigError naming the file and the line (docs/configuration.md, "What a file may hold").
+A configuration file is read as a bounded tree: at most MAX_NODES values and MAX_DEPTH mappings and lists
+inside each other, an alias (`*name`) counted as the value it stands for written out (an alias bomb is
+refused at the alias that passes the bound, one that refers to itself always); no merge keys (`<<`); no
+key twice in one mapping. Each is refused with one ConfigError naming the file and the line
+(docs/configuration.md, "What a file may hold").
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ def _shown(value: Any, limit: int = 60) -> str:
 
 
 class ConfigLoader(yaml.SafeLoader):
-    """PyYAML's safe loader composing a bounded tree: aliases refused, nesting and size counted.
+    """PyYAML's safe loader composing a bounded tree: nesting and size counted, each alias as the value it
+    stands for written out (so an alias bomb is refused at the alias that passes the bound; a cycle is).
 
     The bounds are checked as the parser's events arrive (the parser keeps its own stack, it does not
     recurse), so a refused file costs no more than the text before the place refused."""
@@ -49,30 +51,58 @@ class ConfigLoader(yaml.SafeLoader):
     def __init__(self, stream: str):
         super().__init__(stream)
         self.depth = 0
-        self.nodes = 0  # nodes composed: the tree read is never larger than this (the tests count it)
+        self.deepest = 0  # the deepest level reached within the node being composed
+        self.nodes = 0  # nodes read, each alias as the nodes it stands for: the tree is never larger
+        self.anchored: dict[str, tuple[int, int]] = {}  # anchor -> (nodes, levels) of its value
 
     def compose_node(self, parent: Any, index: Any) -> yaml.Node:
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent):
-            raise _Refused(
-                event.start_mark,
-                f"YAML alias '*{_shown(event.anchor)}': aliases are not allowed in configuration files "
-                "(write the value out where it is used)",
-            )
+            return self._alias(event, parent, index)
         self.nodes += 1
         if self.nodes > MAX_NODES:
             raise _Refused(event.start_mark, f"more than {MAX_NODES:,} values; configuration files are limited to that")
-        if not isinstance(event, yaml.SequenceStartEvent | yaml.MappingStartEvent):
-            return super().compose_node(parent, index)
-        self.depth += 1
-        if self.depth > MAX_DEPTH:
+        anchor = getattr(event, "anchor", None)
+        before, outer, self.deepest = self.nodes, self.deepest, self.depth
+        if isinstance(event, yaml.SequenceStartEvent | yaml.MappingStartEvent):
+            self.depth += 1
+            self.deepest = max(self.deepest, self.depth)
+            if self.depth > MAX_DEPTH:
+                raise _Refused(
+                    event.start_mark,
+                    f"nested more than {MAX_DEPTH} levels deep; configuration files are limited to that",
+                )
+            try:
+                node = super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
+        else:
+            node = super().compose_node(parent, index)
+        if anchor is not None:  # what an alias of it stands for: its nodes and levels as if written out
+            self.anchored[anchor] = (self.nodes - before + 1, self.deepest - self.depth)
+        self.deepest = max(outer, self.deepest)
+        return node
+
+    def _alias(self, event: yaml.AliasEvent, parent: Any, index: Any) -> yaml.Node:
+        """An alias counts as the value it stands for, written out: its nodes and its levels."""
+        name = _shown(event.anchor)
+        if event.anchor in self.anchors and event.anchor not in self.anchored:
+            raise _Refused(event.start_mark, f"YAML alias '*{name}' refers to a value that holds it (a cycle)")
+        nodes, levels = self.anchored.get(event.anchor, (0, 0))
+        self.nodes += nodes
+        if self.nodes > MAX_NODES:
             raise _Refused(
-                event.start_mark, f"nested more than {MAX_DEPTH} levels deep; configuration files are limited to that"
+                event.start_mark,
+                f"YAML alias '*{name}' makes the file more than {MAX_NODES:,} values once expanded; "
+                "configuration files are limited to that",
             )
-        try:
-            return super().compose_node(parent, index)
-        finally:
-            self.depth -= 1
+        if self.depth + levels > MAX_DEPTH:
+            raise _Refused(
+                event.start_mark,
+                f"YAML alias '*{name}' nests the file more than {MAX_DEPTH} levels deep once expanded",
+            )
+        self.deepest = max(self.deepest, self.depth + levels)
+        return super().compose_node(parent, index)  # an undefined alias: PyYAML's own error
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         try:
