@@ -1,7 +1,7 @@
 """The YAML reader's bounds (chaperone/config/yaml_files.py; docs/configuration.md, "What a file may hold"):
-no aliases or merge keys, bounded nesting and size, no duplicate keys. Each refusal is one ConfigError naming
-file and line, and a refused file costs no more than the text read before the refusal: the tests count the
-nodes the loader composes (structure, not wall-clock time)."""
+aliases counted as their value, no merge keys, bounded nesting and size, no duplicate keys. Each refusal is one
+ConfigError naming file and line, and a refused file costs no more than the text read before the refusal: the
+tests count the nodes the loader composes (structure, not wall-clock time)."""
 
 from __future__ import annotations
 
