@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_\-]*$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=64)]
+POLICY_PLACEHOLDER = "{policy}"  # where a reviewer prompt takes the policy's rubric (engine/reviewer_prompt.py)
 
 
 class Strict(BaseModel):
@@ -143,6 +144,20 @@ class AgentSpec(Strict):
             raise ValueError("refusal_check is for an agent with role 'reviewer'")
         return self
 
+    @field_validator("critique_prompt")
+    @classmethod
+    def _critique_names_the_policy(cls, v: str) -> str:
+        # engine/reviewer_prompt.py fills {policy} with the rubric. The decision prompts (system_prompt,
+        # refusal_check.prompt) get the rubric appended when they have no placeholder; a critique prompt of
+        # one's own does not (empty: the built-in one, which has it), so without {policy} the critique
+        # would be written without the deployment's rules.
+        if v.strip() and POLICY_PLACEHOLDER not in v:
+            raise ValueError(
+                f"critique_prompt has no {POLICY_PLACEHOLDER} placeholder: without it the critique is written "
+                "without the deployment's rules (put {policy} where the policy's rubric goes)"
+            )
+        return v
+
 
 # ---------------------------------------------------------------- config/policies/*.yaml
 
@@ -159,6 +174,13 @@ class PolicySpec(Strict):
     # the decision token's probability: the embedded model, OpenAI-compatible endpoints returning logprobs;
     # others use the model's written yes/no). Lower catches more harm and sends back more good answers.
     decision_threshold: float = Field(0.5, gt=0.0, lt=1.0)
+
+    @field_validator("rubric")
+    @classmethod
+    def _rubric_has_words(cls, v: str) -> str:
+        if not v.strip():  # the reviewer reads it stripped: blank would be a policy with no rules
+            raise ValueError("rubric is blank; the reviewer would judge without the deployment's rules")
+        return v
 
 
 # ---------------------------------------------------------------- config/settings.yaml
@@ -209,6 +231,12 @@ class RevisionBounds(Strict):
     min: int = Field(0, ge=0)
     max: int | None = Field(None, ge=0)
 
+    @model_validator(mode="after")
+    def _ordered(self) -> RevisionBounds:
+        if self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is more than max ({self.max}): no turn could meet it")
+        return self
+
 
 class TurnExpectation(Strict):
     outcome: Literal["approved", "withheld"] | None = None
@@ -241,3 +269,18 @@ class Scenario(Strict):
     models: RoleOverrides = RoleOverrides()
     max_revisions: int | None = Field(None, ge=0, le=20)
     turns: list[ScenarioTurn] = Field(min_length=1)
+
+    @field_validator("turns")
+    @classmethod
+    def _revisions_within_the_cap(cls, turns: list[ScenarioTurn], info: ValidationInfo) -> list[ScenarioTurn]:
+        # A turn has at most max_revisions redrafts, so expecting more can never be met. Checked when this
+        # file sets max_revisions (else the cap is settings.yaml's, read elsewhere).
+        cap = info.data.get("max_revisions")
+        for i, turn in enumerate(turns):
+            bounds = turn.expect.revisions if turn.expect else None
+            if cap is not None and bounds is not None and bounds.min > cap:
+                raise ValueError(
+                    f"turns.{i}.expect.revisions: min ({bounds.min}) is more than this scenario's "
+                    f"max_revisions ({cap}): no turn could meet it"
+                )
+        return turns

@@ -107,3 +107,90 @@ def test_unset_api_key_variable_is_a_clear_error(root, monkeypatch):
     assert "CHAPERONE_TEST_UNSET_KEY is not set" in err and "models.a.api_key_env" in err
     transcripts = root.parent / "transcripts"
     assert not transcripts.exists() or not any(transcripts.iterdir())
+
+
+def line_of(path: Path, start: str) -> int:
+    return next(i for i, text in enumerate(path.read_text().splitlines(), 1) if text.startswith(start))
+
+
+def test_an_alias_bomb_in_a_policy_is_one_line(root):
+    """The finding: nine levels of nested anchors in a policy grew `scenario` to 4.5 GB until killed."""
+    levels = [f"  a0: &a0 [{', '.join(['lol'] * 9)}]"]
+    levels += [f"  a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    policy = root / "config" / "policies" / "bomb.yaml"
+    policy.write_text("name: bomb\ntitle: t\nrubric: r\ncategories: {x: y}\nextra:\n" + "\n".join(levels) + "\n")
+    err = run_bad(root, str(root / "scenarios"))
+    assert f"{policy}:10: YAML alias '*a3' makes the file more than 20,000 values once expanded" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", ["scenario", "chat", "serve"])
+def test_deep_nesting_is_one_line_in_every_command(root, command):
+    """The finding: 5,000 nested `[` gave a RecursionError traceback (exit 1) in scenario, chat and serve."""
+    policy = root / "config" / "policies" / "deep.yaml"
+    policy.write_text("name: deep\ntitle: t\nrubric: r\ncategories: {x: y}\nallowances: " + "[" * 5000 + "\n")
+    proc = run_cli("--project", str(root), command, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert f"{policy}:5: nested more than 32 levels deep" in proc.stderr
+
+
+def test_a_duplicate_key_names_file_line_and_key(root):
+    """The finding: `max_revisions: 2` then `max_revisions: 7` was accepted and the last one won."""
+    settings = root / "config" / "settings.yaml"
+    first = line_of(settings, "max_revisions:")
+    settings.write_text(settings.read_text() + "max_revisions: 7\n")
+    last = len(settings.read_text().splitlines())
+    err = run_bad(root, str(root / "scenarios"))
+    assert f"{settings}:{last}: max_revisions: duplicate key 'max_revisions' (first given on line {first};" in err
+
+
+def test_a_critique_prompt_without_the_policy_is_refused(root):
+    """The finding: a reviewer prompt without {policy} was accepted. The critique prompt is the one that
+    then loses the deployment's rules (the decision prompts get the rubric appended: see the next test)."""
+    agent = root / "agents" / "moral_reviewer.yaml"
+    data = yaml.safe_load(agent.read_text())
+    data["critique_prompt"] = "Say what is wrong with the draft.\nCategories:\n{categories}\n"
+    agent.write_text(yaml.safe_dump(data, sort_keys=False))
+    err = run_bad(root, str(root / "scenarios"))
+    line = line_of(agent, "critique_prompt:")
+    assert f"{agent}:{line}: critique_prompt: Value error, critique_prompt has no {{policy}} placeholder" in err
+
+
+def test_decision_prompts_without_the_placeholder_still_carry_the_policy(root):
+    """Why only the critique prompt is refused: engine/reviewer_prompt.py appends the rubric to a decision
+    prompt (system_prompt, refusal_check.prompt) that does not say where it goes."""
+    from chaperone.config.project import load_project
+    from chaperone.engine.reviewer_prompt import system_prompt
+
+    agent = root / "agents" / "moral_reviewer.yaml"
+    data = yaml.safe_load(agent.read_text())
+    data["system_prompt"] = "Decide if the draft is OK to send."
+    data["refusal_check"]["prompt"] = "Decide if declining was right."
+    agent.write_text(yaml.safe_dump(data, sort_keys=False))
+    project = load_project(root)
+    reviewer, policy = project.agents["moral_reviewer"], project.policies["public"]
+    for prompt in (reviewer.system_prompt, reviewer.refusal_check.prompt):
+        assert "{policy}" not in prompt and policy.rubric.strip() in system_prompt(prompt, policy)
+
+
+def test_a_blank_rubric_is_refused(root):
+    policy = root / "config" / "policies" / "blank.yaml"
+    policy.write_text("name: blank\ntitle: t\nrubric: '   '\ncategories: {x: y}\n")
+    err = run_bad(root, str(root / "scenarios"))
+    assert f"{policy}:3: rubric: Value error, rubric is blank" in err
+
+
+def test_revision_bounds_with_min_over_max_are_refused(root):
+    """The finding: `revisions: {min: 3, max: 1}` was accepted, an expectation no turn can meet."""
+    path = scenario(root, "name: x\nturns:\n  - user: hi\n    expect:\n      revisions: {min: 3, max: 1}\n")
+    err = run_bad(root, str(path))
+    assert f"{path}:5: turns.0.expect.revisions: Value error, min (3) is more than max (1)" in err
+
+
+def test_expecting_more_revisions_than_the_scenario_allows_is_refused(root):
+    path = scenario(
+        root, "name: x\nmax_revisions: 1\nturns:\n  - user: hi\n  - user: again\n    expect: {revisions: 2}\n"
+    )
+    err = run_bad(root, str(path))
+    assert f"{path}:3: turns: Value error, turns.1.expect.revisions: min (2) is more than this scenario's" in err

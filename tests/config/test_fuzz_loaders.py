@@ -8,6 +8,7 @@ import io
 import json
 import tempfile
 from pathlib import Path
+from unittest import mock
 
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -128,3 +129,78 @@ def test_any_jsonl(rows, need):
 @given(raw=st.binary(max_size=300), name=st.sampled_from(["d.csv", "d.jsonl", "d.txt"]), need=st.booleans())
 def test_any_bytes_as_data(raw, name, need):
     load_data(name, raw, need)
+
+
+class _Counting(yaml_files.ConfigLoader):
+    """The loader, remembered, so a property can read how many nodes it composed."""
+
+    last: yaml_files.ConfigLoader | None = None
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        _Counting.last = self
+
+
+def refused(schema, text: str) -> tuple[str, int]:
+    """Load text that must be refused: (the one-line message, the nodes the loader composed)."""
+    with tempfile.TemporaryDirectory() as d, mock.patch.object(yaml_files, "ConfigLoader", _Counting):
+        path = Path(d) / "file.yaml"
+        path.write_text(text)
+        try:
+            yaml_files.load(schema, path)
+        except ChaperoneError as exc:
+            message = str(exc)
+            assert message.startswith(f"{path}:") and "\n" not in message.strip() and "Traceback" not in message
+            return message.removeprefix(str(path)), _Counting.last.nodes
+    raise AssertionError("loaded")
+
+
+@FUZZ
+@given(
+    schema=st.sampled_from(SCHEMAS),
+    levels=st.integers(1, 40),
+    width=st.integers(1, 12),
+    kind=st.sampled_from(["list", "map", "scalar", "merge", "self"]),
+    nested=st.booleans(),
+)
+def test_alias_bombs_are_refused_within_the_bound(schema, levels, width, kind, nested):
+    """Anchors of lists, mappings or scalars, nested `levels` deep (width**levels leaves once expanded),
+    merged, or referring to themselves: a clean refusal, each alias counted as what it stands for, so the
+    loader never counts (nor its line index walks) more than the bound and one alias past it."""
+    first = {"list": f"[{', '.join(['lol'] * width)}]", "map": "{k: lol}", "scalar": "lol", "merge": "{k: lol}"}
+    lines = [f"a0: &a0 {first.get(kind, '[*a0]')}"]
+    size = {"list": 1 + width, "map": 3, "scalar": 1, "merge": 3, "self": 0}[kind]
+    expanded = size
+    for i in range(1, levels):
+        ref = f"*a{i - 1}"
+        value = f"{{<<: {ref}}}" if kind == "merge" else f"[{', '.join([ref] * width)}]"
+        lines.append(f"a{i}: &a{i} {value}")
+        size = 2 + size if kind == "merge" else 1 + width * size
+        expanded += size
+    prefix = "bomb:\n" if nested else ""
+    indent = "  " if nested else ""
+    text = prefix + "".join(f"{indent}{line}\n" for line in lines) + EXAMPLES[schema].read_text()
+    message, nodes = refused(schema, text)
+    assert nodes <= 2 * yaml_files.MAX_NODES
+    if kind == "self":
+        assert "YAML alias '*a0' refers to a value that holds it" in message
+    elif kind == "list" and expanded > yaml_files.MAX_NODES:
+        assert f"more than {yaml_files.MAX_NODES:,} values" in message
+
+
+@FUZZ
+@given(
+    schema=st.sampled_from(SCHEMAS),
+    depth=st.integers(yaml_files.MAX_DEPTH, 5000),
+    opening=st.sampled_from(["[", "{a: ", "[{a: ", "- "]),
+)
+def test_deep_nesting_is_refused_at_the_limit(schema, depth, opening):
+    """Flow or block, thousands of levels: refused on the way down, never a RecursionError."""
+    if opening == "- ":
+        depth = min(depth, 300)  # each block level is indented further: the text grows as depth squared
+        text = "key:\n" + "".join(" " * (2 * i + 2) + "-\n" for i in range(depth))
+    else:
+        text = "key: " + opening * depth + "\n"
+    message, nodes = refused(schema, text)
+    assert message.startswith(":1:" if opening != "- " else ":") and "nested more than 32 levels deep" in message
+    assert nodes <= 2 * yaml_files.MAX_DEPTH + 3
