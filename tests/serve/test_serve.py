@@ -173,6 +173,15 @@ def test_multi_turn_history_and_client_system_message_reach_the_assistant(server
     assert header["system"] == ["You are ACME's support bot."]
 
 
+def test_a_small_max_tokens_is_served_and_caps_the_assistant_draft(server, upstream):
+    before = len(upstream.server.requests)
+    answer = client(server, "k14").chat.completions.create(model="chaperone", messages=ask(SAFE), max_tokens=5)
+    assert answer.choices[0].message.content == "Use `kill <PID>`."
+    drafts = [b for b in upstream.server.requests[before:] if "response_format" not in b]
+    assert [d["max_tokens"] for d in drafts] == [5]
+    assert all(b["max_tokens"] > 5 for b in upstream.server.requests[before:] if "response_format" in b)
+
+
 def test_models_listing_and_health(server):
     ids = [m.id for m in client(server, "k6").models.list().data]
     assert ids == ["chaperone", "chaperone-lab"]
