@@ -189,7 +189,7 @@ def test_models_listing_and_health(server):
     assert lab["policy"] == "lab"
     assert lab["agents"] == {"assistant": "unaligned_assistant", "reviewer": "moral_reviewer"}
     health = httpx.get(server.base_url.removesuffix("/v1") + "/healthz")  # load balancers send no key
-    assert health.status_code == 200 and health.json()["status"] == "ok"
+    assert health.status_code == 200 and health.json() == {"status": "ok"}  # liveness only: no traffic figures
 
 
 @pytest.mark.parametrize("key", [None, "not-a-key-but-long-enough-0000"])
