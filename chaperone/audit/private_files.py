@@ -4,6 +4,7 @@ transcripts carry what users typed and what models answered, logs carry request 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 FILE_MODE = 0o600
@@ -22,3 +23,12 @@ def private_dir(path: Path) -> Path:
         path.mkdir(parents=True, mode=DIR_MODE, exist_ok=True)
         os.chmod(path, DIR_MODE)  # mkdir's mode is filtered by the umask
     return path
+
+
+def write_private_text(path: Path, text: str) -> None:
+    """Write `text` (UTF-8) to a file readable by its owner only: created 0600, or an existing regular file
+    made 0600 before the new text goes in (a device or pipe, such as /dev/stdout, is left as it is)."""
+    with open(path, "w", encoding="utf-8", opener=private_opener) as fh:
+        if stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            os.fchmod(fh.fileno(), FILE_MODE)
+        fh.write(text)

@@ -4,12 +4,14 @@ resume, shards and merge. `eval SOURCE` is short for `eval run SOURCE`."""
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -137,7 +139,11 @@ def run_cmd(ctx: click.Context, resume, concurrency, judge_model, formats, as_js
     interrupted = _execute(run, context, at_a_time)
     _finish(run.folder, run.plan, mine_ids=[i.id for i in run.mine], title=run.title, formats=formats, as_json=as_json)
     if interrupted:
-        hint = f"resume with python run.py eval --resume {run.folder.path}"
+        obj = ctx.find_root().obj  # the root's --project, or run.py's checkout (the default) when not given
+        root, checkout = obj["project_root"], obj.get("checkout")
+        default = root is None or (checkout is not None and Path(root).resolve() == Path(checkout).resolve())
+        where = "" if default else f"--project {shlex.quote(str(root))} "
+        hint = escape(f"resume with python run.py {where}eval --resume {shlex.quote(str(run.folder.path))}")
         Console(stderr=True).print(
             f"[yellow]interrupted[/]: finished items are saved; {hint}",
             highlight=False,

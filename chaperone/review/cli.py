@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.text import Text
 
 from chaperone.audit import manifest
+from chaperone.audit.private_files import write_private_text
 from chaperone.errors import EXIT_EXPECTATION_FAILED, EXIT_OK, ChaperoneError
 from chaperone.review.index import OUTCOMES, Summary, make_filters, resolve, scan
 from chaperone.startup import fail, open_project
@@ -251,7 +252,7 @@ def _write(text: str, output: str | None, default_name: str) -> None:
         return
     target = Path(output or default_name)
     try:
-        target.write_text(text, encoding="utf-8")
+        write_private_text(target, text)  # a conversation's words: owner-only, like its transcript
     except OSError as exc:
         fail(f"{target}: cannot write: {exc.strerror}")
     Console(stderr=True, highlight=False).print(f"wrote {target}", soft_wrap=True)

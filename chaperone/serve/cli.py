@@ -91,7 +91,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, keys_file: Pat
             config = config.model_copy(
                 update={"models": {n: m.model_copy(update=given) for n, m in config.models.items()}}
             )
-        wanted = check_against_project(config, project, project.root / "config/serve.yaml")
+        wanted = check_against_project(config, project, project.root / "config/serve.yaml", flags=given)
         keys = load_keys(config.keys, project.root, keys_file)
         host = host or config.host
         port = config.port if port is None else port

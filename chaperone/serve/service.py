@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 from loguru import logger
 
 from chaperone.config.project import Project
-from chaperone.engine.choice import SessionChoice, resolve
+from chaperone.engine.choice import SessionChoice, flag_blame, resolve
 from chaperone.engine.conversation import Conversation
 from chaperone.errors import ConfigError
 from chaperone.models.pool import ModelPool
@@ -37,14 +38,18 @@ def served_choice(
     )
 
 
-def check_against_project(config: ServeConfig, project: Project, path: Path) -> set[str]:
+def check_against_project(config: ServeConfig, project: Project, path: Path, flags: Collection[str] = ()) -> set[str]:
     """Every served model must name agents, policies and models the project has (a typo fails at start).
+    A wrong name is blamed on `path`'s entry, or on the command-line flag when it came from one (`flags`:
+    the SessionChoice fields the command line set for every served model).
 
     Returns the model names the served configurations call."""
     used: set[str] = set()
     for name, served in config.models.items():
 
         def blame(field: str, message: str, name: str = name) -> ConfigError:
+            if field in flags:
+                return flag_blame(field, message)
             return ConfigError(path, message, where=f"models.{name}.{field}")
 
         used |= resolve(project, served_choice(served), blame).models

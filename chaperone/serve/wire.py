@@ -114,9 +114,9 @@ def parse_request(
         raise _bad("stream_options supports only include_usage", "stream_options")
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
     if max_tokens is not None and (
-        not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or not 16 <= max_tokens <= 65536
-    ):
-        raise _bad("max_tokens must be an integer from 16 to 65536", "max_tokens")
+        not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or not 1 <= max_tokens <= 65536
+    ):  # OpenAI's own floor is 1: a short cap is the client's choice
+        raise _bad("max_tokens must be an integer from 1 to 65536", "max_tokens")
     user = body.get("user")
     if user is not None and (not isinstance(user, str) or len(user) > 256):
         raise _bad("'user' must be a string of at most 256 characters", "user")

@@ -190,6 +190,15 @@ def test_a_bad_serve_yaml_is_one_line_naming_file_line_and_field(project):
     serve_yaml(project, models={"chaperone": {"policy": "pubic"}})
     result = run_cli("--project", str(project), "serve", "--port", "0", timeout=60)
     assert result.returncode == 2 and "no policy named 'pubic'" in result.stderr
+    assert "serve.yaml: models.chaperone.policy:" in result.stderr
+
+
+def test_a_wrong_name_given_on_the_command_line_blames_the_flag_not_serve_yaml(project):
+    result = run_cli("--project", str(project), "serve", "--port", "0", "--policy", "nope", timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--policy: no policy named 'nope'" in result.stderr and "serve.yaml" not in result.stderr
+    result = run_cli("--project", str(project), "serve", "--port", "0", "--reviewer-model", "nope", timeout=60)
+    assert result.returncode == 2 and "--reviewer-model: " in result.stderr and "serve.yaml" not in result.stderr
 
 
 def test_a_client_that_walks_away_mid_stream_ends_its_turn_and_frees_its_slot(world, project):

@@ -285,7 +285,8 @@ def test_ctrl_c_keeps_finished_items_and_resume_finishes_the_rest(project, world
     proc.send_signal(signal.SIGINT)
     _stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
-    assert f"eval --resume {out}" in stderr and "Traceback" not in stderr
+    # The hint names the project: the run was not on the default one (run.py's checkout).
+    assert f"python run.py --project {project} eval --resume {out}" in stderr and "Traceback" not in stderr
     done = [json.loads(line)["id"] for line in (out / "results.jsonl").read_text().splitlines()]
     assert done == ["p1", "p2"]
     interrupted = [

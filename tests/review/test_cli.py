@@ -204,6 +204,28 @@ def test_export_md_json_html(corpus, tmp_path):
     assert json.loads(stdout.stdout)["story"]["conversation_id"].startswith(prefix)
 
 
+def test_exports_and_pages_are_owner_only_like_the_transcripts(corpus, tmp_path):
+    import os
+    import stat
+
+    prefix = corpus.insult.stem.split("-")[1][:8]
+    stale = tmp_path / "old.md"
+    stale.write_text("an earlier export\n")
+    os.chmod(stale, 0o644)
+    old = os.umask(0o022)  # the usual umask: without care, the files would be world-readable
+    try:
+        for fmt in ("md", "json", "html"):
+            assert review("export", prefix, "--dir", str(corpus.folder), "--format", fmt, cwd=tmp_path).returncode == 0
+        assert review("export", prefix, "--dir", str(corpus.folder), "-o", str(stale)).returncode == 0
+        assert review("html", "--dir", str(corpus.folder), cwd=tmp_path).returncode == 0
+    finally:
+        os.umask(old)
+    written = [*tmp_path.glob("conversation-*"), stale, tmp_path / "review.html"]
+    assert len(written) == 5
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in written} == {p.name: 0o600 for p in written}
+    assert "## Turn 1" in stale.read_text()  # overwritten, not only re-moded
+
+
 def test_markdown_fences_cannot_be_closed_by_model_text(tmp_path):
     from chaperone.review.export import _fence
 

@@ -201,6 +201,15 @@ def test_every_review_view_shows_what_the_client_sent(server):
             assert shown in out, (name, shown)
 
 
+def test_a_small_max_tokens_is_served_and_caps_the_assistant_draft(server, upstream):
+    before = len(upstream.server.requests)
+    answer = client(server, "k14").chat.completions.create(model="chaperone", messages=ask(SAFE), max_tokens=5)
+    assert answer.choices[0].message.content == "Use `kill <PID>`."
+    drafts = [b for b in upstream.server.requests[before:] if "response_format" not in b]
+    assert [d["max_tokens"] for d in drafts] == [5]
+    assert all(b["max_tokens"] > 5 for b in upstream.server.requests[before:] if "response_format" in b)
+
+
 def test_models_listing_and_health(server):
     ids = [m.id for m in client(server, "k6").models.list().data]
     assert ids == ["chaperone", "chaperone-lab"]
@@ -208,7 +217,7 @@ def test_models_listing_and_health(server):
     assert lab["policy"] == "lab"
     assert lab["agents"] == {"assistant": "unaligned_assistant", "reviewer": "moral_reviewer"}
     health = httpx.get(server.base_url.removesuffix("/v1") + "/healthz")  # load balancers send no key
-    assert health.status_code == 200 and health.json()["status"] == "ok"
+    assert health.status_code == 200 and health.json() == {"status": "ok"}  # liveness only: no traffic figures
 
 
 @pytest.mark.parametrize("key", [None, "not-a-key-but-long-enough-0000"])

@@ -36,6 +36,12 @@ def test_history_pairs_and_consecutive_messages_merge():
     assert req.ignored == ["temperature"] and req.max_tokens == 100 and req.user == "u-1"
 
 
+@pytest.mark.parametrize("field", ["max_tokens", "max_completion_tokens"])
+@pytest.mark.parametrize("value", [1, 5, 15])
+def test_any_positive_max_tokens_is_accepted_as_openai_does(field, value):
+    assert parse({"model": "m", "messages": [{"role": "user", "content": "q"}], field: value}).max_tokens == value
+
+
 @pytest.mark.parametrize("policy, expected", [("append", ["rules"]), ("ignore", [])])
 def test_system_message_policies(policy, expected):
     body = {"model": "m", "messages": [{"role": "system", "content": "rules"}, {"role": "user", "content": "q"}]}
@@ -55,7 +61,9 @@ def test_system_message_policies(policy, expected):
         ({"model": "m", "messages": [{"role": "user", "content": None}]}, "invalid_value"),
         ({"model": "m", "messages": [{"role": "user", "content": "q", "tool_calls": []}]}, "unsupported_parameter"),
         ({"model": "m", "messages": [{"role": "user", "content": "q"}], "stream": "yes"}, "invalid_value"),
-        ({"model": "m", "messages": [{"role": "user", "content": "q"}], "max_tokens": 5}, "invalid_value"),
+        ({"model": "m", "messages": [{"role": "user", "content": "q"}], "max_tokens": 0}, "invalid_value"),
+        ({"model": "m", "messages": [{"role": "user", "content": "q"}], "max_completion_tokens": -1}, "invalid_value"),
+        ({"model": "m", "messages": [{"role": "user", "content": "q"}], "max_tokens": "5"}, "invalid_value"),
         ({"model": "m", "messages": [{"role": "user", "content": "q"}], "max_tokens": True}, "invalid_value"),
         ({"model": "m", "messages": [{"role": "user", "content": "q"}], "stream_options": {"x": 1}}, "invalid_value"),
         ({"model": "m", "messages": [{"role": "user", "content": "q"}], "logprobs": True}, "unsupported_parameter"),
