@@ -97,16 +97,7 @@ class BareChat:
             seconds=round(time.perf_counter() - started, 3),
         )
         await self._emit(finished)
-        return TurnResult(
-            turn=turn,
-            outcome="unreviewed",
-            text=msg.content,
-            delivered=True,
-            revisions=0,
-            categories=[],
-            usage_by_agent=usage,
-            seconds=finished.seconds,
-        )
+        return TurnResult.of(finished, text=msg.content, delivered=True)
 
     async def _finish_without_answer(
         self, turn: int, started: float, outcome: str, message: str, *, reason: str | None = None
@@ -122,15 +113,4 @@ class BareChat:
             seconds=round(time.perf_counter() - started, 3),
         )
         await self._emit(finished)
-        return TurnResult(
-            turn=turn,
-            outcome=outcome,
-            text=self.fallback,
-            delivered=False,
-            reason=reason or message,
-            error=message,
-            revisions=0,
-            categories=[],
-            usage_by_agent={},
-            seconds=finished.seconds,
-        )
+        return TurnResult.of(finished, text=self.fallback, delivered=False, reason=reason or message, error=message)

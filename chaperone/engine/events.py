@@ -160,6 +160,15 @@ class TurnResult(BaseModel):
     def usage(self) -> Usage:
         return total_usage(self.usage_by_agent.values())
 
+    @classmethod
+    def of(
+        cls, finished: TurnFinished, *, text: str, delivered: bool, reason: str = "", error: str | None = None
+    ) -> TurnResult:
+        """The result of the turn that event closed: its facts, plus what the user got."""
+        facts = finished.model_dump(include={"turn", "outcome", "revisions", "categories", "seconds"})
+        usage = dict(finished.usage_by_agent)
+        return cls(**facts, usage_by_agent=usage, text=text, delivered=delivered, reason=reason, error=error)
+
 
 ActivityHook = Callable[[str, int, int, str], None]  # (stage, round, tokens so far, newest piece)
 

@@ -245,18 +245,7 @@ class GuardedChat:
         await self._emit(finished)
         if outcome == "cancelled":
             raise asyncio.CancelledError("turn cancelled")
-        return TurnResult(
-            turn=turn,
-            outcome=outcome,
-            text=answer,
-            delivered=outcome == "approved",
-            reason=reason,
-            error=error,
-            revisions=revisions,
-            categories=categories,
-            usage_by_agent=usage,
-            seconds=finished.seconds,
-        )
+        return TurnResult.of(finished, text=answer, delivered=outcome == "approved", reason=reason, error=error)
 
 
 @dataclass
