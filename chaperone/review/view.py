@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from chaperone.audit.transcript import Verification
+from chaperone.config.schema import SCRIPTED_KINDS
 from chaperone.review.index import Summary
 from chaperone.review.story import Round, Story, TurnStory, local_time, verification_text
 from chaperone.untrusted import CONTROLS, untrusted
@@ -220,6 +221,8 @@ def story_header(story: Story, v: Verification) -> Panel:
     ]
     for role, agent in story.agents.items():
         model = agent.model + (f" ({agent.model_kind})" if agent.model_kind else "") if agent.model else ""
+        if agent.model_kind in SCRIPTED_KINDS:
+            model += " — fixed rules, no model, no real judgement"
         rows.append((role, f"{agent.name}" + (f" · {model}" if model else "")))
     rows += served_rows(story)
     totals = story.totals

@@ -14,6 +14,7 @@ from typing import Any
 from loguru import logger
 
 from chaperone.config.project import Project
+from chaperone.config.schema import SCRIPTED_KINDS
 from chaperone.engine.choice import SessionChoice, flag_blame, resolve
 from chaperone.engine.conversation import Conversation
 from chaperone.errors import ConfigError
@@ -157,6 +158,14 @@ class GuardedService:
     def run_id(self) -> str:
         # One run manifest per server and day: a long-running server never rewrites an ever-growing file.
         return f"serve-{self._started}-{self._instance}-{datetime.now(UTC):%Y%m%d}"
+
+    def scripted_models(self, name: str) -> list[str]:
+        """The scripted models (rules, no real judgement) a served model's conversations use: a label for listings."""
+        cast = resolve(self.project, served_choice(self.config.models[name]))
+        specs = self.project.models.models
+        return [
+            m for m in dict.fromkeys((cast.assistant_model, cast.reviewer_model)) if specs[m].kind in SCRIPTED_KINDS
+        ]
 
     def start(self, request: ChatRequest, key_name: str) -> ServedConversation:
         if request.model not in self.config.models:
