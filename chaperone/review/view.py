@@ -170,6 +170,7 @@ def _turn(t: TurnStory, show_debate: bool) -> list[Any]:
         parts.append(untrusted(f"error: {message}", style="bold red"))
     if t.delivered is not None:
         note = f" after {t.revisions} revision{'s' * (t.revisions > 1)}" if t.revisions else ""
+        note += " (cut at the token limit)" if t.delivered_cut else ""
         parts.append(
             Panel(
                 untrusted(t.delivered),

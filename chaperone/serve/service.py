@@ -69,11 +69,15 @@ class ServedResult:
     usage: dict[str, int] = field(
         default_factory=lambda: {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
     )
+    cut: bool = False  # the approved answer stopped at the assistant's token limit
 
     @property
     def finish_reason(self) -> str:
-        # OpenAI's own word for "content omitted by a filter": clients already know what it means.
-        return "stop" if self.outcome == "approved" else "content_filter"
+        # OpenAI's own words: "content_filter" for content omitted by a filter, "length" for an answer cut
+        # at max_tokens. Clients already know what they mean.
+        if self.outcome != "approved":
+            return "content_filter"
+        return "length" if self.cut else "stop"
 
 
 class ServedConversation:
@@ -115,6 +119,7 @@ class ServedConversation:
             revisions=result.revisions,
             categories=result.categories,
             reason=result.reason.split(":", 1)[0],
+            cut=result.cut,
             usage={
                 "prompt_tokens": usage.prompt_tokens,
                 "completion_tokens": usage.completion_tokens,

@@ -223,6 +223,24 @@ def test_the_scripted_served_model_answers_by_its_rules(server):
     assert header["agents"]["reviewer"]["model"] == {"name": "scripted-reviewer", "kind": "scripted"}
 
 
+def test_an_answer_cut_at_max_tokens_finishes_with_length(server):
+    """The scripted assistant stops at max_tokens like a model (a word a token): the approved, cut answer is
+    served with finish_reason "length" and the transcript's delivered record says it was cut."""
+    ask_kill = ask("How do I kill a Python process?")
+    answer = client(server, "k16").chat.completions.create(model="chaperone-scripted", messages=ask_kill, max_tokens=4)
+    assert answer.choices[0].finish_reason == "length"
+    assert answer.choices[0].message.content == "Find its process id"
+    records = transcript(server, answer.model_extra["chaperone"]["transcript_id"])
+    assert [r["cut"] for r in records if r["type"] in ("draft", "delivered")] == [True, True]
+    stream = client(server, "k16").chat.completions.create(
+        model="chaperone-scripted", messages=ask_kill, max_tokens=4, stream=True
+    )
+    finals = [c.choices[0].finish_reason for c in stream if c.choices and c.choices[0].finish_reason]
+    assert finals == ["length"]
+    whole = client(server, "k16").chat.completions.create(model="chaperone-scripted", messages=ask_kill)
+    assert whole.choices[0].finish_reason == "stop"
+
+
 def test_models_listing_and_health(server):
     listed = {m.id: m.model_extra for m in client(server, "k6").models.list().data}
     assert list(listed) == ["chaperone", "chaperone-lab", "chaperone-scripted"]
