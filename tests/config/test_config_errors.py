@@ -228,3 +228,19 @@ def test_a_scripted_rule_must_fit_its_role(root):
     scripted_models(root, "      - match: [bomb]\n        reply: Sure.\n", role="assistant")
     err = run_bad(root, str(root / "scenarios"))
     assert "otherwise: an assistant needs a reply for requests no rule matches" in err
+
+
+def test_expecting_more_revisions_than_the_settings_allow_is_refused(root):
+    """The finding: with no max_revisions of its own a scenario runs under settings.yaml's (2 here), and
+    `revisions: {min: 3}` can never be met; it was accepted and failed at every run."""
+    path = scenario(root, "name: x\nturns:\n  - user: hi\n  - user: again\n    expect:\n      revisions: {min: 3}\n")
+    err = run_bad(root, str(path))
+    assert (
+        f"{path}:6: turns.1.expect.revisions: min (3) is more than max_revisions (2, from config/settings.yaml: "
+        "this scenario sets none), so no turn could meet it" in err
+    )
+    assert len(err.strip().splitlines()) == 1
+    # With its own cap the same expectation is a scenario that can run (its expectation may still fail).
+    path.write_text("name: x\nmax_revisions: 3\nturns:\n  - user: hi\n    expect: {revisions: {min: 3}}\n")
+    proc = run_cli("--project", str(root), "scenario", str(path))
+    assert proc.returncode == 1 and "expected revisions 3.., got 0" in proc.stdout, proc.stdout + proc.stderr
