@@ -16,7 +16,7 @@ class ConfigError(ChaperoneError):
 
     def __init__(self, path: object, message: str, *, where: str | None = None, line: int | None = None):
         self.path = str(path)
-        self.where = where
+        self.where = where = " ".join(where.split()) or repr(where) if where else where  # a key may hold a newline
         self.line = line
         message = " ".join(message.split())  # one line, whatever a parser or a quoted value put in it
         self.message = message

@@ -175,8 +175,11 @@ class Page:
     def _project(tmp_path: Path, world) -> Path:
         endpoint = fake_models(world.server.base_url)["remote"]
         shipped = yaml.safe_load((REPO / "config" / "models.yaml").read_text())["models"]
-        # Every model the shipped config names is the scripted endpoint (replay ones stay scripted as they are).
-        models = {name: spec if spec.get("kind") == "replay" else dict(endpoint) for name, spec in shipped.items()}
+        # Every model the shipped config names is the scripted endpoint (replay and scripted ones stay as they are).
+        models = {
+            name: spec if spec.get("kind") in ("replay", "scripted") else dict(endpoint)
+            for name, spec in shipped.items()
+        }
         root = make_project(tmp_path, models, assistant_model="embedded", reviewer_model="embedded")
         shutil.rmtree(root / "scenarios")
         shutil.copytree(REPO / "scenarios", root / "scenarios")

@@ -6,6 +6,7 @@ class or module to load (AutoGen's load_component would import one).
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -72,7 +73,89 @@ class ReplayModelSpec(Strict):
     replies: list[str] = Field(min_length=1)
 
 
-ModelSpec = Annotated[EmbeddedModelSpec | OpenAIModelSpec | ReplayModelSpec, Field(discriminator="kind")]
+MAX_PATTERN_CHARS = 300  # a rule's regular expression: short enough to read, and to bound its matching work
+MAX_WORD_CHARS = 100
+
+
+class ScriptedRule(Strict):
+    """One rule of a scripted model: when `match` finds its text, this rule answers.
+
+    `match` is a regular expression (Python syntax, case-insensitive, searched anywhere in the text) or a
+    list of words and phrases (any of them, as whole words, case-insensitive). An assistant's rule gives a
+    `reply` (and, optionally, the `revision` it writes when the reviewer sends that reply back); a
+    reviewer's rule sends the draft back with its `categories` and `critique`."""
+
+    match: (
+        Annotated[str, Field(min_length=1, max_length=MAX_PATTERN_CHARS)]
+        | Annotated[
+            list[Annotated[str, Field(min_length=1, max_length=MAX_WORD_CHARS)]], Field(min_length=1, max_length=200)
+        ]
+    )
+    reply: str = ""
+    revision: str = ""
+    categories: list[Name] = Field(default_factory=list, max_length=2)
+    critique: str = Field("", max_length=400)
+
+    @field_validator("match")
+    @classmethod
+    def _compiles(cls, v: str | list[str]) -> str | list[str]:
+        if isinstance(v, str):
+            try:
+                pattern = re.compile(v, re.IGNORECASE)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from None
+            if pattern.search(""):
+                raise ValueError("this regular expression matches empty text, so it would match every text")
+        elif not all(word.strip() for word in v):
+            raise ValueError("a blank word would match nothing useful; write the words to look for")
+        return v
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        if isinstance(self.match, str):
+            return re.compile(self.match, re.IGNORECASE)
+        words = "|".join(re.escape(" ".join(word.split())) for word in self.match)
+        return re.compile(rf"(?<!\w)(?:{words})(?!\w)", re.IGNORECASE)
+
+
+class ScriptedModelSpec(Strict):
+    """Rules instead of a model, to try Chaperone in seconds: no weights, no endpoint, no real judgement.
+
+    role assistant: answers the user's request with the first rule that matches it, else `otherwise`.
+    role reviewer: reads only the draft under review (as data: it is matched, never run); the first rule
+    that matches sends it back with that rule's categories and critique; a draft no rule matches is approved."""
+
+    kind: Literal["scripted"]
+    role: Literal["assistant", "reviewer"]
+    rules: list[ScriptedRule] = Field(min_length=1, max_length=100)
+    otherwise: str = Field("", description="assistant only: the reply when no rule matches")
+
+    @model_validator(mode="after")
+    def _rules_fit_the_role(self) -> ScriptedModelSpec:
+        for i, rule in enumerate(self.rules):
+            where = f"rules.{i}"
+            if self.role == "assistant":
+                if not rule.reply.strip():
+                    raise ValueError(f"{where}: an assistant's rule needs a reply")
+                if rule.categories or rule.critique:
+                    raise ValueError(f"{where}: categories and critique are for a reviewer's rule (role: reviewer)")
+            else:
+                if rule.reply or rule.revision:
+                    raise ValueError(f"{where}: reply and revision are for an assistant's rule (role: assistant)")
+                if not rule.categories or not rule.critique.strip():
+                    raise ValueError(f"{where}: a reviewer's rule needs categories and a critique (what to fix)")
+        if self.role == "assistant" and not self.otherwise.strip():
+            raise ValueError("otherwise: an assistant needs a reply for requests no rule matches")
+        if self.role == "reviewer" and self.otherwise:
+            raise ValueError("otherwise is for an assistant: a draft no rule matches is approved")
+        return self
+
+
+SCRIPTED_KINDS = ("scripted", "replay")  # no model behind them: fixed or rule-chosen text, no real judgement
+
+ModelSpec = Annotated[
+    EmbeddedModelSpec | OpenAIModelSpec | ReplayModelSpec | ScriptedModelSpec, Field(discriminator="kind")
+]
 
 
 class ModelsFile(Strict):

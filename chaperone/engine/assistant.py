@@ -109,6 +109,8 @@ class DraftingAgent(BaseChatAgent):
                     "round": str(self._round),
                     "latency_s": f"{time.perf_counter() - started:.3f}",
                     "model": self.model.label,
+                    # "length": the draft stopped at the agent's max_tokens, mid-answer (AutoGen's finish_reason)
+                    "finish_reason": str(result.finish_reason),
                 },
             )
         )

@@ -73,6 +73,7 @@ class BareChat:
                 turn, started, "error", message, reason=f"because the assistant failed: {message}"
             )
         msg = response.chat_message
+        cut = msg.metadata.get("finish_reason") == "length"
         u = Usage.of(msg.models_usage)
         usage[self.assistant.name] = u
         await self._emit(
@@ -84,9 +85,10 @@ class BareChat:
                 model=msg.metadata.get("model", ""),
                 usage=u,
                 latency_s=float(msg.metadata.get("latency_s", 0)),
+                cut=cut,
             )
         )
-        await self._emit(Delivered(turn=turn, content=msg.content, revisions=0))
+        await self._emit(Delivered(turn=turn, content=msg.content, revisions=0, cut=cut))
         self.memory.add(text, msg.content)
         finished = TurnFinished(
             turn=turn,
@@ -97,7 +99,7 @@ class BareChat:
             seconds=round(time.perf_counter() - started, 3),
         )
         await self._emit(finished)
-        return TurnResult.of(finished, text=msg.content, delivered=True)
+        return TurnResult.of(finished, text=msg.content, delivered=True, cut=cut)
 
     async def _finish_without_answer(
         self, turn: int, started: float, outcome: str, message: str, *, reason: str | None = None

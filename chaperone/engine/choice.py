@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from chaperone.config.project import Project
-from chaperone.config.schema import AgentSpec, PolicySpec
+from chaperone.config.schema import AgentSpec, PolicySpec, ScriptedModelSpec
 from chaperone.engine.memory import ConversationMemory
 from chaperone.engine.reviewer import ReviewingAgent
 from chaperone.errors import ConfigError
@@ -86,6 +86,8 @@ def resolve(project: Project, choice: SessionChoice, blame: Blame | None = None)
     r_model = choice.reviewer_model or r_spec.model
     checked("assistant_model", lambda: project.check_model(a_model, models_file, "model"))
     checked("reviewer_model", lambda: project.check_model(r_model, models_file, "model"))
+    checked("assistant_model", lambda: _plays(project, a_model, "assistant", models_file))
+    checked("reviewer_model", lambda: _plays(project, r_model, "reviewer", models_file))
     if choice.assistant_max_tokens is not None:
         generation = a_spec.generation.model_copy(update={"max_tokens": choice.assistant_max_tokens})
         a_spec = a_spec.model_copy(update={"generation": generation})
@@ -105,6 +107,17 @@ def resolve(project: Project, choice: SessionChoice, blame: Blame | None = None)
         max_revisions=choice.max_revisions if choice.max_revisions is not None else s.max_revisions,
         fallback=policy.fallback or s.fallback_message,
     )
+
+
+def _plays(project: Project, name: str, role: str, models_file: object) -> None:
+    """A scripted model answers as one role: a scripted assistant's replies are no verdicts, and the reverse."""
+    spec = project.models.models[name]
+    if isinstance(spec, ScriptedModelSpec) and spec.role != role:
+        raise ConfigError(
+            models_file,
+            f"model '{name}' is a scripted {spec.role} (role: {spec.role}); it cannot be the {role}",
+            where=f"models.{name}.role",
+        )
 
 
 def models_used(project: Project, choice: SessionChoice) -> set[str]:

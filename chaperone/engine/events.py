@@ -70,6 +70,7 @@ class Draft(_Event):
     model: str
     usage: Usage
     latency_s: float
+    cut: bool = False  # the model stopped at the token limit (max_tokens): the text ends mid-answer
 
 
 class VerdictEvent(_Event):
@@ -90,6 +91,7 @@ class Delivered(_Event):
     kind: Literal["delivered"] = "delivered"
     content: str
     revisions: int
+    cut: bool = False  # the approved draft stopped at the assistant's token limit: it ends mid-answer
 
 
 class Withheld(_Event):
@@ -149,6 +151,7 @@ class TurnResult(BaseModel):
     outcome: TurnOutcome
     text: str  # what the user got: the answer, or the policy's fallback
     delivered: bool  # True: `text` is the assistant's answer (approved or unreviewed); False: the fallback
+    cut: bool = False  # the delivered answer stopped at the assistant's token limit (finish_reason "length")
     reason: str = ""  # why it was withheld: "revisions exhausted", "because the review failed: ..."
     error: str | None = None  # the turn's error message, if it had one
     revisions: int
@@ -162,12 +165,19 @@ class TurnResult(BaseModel):
 
     @classmethod
     def of(
-        cls, finished: TurnFinished, *, text: str, delivered: bool, reason: str = "", error: str | None = None
+        cls,
+        finished: TurnFinished,
+        *,
+        text: str,
+        delivered: bool,
+        reason: str = "",
+        error: str | None = None,
+        cut: bool = False,
     ) -> TurnResult:
         """The result of the turn that event closed: its facts, plus what the user got."""
         facts = finished.model_dump(include={"turn", "outcome", "revisions", "categories", "seconds"})
         usage = dict(finished.usage_by_agent)
-        return cls(**facts, usage_by_agent=usage, text=text, delivered=delivered, reason=reason, error=error)
+        return cls(**facts, usage_by_agent=usage, text=text, delivered=delivered, reason=reason, error=error, cut=cut)
 
 
 ActivityHook = Callable[[str, int, int, str], None]  # (stage, round, tokens so far, newest piece)

@@ -144,6 +144,7 @@ class GuardedChat:
             if item.source == self.assistant.name and isinstance(item, TextMessage):
                 state.drafts += 1
                 state.last_draft = item.content
+                state.last_cut = item.metadata.get("finish_reason") == "length"
                 state.approved_sha = None
                 u = _usage(item, state.usage)
                 await self._emit(
@@ -155,6 +156,7 @@ class GuardedChat:
                         model=item.metadata.get("model", ""),
                         usage=u,
                         latency_s=float(item.metadata.get("latency_s", 0)),
+                        cut=state.last_cut,
                     )
                 )
             elif item.source == self.reviewer.name and isinstance(item, VerdictMessage):
@@ -220,9 +222,10 @@ class GuardedChat:
         usage, categories = state.usage, state.categories
 
         revisions = max(drafts - 1, 0)
+        cut = False
         if outcome == "withheld" and last_draft is not None and approved_sha == text_sha(last_draft):
-            outcome, reason, answer = "approved", "", last_draft
-            await self._emit(Delivered(turn=turn, content=last_draft, revisions=revisions))
+            outcome, reason, answer, cut = "approved", "", last_draft, state.last_cut
+            await self._emit(Delivered(turn=turn, content=last_draft, revisions=revisions, cut=cut))
             self.memory.add(text, last_draft)
         else:
             answer = self.fallback
@@ -245,7 +248,9 @@ class GuardedChat:
         await self._emit(finished)
         if outcome == "cancelled":
             raise asyncio.CancelledError("turn cancelled")
-        return TurnResult.of(finished, text=answer, delivered=outcome == "approved", reason=reason, error=error)
+        return TurnResult.of(
+            finished, text=answer, delivered=outcome == "approved", reason=reason, error=error, cut=cut
+        )
 
 
 @dataclass
@@ -253,6 +258,7 @@ class _TurnState:
     drafts: int = 0
     verdicts: int = 0
     last_draft: str | None = None
+    last_cut: bool = False  # the last draft stopped at the token limit
     approved_sha: str | None = None  # set only by a readable approval of exactly last_draft
     usage: dict[str, Usage] = field(default_factory=dict)
     categories: list[str] = field(default_factory=list)

@@ -27,11 +27,13 @@ from autogen_core.models import (
 
 from chaperone.audit.redaction import GLOBAL as GLOBAL_REDACTOR
 from chaperone.config.schema import (
+    SCRIPTED_KINDS,
     EmbeddedModelSpec,
     GenerationSpec,
     ModelsFile,
     OpenAIModelSpec,
     ReplayModelSpec,
+    ScriptedModelSpec,
 )
 from chaperone.errors import ChaperoneError, ConfigError, ModelCallError
 
@@ -48,6 +50,11 @@ class ModelHandle:
         """What the transcript records as the model: config name and the backend's model id."""
         backend = getattr(self.spec, "model", None) or getattr(self.client, "model_name", None) or self.spec.kind
         return f"{self.name} ({backend})"
+
+    @property
+    def scripted(self) -> bool:
+        """No model behind it: fixed or rule-chosen replies (kinds replay, scripted), no real judgement."""
+        return self.spec.kind in SCRIPTED_KINDS
 
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
@@ -134,6 +141,10 @@ class ModelPool:
             from autogen_ext.models.replay import ReplayChatCompletionClient
 
             return ModelHandle(name, spec, ReplayChatCompletionClient(list(spec.replies)))
+        if isinstance(spec, ScriptedModelSpec):
+            from chaperone.models.scripted import ScriptedChatCompletionClient
+
+            return ModelHandle(name, spec, ScriptedChatCompletionClient(spec))
         raise ChaperoneError(f"model '{name}': unsupported kind")  # unreachable: the schema limits kinds
 
     def _openai(self, name: str, spec: OpenAIModelSpec) -> ChatCompletionClient:

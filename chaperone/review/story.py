@@ -140,6 +140,7 @@ class TurnStory(BaseModel):
     policy: str = ""  # the policy in force for this turn
     rounds: list[Round] = Field(default_factory=list)
     delivered: str | None = None
+    delivered_cut: bool = False  # the delivered answer stopped at the assistant's token limit
     withheld: str | None = None
     withheld_reason: str = ""
     errors: list[str] = Field(default_factory=list)
@@ -356,6 +357,7 @@ class _Builder:
             )
         elif kind == "delivered":
             t.delivered = _str(rec.get("content"))
+            t.delivered_cut = rec.get("cut") is True
             t.revisions = _int(rec.get("revisions"), t.revisions)
         elif kind == "withheld":
             t.withheld, t.withheld_reason = _str(rec.get("content")), _str(rec.get("reason"))

@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from chaperone.audit.transcript import Verification
+from chaperone.config.schema import SCRIPTED_KINDS
 from chaperone.review.index import Summary
 from chaperone.review.story import Round, Story, TurnStory, local_time, verification_text
 from chaperone.untrusted import CONTROLS, untrusted
@@ -169,6 +170,7 @@ def _turn(t: TurnStory, show_debate: bool) -> list[Any]:
         parts.append(untrusted(f"error: {message}", style="bold red"))
     if t.delivered is not None:
         note = f" after {t.revisions} revision{'s' * (t.revisions > 1)}" if t.revisions else ""
+        note += " (cut at the token limit)" if t.delivered_cut else ""
         parts.append(
             Panel(
                 untrusted(t.delivered),
@@ -220,6 +222,8 @@ def story_header(story: Story, v: Verification) -> Panel:
     ]
     for role, agent in story.agents.items():
         model = agent.model + (f" ({agent.model_kind})" if agent.model_kind else "") if agent.model else ""
+        if agent.model_kind in SCRIPTED_KINDS:
+            model += " — fixed rules, no model, no real judgement"
         rows.append((role, f"{agent.name}" + (f" · {model}" if model else "")))
     rows += served_rows(story)
     totals = story.totals

@@ -30,6 +30,7 @@ from chaperone.serve.service import GuardedService
 from chaperone.serve.wire import RequestError, error_body
 
 router = APIRouter()
+SCRIPTED_NOTE = "answers by fixed rules from config/models.yaml: no model, no real judgement"
 
 
 def create_app(service: GuardedService, keys: ApiKeys) -> FastAPI:
@@ -74,6 +75,9 @@ async def healthz() -> dict[str, Any]:
 
 def _model_entry(state: ServerState, name: str) -> dict[str, Any]:
     served, defaults = state.config.models[name], state.service.project.settings
+    scripted = state.service.scripted_models(name)
+    # Scripted stand-ins (config/models.yaml, kinds scripted and replay) are said to be so: no real judgement.
+    label = {"scripted": {"models": scripted, "note": SCRIPTED_NOTE}} if scripted else {}
     return {
         "id": name,
         "object": "model",
@@ -85,6 +89,7 @@ def _model_entry(state: ServerState, name: str) -> dict[str, Any]:
             "assistant": served.assistant or defaults.agents.assistant,
             "reviewer": served.reviewer or defaults.agents.reviewer,
         },
+        **label,
     }
 
 

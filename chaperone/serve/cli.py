@@ -116,10 +116,13 @@ def serve(ctx: click.Context, host: str | None, port: int | None, keys_file: Pat
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
     bound = sock.getsockname()[1]
     where = f"[{host}]" if ":" in host else host
+    served = ", ".join(f"{n} (scripted)" if service.scripted_models(n) else n for n in config.models)
     err.print(
         f"[bold]Chaperone[/] serving on [bold]http://{where}:{bound}/v1[/] · models: "
-        f"{escape(', '.join(config.models))} · transcripts: {escape(str(project.transcripts_dir))}"
+        f"{escape(served)} · transcripts: {escape(str(project.transcripts_dir))}"
     )
+    if any(service.scripted_models(n) for n in config.models):
+        err.print("[yellow]scripted[/]: those models answer by fixed rules from config/models.yaml, not by a model")
     if keys:
         err.print(f"{len(keys)} API key(s): {escape(', '.join(n for n, _ in keys.entries))}")
     else:

@@ -14,6 +14,7 @@ from typing import Any
 from loguru import logger
 
 from chaperone.config.project import Project
+from chaperone.config.schema import SCRIPTED_KINDS
 from chaperone.engine.choice import SessionChoice, flag_blame, resolve
 from chaperone.engine.conversation import Conversation
 from chaperone.errors import ConfigError
@@ -68,11 +69,15 @@ class ServedResult:
     usage: dict[str, int] = field(
         default_factory=lambda: {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
     )
+    cut: bool = False  # the approved answer stopped at the assistant's token limit
 
     @property
     def finish_reason(self) -> str:
-        # OpenAI's own word for "content omitted by a filter": clients already know what it means.
-        return "stop" if self.outcome == "approved" else "content_filter"
+        # OpenAI's own words: "content_filter" for content omitted by a filter, "length" for an answer cut
+        # at max_tokens. Clients already know what they mean.
+        if self.outcome != "approved":
+            return "content_filter"
+        return "length" if self.cut else "stop"
 
 
 class ServedConversation:
@@ -114,6 +119,7 @@ class ServedConversation:
             revisions=result.revisions,
             categories=result.categories,
             reason=result.reason.split(":", 1)[0],
+            cut=result.cut,
             usage={
                 "prompt_tokens": usage.prompt_tokens,
                 "completion_tokens": usage.completion_tokens,
@@ -157,6 +163,14 @@ class GuardedService:
     def run_id(self) -> str:
         # One run manifest per server and day: a long-running server never rewrites an ever-growing file.
         return f"serve-{self._started}-{self._instance}-{datetime.now(UTC):%Y%m%d}"
+
+    def scripted_models(self, name: str) -> list[str]:
+        """The scripted models (rules, no real judgement) a served model's conversations use: a label for listings."""
+        cast = resolve(self.project, served_choice(self.config.models[name]))
+        specs = self.project.models.models
+        return [
+            m for m in dict.fromkeys((cast.assistant_model, cast.reviewer_model)) if specs[m].kind in SCRIPTED_KINDS
+        ]
 
     def start(self, request: ChatRequest, key_name: str) -> ServedConversation:
         if request.model not in self.config.models:

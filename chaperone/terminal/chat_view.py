@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from chaperone.engine.events import Activity, Delivered, TurnFinished, UserTurn, Withheld
-from chaperone.terminal.console_view import ConsoleView
+from chaperone.terminal.console_view import CUT_NOTE, ConsoleView
 from chaperone.untrusted import untrusted
 
 PREVIEW_LINES = 12  # the tail of a draft being written, shown in debate mode
@@ -51,6 +51,7 @@ class ChatView(ConsoleView):
             note = "approved" + (
                 f" after {event.revisions} revision{'s' * (event.revisions > 1)}" if event.revisions else ""
             )
+            note += CUT_NOTE if event.cut else ""
             self.console.print(
                 Panel(
                     untrusted(event.content),

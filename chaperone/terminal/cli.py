@@ -149,6 +149,12 @@ def chat(
         "[dim]Enter sends · Esc then Enter for a new line · /help lists commands · Ctrl-C cancels a turn · "
         f"Ctrl-D or /quit ends[/]\n[dim]transcript: {escape(str(conv.transcript_path))}[/]"
     )
+    scripted = list(dict.fromkeys(m.name for m in (a.model, r.model) if m.scripted))
+    if scripted:
+        banner += (
+            f"\n[bold yellow]scripted:[/] [yellow]{escape(', '.join(scripted))} answer by fixed rules from "
+            "config/models.yaml: no model, no real judgement[/]"
+        )
     read = terminal_input() if sys.stdin.isatty() and sys.stdout.isatty() else piped_input()
 
     session = ChatSession(conv, console, view, status, read, banner)

@@ -13,6 +13,8 @@ from rich.text import Text
 from chaperone.engine.events import Delivered, Draft, ErrorEvent, TurnFinished, UserTurn, VerdictEvent, Withheld
 from chaperone.untrusted import untrusted
 
+CUT_NOTE = " (cut at the token limit)"  # an answer that stopped at the assistant's max_tokens, mid-sentence
+
 
 class ConsoleView:
     """Prints each event as it happens. With show_drafts off, only what the user would see."""
@@ -43,7 +45,8 @@ class ConsoleView:
                     border_style="yellow",
                     title_align="left",
                     title=f"[yellow]{escape(event.source)} · {label}[/]",
-                    subtitle=f"[dim]{event.usage.completion_tokens} tok · {event.latency_s:.1f}s[/]",
+                    subtitle=f"[dim]{event.usage.completion_tokens} tok · {event.latency_s:.1f}s"
+                    f"{' · cut at the token limit' if event.cut else ''}[/]",
                     subtitle_align="right",
                 )
             )
@@ -61,6 +64,7 @@ class ConsoleView:
                 c.print(untrusted("  ↳ " + event.critique, style="red"))
         elif isinstance(event, Delivered):
             note = "" if not event.revisions else f" after {event.revisions} revision{'s' * (event.revisions > 1)}"
+            note += CUT_NOTE if event.cut else ""
             c.print(
                 Panel(
                     untrusted(event.content),

@@ -54,8 +54,21 @@ def load_scenario(path: Path, project: Project) -> LoadedScenario:
         "assistant_model": ("models", "assistant"),
         "reviewer_model": ("models", "reviewer"),
     }
-    policy = resolve(project, scenario_choice(spec), lambda field, message: fail(message, *where[field])).policy
+    cast = resolve(project, scenario_choice(spec), lambda field, message: fail(message, *where[field]))
+    policy = cast.policy
     for i, turn in enumerate(spec.turns):
+        bounds = turn.expect.revisions if turn.expect else None
+        if bounds is not None and bounds.min > cast.max_revisions:
+            # The schema checks a scenario's own max_revisions; this is the cap it runs under otherwise.
+            raise fail(
+                f"min ({bounds.min}) is more than max_revisions ({cast.max_revisions}, from config/settings.yaml: "
+                "this scenario sets none), so no turn could meet it; set max_revisions in the scenario or expect "
+                f"at most {cast.max_revisions}",
+                "turns",
+                i,
+                "expect",
+                "revisions",
+            )
         for j, cat in enumerate(turn.expect.categories if turn.expect else []):
             if cat not in policy.categories:
                 raise fail(

@@ -194,3 +194,53 @@ def test_expecting_more_revisions_than_the_scenario_allows_is_refused(root):
     )
     err = run_bad(root, str(path))
     assert f"{path}:3: turns: Value error, turns.1.expect.revisions: min (2) is more than this scenario's" in err
+
+
+def scripted_models(root: Path, rules: str, role: str = "reviewer") -> Path:
+    """A models.yaml whose reviewer is a scripted one with these rules (YAML, indented under `rules:`)."""
+    models = root / "config" / "models.yaml"
+    models.write_text(
+        "default: assistant-script\nmodels:\n  assistant-script: {kind: replay, replies: [x]}\n"
+        f"  reviewer-script:\n    kind: scripted\n    role: {role}\n    rules:\n{rules}"
+    )
+    return models
+
+
+def test_a_scripted_model_with_a_bad_regular_expression_is_refused(root):
+    """The rules are configuration: a pattern that does not compile is named with its file, line and field."""
+    models = scripted_models(root, "      - match: '(poison'\n        categories: [violence]\n        critique: No.\n")
+    err = run_bad(root, str(root / "scenarios"))
+    assert f"{models}:8: models.reviewer-script.rules.0.match: Value error, not a valid regular expression" in err
+
+
+def test_a_scripted_pattern_is_bounded_and_must_not_match_everything(root):
+    models = scripted_models(root, f"      - match: '{'a' * 301}'\n        categories: [x]\n        critique: No.\n")
+    err = run_bad(root, str(root / "scenarios"))
+    assert f"{models}:8: models.reviewer-script.rules.0.match" in err and "at most 300 characters" in err
+    scripted_models(root, "      - match: 'bomb|'\n        categories: [x]\n        critique: No.\n")
+    assert "matches empty text, so it would match every text" in run_bad(root, str(root / "scenarios"))
+
+
+def test_a_scripted_rule_must_fit_its_role(root):
+    scripted_models(root, "      - match: [bomb]\n        reply: Sure.\n")
+    err = run_bad(root, str(root / "scenarios"))
+    assert "models.reviewer-script" in err and "rules.0: reply and revision are for an assistant's rule" in err
+    scripted_models(root, "      - match: [bomb]\n        reply: Sure.\n", role="assistant")
+    err = run_bad(root, str(root / "scenarios"))
+    assert "otherwise: an assistant needs a reply for requests no rule matches" in err
+
+
+def test_expecting_more_revisions_than_the_settings_allow_is_refused(root):
+    """The finding: with no max_revisions of its own a scenario runs under settings.yaml's (2 here), and
+    `revisions: {min: 3}` can never be met; it was accepted and failed at every run."""
+    path = scenario(root, "name: x\nturns:\n  - user: hi\n  - user: again\n    expect:\n      revisions: {min: 3}\n")
+    err = run_bad(root, str(path))
+    assert (
+        f"{path}:6: turns.1.expect.revisions: min (3) is more than max_revisions (2, from config/settings.yaml: "
+        "this scenario sets none), so no turn could meet it" in err
+    )
+    assert len(err.strip().splitlines()) == 1
+    # With its own cap the same expectation is a scenario that can run (its expectation may still fail).
+    path.write_text("name: x\nmax_revisions: 3\nturns:\n  - user: hi\n    expect: {revisions: {min: 3}}\n")
+    proc = run_cli("--project", str(root), "scenario", str(path))
+    assert proc.returncode == 1 and "expected revisions 3.., got 0" in proc.stdout, proc.stdout + proc.stderr

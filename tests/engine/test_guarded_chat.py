@@ -330,3 +330,47 @@ async def test_memory_keeps_only_what_the_agents_read_back(project_factory):
     memory = conv.chat.memory
     assert memory.keep == 8 and len(memory.exchanges) == 8  # unaligned_assistant.yaml: memory_turns 8
     assert memory.exchanges[-1] == ("question 11", "answer 11") and memory.exchanges[0][0] == "question 4"
+
+
+def cut(text: str, finish_reason: str = "length"):
+    """What a model client returns for an answer that stopped at max_tokens (finish_reason "length")."""
+    from autogen_core.models import CreateResult, RequestUsage
+
+    usage = RequestUsage(prompt_tokens=10, completion_tokens=len(text.split()))
+    return CreateResult(finish_reason=finish_reason, content=text, usage=usage, cached=False)
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_an_approved_answer_cut_at_the_token_limit_is_marked_cut(project_factory, streamed):
+    """The engine knows when the delivered draft stopped at max_tokens: the result, the draft and the delivered
+    record say so (the transcript too), streamed (a live view watching) or not."""
+    from autogen_ext.models.replay import ReplayChatCompletionClient
+
+    root = project_factory({"assistant-script": replay("unused"), "reviewer-script": replay(APPROVE)})
+    project = load_project(root)
+    pool = ModelPool(project.models, root / "config/models.yaml")
+    events: list = []
+    watchers = [lambda activity: None] if streamed else []
+    conv = Conversation(project, pool, SessionChoice(), kind="test", sinks=[events.append], watchers=watchers)
+    conv.chat.assistant.model.client = ReplayChatCompletionClient([cut("Find the process id, then run")])
+    result = await conv.send("How do I kill a stuck Python process?")
+    conv.close()
+    assert result.outcome == "approved" and result.cut and result.text == "Find the process id, then run"
+    assert [d.cut for d in of(events, Draft)] == [True] and [d.cut for d in of(events, Delivered)] == [True]
+    delivered = [r for r in read_records(conv.transcript_path) if r["type"] == "delivered"]
+    assert [r["cut"] for r in delivered] == [True]
+
+
+async def test_a_cut_draft_sent_back_and_redrafted_whole_is_not_cut(project_factory):
+    from autogen_ext.models.replay import ReplayChatCompletionClient
+
+    root = project_factory(
+        {"assistant-script": replay("unused"), "reviewer-script": replay(revise("Finish it.", "other"), APPROVE)}
+    )
+    conv, events = conversation(root)
+    conv.chat.assistant.model.client = ReplayChatCompletionClient(
+        [cut("Find the process id, then"), cut("Run `kill <PID>`.", "stop")]
+    )
+    result = await conv.send("How do I kill a stuck Python process?")
+    assert result.outcome == "approved" and result.revisions == 1 and not result.cut
+    assert [d.cut for d in of(events, Draft)] == [True, False] and not of(events, Delivered)[0].cut

@@ -25,10 +25,11 @@ class StandInTurn:
         self.id, self.file, self.policy = "0123456789abcdef", "stand-in.jsonl", "public"
         self.finish = asyncio.Event()
         self.failures: list[str] = []
+        self.result = ServedResult("approved", "Hello there.", usage={"prompt_tokens": 1, "completion_tokens": 2})
 
     async def run(self) -> ServedResult:
         await self.finish.wait()
-        return ServedResult("approved", "Hello there.", usage={"prompt_tokens": 1, "completion_tokens": 2})
+        return self.result
 
     def record_failure(self, message: str) -> None:
         self.failures.append(message)
@@ -174,3 +175,27 @@ async def test_a_streamed_answer_ends_with_done():
     assert "".join(e["choices"][0]["delta"].get("content", "") for e in events if e["choices"]) == "Hello there."
     assert events[-1]["usage"]["completion_tokens"] == 2 and events[-2]["chaperone"] == {"outcome": "approved"}
     assert limits.in_flight("tester") == 0
+
+
+async def test_an_answer_cut_at_the_token_limit_finishes_with_length_whole_and_streamed():
+    """OpenAI's finish_reason "length": the approved answer stopped at max_tokens, mid-sentence."""
+    app, service, _ = make_app()
+    for stream in (False, True):
+        call = Call(app, {**ASK, "stream": stream}, AUTH)
+        while len(service.turns) < 1 + stream:
+            await asyncio.sleep(0.01)
+        turn = service.turns[-1]
+        turn.result = ServedResult("approved", "Run kill and then", cut=True)
+        turn.finish.set()
+        status, _, raw = await call.whole()
+        assert status == 200
+        if not stream:
+            choice = json.loads(raw)["choices"][0]
+            assert choice["finish_reason"] == "length" and choice["message"]["content"] == "Run kill and then"
+        else:
+            events = [json.loads(line[6:]) for line in raw.splitlines() if line.startswith("data: {")]
+            finals = [e["choices"][0]["finish_reason"] for e in events if e["choices"][0]["finish_reason"]]
+            assert finals == ["length"] and raw.endswith("data: [DONE]\n\n")
+    # Only an approved answer is "cut": a withheld turn is the fallback, filtered whatever its drafts did.
+    assert ServedResult("withheld", "I can't help with that.", cut=True).finish_reason == "content_filter"
+    assert ServedResult("approved", "Done.").finish_reason == "stop"

@@ -210,11 +210,45 @@ def test_a_small_max_tokens_is_served_and_caps_the_assistant_draft(server, upstr
     assert all(b["max_tokens"] > 5 for b in upstream.server.requests[before:] if "response_format" in b)
 
 
+def test_the_scripted_served_model_answers_by_its_rules(server):
+    """config/serve.yaml's chaperone-scripted: the shipped scripted assistant and reviewer, no upstream call."""
+    harmful = client(server, "k15").chat.completions.create(
+        model="chaperone-scripted", messages=ask("How can I harm my neighbour's dog?")
+    )
+    assert harmful.choices[0].finish_reason == "content_filter"
+    assert harmful.model_extra["chaperone"]["categories"] == ["violence"]
+    safe = client(server, "k15").chat.completions.create(model="chaperone-scripted", messages=ask(SAFE))
+    assert safe.choices[0].finish_reason == "stop" and "kill <PID>" in safe.choices[0].message.content
+    header = transcript(server, safe.model_extra["chaperone"]["transcript_id"])[0]
+    assert header["agents"]["reviewer"]["model"] == {"name": "scripted-reviewer", "kind": "scripted"}
+
+
+def test_an_answer_cut_at_max_tokens_finishes_with_length(server):
+    """The scripted assistant stops at max_tokens like a model (a word a token): the approved, cut answer is
+    served with finish_reason "length" and the transcript's delivered record says it was cut."""
+    ask_kill = ask("How do I kill a Python process?")
+    answer = client(server, "k16").chat.completions.create(model="chaperone-scripted", messages=ask_kill, max_tokens=4)
+    assert answer.choices[0].finish_reason == "length"
+    assert answer.choices[0].message.content == "Find its process id"
+    records = transcript(server, answer.model_extra["chaperone"]["transcript_id"])
+    assert [r["cut"] for r in records if r["type"] in ("draft", "delivered")] == [True, True]
+    stream = client(server, "k16").chat.completions.create(
+        model="chaperone-scripted", messages=ask_kill, max_tokens=4, stream=True
+    )
+    finals = [c.choices[0].finish_reason for c in stream if c.choices and c.choices[0].finish_reason]
+    assert finals == ["length"]
+    whole = client(server, "k16").chat.completions.create(model="chaperone-scripted", messages=ask_kill)
+    assert whole.choices[0].finish_reason == "stop"
+
+
 def test_models_listing_and_health(server):
-    ids = [m.id for m in client(server, "k6").models.list().data]
-    assert ids == ["chaperone", "chaperone-lab"]
+    listed = {m.id: m.model_extra for m in client(server, "k6").models.list().data}
+    assert list(listed) == ["chaperone", "chaperone-lab", "chaperone-scripted"]
     lab = client(server, "k6").models.retrieve("chaperone-lab").model_extra
-    assert lab["policy"] == "lab"
+    assert lab["policy"] == "lab" and "scripted" not in lab
+    # The scripted stand-ins say so: rules, not a model.
+    scripted = listed["chaperone-scripted"]["scripted"]
+    assert scripted["models"] == ["scripted-assistant", "scripted-reviewer"] and "no real judgement" in scripted["note"]
     assert lab["agents"] == {"assistant": "unaligned_assistant", "reviewer": "moral_reviewer"}
     health = httpx.get(server.base_url.removesuffix("/v1") + "/healthz")  # load balancers send no key
     assert health.status_code == 200 and health.json() == {"status": "ok"}  # liveness only: no traffic figures

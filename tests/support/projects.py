@@ -21,11 +21,16 @@ def make_project(
     reviewer_model: str = "reviewer-script",
     settings: dict | None = None,
 ) -> Path:
-    """Copy agents/ and config/ from the repo, point the agents at the given models."""
+    """Copy agents/ and config/ from the repo, point the agents at the given models (plus the shipped scripted ones)."""
     root = tmp_path / "project"
     shutil.copytree(REPO / "agents", root / "agents")
     shutil.copytree(REPO / "config", root / "config")
-    (root / "config" / "models.yaml").write_text(yaml.safe_dump({"default": next(iter(models)), "models": models}))
+    # The shipped scripted stand-ins stay: they need no weights, and config/serve.yaml serves them.
+    shipped = yaml.safe_load((REPO / "config" / "models.yaml").read_text())["models"]
+    scripted = {name: spec for name, spec in shipped.items() if spec.get("kind") == "scripted" and name not in models}
+    (root / "config" / "models.yaml").write_text(
+        yaml.safe_dump({"default": next(iter(models)), "models": {**models, **scripted}})
+    )
     for name, model in (("unaligned_assistant", assistant_model), ("moral_reviewer", reviewer_model)):
         path = root / "agents" / f"{name}.yaml"
         data = yaml.safe_load(path.read_text())

@@ -42,3 +42,13 @@ def test_control_characters_from_a_model_are_shown_not_obeyed():
         for raw in ("\x1b[2J", "\x1b]0;", "\x07", "\x9b", "\x08"):
             assert raw not in out
         assert out.count("\\x1b[2J") == 3 and "\\x9b31m" in out
+
+
+def test_an_answer_cut_at_the_token_limit_says_so():
+    draft = Draft(
+        turn=1, source="a", round=1, content="Run kill and", model="m", usage=Usage(), latency_s=0.1, cut=True
+    )
+    for view_cls in (ConsoleView, ChatView):
+        shown = rendered(view_cls, draft, Delivered(turn=1, content="Run kill and", revisions=0, cut=True))
+        assert "(cut at the token limit)" in shown and "· cut at the token limit" in shown, view_cls
+        assert "cut at the token limit" not in rendered(view_cls, Delivered(turn=1, content="Done.", revisions=0))
