@@ -12,12 +12,10 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from chaperone.audit.private_files import private_dir, private_opener
-from chaperone.audit.transcript import read_records
 
 FOLDER = "manifests"
 
@@ -27,14 +25,22 @@ def manifest_path(transcripts_dir: Path, run_id: str) -> Path:
     return Path(transcripts_dir) / FOLDER / f"{safe}.jsonl"
 
 
-def record(transcripts_dir: Path, run_id: str, transcript: Path, records: int, last_hash: str, outcome: str) -> None:
+def record(
+    transcripts_dir: Path,
+    run_id: str,
+    transcript: Path,
+    records: int,
+    last_hash: str,
+    outcome: str,
+    conversation_id: str | None = None,
+) -> None:
     """Add one closed transcript to its run's manifest (several processes of one run may share it)."""
     path = manifest_path(transcripts_dir, run_id)
     private_dir(path.parent)
-    line = json.dumps(
-        {"transcript": Path(transcript).name, "records": records, "last_hash": last_hash, "outcome": outcome},
-        sort_keys=True,
-    )
+    entry = {"transcript": Path(transcript).name, "records": records, "last_hash": last_hash, "outcome": outcome}
+    if conversation_id is not None:
+        entry["conversation_id"] = conversation_id
+    line = json.dumps(entry, sort_keys=True)
     with open(path, "a", encoding="utf-8", opener=private_opener) as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)  # whole lines, even from several processes of one run
         fh.write(line + "\n")
@@ -62,47 +68,7 @@ def entries(manifest: Path) -> dict[str, dict[str, Any]]:
     return found
 
 
-@dataclass
-class ManifestProblem:
-    path: Path
-    problem: str
-
-    def describe(self) -> str:
-        return f"{self.path}: TAMPERED: {self.problem}"
-
-
-def check(folder: Path) -> list[ManifestProblem]:
-    """Transcripts of the folder against every run manifest in it: deleted, or cut at a record boundary."""
-    problems: list[ManifestProblem] = []
-    manifests = sorted((Path(folder) / FOLDER).glob("*.json")) + sorted((Path(folder) / FOLDER).glob("*.jsonl"))
-    for manifest in manifests:
-        try:
-            listed = entries(manifest)
-        except (ValueError, KeyError, TypeError, OSError):
-            problems.append(ManifestProblem(manifest, "run manifest is not readable"))
-            continue
-        for name, want in sorted(listed.items()):
-            transcript = Path(folder) / name
-            if not transcript.exists():
-                problems.append(
-                    ManifestProblem(
-                        transcript, f"deleted: run manifest {manifest.name} lists it with {want.get('records')} records"
-                    )
-                )
-                continue
-            records = list(read_records(transcript))
-            if len(records) < want.get("records", 0):
-                problems.append(
-                    ManifestProblem(
-                        transcript,
-                        f"cut short: {len(records)} records, run manifest {manifest.name} says {want.get('records')}",
-                    )
-                )
-            elif records[want["records"] - 1].get("hash") != want.get("last_hash"):
-                problems.append(
-                    ManifestProblem(
-                        transcript,
-                        f"record {want['records']} differs from the last hash in run manifest {manifest.name}",
-                    )
-                )
-    return problems
+def manifest_files(folder: Path) -> list[Path]:
+    """Every run manifest of a transcripts folder (the line form and the earlier whole-object form)."""
+    where = Path(folder) / FOLDER
+    return sorted(where.glob("*.json")) + sorted(where.glob("*.jsonl"))

@@ -160,6 +160,7 @@ class Conversation:
             self.transcript.records,
             self.transcript.last_hash,
             outcome,
+            self.transcript.conversation_id,
         )
 
     @property

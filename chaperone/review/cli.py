@@ -1,7 +1,8 @@
 """`python run.py review ...`: list, show, stats, verify, export and html over the transcripts folder.
 
-Exit codes: 0 done (verify: every chain intact), 1 verify found a tampered or unreadable file (or, with
---strict, an incomplete one), 2 bad input (unknown id, bad date, missing folder), one line, no traceback.
+Exit codes: 0 done (verify: every transcript intact or incomplete), 1 verify found a file that is tampered,
+unlisted, duplicate or unreadable, or a deleted one (or, with --strict, an incomplete one), 2 bad input
+(unknown id, bad date, missing folder), one line, no traceback.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import click
 from rich.console import Console
 from rich.text import Text
 
-from chaperone.audit import manifest
 from chaperone.audit.private_files import write_private_text
 from chaperone.errors import EXIT_EXPECTATION_FAILED, EXIT_OK, ChaperoneError
 from chaperone.review.index import OUTCOMES, Summary, make_filters, resolve, scan
@@ -113,7 +113,8 @@ def review() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON only.")
 @click.pass_context
 def list_cmd(ctx: click.Context, folder: Path | None, filters: Any, as_json: bool) -> None:
-    """One row per conversation, newest first. Tampered ones are marked TAMPERED. No transcripts folder yet
+    """One row per conversation, newest first. A transcript that is not intact (or unfinished) shows its
+    status (TAMPERED, UNLISTED, DUPLICATE, ...) in place of its outcome. No transcripts folder yet
     (a fresh install) is an empty list, exit 0; a missing --dir is an error."""
     from chaperone.review.view import list_table, unreadable_line
 
@@ -158,7 +159,7 @@ def show(ctx: click.Context, ident: str, folder: Path | None, hide_debate: bool)
     from chaperone.review.view import print_story
 
     found = _resolve(ctx, folder, ident)
-    print_story(_console(), found.story, found.verification, show_debate=not hide_debate)
+    print_story(_console(), found.story, found.integrity, show_debate=not hide_debate)
 
 
 @review.command()
@@ -191,41 +192,34 @@ def stats(ctx: click.Context, folder: Path | None, filters: Any, as_json: bool) 
 @click.option("--json", "as_json", is_flag=True, help="Print JSON only.")
 @click.pass_context
 def verify_cmd(ctx: click.Context, paths: tuple[Path, ...], folder: Path | None, strict: bool, as_json: bool) -> None:
-    """Check every hash chain (files or folders; default: the transcripts folder). Exit 0 when every chain
-    is intact, 1 naming each file and its first bad line otherwise. An unfinished conversation (no
-    closing record, or a last line cut off mid-write) is reported as incomplete, not tampered."""
-    from chaperone.review.export import verification_dict
-    from chaperone.review.index import summarize, transcript_files
+    """Check each transcript (files or folders; default: the transcripts folder) against its own hash chain,
+    its folder's run manifests and the other transcripts of its folder: intact, incomplete, tampered,
+    unlisted, duplicate or unreadable (docs/review.md, "What verify says"). A file gets the same word
+    checked alone or with its folder. A folder also reports transcripts its manifests list that are gone
+    (deleted). Exit 0 when every file is intact or incomplete (--strict: intact only) and nothing is
+    deleted, 1 otherwise."""
+    from chaperone.audit.integrity import STATUSES, folder_problems
+    from chaperone.review.index import summarize_all, transcript_files
     from chaperone.review.view import verify_line
 
+    targets = list(paths) or _folders(ctx, folder)
     try:
-        files = transcript_files(list(paths) or _folders(ctx, folder))
+        files = transcript_files(targets)
     except ChaperoneError as exc:
         fail(str(exc))
-    summaries = [summarize(f) for f in files]
-    # Folders are also checked against their run manifests: deleted transcripts, clean cuts at a record boundary.
-    folders = [Path(p) for p in (list(paths) or _folders(ctx, folder)) if Path(p).is_dir()]
-    chain_broken = {s.path for s in summaries if not s.readable or not s.verification.intact}
-    # A file whose own chain is broken is reported by its chain; the manifest speaks for the rest.
-    manifest_problems = [m for f in folders for m in manifest.check(f) if m.path not in chain_broken]
-    flagged = {m.path for m in manifest_problems}
-    bad = [s for s in summaries if not s.readable or not s.verification.intact or s.path in flagged]
-    incomplete = [s for s in summaries if s not in bad and not s.verification.complete]
-    failed = bool(bad) or bool(manifest_problems) or (strict and bool(incomplete))
+    summaries = summarize_all(files)
+    problems = [p for f in targets if Path(f).is_dir() for p in folder_problems(Path(f))]
+    failing = [s for s in summaries if s.integrity.fails(strict)]
+    failed = bool(failing) or bool(problems)
+    counts = {status: sum(s.status == status for s in summaries) for status in STATUSES}
     if as_json:
         click.echo(
             json.dumps(
                 {
                     "ok": not failed,
-                    "files": [
-                        {
-                            "path": str(s.path),
-                            **verification_dict(s.verification),
-                            **({"status": "unreadable", "problem": s.problem} if not s.readable else {}),
-                        }
-                        for s in summaries
-                    ],
-                    "manifest_problems": [{"path": str(m.path), "problem": m.problem} for m in manifest_problems],
+                    "counts": counts,
+                    "files": [{"path": str(s.path), **s.integrity.as_dict()} for s in summaries],
+                    "folder_problems": [p.as_dict() for p in problems],
                 },
                 indent=2,
             )
@@ -233,14 +227,16 @@ def verify_cmd(ctx: click.Context, paths: tuple[Path, ...], folder: Path | None,
     else:
         console = _console()
         for s in summaries:
-            if s.path not in flagged:
-                console.print(verify_line(s), soft_wrap=True)
-        for m in manifest_problems:
-            console.print(Text(m.describe(), style="bold red"), soft_wrap=True)
+            console.print(verify_line(s), soft_wrap=True)
+        for p in problems:
+            console.print(Text(p.text(), style="bold red"), soft_wrap=True)
+        shown = [f"{n} {status}" for status, n in counts.items() if n or status in ("intact", "incomplete")]
+        deleted = sum(p.kind == "deleted" for p in problems)
+        unreadable_manifests = len(problems) - deleted
         console.print(
-            f"{len(summaries)} transcript(s): {len(summaries) - len(bad) - len(incomplete)} intact, "
-            f"{len(incomplete)} incomplete, {len(bad)} tampered or unreadable"
-            + (f"; {len(manifest_problems)} run-manifest problem(s)" if manifest_problems else ""),
+            f"{len(summaries)} transcript(s): {', '.join(shown)}"
+            + (f"; {deleted} deleted" if deleted else "")
+            + (f"; {unreadable_manifests} unreadable run manifest(s)" if unreadable_manifests else ""),
             style="bold",
         )
     sys.exit(EXIT_EXPECTATION_FAILED if failed else EXIT_OK)
@@ -280,7 +276,7 @@ def export(ctx: click.Context, ident: str, folder: Path | None, fmt: str, output
     if fmt not in FORMATS:
         fail(f"--format: '{fmt}' is not one of {', '.join(FORMATS)}")
     found = _resolve(ctx, folder, ident)
-    story, v = found.story, found.verification
+    story, v = found.story, found.integrity
     if fmt == "html":
         from chaperone.review.html import render
 
