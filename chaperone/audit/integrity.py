@@ -9,18 +9,20 @@ Statuses, strongest first (a file gets the first that applies):
 
 - unreadable  not a Chaperone transcript (no header record first, empty, cannot be read)
 - tampered    the chain is broken; or the file disagrees with its run-manifest entry (cut at a record
-              boundary, records changed, another conversation id, records after the listed last one)
+              boundary, records changed, another conversation id, records after the listed last one); or,
+              with a public key given, its entry is signed by another key or its signature fails
 - duplicate   another file of the folder holds the same conversation id. The file a run manifest lists by
               its own name is the original and keeps its own status; every other copy is a duplicate. When
               no copy (or more than one) is listed, nothing in the folder says which is the original, and
               every copy is a duplicate.
+- unsigned    (only with a public key given) its run-manifest entry agrees but carries no signature
 - unlisted    closed (it has its closing record), but no run manifest lists it: the manifest was deleted,
               never written, or the line lost (a crash between closing the transcript and the manifest append)
 - incomplete  no closing record and no manifest entry: an unfinished conversation (still running, crashed)
 - intact      closed, chain intact, and its run-manifest entry agrees
 
-Folder-level findings: `deleted` (a manifest lists a transcript the folder no longer holds) and unreadable
-run manifests.
+Folder-level findings: `deleted` (a manifest lists a transcript the folder no longer holds) and damaged
+run manifests (a line that is not an entry; a line whose `prev` does not match the line before it).
 
 Exit codes of `review verify`: intact → 0; incomplete → 0 (1 with --strict); anything else → 1.
 """
@@ -33,18 +35,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chaperone.audit import manifest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from chaperone.audit import manifest, signing
 from chaperone.audit.transcript import Verification, verify
 
-INTACT, INCOMPLETE, TAMPERED, UNLISTED, DUPLICATE, UNREADABLE = (
+INTACT, INCOMPLETE, TAMPERED, UNSIGNED, UNLISTED, DUPLICATE, UNREADABLE = (
     "intact",
     "incomplete",
     "tampered",
+    "unsigned",
     "unlisted",
     "duplicate",
     "unreadable",
 )
-STATUSES = (INTACT, INCOMPLETE, TAMPERED, UNLISTED, DUPLICATE, UNREADABLE)
+STATUSES = (INTACT, INCOMPLETE, TAMPERED, UNSIGNED, UNLISTED, DUPLICATE, UNREADABLE)
+Keys = dict[str, Ed25519PublicKey]  # key id → public key (chaperone/audit/signing.py)
 PASSING = (INTACT, INCOMPLETE)  # incomplete fails only with --strict
 
 
@@ -59,6 +65,7 @@ class Integrity:
     conversation_id: str | None = None
     listed_in: str | None = None  # the run manifest naming it
     copies: list[Path] = field(default_factory=list)  # other files holding the same conversation id
+    signed_by: str | None = None  # the key id whose signature on its manifest entry was checked
 
     @property
     def records(self) -> int:
@@ -75,7 +82,8 @@ class Integrity:
         """What the status word does not say: counts, the line, the reason."""
         n = f"{self.records} records"
         if self.status == INTACT:
-            return f"hash chain and run manifest agree · {n}"
+            signed = f" · signed by key {self.signed_by}" if self.signed_by else ""
+            return f"hash chain and run manifest agree{signed} · {n}"
         if self.status == INCOMPLETE:
             why = f", {self.problem}" if self.problem else ""
             return f"hash chain intact · {n}, no closing record{why}"
@@ -101,6 +109,7 @@ class Integrity:
             "complete": v.complete,
             "chain_problem": v.problem,
             "listed_in": self.listed_in,
+            "signed_by": self.signed_by,
             "copies": [str(p) for p in self.copies],
         }
 
@@ -133,13 +142,13 @@ def _listing(folder: Path) -> Listing:
     problems: list[FolderProblem] = []
     for path in manifest.manifest_files(folder):
         try:
-            listed = manifest.entries(path)
-        except (ValueError, KeyError, TypeError, OSError, AttributeError) as exc:
-            why = str(exc) if isinstance(exc, ValueError) else "not readable"
-            problems.append(FolderProblem(path, "manifest", f"run manifest is not readable: {why}"))
+            reading = manifest.read(path)
+        except OSError as exc:
+            problems.append(FolderProblem(path, "manifest", f"run manifest cannot be read: {exc.strerror}"))
             continue
-        for name, entry in listed.items():
-            entries.setdefault(name, []).append((path.name, entry))
+        problems += [FolderProblem(path, "manifest", problem) for problem in reading.problems]
+        for line in reading.lines:
+            entries.setdefault(line.entry["transcript"], []).append((path.name, line.entry))
     return Listing(entries, problems)
 
 
@@ -186,7 +195,7 @@ def _records(path: Path) -> Iterable[dict[str, Any]]:
                 yield {}
 
 
-def _status(path: Path, header: dict[str, Any] | None, listing: Listing) -> Integrity:
+def _status(path: Path, header: dict[str, Any] | None, listing: Listing, keys: Keys | None) -> Integrity:
     v = verify(path)
     if header is None:
         why = "empty file" if v.problem == "empty transcript" else "not a Chaperone transcript (no header record first)"
@@ -203,7 +212,14 @@ def _status(path: Path, header: dict[str, Any] | None, listing: Listing) -> Inte
     if listed:
         manifest_name, want = listed[0]
         problem = _against_entry(v, path, header, manifest_name, want)
-        return Integrity(path, TAMPERED if problem else INTACT, v, problem, cid, manifest_name)
+        if problem:
+            return Integrity(path, TAMPERED, v, problem, cid, manifest_name)
+        if keys is not None:
+            status, why = signing.check(want, keys)
+            if status:
+                return Integrity(path, status, v, why, cid, manifest_name)
+            return Integrity(path, INTACT, v, "", cid, manifest_name, signed_by=str(want.get("key_id")))
+        return Integrity(path, INTACT, v, "", cid, manifest_name)
     if not v.complete:
         return Integrity(path, INCOMPLETE, v, v.problem, cid)
     run = str(header.get("run_id") or "")
@@ -241,8 +257,9 @@ def _mark_duplicates(results: list[Integrity], headers: dict[Path, dict[str, Any
         )
 
 
-def check_files(paths: Iterable[Path]) -> list[Integrity]:
-    """The status of each file, each judged against its own folder (manifests and other transcripts)."""
+def check_files(paths: Iterable[Path], keys: Keys | None = None) -> list[Integrity]:
+    """The status of each file, each judged against its own folder (manifests and other transcripts), and
+    with keys (key id → Ed25519 public key) against the signatures of its manifest entry."""
     paths = [Path(p) for p in paths]
     by_folder: dict[Path, list[Path]] = {}
     for p in paths:
@@ -252,18 +269,18 @@ def check_files(paths: Iterable[Path]) -> list[Integrity]:
         listing = _listing(folder)
         neighbours = sorted({*files, *(f for f in folder.glob("*.jsonl") if f.is_file())})
         headers = {f: _header(f) for f in neighbours}
-        results = [_status(f, headers[f], listing) for f in files]
+        results = [_status(f, headers[f], listing, keys) for f in files]
         _mark_duplicates(results, headers, listing)
         found.update((r.path, r) for r in results)
     return [found[p] for p in paths]
 
 
-def check_file(path: Path) -> Integrity:
-    return check_files([path])[0]
+def check_file(path: Path, keys: Keys | None = None) -> Integrity:
+    return check_files([path], keys)[0]
 
 
 def folder_problems(folder: Path) -> list[FolderProblem]:
-    """Run manifests that cannot be read, and transcripts a manifest lists that the folder no longer holds."""
+    """Damaged run manifests, and transcripts a manifest lists that the folder no longer holds."""
     listing = _listing(Path(folder))
     problems = list(listing.problems)
     for name, listed in sorted(listing.entries.items()):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,8 @@ import click
 from rich.console import Console
 from rich.text import Text
 
+from chaperone.audit import signing
+from chaperone.audit.integrity import Keys
 from chaperone.audit.private_files import write_private_text
 from chaperone.errors import EXIT_EXPECTATION_FAILED, EXIT_OK, ChaperoneError
 from chaperone.review.index import OUTCOMES, Summary, make_filters, resolve, scan
@@ -46,14 +49,50 @@ def _folders(ctx: click.Context, folder: Path | None) -> list[Path]:
     return [transcripts]
 
 
+def _keys(ctx: click.Context) -> Keys | None:
+    """The public keys signatures are checked with: --public-key, else $CHAPERONE_AUDIT_PUBLIC_KEY, else
+    audit.public_key in the project's settings; None when there is none (signatures are not checked)."""
+    if "keys" in ctx.meta:
+        return ctx.meta["keys"]
+    paths = [Path(p) for p in ctx.meta.get("public_key_files", ())]
+    if not paths and (from_env := os.environ.get(signing.ENV_PUBLIC_KEY, "").strip()):
+        paths = [Path(from_env)]
+    if not paths and ctx.obj and "project_root" in ctx.obj:
+        try:
+            project = open_project(ctx)
+        except ChaperoneError:
+            project = None  # no project (a --dir of its own): no key from settings
+        if project is not None and project.settings.audit.public_key:
+            paths = [project.resolve(project.settings.audit.public_key)]
+    try:
+        ctx.meta["keys"] = signing.public_keys(paths) if paths else None
+    except ChaperoneError as exc:
+        fail(str(exc))
+    return ctx.meta["keys"]
+
+
 def _scan(ctx: click.Context, folder: Path | None) -> list[Summary]:
     try:
-        return scan(_folders(ctx, folder))
+        return scan(_folders(ctx, folder), _keys(ctx))
     except ChaperoneError as exc:
         fail(str(exc))
 
 
+def _remember_keys(ctx: click.Context, _param: click.Parameter, value: tuple[Path, ...]) -> None:
+    ctx.meta["public_key_files"] = value
+
+
 def dir_option(f: Callable) -> Callable:
+    """--dir, and --public-key: every command that shows a transcript's status checks it the same way."""
+    f = click.option(
+        "--public-key",
+        type=click.Path(path_type=Path),
+        multiple=True,
+        expose_value=False,
+        callback=_remember_keys,
+        help="Ed25519 public key (PEM) to check the run manifests' signatures with (repeat for rotated keys; "
+        "default: $CHAPERONE_AUDIT_PUBLIC_KEY, then audit.public_key in settings).",
+    )(f)
     return click.option(
         "--dir",
         "folder",
@@ -94,7 +133,7 @@ def _resolve(ctx: click.Context, folder: Path | None, ident: str) -> Summary:
     as_path = Path(ident)
     summaries = [] if as_path.suffix == ".jsonl" and as_path.is_file() else _scan(ctx, folder)
     try:
-        found = resolve(summaries, ident)
+        found = resolve(summaries, ident, _keys(ctx))
     except ChaperoneError as exc:
         fail(str(exc))
     if not found.readable:
@@ -194,10 +233,12 @@ def stats(ctx: click.Context, folder: Path | None, filters: Any, as_json: bool) 
 def verify_cmd(ctx: click.Context, paths: tuple[Path, ...], folder: Path | None, strict: bool, as_json: bool) -> None:
     """Check each transcript (files or folders; default: the transcripts folder) against its own hash chain,
     its folder's run manifests and the other transcripts of its folder: intact, incomplete, tampered,
-    unlisted, duplicate or unreadable (docs/review.md, "What verify says"). A file gets the same word
-    checked alone or with its folder. A folder also reports transcripts its manifests list that are gone
-    (deleted). Exit 0 when every file is intact or incomplete (--strict: intact only) and nothing is
-    deleted, 1 otherwise."""
+    unsigned, unlisted, duplicate or unreadable (docs/review.md, "What verify says"). A file gets the same
+    word checked alone or with its folder. A folder also reports transcripts its manifests list that are
+    gone (deleted) and damaged manifests. With a public key, each closed transcript's manifest entry must
+    carry a valid signature by it; without one, the last line says what an unkeyed check cannot show.
+    Exit 0 when every file is intact or incomplete (--strict: intact only) and the folder has no problem,
+    1 otherwise."""
     from chaperone.audit.integrity import STATUSES, folder_problems
     from chaperone.review.index import summarize_all, transcript_files
     from chaperone.review.view import verify_line
@@ -207,7 +248,8 @@ def verify_cmd(ctx: click.Context, paths: tuple[Path, ...], folder: Path | None,
         files = transcript_files(targets)
     except ChaperoneError as exc:
         fail(str(exc))
-    summaries = summarize_all(files)
+    keys = _keys(ctx)
+    summaries = summarize_all(files, keys)
     problems = [p for f in targets if Path(f).is_dir() for p in folder_problems(Path(f))]
     failing = [s for s in summaries if s.integrity.fails(strict)]
     failed = bool(failing) or bool(problems)
@@ -217,6 +259,9 @@ def verify_cmd(ctx: click.Context, paths: tuple[Path, ...], folder: Path | None,
             json.dumps(
                 {
                     "ok": not failed,
+                    "keyed": keys is not None,
+                    "keys": sorted(keys or ()),
+                    "note": "" if keys else signing.UNKEYED_NOTE,
                     "counts": counts,
                     "files": [{"path": str(s.path), **s.integrity.as_dict()} for s in summaries],
                     "folder_problems": [p.as_dict() for p in problems],
@@ -236,9 +281,13 @@ def verify_cmd(ctx: click.Context, paths: tuple[Path, ...], folder: Path | None,
         console.print(
             f"{len(summaries)} transcript(s): {', '.join(shown)}"
             + (f"; {deleted} deleted" if deleted else "")
-            + (f"; {unreadable_manifests} unreadable run manifest(s)" if unreadable_manifests else ""),
+            + (f"; {unreadable_manifests} run-manifest problem(s)" if unreadable_manifests else ""),
             style="bold",
         )
+        if keys is None:
+            console.print(signing.UNKEYED_NOTE, style="yellow", soft_wrap=True)
+        else:
+            console.print(f"signatures checked with key {', '.join(sorted(keys))}", soft_wrap=True)
     sys.exit(EXIT_EXPECTATION_FAILED if failed else EXIT_OK)
 
 
@@ -297,3 +346,29 @@ def html(ctx: click.Context, folder: Path | None, filters: Any, output: str) -> 
 
     selected = [s for s in filters.apply(_scan(ctx, folder))]
     _write(render(selected, title="Chaperone transcripts", single=False), output, "review.html")
+
+
+@review.command()
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Folder for the key pair (created 0700). Keep it outside the transcripts folder.",
+)
+@click.pass_context
+def keygen(ctx: click.Context, out_dir: Path) -> None:
+    """Make an Ed25519 key pair for signing the run manifests: the private key (0600) for the deployment
+    (CHAPERONE_AUDIT_SIGNING_KEY or audit.signing_key), the public key for the auditors (publish it where
+    whoever writes the transcripts cannot change it; review verify --public-key)."""
+    try:
+        private, public, kid = signing.generate(out_dir)
+    except ChaperoneError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"{out_dir}: cannot write the key pair: {exc.strerror}")
+    click.echo(f"key id {kid}")
+    click.echo(f"private key (signs; keep it secret, mode 0600): {private}")
+    click.echo(f"public key (checks; give it to the auditors): {public}")
+    click.echo(f"sign with: export {signing.ENV_SIGNING_KEY}={private}")
+    click.echo(f"check with: run.py review verify --public-key {public}")

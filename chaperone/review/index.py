@@ -9,7 +9,7 @@ from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from chaperone.audit.integrity import TAMPERED, Integrity, check_files
+from chaperone.audit.integrity import TAMPERED, Integrity, Keys, check_files
 from chaperone.audit.transcript import Verification
 from chaperone.engine.events import CONVERSATION_OUTCOMES, INCOMPLETE
 from chaperone.errors import ChaperoneError
@@ -98,13 +98,14 @@ def _summary(integrity: Integrity) -> Summary:
     return Summary(path, integrity, build_story(records, path))
 
 
-def summarize_all(paths: Iterable[Path]) -> list[Summary]:
-    """Each file with its story and its status (judged against its folder: manifests, other transcripts)."""
-    return [_summary(i) for i in check_files(paths)]
+def summarize_all(paths: Iterable[Path], keys: Keys | None = None) -> list[Summary]:
+    """Each file with its story and its status (judged against its folder: manifests, other transcripts;
+    with keys, the signatures of its manifest entry)."""
+    return [_summary(i) for i in check_files(paths, keys)]
 
 
-def summarize(path: Path) -> Summary:
-    return summarize_all([Path(path)])[0]
+def summarize(path: Path, keys: Keys | None = None) -> Summary:
+    return summarize_all([Path(path)], keys)[0]
 
 
 def transcript_files(paths: Iterable[Path]) -> list[Path]:
@@ -120,9 +121,9 @@ def transcript_files(paths: Iterable[Path]) -> list[Path]:
     return found
 
 
-def scan(paths: Iterable[Path]) -> list[Summary]:
+def scan(paths: Iterable[Path], keys: Keys | None = None) -> list[Summary]:
     """Every transcript, newest first; files that are not transcripts last."""
-    summaries = summarize_all(transcript_files(paths))
+    summaries = summarize_all(transcript_files(paths), keys)
     readable = sorted((s for s in summaries if s.readable), key=lambda s: s.story.started_at, reverse=True)
     return readable + [s for s in summaries if not s.readable]
 
@@ -205,14 +206,14 @@ def make_filters(
     )
 
 
-def resolve(summaries: list[Summary], ident: str) -> Summary:
+def resolve(summaries: list[Summary], ident: str, keys: Keys | None = None) -> Summary:
     """The one transcript whose conversation id starts with ident (or whose file is ident)."""
     ident = ident.strip()
     if not ident:
         raise ReviewError("give a conversation id (or a unique prefix of one)")
     as_path = Path(ident)
     if as_path.suffix == ".jsonl" and as_path.is_file():
-        return summarize(as_path)
+        return summarize(as_path, keys)
     found = [s for s in summaries if s.story and s.story.conversation_id.startswith(ident.lower())]
     if not found:
         raise ReviewError(

@@ -331,10 +331,11 @@ def test_run_manifest_is_append_only_and_survives_a_torn_last_line(tmp_path):
     with open(path, "a") as fh:
         fh.write('{"transcript": "c3.jsonl", "rec')  # a crash mid-append
     assert sorted(manifest.entries(path)) == ["c0.jsonl", "c1.jsonl", "c2.jsonl"]
-    path.write_text("garbage\n" + path.read_text())  # damage before the end is not a crash: unreadable
-    problems = folder_problems(folder)
-    assert [p.text() for p in problems] == [
-        f"MANIFEST {path}: run manifest is not readable: line 1 is not a manifest entry"
+    path.write_text("garbage\n" + path.read_text())  # damage before the end is not a crash: reported
+    problems = [p.text() for p in folder_problems(folder) if p.kind == "manifest"]
+    assert problems == [
+        f"MANIFEST {path}: line 1 is not a manifest entry",
+        f"MANIFEST {path}: line 2: prev does not match the line before it (a line removed, inserted or changed)",
     ]
 
 
