@@ -156,7 +156,7 @@ def _header(path: Path) -> dict[str, Any] | None:
     """The file's first record when it is a transcript header, else None."""
     try:
         with path.open("rb") as fh:
-            first = fh.readline(1_000_000)
+            first = fh.readline()  # a served request's header holds what its client sent: no size cap
         record = json.loads(first.decode("utf-8"))
     except (OSError, ValueError, UnicodeDecodeError):
         return None

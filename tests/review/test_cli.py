@@ -339,6 +339,24 @@ def test_run_manifest_is_append_only_and_survives_a_torn_last_line(tmp_path):
     ]
 
 
+def test_appending_after_a_torn_manifest_line_keeps_the_chain(tmp_path):
+    """A crash mid-append leaves a torn line; the next close ends it and chains to it, so the torn line is the
+    one problem reported (its conversation is unlisted) and every later line still reads and chains."""
+    from chaperone.audit import manifest
+
+    folder = tmp_path / "t"
+    folder.mkdir()
+    manifest.record(folder, "run-a", folder / "c0.jsonl", 5, "h0", "approved")
+    path = manifest.manifest_path(folder, "run-a")
+    with open(path, "a") as fh:
+        fh.write('{"transcript": "c1.jsonl", "rec')  # a crash mid-append
+    manifest.record(folder, "run-a", folder / "c2.jsonl", 7, "h2", "approved")
+    manifest.record(folder, "run-a", folder / "c3.jsonl", 8, "h3", "approved")
+    reading = manifest.read(path)
+    assert [line.entry["transcript"] for line in reading.lines] == ["c0.jsonl", "c2.jsonl", "c3.jsonl"]
+    assert reading.problems == ["line 2 is not a manifest entry"]
+
+
 def test_older_whole_object_manifests_are_still_checked(tmp_path):
     from chaperone.audit.integrity import folder_problems
 
