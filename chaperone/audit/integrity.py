@@ -181,6 +181,8 @@ def _against_entry(v: Verification, path: Path, header: dict[str, Any], manifest
         return f"{v.records} records, run manifest {manifest_name} says {records} (records added)"
     if want.get("conversation_id") not in (None, header.get("conversation_id")):
         return f"conversation id differs from run manifest {manifest_name}"
+    if "outcome" in want and last.get("type") == "closing" and last.get("outcome") != want["outcome"]:
+        return f"outcome {last.get('outcome')!r} differs from run manifest {manifest_name} ({want['outcome']!r})"
     if not v.complete:
         return f"run manifest {manifest_name} lists it closed, but it has no closing record"
     return ""

@@ -12,7 +12,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from chaperone.audit.integrity import INCOMPLETE, INTACT, Integrity
+from chaperone.audit.integrity import DUPLICATE, INCOMPLETE, INTACT, Integrity
 from chaperone.review.index import Summary
 from chaperone.review.story import Round, Story, TurnStory, local_time
 from chaperone.untrusted import CONTROLS, untrusted
@@ -258,9 +258,10 @@ def _pct(value: float | None) -> str:
 
 
 def _not_intact(st: dict[str, Any]) -> str:
-    marks = [f"{n} {status.upper()}" for status, n in st["status"].items() if status not in (INTACT, INCOMPLETE)]
+    shown = (INTACT, INCOMPLETE, DUPLICATE)
+    marks = [f"{n} {status.upper()}" for status, n in st["status"].items() if status not in shown]
     if st["duplicates"]:
-        marks.append(f"{len(st['duplicates'])} duplicate file(s) not counted again")
+        marks.append(f"{len(st['duplicates'])} DUPLICATE file(s) not counted again")
     return f" ({', '.join(marks)})" if marks else ""
 
 

@@ -146,7 +146,7 @@ def test_a_duplicated_transcript_fails_verify_and_is_counted_once(folder, corpus
     assert st["conversations"] == 4 and st["duplicates"] == [str(copy)]
     assert st["status"]["duplicate"] == 1
     shown = run("stats", "--dir", str(folder)).output
-    assert "1 DUPLICATE" in shown and "1 duplicate file(s) not counted again" in shown
+    assert "4 (1 DUPLICATE file(s) not counted again)" in shown
 
 
 def test_copies_nothing_lists_are_all_duplicates(folder, corpus):
