@@ -47,7 +47,11 @@ def model_pool(project: Project) -> ModelPool:
 
 
 def ready_pool(project: Project, model_names: Iterable[str], *, load: bool = False) -> ModelPool:
-    """A pool whose every named model is defined and ready (key set, weights present); `load` loads them now."""
+    """A pool whose every named model is defined and ready (key set, weights present); `load` loads them now.
+    The audit signing key, when one is configured, is checked here too: before any conversation starts."""
+    from chaperone.audit.signing import signer_for
+
+    signer_for(project)
     pool = model_pool(project)
     names = sorted(set(model_names))
     for name in names:

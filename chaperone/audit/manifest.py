@@ -3,21 +3,26 @@
 was deleted, or cut cleanly at a record boundary; checked against its run's manifest, both show.
 
 The manifest is append-only (one line per closed transcript, fsynced), so closing a conversation costs
-the same at the millionth request of a long-running server as at the first. Manifests written as one
-JSON object (`RUN_ID.json`, before this form) are still read.
+the same at the millionth request of a long-running server as at the first. Each line carries `prev`, the
+sha256 of the line before it, so a line removed from the middle shows; with a signing key configured each
+line is also signed (chaperone/audit/signing.py). Manifests written as one JSON object (`RUN_ID.json`,
+before this form) and lines without `prev` (before it) are still read.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chaperone.audit.private_files import private_dir, private_opener
-from chaperone.audit.transcript import read_records
+
+if TYPE_CHECKING:
+    from chaperone.audit.signing import Signer
 
 FOLDER = "manifests"
 
@@ -27,82 +32,124 @@ def manifest_path(transcripts_dir: Path, run_id: str) -> Path:
     return Path(transcripts_dir) / FOLDER / f"{safe}.jsonl"
 
 
-def record(transcripts_dir: Path, run_id: str, transcript: Path, records: int, last_hash: str, outcome: str) -> None:
-    """Add one closed transcript to its run's manifest (several processes of one run may share it)."""
+GENESIS = "0" * 64  # the prev of a manifest's first line
+
+
+def line_hash(raw: bytes) -> str:
+    """What the next line's `prev` holds: the sha256 of this line's bytes (without its newline)."""
+    return hashlib.sha256(raw).hexdigest()
+
+
+def _last_line_hash(fh: Any) -> str:
+    """The hash of the manifest's last line, reading only its tail (closing costs the same at any size).
+    A last line cut off by a crash mid-append is ended with a newline first, so it stays one bad line."""
+    size = fh.seek(0, os.SEEK_END)
+    if size == 0:
+        return GENESIS
+    start = max(0, size - 65536)
+    fh.seek(start)
+    tail = fh.read()
+    if not tail.endswith(b"\n"):
+        fh.write(b"\n")
+        tail += b"\n"
+    lines = tail[:-1].split(b"\n")
+    if len(lines) == 1 and start > 0:  # one line longer than the tail read: read the whole file
+        fh.seek(0)
+        lines = fh.read()[:-1].split(b"\n")
+    return line_hash(lines[-1])
+
+
+def record(
+    transcripts_dir: Path,
+    run_id: str,
+    transcript: Path,
+    records: int,
+    last_hash: str,
+    outcome: str,
+    conversation_id: str | None = None,
+    signer: Signer | None = None,
+) -> dict[str, Any]:
+    """Add one closed transcript to its run's manifest (several processes of one run may share it): its
+    digest, chained to the line before by `prev`, signed when the deployment has a signing key."""
     path = manifest_path(transcripts_dir, run_id)
     private_dir(path.parent)
-    line = json.dumps(
-        {"transcript": Path(transcript).name, "records": records, "last_hash": last_hash, "outcome": outcome},
-        sort_keys=True,
-    )
-    with open(path, "a", encoding="utf-8", opener=private_opener) as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)  # whole lines, even from several processes of one run
-        fh.write(line + "\n")
+    entry: dict[str, Any] = {
+        "transcript": Path(transcript).name,
+        "records": records,
+        "last_hash": last_hash,
+        "outcome": outcome,
+    }
+    if conversation_id is not None:
+        entry["conversation_id"] = conversation_id
+    with open(path, "a+b", opener=private_opener) as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)  # whole lines, and the right prev, even from several processes of one run
+        entry["prev"] = _last_line_hash(fh)
+        if signer is not None:
+            entry = signer.sign(entry)
+        fh.write(json.dumps(entry, sort_keys=True, ensure_ascii=False).encode("utf-8") + b"\n")
         fh.flush()
         os.fsync(fh.fileno())
-
-
-def entries(manifest: Path) -> dict[str, dict[str, Any]]:
-    """Transcript name → {records, last_hash, outcome}. Raises ValueError when the manifest is unreadable."""
-    text = manifest.read_text(encoding="utf-8")
-    if manifest.suffix == ".json":  # the earlier whole-object form
-        return dict(json.loads(text)["transcripts"])
-    found: dict[str, dict[str, Any]] = {}
-    lines = text.split("\n")
-    for number, raw in enumerate(lines, start=1):
-        if not raw.strip():
-            continue
-        try:
-            entry = json.loads(raw)
-            found[entry.pop("transcript")] = entry
-        except (ValueError, KeyError, AttributeError):
-            if number == len(lines):  # a last line cut off by a crash mid-append: the entries before it stand
-                break
-            raise ValueError(f"line {number} is not a manifest entry") from None
-    return found
+    return entry
 
 
 @dataclass
-class ManifestProblem:
-    path: Path
-    problem: str
-
-    def describe(self) -> str:
-        return f"{self.path}: TAMPERED: {self.problem}"
+class Line:
+    number: int
+    entry: dict[str, Any]  # with its "transcript" name
 
 
-def check(folder: Path) -> list[ManifestProblem]:
-    """Transcripts of the folder against every run manifest in it: deleted, or cut at a record boundary."""
-    problems: list[ManifestProblem] = []
-    manifests = sorted((Path(folder) / FOLDER).glob("*.json")) + sorted((Path(folder) / FOLDER).glob("*.jsonl"))
-    for manifest in manifests:
+@dataclass
+class Reading:
+    """A run manifest as read: its entries, and what is wrong with it (lines that are not entries, breaks
+    in the chain of prev hashes: a line removed, inserted or changed before the one named)."""
+
+    lines: list[Line]
+    problems: list[str]
+
+
+def read(manifest: Path) -> Reading:
+    """Every entry of a run manifest. A last line cut off by a crash mid-append is skipped; damage elsewhere
+    is reported and the other lines are still read."""
+    data = Path(manifest).read_bytes()
+    if Path(manifest).suffix == ".json":  # the earlier whole-object form: no chain, no signatures
         try:
-            listed = entries(manifest)
-        except (ValueError, KeyError, TypeError, OSError):
-            problems.append(ManifestProblem(manifest, "run manifest is not readable"))
+            listed = json.loads(data.decode("utf-8"))["transcripts"]
+            return Reading([Line(0, {**entry, "transcript": name}) for name, entry in listed.items()], [])
+        except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
+            return Reading([], ["not a run manifest (whole-object form)"])
+    # The last part is empty after the final newline, or a line cut off by a crash mid-append: either way
+    # not an entry, and the entries before it stand.
+    parts = data.split(b"\n")[:-1]
+    lines: list[Line] = []
+    problems: list[str] = []
+    prev = GENESIS
+    for number, raw in enumerate(parts, start=1):
+        try:
+            entry = json.loads(raw.decode("utf-8"))
+            if not isinstance(entry, dict) or not isinstance(entry.get("transcript"), str):
+                raise ValueError
+        except (ValueError, UnicodeDecodeError):
+            problems.append(f"line {number} is not a manifest entry")
+            prev = line_hash(raw)
             continue
-        for name, want in sorted(listed.items()):
-            transcript = Path(folder) / name
-            if not transcript.exists():
-                problems.append(
-                    ManifestProblem(
-                        transcript, f"deleted: run manifest {manifest.name} lists it with {want.get('records')} records"
-                    )
-                )
-                continue
-            records = list(read_records(transcript))
-            if len(records) < want.get("records", 0):
-                problems.append(
-                    ManifestProblem(
-                        transcript,
-                        f"cut short: {len(records)} records, run manifest {manifest.name} says {want.get('records')}",
-                    )
-                )
-            elif records[want["records"] - 1].get("hash") != want.get("last_hash"):
-                problems.append(
-                    ManifestProblem(
-                        transcript,
-                        f"record {want['records']} differs from the last hash in run manifest {manifest.name}",
-                    )
-                )
-    return problems
+        if "prev" in entry and entry["prev"] != prev:
+            problems.append(
+                f"line {number}: prev does not match the line before it (a line removed, inserted or changed)"
+            )
+        lines.append(Line(number, entry))
+        prev = line_hash(raw)
+    return Reading(lines, problems)
+
+
+def entries(manifest: Path) -> dict[str, dict[str, Any]]:
+    """Transcript name → its entry. Raises ValueError when a line (not the torn last one) is unreadable."""
+    reading = read(manifest)
+    if reading.problems and "not a manifest entry" in reading.problems[0]:
+        raise ValueError(reading.problems[0])
+    return {line.entry["transcript"]: line.entry for line in reading.lines}
+
+
+def manifest_files(folder: Path) -> list[Path]:
+    """Every run manifest of a transcripts folder (the line form and the earlier whole-object form)."""
+    where = Path(folder) / FOLDER
+    return sorted(where.glob("*.json")) + sorted(where.glob("*.jsonl"))

@@ -296,6 +296,24 @@ class ReviewerContextSpec(Strict):
     over_limit: Literal["send_back", "truncate"] = "send_back"
 
 
+class AuditSettings(Strict):
+    """Keys of the audit trail (docs/guarantees.md). Paths relative to the project folder; the environment
+    variables CHAPERONE_AUDIT_SIGNING_KEY and CHAPERONE_AUDIT_PUBLIC_KEY win over these."""
+
+    # The Ed25519 private key (PEM) that signs each run-manifest line; never inside the transcripts folder,
+    # never readable by group or others. None: manifests are not signed.
+    signing_key: str | None = Field(None, min_length=1, max_length=4096)
+    # The public key `review` checks signatures with. None: not checked (verify says so).
+    public_key: str | None = Field(None, min_length=1, max_length=4096)
+
+    @field_validator("signing_key", "public_key")
+    @classmethod
+    def _one_path(cls, v: str | None) -> str | None:
+        if v is not None and (not v.strip() or any(c in v for c in "\n\r\0")):
+            raise ValueError("must be the path of a PEM file (one line)")
+        return v
+
+
 class Settings(Strict):
     default_policy: Name = "public"
     agents: RoleAgents = RoleAgents()
@@ -305,6 +323,7 @@ class Settings(Strict):
     log_file: str | None = "logs/chaperone.log"
     model_cache_dir: str | None = None
     reviewer_context: ReviewerContextSpec = ReviewerContextSpec()
+    audit: AuditSettings = AuditSettings()
 
 
 # ---------------------------------------------------------------- scenarios/*.yaml

@@ -18,6 +18,7 @@ from autogen_core import CancellationToken
 from chaperone import __version__
 from chaperone.audit import manifest
 from chaperone.audit.redaction import GLOBAL as GLOBAL_REDACTOR
+from chaperone.audit.signing import signer_for
 from chaperone.audit.transcript import TranscriptWriter
 from chaperone.config.project import Project
 from chaperone.config.schema import PolicySpec
@@ -85,6 +86,7 @@ class Conversation:
         self.max_revisions = cast.max_revisions
         self.totals = Totals()
         self.run_id = run_id or uuid.uuid4().hex[:12]
+        self.signer = signer_for(project)  # signs the run-manifest line at close (None: no key configured)
         agents: dict[str, Any] = {
             "assistant": {"name": a_spec.name, "model": _model_summary(pool, cast.assistant_model)}
         }
@@ -160,6 +162,8 @@ class Conversation:
             self.transcript.records,
             self.transcript.last_hash,
             outcome,
+            self.transcript.conversation_id,
+            signer=self.signer,
         )
 
     @property

@@ -1,13 +1,15 @@
 """`python run.py review ...`: list, show, stats, verify, export and html over the transcripts folder.
 
-Exit codes: 0 done (verify: every chain intact), 1 verify found a tampered or unreadable file (or, with
---strict, an incomplete one), 2 bad input (unknown id, bad date, missing folder), one line, no traceback.
+Exit codes: 0 done (verify: every transcript intact or incomplete), 1 verify found a file that is tampered,
+unlisted, duplicate or unreadable, or a deleted one (or, with --strict, an incomplete one), 2 bad input
+(unknown id, bad date, missing folder), one line, no traceback.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +19,8 @@ import click
 from rich.console import Console
 from rich.text import Text
 
-from chaperone.audit import manifest
+from chaperone.audit import signing
+from chaperone.audit.integrity import Keys
 from chaperone.audit.private_files import write_private_text
 from chaperone.errors import EXIT_EXPECTATION_FAILED, EXIT_OK, ChaperoneError
 from chaperone.review.index import OUTCOMES, Summary, make_filters, resolve, scan
@@ -46,14 +49,50 @@ def _folders(ctx: click.Context, folder: Path | None) -> list[Path]:
     return [transcripts]
 
 
+def _keys(ctx: click.Context) -> Keys | None:
+    """The public keys signatures are checked with: --public-key, else $CHAPERONE_AUDIT_PUBLIC_KEY, else
+    audit.public_key in the project's settings; None when there is none (signatures are not checked)."""
+    if "keys" in ctx.meta:
+        return ctx.meta["keys"]
+    paths = [Path(p) for p in ctx.meta.get("public_key_files", ())]
+    if not paths and (from_env := os.environ.get(signing.ENV_PUBLIC_KEY, "").strip()):
+        paths = [Path(from_env)]
+    if not paths and ctx.obj and "project_root" in ctx.obj:
+        try:
+            project = open_project(ctx)
+        except ChaperoneError:
+            project = None  # no project (a --dir of its own): no key from settings
+        if project is not None and project.settings.audit.public_key:
+            paths = [project.resolve(project.settings.audit.public_key)]
+    try:
+        ctx.meta["keys"] = signing.public_keys(paths) if paths else None
+    except ChaperoneError as exc:
+        fail(str(exc))
+    return ctx.meta["keys"]
+
+
 def _scan(ctx: click.Context, folder: Path | None) -> list[Summary]:
     try:
-        return scan(_folders(ctx, folder))
+        return scan(_folders(ctx, folder), _keys(ctx))
     except ChaperoneError as exc:
         fail(str(exc))
 
 
+def _remember_keys(ctx: click.Context, _param: click.Parameter, value: tuple[Path, ...]) -> None:
+    ctx.meta["public_key_files"] = value
+
+
 def dir_option(f: Callable) -> Callable:
+    """--dir, and --public-key: every command that shows a transcript's status checks it the same way."""
+    f = click.option(
+        "--public-key",
+        type=click.Path(path_type=Path),
+        multiple=True,
+        expose_value=False,
+        callback=_remember_keys,
+        help="Ed25519 public key (PEM) to check the run manifests' signatures with (repeat for rotated keys; "
+        "default: $CHAPERONE_AUDIT_PUBLIC_KEY, then audit.public_key in settings).",
+    )(f)
     return click.option(
         "--dir",
         "folder",
@@ -94,7 +133,7 @@ def _resolve(ctx: click.Context, folder: Path | None, ident: str) -> Summary:
     as_path = Path(ident)
     summaries = [] if as_path.suffix == ".jsonl" and as_path.is_file() else _scan(ctx, folder)
     try:
-        found = resolve(summaries, ident)
+        found = resolve(summaries, ident, _keys(ctx))
     except ChaperoneError as exc:
         fail(str(exc))
     if not found.readable:
@@ -113,7 +152,8 @@ def review() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON only.")
 @click.pass_context
 def list_cmd(ctx: click.Context, folder: Path | None, filters: Any, as_json: bool) -> None:
-    """One row per conversation, newest first. Tampered ones are marked TAMPERED. No transcripts folder yet
+    """One row per conversation, newest first. A transcript that is not intact (or unfinished) shows its
+    status (TAMPERED, UNLISTED, DUPLICATE, ...) in place of its outcome. No transcripts folder yet
     (a fresh install) is an empty list, exit 0; a missing --dir is an error."""
     from chaperone.review.view import list_table, unreadable_line
 
@@ -158,7 +198,7 @@ def show(ctx: click.Context, ident: str, folder: Path | None, hide_debate: bool)
     from chaperone.review.view import print_story
 
     found = _resolve(ctx, folder, ident)
-    print_story(_console(), found.story, found.verification, show_debate=not hide_debate)
+    print_story(_console(), found.story, found.integrity, show_debate=not hide_debate)
 
 
 @review.command()
@@ -191,41 +231,40 @@ def stats(ctx: click.Context, folder: Path | None, filters: Any, as_json: bool) 
 @click.option("--json", "as_json", is_flag=True, help="Print JSON only.")
 @click.pass_context
 def verify_cmd(ctx: click.Context, paths: tuple[Path, ...], folder: Path | None, strict: bool, as_json: bool) -> None:
-    """Check every hash chain (files or folders; default: the transcripts folder). Exit 0 when every chain
-    is intact, 1 naming each file and its first bad line otherwise. An unfinished conversation (no
-    closing record, or a last line cut off mid-write) is reported as incomplete, not tampered."""
-    from chaperone.review.export import verification_dict
-    from chaperone.review.index import summarize, transcript_files
+    """Check each transcript (files or folders; default: the transcripts folder) against its own hash chain,
+    its folder's run manifests and the other transcripts of its folder: intact, incomplete, tampered,
+    unsigned, unlisted, duplicate or unreadable (docs/review.md, "What verify says"). A file gets the same
+    word checked alone or with its folder. A folder also reports transcripts its manifests list that are
+    gone (deleted) and damaged manifests. With a public key, each closed transcript's manifest entry must
+    carry a valid signature by it; without one, the last line says what an unkeyed check cannot show.
+    Exit 0 when every file is intact or incomplete (--strict: intact only) and the folder has no problem,
+    1 otherwise."""
+    from chaperone.audit.integrity import STATUSES, folder_problems
+    from chaperone.review.index import summarize_all, transcript_files
     from chaperone.review.view import verify_line
 
+    targets = list(paths) or _folders(ctx, folder)
     try:
-        files = transcript_files(list(paths) or _folders(ctx, folder))
+        files = transcript_files(targets)
     except ChaperoneError as exc:
         fail(str(exc))
-    summaries = [summarize(f) for f in files]
-    # Folders are also checked against their run manifests: deleted transcripts, clean cuts at a record boundary.
-    folders = [Path(p) for p in (list(paths) or _folders(ctx, folder)) if Path(p).is_dir()]
-    chain_broken = {s.path for s in summaries if not s.readable or not s.verification.intact}
-    # A file whose own chain is broken is reported by its chain; the manifest speaks for the rest.
-    manifest_problems = [m for f in folders for m in manifest.check(f) if m.path not in chain_broken]
-    flagged = {m.path for m in manifest_problems}
-    bad = [s for s in summaries if not s.readable or not s.verification.intact or s.path in flagged]
-    incomplete = [s for s in summaries if s not in bad and not s.verification.complete]
-    failed = bool(bad) or bool(manifest_problems) or (strict and bool(incomplete))
+    keys = _keys(ctx)
+    summaries = summarize_all(files, keys)
+    problems = [p for f in targets if Path(f).is_dir() for p in folder_problems(Path(f))]
+    failing = [s for s in summaries if s.integrity.fails(strict)]
+    failed = bool(failing) or bool(problems)
+    counts = {status: sum(s.status == status for s in summaries) for status in STATUSES}
     if as_json:
         click.echo(
             json.dumps(
                 {
                     "ok": not failed,
-                    "files": [
-                        {
-                            "path": str(s.path),
-                            **verification_dict(s.verification),
-                            **({"status": "unreadable", "problem": s.problem} if not s.readable else {}),
-                        }
-                        for s in summaries
-                    ],
-                    "manifest_problems": [{"path": str(m.path), "problem": m.problem} for m in manifest_problems],
+                    "keyed": keys is not None,
+                    "keys": sorted(keys or ()),
+                    "note": "" if keys else signing.UNKEYED_NOTE,
+                    "counts": counts,
+                    "files": [{"path": str(s.path), **s.integrity.as_dict()} for s in summaries],
+                    "folder_problems": [p.as_dict() for p in problems],
                 },
                 indent=2,
             )
@@ -233,16 +272,22 @@ def verify_cmd(ctx: click.Context, paths: tuple[Path, ...], folder: Path | None,
     else:
         console = _console()
         for s in summaries:
-            if s.path not in flagged:
-                console.print(verify_line(s), soft_wrap=True)
-        for m in manifest_problems:
-            console.print(Text(m.describe(), style="bold red"), soft_wrap=True)
+            console.print(verify_line(s), soft_wrap=True)
+        for p in problems:
+            console.print(Text(p.text(), style="bold red"), soft_wrap=True)
+        shown = [f"{n} {status}" for status, n in counts.items() if n or status in ("intact", "incomplete")]
+        deleted = sum(p.kind == "deleted" for p in problems)
+        unreadable_manifests = len(problems) - deleted
         console.print(
-            f"{len(summaries)} transcript(s): {len(summaries) - len(bad) - len(incomplete)} intact, "
-            f"{len(incomplete)} incomplete, {len(bad)} tampered or unreadable"
-            + (f"; {len(manifest_problems)} run-manifest problem(s)" if manifest_problems else ""),
+            f"{len(summaries)} transcript(s): {', '.join(shown)}"
+            + (f"; {deleted} deleted" if deleted else "")
+            + (f"; {unreadable_manifests} run-manifest problem(s)" if unreadable_manifests else ""),
             style="bold",
         )
+        if keys is None:
+            console.print(signing.UNKEYED_NOTE, style="yellow", soft_wrap=True)
+        else:
+            console.print(f"signatures checked with key {', '.join(sorted(keys))}", soft_wrap=True)
     sys.exit(EXIT_EXPECTATION_FAILED if failed else EXIT_OK)
 
 
@@ -280,7 +325,7 @@ def export(ctx: click.Context, ident: str, folder: Path | None, fmt: str, output
     if fmt not in FORMATS:
         fail(f"--format: '{fmt}' is not one of {', '.join(FORMATS)}")
     found = _resolve(ctx, folder, ident)
-    story, v = found.story, found.verification
+    story, v = found.story, found.integrity
     if fmt == "html":
         from chaperone.review.html import render
 
@@ -301,3 +346,29 @@ def html(ctx: click.Context, folder: Path | None, filters: Any, output: str) -> 
 
     selected = [s for s in filters.apply(_scan(ctx, folder))]
     _write(render(selected, title="Chaperone transcripts", single=False), output, "review.html")
+
+
+@review.command()
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Folder for the key pair (created 0700). Keep it outside the transcripts folder.",
+)
+@click.pass_context
+def keygen(ctx: click.Context, out_dir: Path) -> None:
+    """Make an Ed25519 key pair for signing the run manifests: the private key (0600) for the deployment
+    (CHAPERONE_AUDIT_SIGNING_KEY or audit.signing_key), the public key for the auditors (publish it where
+    whoever writes the transcripts cannot change it; review verify --public-key)."""
+    try:
+        private, public, kid = signing.generate(out_dir)
+    except ChaperoneError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"{out_dir}: cannot write the key pair: {exc.strerror}")
+    click.echo(f"key id {kid}")
+    click.echo(f"private key (signs; keep it secret, mode 0600): {private}")
+    click.echo(f"public key (checks; give it to the auditors): {public}")
+    click.echo(f"sign with: export {signing.ENV_SIGNING_KEY}={private}")
+    click.echo(f"check with: run.py review verify --public-key {public}")

@@ -6,28 +6,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from chaperone.audit.transcript import Verification
-from chaperone.review.story import Story, TurnStory, local_time, verification_text
+from chaperone.audit.integrity import Integrity
+from chaperone.review.story import Story, TurnStory, local_time
 
 FORMATS = ("md", "html", "json")
 
 
-def verification_dict(v: Verification) -> dict[str, Any]:
-    status = "tampered" if not v.intact else ("ok" if v.complete else "incomplete")
-    return {
-        "status": status,
-        "intact": v.intact,
-        "complete": v.complete,
-        "records": v.records,
-        "first_bad_line": v.first_bad,
-        "problem": v.problem,
-        "text": verification_text(v),
-    }
-
-
-def to_json(story: Story, v: Verification) -> str:
+def to_json(story: Story, v: Integrity) -> str:
     return json.dumps(
-        {"story": story.model_dump(mode="json"), "verification": verification_dict(v)}, indent=2, ensure_ascii=False
+        {"story": story.model_dump(mode="json"), "verification": v.as_dict()}, indent=2, ensure_ascii=False
     )
 
 
@@ -102,11 +89,11 @@ def _served_md(story: Story) -> list[str]:
     return out
 
 
-def to_markdown(story: Story, v: Verification) -> str:
+def to_markdown(story: Story, v: Integrity) -> str:
     scenario = story.scenario or {}
     out = [
         f"# Conversation {story.conversation_id}\n",
-        f"**Chain: {verification_text(v)}**\n",
+        f"**Integrity: {_cell(v.text())}**\n",
         "| | |",
         "|---|---|",
         f"| kind | {_cell(story.kind)}{' — ' + _cell(scenario.get('name', '')) if scenario else ''} |",

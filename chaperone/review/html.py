@@ -19,7 +19,6 @@ from markupsafe import Markup
 
 from chaperone import __version__
 from chaperone.engine.events import INCOMPLETE, TURN_OUTCOMES
-from chaperone.review.export import verification_dict
 from chaperone.review.index import Summary
 from chaperone.review.story import local_time
 
@@ -67,7 +66,7 @@ def render(summaries: list[Summary], *, title: str, single: bool) -> str:
     for s in summaries:
         if s.story is None:
             continue
-        conversations.append({"story": s.story, "v": verification_dict(s.verification), "row": s.row()})
+        conversations.append({"story": s.story, "v": s.integrity.as_dict(), "row": s.row()})
     categories = sorted({c for conv in conversations for t in conv["story"].turns for c in t.raised})
     outcomes = [o for o in PAGE_OUTCOMES if any(t.outcome == o for c in conversations for t in c["story"].turns)]
     script = _asset("review.js")

@@ -9,7 +9,8 @@ from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from chaperone.audit.transcript import Verification, verify
+from chaperone.audit.integrity import TAMPERED, Integrity, Keys, check_files
+from chaperone.audit.transcript import Verification
 from chaperone.engine.events import CONVERSATION_OUTCOMES, INCOMPLETE
 from chaperone.errors import ChaperoneError
 from chaperone.review.story import Story, build_story, load_records, parse_time
@@ -25,24 +26,35 @@ class ReviewError(ChaperoneError):
 @dataclass
 class Summary:
     path: Path
-    verification: Verification
+    integrity: Integrity  # the one status every view shows (chaperone/audit/integrity.py)
     story: Story | None = None  # None: not a transcript at all (see problem)
     problem: str = ""
+
+    @property
+    def verification(self) -> Verification:
+        """The file's own hash chain (one input of its status)."""
+        return self.integrity.chain
 
     @property
     def readable(self) -> bool:
         return self.story is not None
 
     @property
+    def status(self) -> str:
+        return self.integrity.status
+
+    @property
     def tampered(self) -> bool:
-        return self.readable and not self.verification.intact
+        return self.readable and self.status == TAMPERED
+
+    @property
+    def trusted(self) -> bool:
+        """Whether the file can vouch for its own outcome: intact, or an unfinished conversation."""
+        return not self.integrity.fails()
 
     @property
     def chain(self) -> str:
-        """ok, incomplete (intact, no closing record) or tampered."""
-        if not self.verification.intact:
-            return "tampered"
-        return "ok" if self.verification.complete else "incomplete"
+        return self.status
 
     @property
     def started(self) -> datetime | None:
@@ -50,7 +62,7 @@ class Summary:
 
     def row(self) -> dict[str, Any]:
         """The summary as plain data (list --json)."""
-        s, v = self.story, self.verification
+        s = self.story
         assert s is not None
         turns = s.turns
         return {
@@ -69,21 +81,31 @@ class Summary:
             "withheld": sum(t.outcome == "withheld" for t in turns),
             "categories": sorted({c for t in turns for c in t.raised}),
             "outcome": s.outcome,
-            "chain": {"status": self.chain, "records": v.records, "first_bad_line": v.first_bad, "problem": v.problem},
+            "status": self.status,
+            "integrity": self.integrity.as_dict(),
         }
 
 
-def summarize(path: Path) -> Summary:
-    path = Path(path)
-    verification = verify(path)
+def _summary(integrity: Integrity) -> Summary:
+    path = integrity.path
     try:
         records = load_records(path)
     except OSError as exc:
-        return Summary(path, verification, None, f"cannot read: {exc.strerror}")
+        return Summary(path, integrity, None, f"cannot read: {exc.strerror}")
     if not records or records[0].get("type") != "header":
         why = "empty file" if not path.stat().st_size else "not a Chaperone transcript (no header record first)"
-        return Summary(path, verification, None, why)
-    return Summary(path, verification, build_story(records, path))
+        return Summary(path, integrity, None, why)
+    return Summary(path, integrity, build_story(records, path))
+
+
+def summarize_all(paths: Iterable[Path], keys: Keys | None = None) -> list[Summary]:
+    """Each file with its story and its status (judged against its folder: manifests, other transcripts;
+    with keys, the signatures of its manifest entry)."""
+    return [_summary(i) for i in check_files(paths, keys)]
+
+
+def summarize(path: Path, keys: Keys | None = None) -> Summary:
+    return summarize_all([Path(path)], keys)[0]
 
 
 def transcript_files(paths: Iterable[Path]) -> list[Path]:
@@ -99,9 +121,9 @@ def transcript_files(paths: Iterable[Path]) -> list[Path]:
     return found
 
 
-def scan(paths: Iterable[Path]) -> list[Summary]:
+def scan(paths: Iterable[Path], keys: Keys | None = None) -> list[Summary]:
     """Every transcript, newest first; files that are not transcripts last."""
-    summaries = [summarize(p) for p in transcript_files(paths)]
+    summaries = summarize_all(transcript_files(paths), keys)
     readable = sorted((s for s in summaries if s.readable), key=lambda s: s.story.started_at, reverse=True)
     return readable + [s for s in summaries if not s.readable]
 
@@ -184,14 +206,14 @@ def make_filters(
     )
 
 
-def resolve(summaries: list[Summary], ident: str) -> Summary:
+def resolve(summaries: list[Summary], ident: str, keys: Keys | None = None) -> Summary:
     """The one transcript whose conversation id starts with ident (or whose file is ident)."""
     ident = ident.strip()
     if not ident:
         raise ReviewError("give a conversation id (or a unique prefix of one)")
     as_path = Path(ident)
     if as_path.suffix == ".jsonl" and as_path.is_file():
-        return summarize(as_path)
+        return summarize(as_path, keys)
     found = [s for s in summaries if s.story and s.story.conversation_id.startswith(ident.lower())]
     if not found:
         raise ReviewError(

@@ -2,6 +2,9 @@
 how often the user gets the fallback, which categories the reviewer raises, and what the reviewer costs.
 
 Definitions (also in `review stats --help` and docs/review.md):
+- conversations: distinct conversation ids. A transcript copied under another name is counted once (the
+  original when the folder tells which it is, else the first file); `duplicates` lists the copies left out,
+  `status` how many files have each integrity status (chaperone/audit/integrity.py).
 - rated turns: turns that finished as approved, withheld or error. Cancelled turns and turns without a
   turn_finished record (a conversation still running or crashed) are counted separately, not rated.
 - approval on first draft: rated turns delivered with 0 revisions / rated turns.
@@ -19,6 +22,7 @@ import statistics
 from collections import Counter
 from typing import Any
 
+from chaperone.audit.integrity import DUPLICATE
 from chaperone.engine.events import TURN_OUTCOMES
 from chaperone.figures import nearest_rank
 from chaperone.review.index import Summary
@@ -30,8 +34,27 @@ def _ratio(part: float, whole: float) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
+def counted(summaries: list[Summary]) -> tuple[list[Summary], list[Summary]]:
+    """One summary per conversation id (a copied transcript is counted once: the original when the folder
+    tells it, else the first file), and the duplicate files left out."""
+    readable = [s for s in summaries if s.story is not None]
+    seen: set[str] = set()
+    kept: list[Summary] = []
+    left_out: list[Summary] = []
+    for s in sorted(readable, key=lambda s: s.status == DUPLICATE):  # stable: originals first
+        cid = s.story.conversation_id
+        if cid in seen:
+            left_out.append(s)
+            continue
+        seen.add(cid)
+        kept.append(s)
+    order = {id(s): n for n, s in enumerate(readable)}
+    return sorted(kept, key=lambda s: order[id(s)]), left_out
+
+
 def compute(summaries: list[Summary]) -> dict[str, Any]:
-    stories = [s.story for s in summaries if s.story is not None]
+    kept, left_out = counted(summaries)
+    stories = [s.story for s in kept]
     turns = [t for story in stories for t in story.turns]
     rated = [t for t in turns if t.outcome in RATED]
     revisions = Counter(t.revisions for t in rated)
@@ -58,6 +81,8 @@ def compute(summaries: list[Summary]) -> dict[str, Any]:
     return {
         "conversations": len(stories),
         "tampered": sum(s.tampered for s in summaries),
+        "status": dict(Counter(s.status for s in summaries if s.readable)),  # chaperone/audit/integrity.py
+        "duplicates": [str(s.path) for s in left_out],
         "unreadable": [str(s.path) for s in summaries if not s.readable],
         "turns": {
             "rated": n,

@@ -81,16 +81,6 @@ def local_time(value: Any) -> str:
     return (moment.astimezone() if moment.tzinfo else moment).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def verification_text(verification: Any) -> str:
-    """The badge's words: 'hash chain intact · 14 records', 'TAMPERED at line 7: …', 'incomplete · …'."""
-    v = verification
-    if not v.intact:
-        return f"TAMPERED at line {v.first_bad}: {v.problem}"
-    if not v.complete:
-        return f"incomplete · hash chain intact · {v.records} records, no closing record"
-    return f"hash chain intact · {v.records} records"
-
-
 class Step(BaseModel):
     """One model call: a draft or a verdict."""
 

@@ -12,10 +12,10 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from chaperone.audit.transcript import Verification
+from chaperone.audit.integrity import DUPLICATE, INCOMPLETE, INTACT, Integrity
 from chaperone.config.schema import SCRIPTED_KINDS
 from chaperone.review.index import Summary
-from chaperone.review.story import Round, Story, TurnStory, local_time, verification_text
+from chaperone.review.story import Round, Story, TurnStory, local_time
 from chaperone.untrusted import CONTROLS, untrusted
 
 
@@ -50,8 +50,9 @@ def list_table(summaries: list[Summary]) -> Table:
     table.add_column("outcome", no_wrap=True)
     for s in summaries:
         row = s.row()
-        # A tampered file cannot vouch for its own outcome: the mark takes its place (--json keeps both).
-        outcome = untrusted("TAMPERED", style="bold red") if s.tampered else _outcome(row["outcome"])
+        # A file that is not intact (or unfinished) cannot vouch for its own outcome: its status takes the
+        # outcome's place (TAMPERED, UNLISTED, DUPLICATE, ...; --json keeps both).
+        outcome = _outcome(row["outcome"]) if s.trusted else untrusted(s.status.upper(), style="bold red")
         models = row["models"]
         table.add_row(
             row["id"][:8],
@@ -71,9 +72,12 @@ def unreadable_line(s: Summary) -> Text:
     return Text.assemble(("unreadable ", "bold red"), (f"{s.path}: {s.problem}", ""))
 
 
-def verification_badge(v: Verification) -> Text:
-    style = "bold red" if not v.intact else ("yellow" if not v.complete else "green")
-    return untrusted(verification_text(v), style=style)
+def status_style(status: str) -> str:
+    return "green" if status == INTACT else "yellow" if status == INCOMPLETE else "bold red"
+
+
+def verification_badge(i: Integrity) -> Text:
+    return untrusted(i.text(), style=status_style(i.status))
 
 
 def _step_note(step: Any) -> str:
@@ -207,7 +211,7 @@ def served_rows(story: Story) -> list[tuple[str, str]]:
     return rows
 
 
-def story_header(story: Story, v: Verification) -> Panel:
+def story_header(story: Story, v: Integrity) -> Panel:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="dim")
     grid.add_column()
@@ -238,13 +242,13 @@ def story_header(story: Story, v: Verification) -> Panel:
     for key, value in rows:
         grid.add_row(key, untrusted(str(value)))
     grid.add_row("outcome", _outcome(story.outcome))
-    grid.add_row("chain", verification_badge(v))
+    grid.add_row("integrity", verification_badge(v))
     return Panel(
-        grid, title=f"[bold]{_safe(story.label)}[/]", title_align="left", border_style="red" if not v.intact else "blue"
+        grid, title=f"[bold]{_safe(story.label)}[/]", title_align="left", border_style="red" if v.fails() else "blue"
     )
 
 
-def print_story(console: Console, story: Story, v: Verification, show_debate: bool = True) -> None:
+def print_story(console: Console, story: Story, v: Integrity, show_debate: bool = True) -> None:
     console.print(story_header(story, v))
     for t in story.turns:
         console.rule(style="dim")
@@ -257,6 +261,14 @@ def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value * 100:.1f} %"
 
 
+def _not_intact(st: dict[str, Any]) -> str:
+    shown = (INTACT, INCOMPLETE, DUPLICATE)
+    marks = [f"{n} {status.upper()}" for status, n in st["status"].items() if status not in shown]
+    if st["duplicates"]:
+        marks.append(f"{len(st['duplicates'])} DUPLICATE file(s) not counted again")
+    return f" ({', '.join(marks)})" if marks else ""
+
+
 def stats_tables(st: dict[str, Any]) -> list[Any]:
     t = Table(title="Review statistics", show_header=False)
     t.add_column(style="bold")
@@ -264,7 +276,7 @@ def stats_tables(st: dict[str, Any]) -> list[Any]:
     turns = st["turns"]
     lat = st["latency_per_turn"]
     rows = [
-        ("conversations", f"{st['conversations']}" + (f" ({st['tampered']} TAMPERED)" if st["tampered"] else "")),
+        ("conversations", f"{st['conversations']}" + _not_intact(st)),
         (
             "turns rated",
             f"{turns['rated']}  (+{turns['cancelled']} cancelled, {turns['unfinished']} unfinished"
@@ -303,12 +315,7 @@ def stats_tables(st: dict[str, Any]) -> list[Any]:
 
 
 def verify_line(s: Summary) -> Text:
-    v = s.verification
-    if not s.readable:
-        return Text.assemble(("UNREADABLE ", "bold red"), f"{v.path}: {s.problem}")
-    if not v.intact:
-        return Text.assemble(("TAMPERED   ", "bold red"), f"{v.path}: line {v.first_bad}: {v.problem}")
-    if not v.complete:
-        why = f", {v.problem}" if v.problem else ""
-        return Text.assemble(("incomplete ", "yellow"), f"{v.path} ({v.records} records, no closing record{why})")
-    return Text.assemble(("ok         ", "green"), f"{v.path} ({v.records} records)")
+    """One file's status, the same words `list`, `show`, `export` and the HTML badge use."""
+    i = s.integrity
+    label = i.status.upper() if i.fails() else i.status
+    return Text.assemble((f"{label:<11}", status_style(i.status)), f"{i.path}: {i.detail()}")

@@ -62,7 +62,7 @@ def test_show_by_prefix_tells_the_story(corpus):
         "+Mix it into meat.",
         "withheld",
         "revisions exhausted",
-        "hash chain intact · 15 records",
+        "intact · hash chain and run manifest agree · 15 records",
         "public → lab",
         "revision 1",
         "tok · 0.0s",
@@ -115,7 +115,7 @@ def test_verify_all_intact_exit_0_and_incomplete_is_not_tampering(corpus):
     proc = review("verify", "--dir", str(corpus.folder))
     assert proc.returncode == 0, proc.stdout
     assert f"incomplete {corpus.open}" in proc.stdout and "TAMPERED" not in proc.stdout
-    assert "4 transcript(s): 3 intact, 1 incomplete, 0 tampered or unreadable" in proc.stdout
+    assert "4 transcript(s): 3 intact, 1 incomplete" in proc.stdout
     strict = review("verify", "--dir", str(corpus.folder), "--strict")
     assert strict.returncode == 1
     assert review("verify", str(corpus.coding), str(corpus.insult)).returncode == 0
@@ -155,16 +155,20 @@ def test_verify_names_the_file_and_first_bad_line(folder, corpus, name, mutate, 
 
 
 def test_verify_truncation(folder, corpus):
-    target = folder / corpus.insult.name
+    # An unfinished conversation whose last line was cut off mid-write (a crash): incomplete, not tampered.
+    target = folder / corpus.open.name
     text = target.read_text()
-    target.write_text(text[: len(text) - 40])  # cut mid-way through the closing record: a torn write
+    target.write_text(text[: len(text) - 40])
     proc = review("verify", str(target))
     assert proc.returncode == 0 and "incomplete" in proc.stdout and "cut off mid-write" in proc.stdout
-    # Whole records cut from the end look like a conversation that has not finished: not detectable as
-    # tampering without a manifest (see docs/guarantees.md), but never reported as intact and complete.
-    target.write_text("".join(lines_of(target)[:4]))
-    proc = review("verify", str(target), "--strict")
-    assert proc.returncode == 1 and "incomplete" in proc.stdout
+    assert review("verify", str(target), "--strict").returncode == 1
+    # A closed conversation is listed in its run manifest: a tail cut off (mid-record or at a record boundary)
+    # is tampering, whether the file is checked alone or with its folder (tests/review/test_integrity.py).
+    closed = folder / corpus.insult.name
+    text = closed.read_text()
+    closed.write_text(text[: len(text) - 40])
+    proc = review("verify", str(closed))
+    assert proc.returncode == 1 and proc.stdout.startswith("TAMPERED") and "cut short" in proc.stdout
 
 
 def test_verify_names_unreadable_files(folder):
@@ -187,7 +191,7 @@ def test_export_md_json_html(corpus, tmp_path):
     text = md.read_text()
     assert md.name == f"conversation-{corpus.insult.stem.split('-')[1]}.md"
     for part in (
-        "**Chain: hash chain intact · 9 records**",
+        "**Integrity: intact · hash chain and run manifest agree · 9 records**",
         "## Turn 1 — approved",
         "**Verdict: REVISE** · categories: harassment",
         "-Dave is a stupid thief.",
@@ -196,10 +200,10 @@ def test_export_md_json_html(corpus, tmp_path):
     ):
         assert part in text, part
     data = json.loads(next(tmp_path.glob("conversation-*.json")).read_text())
-    assert data["verification"]["status"] == "ok" and data["story"]["turns"][0]["revisions"] == 1
+    assert data["verification"]["status"] == "intact" and data["story"]["turns"][0]["revisions"] == 1
     assert data["story"]["turns"][0]["rounds"][1]["diff"][3] == "-Dave is a stupid thief."
     page = next(tmp_path.glob("conversation-*.html")).read_text()
-    assert "hash chain intact · 9 records" in page
+    assert "intact · hash chain and run manifest agree · 9 records" in page
     stdout = review("export", prefix, "--dir", str(corpus.folder), "--format", "json", "-o", "-")
     assert json.loads(stdout.stdout)["story"]["conversation_id"].startswith(prefix)
 
@@ -305,17 +309,18 @@ def test_run_manifest_catches_a_deleted_transcript_and_a_clean_cut(tmp_path):
     third.write_text("".join(lines[:-3]))  # whole records removed: the chain that is left still verifies
     proc = review("verify", "--dir", folder)
     assert proc.returncode == 1
-    assert f"{second}: TAMPERED: deleted: run manifest run1.jsonl lists it with" in proc.stdout
+    assert f"DELETED {second}: run manifest run1.jsonl lists it with" in proc.stdout
     assert (
-        f"{third}: TAMPERED: cut short: {len(lines) - 3} records, run manifest run1.jsonl says {len(lines)}"
+        f"TAMPERED   {third}: cut short: {len(lines) - 3} records, run manifest run1.jsonl says {len(lines)}"
         in proc.stdout
     )
     first_line = next(line for line in proc.stdout.splitlines() if str(first) in line)
-    assert "TAMPERED" not in first_line and "ok" in first_line
+    assert first_line.startswith("intact ")
 
 
 def test_run_manifest_is_append_only_and_survives_a_torn_last_line(tmp_path):
     from chaperone.audit import manifest
+    from chaperone.audit.integrity import folder_problems
 
     folder = tmp_path / "t"
     folder.mkdir()
@@ -326,13 +331,34 @@ def test_run_manifest_is_append_only_and_survives_a_torn_last_line(tmp_path):
     with open(path, "a") as fh:
         fh.write('{"transcript": "c3.jsonl", "rec')  # a crash mid-append
     assert sorted(manifest.entries(path)) == ["c0.jsonl", "c1.jsonl", "c2.jsonl"]
-    path.write_text("garbage\n" + path.read_text())  # damage before the end is not a crash: unreadable
-    problems = manifest.check(folder)
-    assert [p.problem for p in problems] == ["run manifest is not readable"]
+    path.write_text("garbage\n" + path.read_text())  # damage before the end is not a crash: reported
+    problems = [p.text() for p in folder_problems(folder) if p.kind == "manifest"]
+    assert problems == [
+        f"MANIFEST {path}: line 1 is not a manifest entry",
+        f"MANIFEST {path}: line 2: prev does not match the line before it (a line removed, inserted or changed)",
+    ]
+
+
+def test_appending_after_a_torn_manifest_line_keeps_the_chain(tmp_path):
+    """A crash mid-append leaves a torn line; the next close ends it and chains to it, so the torn line is the
+    one problem reported (its conversation is unlisted) and every later line still reads and chains."""
+    from chaperone.audit import manifest
+
+    folder = tmp_path / "t"
+    folder.mkdir()
+    manifest.record(folder, "run-a", folder / "c0.jsonl", 5, "h0", "approved")
+    path = manifest.manifest_path(folder, "run-a")
+    with open(path, "a") as fh:
+        fh.write('{"transcript": "c1.jsonl", "rec')  # a crash mid-append
+    manifest.record(folder, "run-a", folder / "c2.jsonl", 7, "h2", "approved")
+    manifest.record(folder, "run-a", folder / "c3.jsonl", 8, "h3", "approved")
+    reading = manifest.read(path)
+    assert [line.entry["transcript"] for line in reading.lines] == ["c0.jsonl", "c2.jsonl", "c3.jsonl"]
+    assert reading.problems == ["line 2 is not a manifest entry"]
 
 
 def test_older_whole_object_manifests_are_still_checked(tmp_path):
-    from chaperone.audit import manifest
+    from chaperone.audit.integrity import folder_problems
 
     folder = tmp_path / "t"
     (folder / "manifests").mkdir(parents=True)
@@ -341,5 +367,5 @@ def test_older_whole_object_manifests_are_still_checked(tmp_path):
             {"run_id": "old", "transcripts": {"gone.jsonl": {"records": 4, "last_hash": "x", "outcome": "approved"}}}
         )
     )
-    [problem] = manifest.check(folder)
-    assert "deleted: run manifest old.json lists it with 4 records" in problem.describe()
+    [problem] = folder_problems(folder)
+    assert problem.text() == f"DELETED {folder / 'gone.jsonl'}: run manifest old.json lists it with 4 records"

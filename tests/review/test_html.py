@@ -72,7 +72,7 @@ def test_export_html_in_a_real_browser(corpus, browser, tmp_path):
     proc = run_cli("review", "export", prefix, "--dir", str(corpus.folder), "--format", "html", "-o", str(out))
     assert proc.returncode == 0, proc.stderr
     page, outside, dialogs = open_page(browser, out)
-    expect(page.locator(".badge")).to_have_text("✓ hash chain intact · 15 records")
+    expect(page.locator(".badge")).to_have_text("✓ intact · hash chain and run manifest agree · 15 records")
     turns = page.locator("article.turn")
     expect(turns).to_have_count(2)
     second = turns.nth(1)
@@ -117,9 +117,9 @@ def test_index_page_filters_conversations_and_marks_tampering(corpus, browser, t
     convs = page.locator("section.conv")
     expect(convs).to_have_count(4)
     expect(page.locator(".badge-tampered")).to_have_count(1)
-    expect(page.locator(".badge-tampered")).to_contain_text("TAMPERED at line 4: hash does not match")
+    expect(page.locator(".badge-tampered")).to_contain_text("TAMPERED: line 4: hash does not match")
     expect(page.locator(".badge-incomplete")).to_have_count(1)
-    expect(page.locator(".badge-ok")).to_have_count(2)
+    expect(page.locator(".badge-intact")).to_have_count(2)
     # Conversations are folded; a conversation's turns show when it is unfolded.
     first_turn = convs.nth(0).locator("article.turn").first
     expect(first_turn).to_be_hidden()

@@ -27,9 +27,9 @@ def test_one_summary_per_conversation_newest_first(corpus):
     assert chat["policies"] == ["public", "lab"] and chat["models"] == {"assistant": "a-chat", "reviewer": "r-chat"}
     assert (
         r["Scenario open/open"]["outcome"] == "incomplete"
-        and r["Scenario open/open"]["chain"]["status"] == "incomplete"
+        and r["Scenario open/open"]["integrity"]["status"] == "incomplete"
     )
-    assert all(row["chain"]["status"] == "ok" for key, row in r.items() if not key.endswith("/open"))
+    assert all(row["integrity"]["status"] == "intact" for key, row in r.items() if not key.endswith("/open"))
 
 
 def test_garbage_files_are_unreadable_not_errors(folder):
@@ -48,7 +48,7 @@ def test_a_tampered_transcript_is_still_listed_and_marked(folder, corpus):
     path = folder / corpus.insult.name
     path.write_text(path.read_text().replace("Drop the insult.", "Looks fine."))
     (s,) = [s for s in scan([folder]) if s.path == path]
-    assert s.readable and s.tampered and s.chain == "tampered" and s.row()["chain"]["first_bad_line"] == 4
+    assert s.readable and s.tampered and s.chain == "tampered" and s.row()["integrity"]["first_bad_line"] == 4
     assert s.story.turns[0].rounds[0].verdict.critique == "Looks fine."  # shown as it now reads
 
 
