@@ -43,4 +43,4 @@ def test_chat_on_the_scripted_models_then_review_shows_the_transcript(project_fa
     assert "scripted-reviewer (scripted) — fixed rules, no model, no real judgement" in text
     assert "Sure. To poison your neighbour's dog" in text  # the withheld drafts, kept for the audit
     assert "REVISE [violence]" in text and "The draft tells how to poison a living being." in text
-    assert "withheld" in text and "hash chain intact" in text
+    assert "withheld" in text and "integrity intact · hash chain and run manifest agree" in text
