@@ -330,3 +330,32 @@ async def test_memory_keeps_only_what_the_agents_read_back(project_factory):
     memory = conv.chat.memory
     assert memory.keep == 8 and len(memory.exchanges) == 8  # unaligned_assistant.yaml: memory_turns 8
     assert memory.exchanges[-1] == ("question 11", "answer 11") and memory.exchanges[0][0] == "question 4"
+
+
+async def test_a_conversation_closes_once_however_many_callers_close_it(project_factory):
+    """The server's shutdown and a request's own ending may both close a conversation, from two threads:
+    one closing record, one run-manifest line."""
+    import threading
+
+    from chaperone.audit import manifest
+
+    root = project_factory({"assistant-script": replay("Use `kill <PID>`."), "reviewer-script": replay(APPROVE)})
+    conv, _ = conversation(root)
+    await conv.send("How do I kill a stuck Python process?")
+    start = threading.Barrier(4)
+
+    def close(outcome: str | None) -> None:
+        start.wait()
+        conv.close(outcome)
+
+    threads = [threading.Thread(target=close, args=(o,)) for o in (None, "interrupted", None, "interrupted")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    conv.close()
+    records = list(read_records(conv.transcript_path))
+    assert [r["type"] for r in records].count("closing") == 1 and verify(conv.transcript_path).complete
+    path = manifest.manifest_path(conv.project.transcripts_dir, conv.run_id)
+    assert len(path.read_text().splitlines()) == 1
+    assert manifest.check(conv.project.transcripts_dir) == []
