@@ -40,9 +40,16 @@ def _server_class():
 
     class Server(uvicorn.Server):
         """uvicorn's server, stopping gracefully on SIGHUP too, telling the service when a stop signal
-        arrives (`on_stop(at_once)`), and leaving the exit status to us."""
+        arrives (`on_stop(at_once)`), announcing itself (`on_ready`) only once it serves and handles
+        those signals, and leaving the exit status to us."""
 
         on_stop: Callable[[bool], None] | None = None
+        on_ready: Callable[[], None] | None = None
+
+        async def startup(self, sockets=None) -> None:
+            await super().startup(sockets=sockets)
+            if self.on_ready is not None:
+                self.on_ready()
 
         @contextlib.contextmanager
         def capture_signals(self):
@@ -128,15 +135,18 @@ def serve(ctx: click.Context, host: str | None, port: int | None, keys_file: Pat
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
     bound = sock.getsockname()[1]
     where = f"[{host}]" if ":" in host else host
-    err.print(
-        f"[bold]Chaperone[/] serving on [bold]http://{where}:{bound}/v1[/] · models: "
-        f"{escape(', '.join(config.models))} · transcripts: {escape(str(project.transcripts_dir))}"
-    )
-    if keys:
-        err.print(f"{len(keys)} API key(s): {escape(', '.join(n for n, _ in keys.entries))}")
-    else:
-        err.print("[yellow]no API keys configured[/]: listening on loopback only; any local process can call it")
-    sys.stderr.flush()
+
+    def announce() -> None:  # once it serves: a signal from then on stops it gracefully
+        err.print(
+            f"[bold]Chaperone[/] serving on [bold]http://{where}:{bound}/v1[/] · models: "
+            f"{escape(', '.join(config.models))} · transcripts: {escape(str(project.transcripts_dir))}"
+        )
+        if keys:
+            err.print(f"{len(keys)} API key(s): {escape(', '.join(n for n, _ in keys.entries))}")
+        else:
+            err.print("[yellow]no API keys configured[/]: listening on loopback only; any local process can call it")
+        sys.stderr.flush()
+
     server = _server_class()(
         uvicorn.Config(
             app,
@@ -155,7 +165,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, keys_file: Pat
             grace = 0.0 if at_once else config.shutdown_grace_s
             loop.call_soon_threadsafe(service.stop_after, grace)
 
-        server.on_stop = on_stop
+        server.on_stop, server.on_ready = on_stop, announce
         try:
             await server.serve(sockets=[sock])
         finally:
