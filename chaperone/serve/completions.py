@@ -120,7 +120,7 @@ def _client_gone(served: ServedConversation) -> _Stop:
     )
 
 
-CANCELLED = _Stop("the request was cancelled (client gone or server shutting down)", None)
+_CANCELLED = _Stop("the request was cancelled (client gone or server shutting down)", None)
 
 
 async def _gated(service: GuardedService, served: ServedConversation) -> ServedResult:
@@ -189,7 +189,7 @@ async def _run_turn(
             raise stop.error
         return turn.result()
     except asyncio.CancelledError:
-        stop = stop or CANCELLED
+        stop = stop or _CANCELLED
         raise
     finally:
         await asyncio.shield(_wind_up(service, served, turn, stop))

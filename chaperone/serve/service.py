@@ -201,7 +201,8 @@ class GuardedService:
 
     def stop_after(self, grace_s: float) -> None:
         """The server was told to stop (a signal): the requests in flight get `grace_s` seconds to finish,
-        then they are stopped. Called again with a shorter grace (a second Ctrl-C), the shorter one counts."""
+        then they are stopped. A later call with no grace (a second Ctrl-C) stops them at once; any other
+        later call changes nothing."""
         if self.stopping.is_set():
             return
         if self._stop_timer is not None:
