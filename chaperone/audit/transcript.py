@@ -4,12 +4,17 @@ Every record carries seq, ts, prev (the previous record's hash) and hash (sha256
 of the record's canonical JSON without "hash"). Records are flushed as they are
 written, so a crash leaves every finished record intact; editing, deleting,
 inserting or reordering records breaks the chain and `verify` says where.
+
+A writer may be written to from the event loop and closed from a worker thread (a server closes
+conversations off the loop): appending and closing hold one lock, so a record is never half-numbered
+and a transcript gets exactly one closing record, whoever closes it and however often.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from loguru import logger
 from pydantic import BaseModel
 
 from chaperone.audit.private_files import private_dir, private_opener
@@ -39,6 +45,10 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+class TranscriptClosedError(RuntimeError):
+    """A record for a transcript that already has its closing record (nothing may follow it)."""
+
+
 class TranscriptWriter:
     """Writes one conversation. Use as a sink: `writer(event)` appends the event as a record."""
 
@@ -52,6 +62,7 @@ class TranscriptWriter:
         self._fh = open(self.path, "x", encoding="utf-8", opener=private_opener)  # noqa: SIM115 - open for the whole conversation
         self._seq = 0
         self._prev = GENESIS
+        self._lock = threading.Lock()  # one record at a time, and nothing after the closing one
         self.closed = False
         self.append(
             "header",
@@ -59,8 +70,13 @@ class TranscriptWriter:
         )
 
     def append(self, record_type: str, payload: dict[str, Any]) -> dict[str, Any]:
-        if self.closed:
-            raise RuntimeError(f"transcript {self.path} is closed")
+        """Write one record. Raises TranscriptClosedError after the closing record."""
+        with self._lock:
+            if self.closed:
+                raise TranscriptClosedError(f"transcript {self.path} is closed")
+            return self._write(record_type, payload)
+
+    def _write(self, record_type: str, payload: dict[str, Any]) -> dict[str, Any]:
         record = {"seq": self._seq, "ts": now_iso(), "type": record_type, **self.redactor.scrub(payload)}
         record["prev"] = self._prev
         record["hash"] = record_hash(record)
@@ -71,16 +87,28 @@ class TranscriptWriter:
         return record
 
     def __call__(self, event: BaseModel) -> None:
+        """The sink: an event that arrives after the conversation was closed is logged, not written (a
+        record after the closing one would make the transcript look tampered) and not raised into the
+        code that emitted it."""
         payload = event.model_dump(mode="json")
         kind = payload.pop("kind")
-        self.append(kind, payload)
+        try:
+            self.append(kind, payload)
+        except TranscriptClosedError:
+            logger.warning("{} event after {} was closed: not recorded", kind, self.path.name)
 
-    def close(self, outcome: str, totals: dict[str, Any]) -> None:
-        if self.closed:
-            return
-        self.append("closing", {"outcome": outcome, "totals": totals, "ended_at": now_iso()})
-        self._fh.close()
-        self.closed = True
+    def close(self, outcome: str, totals: dict[str, Any]) -> bool:
+        """Write the closing record and close the file, once: True for the call that closed it, False
+        for any later one (which writes nothing)."""
+        with self._lock:
+            if self.closed:
+                return False
+            try:
+                self._write("closing", {"outcome": outcome, "totals": totals, "ended_at": now_iso()})
+            finally:
+                self._fh.close()
+                self.closed = True
+            return True
 
     @property
     def last_hash(self) -> str:

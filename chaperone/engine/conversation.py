@@ -146,15 +146,16 @@ class Conversation:
             self.chat.memory.add(user, answer)
 
     def record_error(self, message: str) -> None:
-        """A failure outside a turn (a time limit, a shutdown, a client gone), on the record before closing."""
-        if not self.transcript.closed:  # the same error record a failed turn writes
-            self.transcript(ErrorEvent(turn=self.chat.turns, source="chaperone", message=message))
+        """A failure outside a turn (a time limit, a shutdown, a client gone), on the record before closing
+        (after the closing record it is only logged: the transcript sink never writes past it)."""
+        self.transcript(ErrorEvent(turn=self.chat.turns, source="chaperone", message=message))
 
     def close(self, outcome: str | None = None) -> None:
-        if self.transcript.closed:
-            return
+        """The closing record, then the run manifest's line: once, however many callers (and threads) close
+        the conversation; a later call writes nothing."""
         outcome = outcome or self.totals.outcome
-        self.transcript.close(outcome, self.totals.as_dict())
+        if not self.transcript.close(outcome, self.totals.as_dict()):
+            return  # already closed: one closing record, one manifest line
         manifest.record(
             self.project.transcripts_dir,
             self.run_id,

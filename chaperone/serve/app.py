@@ -116,4 +116,4 @@ async def chat_completions(
     served = state.service.start(chat, admitted.key)
     if chat.stream:
         return respond_streamed(state, served, deadline, admitted.take())
-    return await respond_whole(state, served, deadline, admitted.take())
+    return await respond_whole(state, served, deadline, admitted.take(), request.is_disconnected)

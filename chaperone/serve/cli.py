@@ -8,6 +8,7 @@ import ipaddress
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -28,11 +29,27 @@ def is_loopback(host: str) -> bool:
         return False  # any other host name may resolve to a public address
 
 
+# After the grace period the service stops the requests still running, and each answers at once (503, or
+# an error event in its stream); uvicorn's own deadline, which cancels request tasks mid-flight and drops
+# their connections, is only a backstop this much later.
+BACKSTOP_S = 15.0
+
+
 def _server_class():
     import uvicorn
 
     class Server(uvicorn.Server):
-        """uvicorn's server, stopping gracefully on SIGHUP too, and leaving the exit status to us."""
+        """uvicorn's server, stopping gracefully on SIGHUP too, telling the service when a stop signal
+        arrives (`on_stop(at_once)`), announcing itself (`on_ready`) only once it serves and handles
+        those signals, and leaving the exit status to us."""
+
+        on_stop: Callable[[bool], None] | None = None
+        on_ready: Callable[[], None] | None = None
+
+        async def startup(self, sockets=None) -> None:
+            await super().startup(sockets=sockets)
+            if self.on_ready is not None:
+                self.on_ready()
 
         @contextlib.contextmanager
         def capture_signals(self):
@@ -48,6 +65,8 @@ def _server_class():
             self._captured_signals.append(sig)
             self.force_exit = self.should_exit and sig == signal.SIGINT  # a second Ctrl-C stops at once
             self.should_exit = True
+            if self.on_stop is not None:
+                self.on_stop(self.force_exit)
 
     return Server
 
@@ -117,32 +136,45 @@ def serve(ctx: click.Context, host: str | None, port: int | None, keys_file: Pat
     bound = sock.getsockname()[1]
     where = f"[{host}]" if ":" in host else host
     served = ", ".join(f"{n} (scripted)" if service.scripted_models(n) else n for n in config.models)
-    err.print(
-        f"[bold]Chaperone[/] serving on [bold]http://{where}:{bound}/v1[/] · models: "
-        f"{escape(served)} · transcripts: {escape(str(project.transcripts_dir))}"
-    )
-    if any(service.scripted_models(n) for n in config.models):
-        err.print("[yellow]scripted[/]: those models answer by fixed rules from config/models.yaml, not by a model")
-    if keys:
-        err.print(f"{len(keys)} API key(s): {escape(', '.join(n for n, _ in keys.entries))}")
-    else:
-        err.print("[yellow]no API keys configured[/]: listening on loopback only; any local process can call it")
-    sys.stderr.flush()
+
+    def announce() -> None:  # once it serves: a signal from then on stops it gracefully
+        err.print(
+            f"[bold]Chaperone[/] serving on [bold]http://{where}:{bound}/v1[/] · models: "
+            f"{escape(served)} · transcripts: {escape(str(project.transcripts_dir))}"
+        )
+        if any(service.scripted_models(n) for n in config.models):
+            err.print("[yellow]scripted[/]: those models answer by fixed rules from config/models.yaml, not by a model")
+        if keys:
+            err.print(f"{len(keys)} API key(s): {escape(', '.join(n for n, _ in keys.entries))}")
+        else:
+            err.print("[yellow]no API keys configured[/]: listening on loopback only; any local process can call it")
+        sys.stderr.flush()
+
     server = _server_class()(
         uvicorn.Config(
             app,
             log_config=None,
             access_log=False,
             lifespan="on",
-            timeout_graceful_shutdown=config.shutdown_grace_s,
+            timeout_graceful_shutdown=config.shutdown_grace_s + BACKSTOP_S,
             timeout_keep_alive=30,
         )
     )
 
     async def run() -> None:
+        loop = asyncio.get_running_loop()
+
+        def on_stop(at_once: bool) -> None:  # in the signal handler: hand it to the loop
+            grace = 0.0 if at_once else config.shutdown_grace_s
+            loop.call_soon_threadsafe(service.stop_after, grace)
+
+        server.on_stop, server.on_ready = on_stop, announce
         try:
             await server.serve(sockets=[sock])
         finally:
+            # Normally a no-op (the app's shutdown closed everything); after a forced stop, this is where
+            # the requests still running are stopped and their transcripts closed.
+            await service.close_all("the server shut down before the request finished")
             await pool.close()
 
     asyncio.run(run())

@@ -1,6 +1,10 @@
 """One chat completion: the request read and checked, the guarded turn run within the time limit, and the
 answer sent whole or as a stream. A stream is written after the verdict, with SSE comments keeping the
-connection open while the reviewer decides."""
+connection open while the reviewer decides.
+
+The turn runs as its own task, raced against the request's time limit, the server stopping and (for a
+whole answer) the client going away. Whichever comes first, the request stops its turn, puts the reason on
+the record and closes its transcript itself: nobody closes a conversation under a running turn."""
 
 from __future__ import annotations
 
@@ -9,7 +13,8 @@ import contextlib
 import functools
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
@@ -22,6 +27,10 @@ from chaperone.serve.service import GuardedService, ServedConversation, ServedRe
 from chaperone.serve.wire import ChatRequest, RequestError, chunk, completion, error_body, parse_request, pieces
 
 INTERNAL_ERROR = "internal error; the server log has the details"
+DISCONNECT_POLL_S = 0.25  # how often a whole answer's request looks whether its client is still there
+TURN_STOP_WAIT_S = 10.0  # how long a cancelled turn may take to stop before its transcript is closed anyway
+
+Disconnected = Callable[[], Awaitable[bool]]
 
 
 async def turn_deadline(state: State) -> float:
@@ -69,34 +78,128 @@ async def read_chat_request(request: Request, config: ServeConfig) -> ChatReques
     )
 
 
-async def _run_turn(service: GuardedService, served: ServedConversation, deadline: float) -> ServedResult:
-    """The turn within the time limit (a 504 past it); the transcript is closed however the turn ends."""
-    limit = service.config.limits.request_timeout_s
-    outcome = None
-    try:
-        async with asyncio.timeout_at(deadline), service.gate:
-            return await served.run()
-    except TimeoutError:
-        served.record_failure(f"request time limit of {limit:g} s exceeded; nothing was delivered")
-        outcome = "interrupted"
-        raise RequestError(
+@dataclass(frozen=True)
+class _Stop:
+    """Why a turn was stopped from outside: the transcript's error record and what the client gets."""
+
+    record: str
+    error: RequestError | None  # None: the request's own task was cancelled, nobody to answer
+
+
+def _timed_out(served: ServedConversation, limit: float) -> _Stop:
+    return _Stop(
+        f"request time limit of {limit:g} s exceeded; nothing was delivered",
+        RequestError(
             504,
             f"the guarded answer took longer than this server's limit of {limit:g} s; "
             f"nothing was delivered (transcript {served.id})",
             kind="server_error",
             code="request_timeout",
-        ) from None
-    except asyncio.CancelledError:
-        served.record_failure("the request was cancelled (client gone or server shutting down)")
+        ),
+    )
+
+
+def _shut_down(served: ServedConversation) -> _Stop:
+    return _Stop(
+        "the server shut down before the request finished; nothing was delivered",
+        RequestError(
+            503,
+            f"the server is shutting down and stopped this request before its answer was ready; "
+            f"nothing was delivered (transcript {served.id})",
+            kind="server_error",
+            code="server_shutting_down",
+        ),
+    )
+
+
+def _client_gone(served: ServedConversation) -> _Stop:
+    return _Stop(
+        "the client went away before the answer was ready; nothing was delivered",
+        # Nobody reads it; 499 is the log's word for "client closed request".
+        RequestError(499, f"the client went away (transcript {served.id})", code="client_closed_request"),
+    )
+
+
+_CANCELLED = _Stop("the request was cancelled (client gone or server shutting down)", None)
+
+
+async def _gated(service: GuardedService, served: ServedConversation) -> ServedResult:
+    async with service.gate:  # waits its turn among all keys' requests (max_concurrent_requests)
+        return await served.run()
+
+
+async def _race(
+    turn: asyncio.Future[ServedResult],
+    service: GuardedService,
+    served: ServedConversation,
+    deadline: float,
+    disconnected: Disconnected | None,
+) -> _Stop | None:
+    """Wait for the turn; None when it ended, otherwise why it must stop. A turn that has ended wins a tie."""
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.ensure_future(service.stopping.wait())
+    try:
+        while True:
+            left = deadline - loop.time()
+            if left > 0:
+                wait = min(left, DISCONNECT_POLL_S) if disconnected is not None else left
+                await asyncio.wait([turn, stopping], timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+            if turn.done():
+                return None
+            if stopping.done():
+                return _shut_down(served)
+            if loop.time() >= deadline:
+                return _timed_out(served, service.config.limits.request_timeout_s)
+            if disconnected is not None and await disconnected():
+                return _client_gone(served)
+    finally:
+        stopping.cancel()
+
+
+async def _wind_up(
+    service: GuardedService, served: ServedConversation, turn: asyncio.Future[ServedResult], stop: _Stop | None
+) -> None:
+    """The end of every request's turn, in this order: the turn stopped (when it was stopped from outside),
+    the reason on the record, the transcript closed and counted out. Runs shielded: it finishes even when
+    the request's own task is cancelled meanwhile."""
+    outcome = None
+    if stop is not None or not turn.done():
         outcome = "interrupted"
+        turn.cancel()  # the chat records the cancelled turn (error, withheld, turn_finished) as it stops
+        await asyncio.wait([turn], timeout=TURN_STOP_WAIT_S)
+        if not turn.done():
+            logger.warning("the turn of {} did not stop in {:g} s; closing it anyway", served.file, TURN_STOP_WAIT_S)
+        elif not turn.cancelled() and turn.exception() is not None:
+            logger.opt(exception=turn.exception()).warning("the stopped turn of {} failed", served.file)
+        served.record_failure(stop.record if stop is not None else "the request failed before its turn finished")
+    await service.finish(served, outcome)
+
+
+async def _run_turn(
+    service: GuardedService, served: ServedConversation, deadline: float, disconnected: Disconnected | None = None
+) -> ServedResult:
+    """The turn within the time limit (a 504 past it), stopped when the server stops (503) or, given
+    `disconnected`, when the client goes away; the transcript is closed however the turn ends."""
+    turn = asyncio.ensure_future(_gated(service, served))
+    stop: _Stop | None = None
+    try:
+        stop = await _race(turn, service, served, deadline, disconnected)
+        if stop is not None:
+            assert stop.error is not None
+            raise stop.error
+        return turn.result()
+    except asyncio.CancelledError:
+        stop = stop or _CANCELLED
         raise
     finally:
-        await asyncio.shield(service.finish(served, outcome))
+        await asyncio.shield(_wind_up(service, served, turn, stop))
 
 
-async def answer(service: GuardedService, served: ServedConversation, deadline: float) -> ServedResult:
-    """The approved answer or the policy's fallback; a RequestError (504, 502) when there is neither."""
-    result = await _run_turn(service, served, deadline)
+async def answer(
+    service: GuardedService, served: ServedConversation, deadline: float, disconnected: Disconnected | None = None
+) -> ServedResult:
+    """The approved answer or the policy's fallback; a RequestError (504, 503, 502) when there is neither."""
+    result = await _run_turn(service, served, deadline, disconnected)
     logger.info(
         "{} key={} model={} → {} after {} revision(s) {}",
         served.file,
@@ -117,12 +220,17 @@ async def answer(service: GuardedService, served: ServedConversation, deadline: 
 
 
 async def respond_whole(
-    state: ServerState, served: ServedConversation, deadline: float, admission: contextlib.ExitStack
+    state: ServerState,
+    served: ServedConversation,
+    deadline: float,
+    admission: contextlib.ExitStack,
+    disconnected: Disconnected | None = None,
 ) -> JSONResponse:
-    """The answer as one chat.completion; the key's admission is released as soon as the turn ends."""
+    """The answer as one chat.completion; the key's admission is released as soon as the turn ends (a client
+    that goes away, seen through `disconnected`, ends it at once)."""
     with admission:
         try:
-            result = await answer(state.service, served, deadline)
+            result = await answer(state.service, served, deadline, disconnected)
         except RequestError as err:
             err.headers.update(chaperone_headers(served))  # a 502 or 504 still names its transcript
             raise

@@ -1,5 +1,11 @@
 """One served request = one guarded conversation: built from the request, primed with the earlier
-messages, run under the request's time limit, closed (transcript and run manifest) whatever happens."""
+messages, run under the request's time limit, closed (transcript and run manifest) whatever happens.
+
+Who closes a conversation: the request that runs it, after its turn has stopped (completions.py). A
+shutdown does not close conversations under running turns; it sets `stopping`, each request stops its own
+turn, answers 503 and closes its own transcript. `close_all` at the very end only waits for that (and
+closes, as a last resort, what no request closed in time). Closing is idempotent: one closing record and
+one manifest line, whoever asks and however often."""
 
 from __future__ import annotations
 
@@ -109,6 +115,7 @@ class ServedConversation:
         self.id = self.conversation.transcript.conversation_id
         self.file = self.conversation.transcript_path.name
         self.policy = self.conversation.policy.name
+        self._closing: asyncio.Future[None] | None = None
 
     async def run(self) -> ServedResult:
         result = await self.conversation.send(self.request.last_user)
@@ -131,9 +138,13 @@ class ServedConversation:
         """A failure outside the turn (time limit, shutdown, a client gone): on the record before closing."""
         self.conversation.record_error(message)
 
-    async def close(self, outcome: str | None = None) -> None:
-        # The manifest update fsyncs: off the event loop.
-        await asyncio.to_thread(self.conversation.close, outcome)
+    def close(self, outcome: str | None = None) -> asyncio.Future[None]:
+        """Close the transcript and add it to the run manifest, once: every caller gets the same closing to
+        await (shield it: it must finish even if the caller is cancelled)."""
+        if self._closing is None:
+            # The manifest update fsyncs: off the event loop.
+            self._closing = asyncio.ensure_future(asyncio.to_thread(self.conversation.close, outcome))
+        return self._closing
 
     def extra(self, result: ServedResult) -> dict[str, Any]:
         info: dict[str, Any] = {
@@ -149,6 +160,11 @@ class ServedConversation:
         return info
 
 
+# At shutdown, how long close_all waits for the requests still running to stop their turns and close their
+# own transcripts before it closes what is left itself.
+OWNERS_WAIT_S = 10.0
+
+
 class GuardedService:
     """What the HTTP layer calls: it owns the project, the model pool and the open conversations."""
 
@@ -159,6 +175,10 @@ class GuardedService:
         self.gate = asyncio.Semaphore(config.limits.max_concurrent_requests)
         self.open: set[ServedConversation] = set()
         self.served = 0  # requests that got a conversation (and so a transcript)
+        # Set when the requests in flight must stop (the shutdown's grace period is over): each one stops
+        # its turn, answers 503 (a stream: an error event) and closes its transcript as interrupted.
+        self.stopping = asyncio.Event()
+        self._stop_timer: asyncio.TimerHandle | None = None
 
     def run_id(self) -> str:
         # One run manifest per server and day: a long-running server never rewrites an ever-growing file.
@@ -181,19 +201,51 @@ class GuardedService:
                 param="model",
                 code="model_not_found",
             )
+        if self.stopping.is_set():  # read while the server was stopping: no conversation is started
+            raise RequestError(
+                503,
+                "the server is shutting down; this request was not started",
+                kind="server_error",
+                code="server_shutting_down",
+            )
         served = ServedConversation(self, request, key_name)
         self.open.add(served)
         self.served += 1
         return served
 
+    def stop_after(self, grace_s: float) -> None:
+        """The server was told to stop (a signal): the requests in flight get `grace_s` seconds to finish,
+        then they are stopped. A later call with no grace (a second Ctrl-C) stops them at once; any other
+        later call changes nothing."""
+        if self.stopping.is_set():
+            return
+        if self._stop_timer is not None:
+            if grace_s > 0:
+                return
+            self._stop_timer.cancel()
+        self._stop_timer = asyncio.get_running_loop().call_later(max(grace_s, 0), self.stop)
+
+    def stop(self) -> None:
+        """Stop every request in flight now (each closes its own transcript as interrupted)."""
+        if not self.stopping.is_set():
+            if self.open:
+                logger.warning("stopping {} request(s) still in flight", len(self.open))
+            self.stopping.set()
+
     async def finish(self, served: ServedConversation, outcome: str | None = None) -> None:
         try:
-            await served.close(outcome)
+            await asyncio.shield(served.close(outcome))
         finally:
             self.open.discard(served)
 
     async def close_all(self, message: str) -> None:
-        """At shutdown: anything still open is closed as interrupted, so no transcript is left without an end."""
+        """At shutdown: stop what still runs, let each request close its own transcript, and close as
+        interrupted whatever none closed in time, so no transcript is left without an end."""
+        self.stop()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + OWNERS_WAIT_S
+        while self.open and loop.time() < deadline:
+            await asyncio.sleep(0.05)
         for served in list(self.open):
             logger.warning("closing transcript {} of an unfinished request: {}", served.file, message)
             served.record_failure(message)

@@ -104,3 +104,74 @@ def test_a_changed_character_anywhere_is_caught_at_its_line(tmp_path):
             tried += 1
     path.write_bytes(original)
     assert verify(path).intact and tried == 12 * len(lines)
+
+
+def _close_while_writing(directory) -> tuple[TranscriptWriter, list[bool]]:
+    """4 threads close one transcript while 4 others append to it, all let go at once."""
+    import threading
+
+    from chaperone.audit.transcript import TranscriptClosedError
+
+    w = TranscriptWriter(directory, {"run_id": "r1", "kind": "test"})
+    start = threading.Barrier(8)
+    closed: list[bool] = []
+
+    def closer() -> None:
+        start.wait()
+        closed.append(w.close("interrupted", {}))
+
+    def writer(n: int) -> None:
+        start.wait()
+        for i in range(50):
+            try:
+                w.append("error", {"message": f"{n}-{i}"})
+            except TranscriptClosedError:
+                return
+
+    threads = [threading.Thread(target=closer) for _ in range(4)]
+    threads += [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    return w, closed
+
+
+def test_closing_is_once_and_serialized_whoever_closes_from_whichever_thread(tmp_path):
+    """A server closes a conversation off the event loop while the loop may still write to it: however the
+    closes and appends interleave, one closing record, the last one, and a chain that verifies."""
+    for attempt in range(20):
+        w, closed = _close_while_writing(tmp_path / str(attempt))
+        assert sorted(closed) == [False, False, False, True]
+        records = list(read_records(w.path))
+        assert [r["type"] for r in records].count("closing") == 1 and records[-1]["type"] == "closing"
+        result = verify(w.path)
+        assert result.intact and result.complete, result.describe()
+        assert w.records == len(records)
+
+
+def test_an_event_after_closing_is_logged_not_written_nor_raised(tmp_path):
+    import pytest
+    from loguru import logger
+    from pydantic import BaseModel
+
+    from chaperone.audit.transcript import TranscriptClosedError
+
+    class Late(BaseModel):
+        kind: str = "error"
+        message: str = "late"
+
+    w = TranscriptWriter(tmp_path, {"run_id": "r1", "kind": "test"})
+    w.close("interrupted", {})
+    seen: list[str] = []
+    sink = logger.add(lambda m: seen.append(str(m)), level="WARNING")
+    try:
+        w(Late())  # as a sink: no exception into the code that emitted the event
+    finally:
+        logger.remove(sink)
+    assert any("error event after" in s and "not recorded" in s for s in seen)
+    with pytest.raises(TranscriptClosedError):
+        w.append("error", {"message": "late"})  # a direct append after closing is still a bug
+    assert w.close("again", {}) is False
+    result = verify(w.path)
+    assert result.intact and result.complete and result.records == 2

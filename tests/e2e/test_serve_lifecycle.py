@@ -221,3 +221,27 @@ def test_a_client_that_walks_away_mid_stream_ends_its_turn_and_frees_its_slot(wo
     [first_turn] = [c for c in closings(project) if c["asked"] == SLOW]
     assert first_turn["last"]["outcome"] == "interrupted" and "delivered" not in first_turn["types"]
     assert any("cancelled" in e for e in first_turn["errors"])
+
+
+def test_a_client_that_walks_away_from_a_whole_answer_ends_its_turn_and_frees_its_slot(world, project):
+    import httpx2 as httpx
+
+    world.slow["photo"] = 6.0
+    serve_yaml(project, limits={"max_concurrent_per_key": 1})
+    with ServeProcess(project) as server:
+        body = {"model": "chaperone", "messages": ask(SLOW)}
+        started = time.monotonic()
+        with pytest.raises(httpx.TimeoutException):  # the client gives up and closes its connection ...
+            httpx.post(f"{server.base_url}/chat/completions", json=body, timeout=0.5)
+        # ... and well before the 6 s draft or the 300 s time limit, its slot is free again.
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline and not any(c["last"]["type"] == "closing" for c in closings(project)):
+            time.sleep(0.05)
+        answer = local(server).chat.completions.create(model="chaperone", messages=ask(SAFE))
+        assert answer.choices[0].finish_reason == "stop" and time.monotonic() - started < 4.5
+        assert server.stop() == 128 + signal.SIGTERM
+    assert "Traceback" not in server.output
+    [gone] = [c for c in closings(project) if c["asked"] == SLOW]
+    assert gone["last"]["outcome"] == "interrupted" and "delivered" not in gone["types"]
+    assert any("the client went away before the answer was ready" in e for e in gone["errors"])
+    assert run_cli("review", "verify", "--dir", str(project.parent / "transcripts")).returncode == 0

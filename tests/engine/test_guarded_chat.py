@@ -374,3 +374,34 @@ async def test_a_cut_draft_sent_back_and_redrafted_whole_is_not_cut(project_fact
     result = await conv.send("How do I kill a stuck Python process?")
     assert result.outcome == "approved" and result.revisions == 1 and not result.cut
     assert [d.cut for d in of(events, Draft)] == [True, False] and not of(events, Delivered)[0].cut
+
+
+async def test_a_conversation_closes_once_however_many_callers_close_it(project_factory):
+    """The server's shutdown and a request's own ending may both close a conversation, from two threads:
+    one closing record, one run-manifest line."""
+    import threading
+
+    from chaperone.audit import integrity, manifest
+
+    root = project_factory({"assistant-script": replay("Use `kill <PID>`."), "reviewer-script": replay(APPROVE)})
+    conv, _ = conversation(root)
+    await conv.send("How do I kill a stuck Python process?")
+    start = threading.Barrier(4)
+
+    def close(outcome: str | None) -> None:
+        start.wait()
+        conv.close(outcome)
+
+    threads = [threading.Thread(target=close, args=(o,)) for o in (None, "interrupted", None, "interrupted")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    conv.close()
+    records = list(read_records(conv.transcript_path))
+    assert [r["type"] for r in records].count("closing") == 1 and verify(conv.transcript_path).complete
+    path = manifest.manifest_path(conv.project.transcripts_dir, conv.run_id)
+    assert len(path.read_text().splitlines()) == 1
+    folder = conv.project.transcripts_dir
+    assert integrity.folder_problems(folder) == []
+    assert integrity.check_file(conv.transcript_path).status == integrity.INTACT

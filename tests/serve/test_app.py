@@ -42,6 +42,7 @@ class StandInService:
     def __init__(self, config: ServeConfig):
         self.config = config
         self.gate = asyncio.Semaphore(config.limits.max_concurrent_requests)
+        self.stopping = asyncio.Event()
         self.open: set[StandInTurn] = set()
         self.turns: list[StandInTurn] = []
         self.closed: list[str | None] = []
@@ -199,3 +200,39 @@ async def test_an_answer_cut_at_the_token_limit_finishes_with_length_whole_and_s
     # Only an approved answer is "cut": a withheld turn is the fallback, filtered whatever its drafts did.
     assert ServedResult("withheld", "I can't help with that.", cut=True).finish_reason == "content_filter"
     assert ServedResult("approved", "Done.").finish_reason == "stop"
+
+
+async def test_a_whole_answer_whose_client_hangs_up_ends_its_turn_and_frees_its_slot():
+    app, service, limits = make_app(max_concurrent_per_key=1)
+    call = Call(app, ASK, AUTH)
+    while not service.turns:
+        await asyncio.sleep(0.01)
+    assert limits.in_flight("tester") == 1
+    await call.hang_up()  # well before the 300 s time limit: it sees the disconnect within a poll
+    [turn] = service.turns
+    assert turn.failures == ["the client went away before the answer was ready; nothing was delivered"]
+    assert service.closed == ["interrupted"] and limits.in_flight("tester") == 0 and not service.open
+
+
+async def test_a_stopping_server_answers_the_requests_in_flight_with_503_and_their_streams_with_an_error():
+    app, service, limits = make_app()
+    whole, stream = Call(app, ASK, AUTH), Call(app, {**ASK, "stream": True}, AUTH)
+    status, _ = await stream.start()
+    assert status == 200
+    while len(service.turns) < 2:
+        await asyncio.sleep(0.01)
+    service.stopping.set()
+    status, headers, body = await whole.whole()
+    error = json.loads(body)["error"]
+    assert status == 503 and error["code"] == "server_shutting_down" and "nothing was delivered" in error["message"]
+    assert headers["x-chaperone-transcript-id"] == "0123456789abcdef"
+    parts = []
+    while not parts or not parts[-1].startswith('data: {"error"'):
+        parts.append(await stream.body_part())
+    assert json.loads(parts[-1][6:])["error"]["code"] == "server_shutting_down"
+    message = await asyncio.wait_for(stream.outbox.get(), 5)
+    assert message["type"] == "http.response.body" and not message.get("more_body")  # and the stream ends
+    await asyncio.wait_for(stream.task, 5)
+    assert service.closed == ["interrupted", "interrupted"] and limits.in_flight("tester") == 0
+    shut = ["the server shut down before the request finished; nothing was delivered"]
+    assert all(t.failures == shut for t in service.turns)
