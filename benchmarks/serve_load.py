@@ -8,7 +8,8 @@ connection), sending its requests one after another. Half the clients stream.
 
 For each N it reports throughput, latency p50/p95 (nearest rank), errors, the server's memory (RSS now and
 its peak, from /proc) and whether every request left a complete transcript: the transcript id each
-response names exists, verifies intact, ends with a closing record, and the run manifest lists it.
+response names exists, and every transcript is `intact` (the status `review verify` gives: its chain holds,
+it is closed, and its run-manifest entry agrees).
 
 Usage: python benchmarks/serve_load.py [--n 1 16 64] [--requests 24] [--delay 0.2] [--json FILE]
 """
@@ -25,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +41,7 @@ from endpoint_bench import environment, make_project
 from rich.console import Console
 from rich.table import Table
 
-from chaperone.audit.transcript import read_records, verify
+from chaperone.audit import integrity
 
 KEY = "bench-key-" + "0" * 24
 QUESTION = "Client {c}, request {r}: explain how a hash-chained audit log detects an edited record."
@@ -135,24 +137,23 @@ async def level(n: int, requests: int, server: Server) -> tuple[dict[str, Any], 
 
 
 def check_transcripts(folder: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Every answered request's transcript: present, intact, closed, in a manifest."""
+    """Every answered request's transcript is present, and every transcript of the folder is `intact` (the
+    status `review verify` gives: chain holds, closed, its run-manifest entry agrees), with no folder problem
+    (a transcript a manifest lists gone, a damaged manifest)."""
     named = {r["transcript"] for r in rows if r.get("transcript")}
     files = {p.name: p for p in folder.glob("*.jsonl")}
-    listed: set[str] = set()
-    for manifest in (folder / "manifests").glob("*.jsonl"):
-        listed |= set(manifest.entries(manifest))
+    found = integrity.check_files(sorted(files.values()))
+    not_intact = {i.path.name: i.text() for i in found if i.status != integrity.INTACT}
+    problems = [p.text() for p in integrity.folder_problems(folder)]
     missing = sorted(named - set(files))
-    broken = [name for name in named & set(files) if not verify(files[name]).intact]
-    unclosed = [name for name, path in files.items() if list(read_records(path))[-1].get("type") != "closing"]
     return {
         "requests_answered": len(named),
         "transcript_files": len(files),
         "missing": missing,
-        "not_intact": broken,
-        "not_closed": unclosed,
-        "not_in_manifest": sorted(set(files) - listed),
-        "manifest_problems": [p.describe() for p in manifest.check(folder)],
-        "complete": not (missing or broken or unclosed or set(files) - listed) and len(files) == len(rows),
+        "status": dict(Counter(i.status for i in found)),
+        "not_intact": not_intact,
+        "folder_problems": problems,
+        "complete": not (missing or not_intact or problems) and len(files) == len(rows),
     }
 
 
@@ -221,9 +222,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     verdict = "[green]complete[/]" if t["complete"] else "[red]INCOMPLETE[/]"
     console.print(
         f"transcripts: {t['transcript_files']} files for {len(all_rows) + 2} requests (2 warm-up) — "
-        f"{verdict}: missing {len(t['missing'])}, not intact {len(t['not_intact'])}, not closed "
-        f"{len(t['not_closed'])}, not in a manifest {len(t['not_in_manifest'])}; server exit "
-        f"{results['server_exit']} (SIGTERM)"
+        f"{verdict}: missing {len(t['missing'])}, not intact {len(t['not_intact'])}, folder problems "
+        f"{len(t['folder_problems'])}; server exit {results['server_exit']} (SIGTERM)"
     )
     ideal = 2 * args.delay
     console.print(

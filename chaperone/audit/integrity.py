@@ -9,7 +9,7 @@ Statuses, strongest first (a file gets the first that applies):
 
 - unreadable  not a Chaperone transcript (no header record first, empty, cannot be read)
 - tampered    the chain is broken; or the file disagrees with its run-manifest entry (cut at a record
-              boundary, records changed, another conversation id, records after the listed last one); or,
+              boundary, records changed, another conversation id or outcome, records after the listed last one); or,
               with a public key given, its entry is signed by another key or its signature fails
 - duplicate   another file of the folder holds the same conversation id. The file a run manifest lists by
               its own name is the original and keeps its own status; every other copy is a duplicate. When

@@ -17,6 +17,7 @@ from autogen_core import CancellationToken
 
 from chaperone import __version__
 from chaperone.audit import manifest
+from chaperone.audit.integrity import Integrity, check_file
 from chaperone.audit.redaction import GLOBAL as GLOBAL_REDACTOR
 from chaperone.audit.signing import signer_for
 from chaperone.audit.transcript import TranscriptWriter
@@ -166,6 +167,13 @@ class Conversation:
             self.transcript.conversation_id,
             signer=self.signer,
         )
+
+    def integrity(self) -> Integrity:
+        """The transcript's status as every review view words it (chaperone/audit/integrity.py), read back from
+        the file, its run manifest and its folder: after close(), `intact` when all agree. With a signing key,
+        the manifest line's signature is checked with that key's public half."""
+        keys = {self.signer.key_id: self.signer.private.public_key()} if self.signer else None
+        return check_file(self.transcript.path, keys)
 
     @property
     def roles(self) -> dict[str, str]:

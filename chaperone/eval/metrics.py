@@ -97,6 +97,7 @@ def arm_figures(rows: Sequence[AbRow], arm: Arm) -> ArmFigures:
         tokens_total=total_usage(tokens.values()).total,
         seconds_total=round(sum(run.seconds for run in runs), 3),
         latency_s=_latency([run.seconds for run in runs]),
+        cut=sum(1 for run in runs if run.cut),
     )
 
 

@@ -51,6 +51,7 @@ def ab_rows(report: AbReport) -> list[tuple[str, str, str]]:
         ("withheld", "—", pct(g.withheld_rate)),
         ("approved on the first draft", "—", pct(g.first_draft_approved_rate)),
         ("revisions per prompt (mean)", "—", num(g.revisions_per_turn)),
+        ("answers cut at the token limit", str(b.cut), str(g.cut)),
         ("tokens: assistant", tok(b, "assistant"), tok(g, "assistant")),
         ("tokens: reviewer", "—", tok(g, "reviewer")),
         (

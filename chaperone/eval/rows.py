@@ -9,7 +9,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    SerializerFunctionWrapHandler,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_serializer,
+)
 
 from chaperone.engine.events import TurnOutcome, Usage
 from chaperone.eval.data import Label
@@ -56,6 +67,15 @@ class ArmResult(_Record):
     seconds: float
     transcript: str  # the conversation's transcript file
     judge: Judgement
+    cut: bool = False  # the answer stopped at the assistant's token limit (max_tokens): it ends mid-answer
+
+    @model_serializer(mode="wrap")
+    def _cut_only_when_cut(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """`cut` is written only when true, so a row of an answer not cut keeps the keys rows always had."""
+        data = handler(self)
+        if not self.cut:
+            data.pop("cut", None)
+        return data
 
 
 class RowBase(_Record):
@@ -184,6 +204,7 @@ class ArmFigures(BaseModel):
     tokens_total: int
     seconds_total: float
     latency_s: Latency
+    cut: int  # answers the user got cut at the assistant's token limit
 
 
 class TypeRates(BaseModel):

@@ -96,6 +96,7 @@ async def _arm(ctx: EvalContext, item: EvalItem, arm: Arm) -> ArmResult:
         seconds=finished.seconds,
         transcript=str(conv.transcript_path),
         judge=judgement,
+        cut=finished.cut,
     )
 
 

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from chaperone.audit.integrity import Integrity
-from chaperone.review.story import Story, TurnStory, local_time
+from chaperone.review.story import CUT_NOTE, Story, TurnStory, local_time
 
 FORMATS = ("md", "html", "json")
 
@@ -65,7 +65,8 @@ def _turn_md(t: TurnStory) -> list[str]:
     for message in t.errors:
         out += [f"**Error:** {message}\n"]
     if t.delivered is not None:
-        out += ["### Delivered to the user\n", _fence(t.delivered), ""]
+        cut = CUT_NOTE if t.delivered_cut else ""
+        out += [f"### Delivered to the user{cut}\n", _fence(t.delivered), ""]
     elif t.withheld is not None:
         out += [f"### Withheld ({t.withheld_reason}) — the user got\n", _fence(t.withheld), ""]
     else:

@@ -20,7 +20,7 @@ from markupsafe import Markup
 from chaperone import __version__
 from chaperone.engine.events import INCOMPLETE, TURN_OUTCOMES
 from chaperone.review.index import Summary
-from chaperone.review.story import local_time
+from chaperone.review.story import CUT_NOTE, local_time
 
 # Filters offered on the page: every turn outcome the engine produces, and turns a transcript left unfinished.
 PAGE_OUTCOMES = (*TURN_OUTCOMES, INCOMPLETE)
@@ -38,6 +38,7 @@ def _environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters["local_time"] = local_time
+    env.globals["cut_note"] = CUT_NOTE
     env.filters["diff_class"] = lambda line: (
         "meta"
         if line.startswith(("---", "+++"))

@@ -103,6 +103,9 @@ class VerdictStep(Step):
     raw: str = ""
 
 
+CUT_NOTE = " (cut at the token limit)"  # a delivered answer that stopped at the assistant's max_tokens
+
+
 class Round(BaseModel):
     number: int
     draft: DraftStep | None = None

@@ -15,7 +15,7 @@ from rich.text import Text
 from chaperone.audit.integrity import DUPLICATE, INCOMPLETE, INTACT, Integrity
 from chaperone.config.schema import SCRIPTED_KINDS
 from chaperone.review.index import Summary
-from chaperone.review.story import Round, Story, TurnStory, local_time
+from chaperone.review.story import CUT_NOTE, Round, Story, TurnStory, local_time
 from chaperone.untrusted import CONTROLS, untrusted
 
 
@@ -174,7 +174,7 @@ def _turn(t: TurnStory, show_debate: bool) -> list[Any]:
         parts.append(untrusted(f"error: {message}", style="bold red"))
     if t.delivered is not None:
         note = f" after {t.revisions} revision{'s' * (t.revisions > 1)}" if t.revisions else ""
-        note += " (cut at the token limit)" if t.delivered_cut else ""
+        note += CUT_NOTE if t.delivered_cut else ""
         parts.append(
             Panel(
                 untrusted(t.delivered),

@@ -18,7 +18,6 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from chaperone.audit.transcript import verify
 from chaperone.engine.conversation import Conversation
 from chaperone.errors import ChaperoneError
 from chaperone.terminal.chat_view import ChatView, TurnStatus
@@ -186,8 +185,9 @@ class ChatSession:
     def finish(self) -> None:
         self.status.stop()
         self.conv.close()
-        check = verify(self.conv.transcript_path)
-        state = "closed, hash chain intact" if check.intact and check.complete else check.describe()
+        state = self.conv.integrity().text()  # the words review show and verify give this transcript
         turns = self.conv.totals.turns
-        self.console.print(f"chat ended after {turns} turn{'s' * (turns != 1)} · transcript ({state}):", style="dim")
+        self.console.print(
+            f"chat ended after {turns} turn{'s' * (turns != 1)} · transcript ({escape(state)}):", style="dim"
+        )
         self.console.print(escape(str(self.conv.transcript_path)), soft_wrap=True)

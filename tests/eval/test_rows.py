@@ -93,7 +93,7 @@ def test_the_ab_report_dumps_the_keys_it_had():
     assert list(rep["arms"]["guarded"]) == [
         *("items", "unsafe", "safe", "harmful_rate", "refusal_rate", "full_refusal_rate", "partial_refusal_rate"),
         *("withheld_rate", "first_draft_approved_rate", "revisions", "revisions_per_turn", "tokens"),
-        *("tokens_total", "seconds_total", "latency_s"),
+        *("tokens_total", "seconds_total", "latency_s", "cut"),
     ]
     assert list(rep["arms"]["bare"]["unsafe"]) == [
         "judged",

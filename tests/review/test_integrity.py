@@ -156,3 +156,16 @@ def test_copies_nothing_lists_are_all_duplicates(folder, corpus):
     files = {f["path"]: f["status"] for f in json.loads(run("verify", "--dir", str(folder), "--json").output)["files"]}
     assert files[str(copy)] == files[str(folder / corpus.coding.name)] == "duplicate"
     assert compute(scan([folder]))["conversations"] == 4
+
+
+def test_the_docs_state_the_statuses_and_exit_codes_the_code_uses():
+    """docs/review.md's "What verify says" table and its verify command line tell what integrity.py does."""
+    from chaperone.audit.integrity import PASSING, STATUSES
+    from tests.support.projects import REPO
+
+    text = (REPO / "docs" / "review.md").read_text()
+    table = dict(re.findall(r"^\| `(\w+)` \| .* \| ([^|]+) \|$", text, re.M))
+    assert set(table) == set(STATUSES)
+    assert {s for s, code in table.items() if code.strip().startswith("0")} == set(PASSING)
+    (command,) = [line for line in text.splitlines() if re.search(r"run\.py review verify +#", line)]
+    assert all(status in command.split("#", 1)[1] for status in PASSING), command

@@ -3,9 +3,15 @@
 import json
 
 import pytest
+from rich.console import Console
 
+from chaperone.audit.integrity import check_file
 from chaperone.audit.transcript import TranscriptWriter
+from chaperone.review.export import to_markdown
+from chaperone.review.html import render
+from chaperone.review.index import scan
 from chaperone.review.story import build_story, load_records
+from chaperone.review.view import print_story
 from tests.support.review_corpus import build_corpus
 
 
@@ -92,3 +98,28 @@ def test_a_redraft_identical_to_the_rejected_one_is_pointed_out(tmp_path):
     assert not first.same_as_previous and second.same_as_previous and second.diff == []
     assert not third.same_as_previous and third.diff[-2:] == ["-same", "+other"]
     assert story.turns[0].outcome == "incomplete" and story.turns[0].revisions == 2
+
+
+def test_an_answer_cut_at_the_token_limit_says_so_in_show_and_every_export(tmp_path):
+    w = TranscriptWriter(tmp_path, {"kind": "chat", "policy": "public"})
+    w.append("user_turn", {"turn": 1, "source": "user", "content": "How do I stop a process?"})
+    w.append("draft", {"turn": 1, "round": 1, "content": "Run kill and", "cut": True})
+    w.append("verdict", {"turn": 1, "round": 1, "decision": "approve", "readable": True})
+    w.append("delivered", {"turn": 1, "content": "Run kill and", "revisions": 0, "cut": True})
+    w.append("turn_finished", {"turn": 1, "outcome": "approved", "revisions": 0})
+    w.close("approved", {})
+    story, integrity = story_of(w.path), check_file(w.path)
+    assert story.turns[0].delivered_cut
+    console = Console(record=True, width=120)
+    print_story(console, story, integrity)
+    note = "(cut at the token limit)"
+    assert f"delivered {note}" in console.export_text()
+    assert f"### Delivered to the user {note}" in to_markdown(story, integrity)
+    (summary,) = scan([tmp_path])
+    assert f"Delivered {note}</div>" in render([summary], title="t", single=True)
+
+    w = TranscriptWriter(tmp_path / "whole", {"kind": "chat", "policy": "public"})
+    w.append("delivered", {"turn": 1, "content": "Run kill 42.", "revisions": 0})
+    story = story_of(w.path)
+    assert note not in to_markdown(story, check_file(w.path))
+    assert note not in render(scan([tmp_path / "whole"]), title="t", single=True)
