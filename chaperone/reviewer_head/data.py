@@ -6,12 +6,13 @@ test) follows from a hash of the seed and its *group* (the question it answers, 
 never from the row alone, so two answers to one question never land in two parts. Leave-one-source-out
 folds are named in the same manifest.
 
-    python -m chaperone.reviewer_head.data --seed 0 --out data/reviewer_head/split-seed0.jsonl
+    python -m chaperone.reviewer_head.data --seed 0 --out heads/split-seed0.jsonl.gz
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
 import json
 import random
@@ -23,6 +24,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared" / "datasets"
+DEFAULT_MANIFEST = REPO / "heads" / "split-seed0.jsonl.gz"
 
 # The product's taxonomy (config/policies/public.yaml) plus what the data supports beyond it.
 CATEGORIES = (
@@ -127,7 +129,8 @@ def _question_group(text: str) -> str:
 
 
 def _jsonl(path: Path) -> Iterator[dict]:
-    with path.open(encoding="utf-8") as fh:
+    """JSON lines, from a gzip file when the name ends in .gz."""
+    with gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else path.open(encoding="utf-8") as fh:
         for line in fh:
             if line.strip():
                 yield json.loads(line)
@@ -326,13 +329,16 @@ def build(seed: int = 0, caps: dict[str, int] | None = None, **paths: Path) -> t
 
 
 def write_manifest(rows: list[SplitRow], summary: dict, path: Path) -> None:
-    """First line: the summary (seed, caps, counts, folds, licences); then one line per row."""
+    """First line: the summary (seed, caps, counts, folds, licences); then one line per row. Gzipped when the
+    name ends in .gz (with no timestamp: the same rows give the same bytes)."""
+    lines = [json.dumps({"manifest": summary}, ensure_ascii=False)]
+    lines += [json.dumps(r.manifest_line(), ensure_ascii=False) for r in rows]
+    payload = ("\n".join(lines) + "\n").encode("utf-8")
+    if path.suffix == ".gz":
+        payload = gzip.compress(payload, mtime=0)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        fh.write(json.dumps({"manifest": summary}, ensure_ascii=False) + "\n")
-        for r in rows:
-            fh.write(json.dumps(r.manifest_line(), ensure_ascii=False) + "\n")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(payload)
     tmp.replace(path)
 
 
@@ -371,7 +377,7 @@ def sample(rows: list[SplitRow], per_source: int, seed: int) -> list[SplitRow]:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=REPO / "data" / "reviewer_head" / "split-seed0.jsonl")
+    ap.add_argument("--out", type=Path, default=DEFAULT_MANIFEST)
     ap.add_argument("--shared", type=Path, default=SHARED, help="the shared datasets folder")
     args = ap.parse_args(argv)
     rows, summary = build(args.seed, shared=args.shared)

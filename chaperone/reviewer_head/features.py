@@ -7,7 +7,7 @@ time as one `shards/NNNNN.npy` (float32, rows × layers × width), written to a 
 and only then are their lines appended to `index.jsonl` (flushed and fsynced). An interrupted run loses at
 most the shard it was filling; the next run skips every row already indexed.
 
-    python -m chaperone.reviewer_head.features --manifest data/reviewer_head/split-seed0.jsonl \\
+    python -m chaperone.reviewer_head.features --manifest heads/split-seed0.jsonl.gz \\
         --layers 4,8,12,14,16,18,20,24,27 [--limit N | --per-source N] [--threads 2]
 """
 
@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     from chaperone.reviewer_head.prompt import load_prompt
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--manifest", type=Path, default=data.REPO / "data" / "reviewer_head" / "split-seed0.jsonl")
+    ap.add_argument("--manifest", type=Path, default=data.DEFAULT_MANIFEST)
     ap.add_argument("--layers", default=",".join(map(str, DEFAULT_LAYERS)))
     ap.add_argument("--cache", type=Path, default=None, help="feature cache root (default: the model cache)")
     ap.add_argument("--limit", type=int, default=None, help="stop after this many new rows")

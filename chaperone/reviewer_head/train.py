@@ -1,6 +1,6 @@
 """Train the reviewer's judgement head from cached features: one command, reproducible.
 
-    python -m chaperone.reviewer_head.train --manifest data/reviewer_head/split-seed0.jsonl \\
+    python -m chaperone.reviewer_head.train --manifest heads/split-seed0.jsonl.gz \\
         --layers 4,8,12,14,16,18,20,24,27 --out heads/reviewer-head.npz [--cv 5] [--loso]
 
 Reads the split manifest and the feature cache of (the pinned GGUF, config/reviewer_head.yaml, the cached
@@ -207,7 +207,7 @@ def sha256_file(path: Path) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--manifest", type=Path, default=data.REPO / "data" / "reviewer_head" / "split-seed0.jsonl")
+    ap.add_argument("--manifest", type=Path, default=data.DEFAULT_MANIFEST)
     ap.add_argument("--layers", default=",".join(map(str, DEFAULT_LAYERS)), help="the cached layer list")
     ap.add_argument("--cache", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=data.REPO / "heads" / "reviewer-head.npz")

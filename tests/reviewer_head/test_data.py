@@ -65,3 +65,12 @@ def test_manifest_round_trips_and_loso_folds_leave_the_source_out(fake_shared, t
     assert fold["test"] and all(r.row.source == "truthfulqa" for r in fold["test"])
     assert not any(r.row.source == "truthfulqa" for r in fold["train"] + fold["dev"])
     assert all(r.part == "train" for r in fold["train"])
+
+
+def test_a_gzipped_manifest_is_byte_for_byte_reproducible(fake_shared, tmp_path):
+    rows, summary = _build(fake_shared)
+    a, b = tmp_path / "a.jsonl.gz", tmp_path / "b.jsonl.gz"
+    data.write_manifest(rows, summary, a)
+    data.write_manifest(rows, summary, b)
+    assert a.read_bytes() == b.read_bytes()
+    assert [r.part for r in data.read_manifest(a)[0]] == [r.part for r in rows]
