@@ -13,6 +13,8 @@ ALLOWED = {
     "audit": set(),
     "models": {"config", "audit"},
     "engine": {"config", "audit", "models"},
+    # The reviewer's judgement head (issue 14): below the engine, which will read it.
+    "reviewer_head": {"config", "audit", "models"},
     "terminal": {"engine", "config", "audit", "models"},
     "review": {"engine", "config", "audit"},
     "eval": {"engine", "config", "audit", "models"},

@@ -1,0 +1,241 @@
+"""The embedded model's hidden states: the residual stream after chosen layers, at a prompt's last token.
+
+llama-cpp-python's `Llama()` takes no eval callback, so the extractor builds its own llama.cpp context on
+the loaded model's weights (shared, not loaded twice) with `cb_eval` set in that context's parameters.
+llama.cpp asks the callback about every graph node before computing it; the callback says yes only to the
+tensors named `l_out-N` (the output of layer N) that were requested, and when one has been computed copies
+its last row (the batch's last token) out through libggml-base's exported C functions. Nothing global is
+patched: only the extractor's own context calls the callback, and the callback object lives as long as it.
+
+One prompt at a time (a lock), from a fresh KV cache each time, so the same tokens give the same vectors.
+`aextract` runs the work in a thread so async callers keep their event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from chaperone.errors import ChaperoneError
+from chaperone.models import gguf
+
+N_LAYERS = 28  # Qwen2.5-Coder-1.5B: layers 0..27
+WIDTH = 1536
+
+
+class HiddenStateError(ChaperoneError):
+    """Hidden states could not be read (bad layer, prompt too long, llama.cpp refused)."""
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """The last token's hidden state at each requested layer (rows in the order asked), and what it cost."""
+
+    layers: tuple[int, ...]
+    states: np.ndarray  # float32, shape (len(layers), width)
+    n_tokens: int
+    seconds: float
+
+    def layer(self, n: int) -> np.ndarray:
+        return self.states[self.layers.index(n)]
+
+
+class _Ggml:
+    """The few libggml-base functions the callback needs, typed once."""
+
+    def __init__(self) -> None:
+        import llama_cpp
+
+        lib_dir = Path(llama_cpp.__file__).parent / "lib"
+        candidates = sorted(lib_dir.glob("libggml-base.*"))
+        if not candidates:
+            raise HiddenStateError(f"libggml-base not found in {lib_dir}: this llama-cpp-python build is unexpected")
+        lib = ctypes.CDLL(str(candidates[0]))
+        self.get_name = lib.ggml_get_name
+        self.get_name.argtypes = [ctypes.c_void_p]
+        self.get_name.restype = ctypes.c_char_p
+        for fn in ("ggml_nelements", "ggml_nrows"):
+            getattr(lib, fn).argtypes = [ctypes.c_void_p]
+            getattr(lib, fn).restype = ctypes.c_int64
+        lib.ggml_nbytes.argtypes = [ctypes.c_void_p]
+        lib.ggml_nbytes.restype = ctypes.c_size_t
+        lib.ggml_backend_tensor_get.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t]
+        lib.ggml_backend_tensor_get.restype = None
+        self.nelements = lib.ggml_nelements
+        self.nrows = lib.ggml_nrows
+        self.nbytes = lib.ggml_nbytes
+        self.tensor_get = lib.ggml_backend_tensor_get
+
+
+_GGML: _Ggml | None = None
+_GGML_LOCK = threading.Lock()
+
+
+def _ggml() -> _Ggml:
+    global _GGML
+    with _GGML_LOCK:
+        if _GGML is None:
+            _GGML = _Ggml()
+        return _GGML
+
+
+def chat_tokens(llm: Any, messages: Sequence[Mapping[str, str]]) -> list[int]:
+    """The tokens of these chat messages up to the assistant's turn, with the GGUF's own chat template
+    (the same formatter llama-cpp-python's chat completion picks, as the embedded client uses)."""
+    from llama_cpp import llama_chat_format
+
+    eos, bos = llm.token_eos(), llm.token_bos()
+    formatter = llama_chat_format.Jinja2ChatFormatter(
+        template=llm.metadata["tokenizer.chat_template"],
+        eos_token=llm._model.token_get_text(eos) if eos != -1 else "",
+        bos_token=llm._model.token_get_text(bos) if bos != -1 else "",
+        stop_token_ids=[eos],
+    )
+    result = formatter(messages=[{"role": m["role"], "content": m["content"]} for m in messages])
+    return llm.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True)
+
+
+class HiddenStateExtractor:
+    """Reads the last token's hidden state at chosen layers of the embedded model, one prompt at a time."""
+
+    def __init__(
+        self,
+        llm: Any,
+        *,
+        model_sha256: str = gguf.GGUF_SHA256,
+        n_ctx: int = 2048,
+        n_batch: int = 512,
+        n_threads: int | None = None,
+        capture: bool = True,
+    ) -> None:
+        """`llm` is a loaded `llama_cpp.Llama` (its weights are shared; its own context is left alone).
+        `capture=False` builds the same context without the callback (to measure what capture costs)."""
+        import llama_cpp
+        from llama_cpp import _internals
+
+        self.llm = llm
+        self.model_sha256 = model_sha256
+        self.n_ctx = n_ctx
+        self.n_batch = n_batch
+        self._lock = threading.Lock()
+        self._wanted: dict[bytes, int] = {}
+        self._captured: dict[int, np.ndarray] = {}
+        self._error: BaseException | None = None
+        self._ggml = _ggml() if capture else None
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = n_ctx
+        params.n_batch = n_batch
+        params.n_ubatch = n_batch
+        threads = n_threads or llm.context_params.n_threads
+        params.n_threads = threads
+        params.n_threads_batch = threads
+        params.embeddings = False
+        if capture:
+            # Kept on the instance: llama.cpp holds only a raw pointer to it.
+            self._callback = llama_cpp.ggml_backend_sched_eval_callback(self._on_tensor)
+            params.cb_eval = self._callback
+            params.cb_eval_user_data = None
+        else:
+            self._callback = None
+        self._ctx = _internals.LlamaContext(model=llm._model, params=params, verbose=False)
+        self._batch = _internals.LlamaBatch(n_tokens=n_batch, embd=0, n_seq_max=1, verbose=False)
+        self.n_layers = int(llama_cpp.llama_model_n_layer(llm._model.model))
+        self.width = int(llama_cpp.llama_model_n_embd(llm._model.model))
+
+    @classmethod
+    def load(cls, model_path: Path, *, n_threads: int | None = None, **kwargs: Any) -> HiddenStateExtractor:
+        """Load the GGUF (refused unless its sha256 is the pinned one) and build an extractor on it."""
+        from llama_cpp import Llama
+
+        gguf.verify(Path(model_path))
+        # The Llama's own context is only used for nothing heavier than tokenizing: keep it tiny.
+        llm = Llama(model_path=str(model_path), n_ctx=256, n_batch=64, n_threads=n_threads, verbose=False)
+        return cls(llm, model_sha256=gguf.GGUF_SHA256, n_threads=n_threads, **kwargs)
+
+    def tokens(self, messages: Sequence[Mapping[str, str]]) -> list[int]:
+        return chat_tokens(self.llm, messages)
+
+    # -- the eval callback (runs inside llama_decode, on its thread) ------------------------------------
+    def _on_tensor(self, tensor: int, ask: bool, _user_data: int) -> bool:
+        try:
+            g = self._ggml
+            assert g is not None
+            name = g.get_name(tensor)
+            layer = self._wanted.get(name)
+            if ask:
+                return layer is not None
+            if layer is None:
+                return True
+            nrows = g.nrows(tensor)
+            if nrows <= 0:
+                return True
+            row_bytes = g.nbytes(tensor) // nrows
+            width = g.nelements(tensor) // nrows
+            if row_bytes != width * 4:
+                raise HiddenStateError(f"{name!r} is not a contiguous float32 tensor ({row_bytes} bytes a row)")
+            row = np.empty(width, dtype=np.float32)
+            g.tensor_get(tensor, row.ctypes.data, (nrows - 1) * row_bytes, row_bytes)
+            self._captured[layer] = row
+            return True
+        except BaseException as exc:  # never let an exception cross the C boundary
+            self._error = exc
+            return False  # stops the graph computation
+
+    # -- extraction --------------------------------------------------------------------------------------
+    def extract(self, prompt: Sequence[int] | Sequence[Mapping[str, str]], layers: Sequence[int]) -> Extraction:
+        """Evaluate the prompt (token ids, or chat messages) once from an empty cache and return the last
+        token's hidden state at each requested layer."""
+        import llama_cpp
+
+        layers = tuple(int(n) for n in layers)
+        bad = [n for n in layers if not 0 <= n < self.n_layers]
+        if bad:
+            raise HiddenStateError(f"layers {bad} do not exist: this model has layers 0..{self.n_layers - 1}")
+        if layers and self._ggml is None:
+            raise HiddenStateError("this extractor was built without capture (capture=False)")
+        as_messages = bool(prompt) and not isinstance(prompt[0], int)
+        tokens = self.tokens(prompt) if as_messages else [int(t) for t in prompt]  # type: ignore[arg-type]
+        if not tokens:
+            raise HiddenStateError("an empty prompt has no last token")
+        if len(tokens) > self.n_ctx:
+            raise HiddenStateError(f"the prompt is {len(tokens)} tokens, more than the context's {self.n_ctx}")
+        with self._lock:
+            self._wanted = {f"l_out-{n}".encode(): n for n in layers}
+            self._captured = {}
+            self._error = None
+            started = time.perf_counter()
+            llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self._ctx.ctx), True)
+            for start in range(0, len(tokens), self.n_batch):
+                chunk = tokens[start : start + self.n_batch]
+                self._batch.set_batch(chunk, n_past=start, logits_all=False)
+                try:
+                    self._ctx.decode(self._batch)
+                except RuntimeError as exc:
+                    raise HiddenStateError(f"llama.cpp could not evaluate the prompt: {self._error or exc}") from exc
+                if self._error is not None:
+                    raise HiddenStateError(f"reading the hidden states failed: {self._error}") from self._error
+            seconds = time.perf_counter() - started
+            missing = [n for n in layers if n not in self._captured]
+            if missing:
+                raise HiddenStateError(f"llama.cpp never computed the outputs of layers {missing}")
+            states = (
+                np.stack([self._captured[n] for n in layers]) if layers else np.empty((0, self.width), dtype=np.float32)
+            )
+            self._wanted, self._captured = {}, {}
+        return Extraction(layers=layers, states=states, n_tokens=len(tokens), seconds=seconds)
+
+    async def aextract(self, prompt: Sequence[int] | Sequence[Mapping[str, str]], layers: Sequence[int]) -> Extraction:
+        """`extract` in a worker thread: the event loop keeps running while llama.cpp computes."""
+        return await asyncio.to_thread(self.extract, prompt, layers)
+
+    def close(self) -> None:
+        self._ctx.close()
+        self._batch.close()

@@ -1,0 +1,6 @@
+"""The reviewer's judgement head (issue 14, groundwork): a small classifier over the embedded model's own
+hidden states. `prompt` renders the fixed head prompt (config/reviewer_head.yaml), `data` assembles the
+labelled rows and their seeded split, `features` caches extracted hidden states on disk (resumable),
+`head` loads and scores a trained head (arrays + JSON card, refused for another model or prompt), `train`
+rebuilds it. Not wired into the reviewer yet: nothing else imports this package.
+"""

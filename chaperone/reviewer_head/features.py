@@ -1,0 +1,249 @@
+"""Hidden states of the head's prompt, cached on disk: resumable, keyed by model, prompt and layers.
+
+A cache folder belongs to one (GGUF sha256, prompt sha256, layer list): its name is a hash of the three and
+`meta.json` states them, so features of another model, prompt or layer set can never be mixed in. Inside,
+rows are keyed by the sha256 of their (request, draft) text. Extracted vectors are written N rows at a
+time as one `shards/NNNNN.npy` (float32, rows × layers × width), written to a temporary name and renamed,
+and only then are their lines appended to `index.jsonl` (flushed and fsynced). An interrupted run loses at
+most the shard it was filling; the next run skips every row already indexed.
+
+    python -m chaperone.reviewer_head.features --manifest heads/split-seed0.jsonl.gz \\
+        --layers 4,8,12,14,16,18,20,24,27 [--limit N | --per-source N] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from chaperone.models.gguf import default_cache_dir
+
+DEFAULT_LAYERS = (4, 8, 12, 14, 16, 18, 20, 24, 27)
+
+
+def cache_key(model_sha256: str, prompt_sha256: str, layers: Sequence[int]) -> str:
+    text = f"{model_sha256}|{prompt_sha256}|{','.join(str(n) for n in layers)}"
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def default_root() -> Path:
+    return default_cache_dir() / "reviewer_head" / "features"
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    key: str  # the row's text sha256
+    shard: int
+    pos: int
+    n_tokens: int
+    seconds: float
+
+
+class FeatureCache:
+    """One folder of cached features for one (model, prompt, layers)."""
+
+    def __init__(
+        self, root: Path, model_sha256: str, prompt_sha256: str, layers: Sequence[int], width: int | None = None
+    ):
+        """`width` None: the existing cache's (for readers), else 1536 (the embedded model's)."""
+        self.layers = tuple(int(n) for n in layers)
+        self.folder = Path(root) / cache_key(model_sha256, prompt_sha256, self.layers)
+        meta_path = self.folder / "meta.json"
+        found = json.loads(meta_path.read_text()) if meta_path.is_file() else None
+        if width is None:
+            width = int(found["width"]) if found else 1536
+        self.meta = {
+            "model_sha256": model_sha256,
+            "prompt_sha256": prompt_sha256,
+            "layers": list(self.layers),
+            "width": width,
+            "dtype": "float32",
+        }
+        self.width = width
+        (self.folder / "shards").mkdir(parents=True, exist_ok=True)
+        if found is not None:
+            if found != self.meta:
+                raise ValueError(f"{meta_path} describes {found}, not {self.meta}: refusing to mix features")
+        else:
+            meta_path.write_text(json.dumps(self.meta, indent=1) + "\n")
+        self.index_path = self.folder / "index.jsonl"
+        self.entries: dict[str, IndexEntry] = {}
+        self._shard_cache: dict[int, np.ndarray] = {}
+        self._load_index()
+
+    def _load_index(self) -> None:
+        if not self.index_path.is_file():
+            return
+        raw = self.index_path.read_bytes()
+        if raw and not raw.endswith(b"\n"):  # a torn last line from a killed run: cut it off before appending
+            raw = raw[: raw.rfind(b"\n") + 1]
+            with self.index_path.open("r+b") as fh:
+                fh.truncate(len(raw))
+        for line in raw.decode("utf-8").splitlines():
+            entry = IndexEntry(**json.loads(line))
+            if self.shard_path(entry.shard).is_file():  # lines of a lost shard are redone
+                self.entries[entry.key] = entry
+
+    def shard_path(self, n: int) -> Path:
+        return self.folder / "shards" / f"{n:05d}.npy"
+
+    def _next_shard(self) -> int:
+        taken = [int(p.stem) for p in (self.folder / "shards").glob("*.npy") if p.stem.isdigit()]
+        return max(taken, default=-1) + 1
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.entries
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def write_shard(self, keys: Sequence[str], states: np.ndarray, n_tokens: Sequence[int], seconds: Sequence[float]):
+        """Persist one shard (rows × layers × width), then index its rows: the order makes it crash-safe."""
+        states = np.asarray(states, dtype=np.float32)
+        if states.shape != (len(keys), len(self.layers), self.width):
+            raise ValueError(f"shard shape {states.shape} is not ({len(keys)}, {len(self.layers)}, {self.width})")
+        n = self._next_shard()
+        final = self.shard_path(n)
+        tmp = final.with_name(final.name + ".tmp")
+        with tmp.open("wb") as fh:
+            np.save(fh, states)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+        with self.index_path.open("a", encoding="utf-8") as fh:
+            for pos, (key, tok, sec) in enumerate(zip(keys, n_tokens, seconds, strict=True)):
+                entry = IndexEntry(key=key, shard=n, pos=pos, n_tokens=int(tok), seconds=round(float(sec), 4))
+                fh.write(json.dumps(entry.__dict__) + "\n")
+                self.entries[key] = entry
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def get(self, key: str) -> np.ndarray:
+        """The cached (layers × width) array of one row."""
+        entry = self.entries[key]
+        if entry.shard not in self._shard_cache:
+            self._shard_cache[entry.shard] = np.load(self.shard_path(entry.shard), mmap_mode="r")
+        return np.asarray(self._shard_cache[entry.shard][entry.pos])
+
+    def matrix(self, keys: Sequence[str], layers: Sequence[int]) -> np.ndarray:
+        """Rows × (the chosen layers' vectors side by side)."""
+        idx = [self.layers.index(n) for n in layers]
+        return np.stack([self.get(k)[idx].reshape(-1) for k in keys]) if keys else np.empty((0, 0), np.float32)
+
+
+@dataclass
+class RunStats:
+    done: int = 0
+    skipped: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+
+def extract_missing(
+    cache: FeatureCache,
+    items: Iterable[tuple[str, object]],
+    extract: Callable[[object], tuple[np.ndarray, int, float]],
+    *,
+    shard_rows: int = 32,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> RunStats:
+    """Extract every (key, prompt) not yet in the cache, a shard at a time. `extract(prompt)` returns
+    (layers × width, prompt tokens, seconds). `stop_after` stops after that many new rows (tests, budgets)."""
+    todo = []
+    stats = RunStats()
+    seen = set()
+    for key, prompt in items:
+        if key in cache or key in seen:
+            stats.skipped += 1
+            continue
+        seen.add(key)
+        todo.append((key, prompt))
+    if stop_after is not None:
+        todo = todo[:stop_after]
+    buffer: list[tuple[str, np.ndarray, int, float]] = []
+
+    def flush() -> None:
+        if buffer:
+            cache.write_shard(
+                [b[0] for b in buffer], np.stack([b[1] for b in buffer]), [b[2] for b in buffer], [b[3] for b in buffer]
+            )
+            buffer.clear()
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (
+        TextColumn("extracting"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]} tok/s"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, disable=not progress, transient=False) as bar:
+        task = bar.add_task("extract", total=len(todo), rate="–")
+        for key, prompt in todo:
+            states, n_tokens, seconds = extract(prompt)
+            buffer.append((key, states, n_tokens, seconds))
+            stats.done += 1
+            stats.tokens += n_tokens
+            stats.seconds += seconds
+            if len(buffer) >= shard_rows:
+                flush()
+            bar.update(task, advance=1, rate=f"{stats.tokens_per_second:.0f}")
+        flush()
+    return stats
+
+
+def main(argv: list[str] | None = None) -> None:
+    from chaperone.models.gguf import ensure_model
+    from chaperone.models.hidden_states import HiddenStateExtractor
+    from chaperone.reviewer_head import data
+    from chaperone.reviewer_head.prompt import load_prompt
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--manifest", type=Path, default=data.DEFAULT_MANIFEST)
+    ap.add_argument("--layers", default=",".join(map(str, DEFAULT_LAYERS)))
+    ap.add_argument("--cache", type=Path, default=None, help="feature cache root (default: the model cache)")
+    ap.add_argument("--limit", type=int, default=None, help="stop after this many new rows")
+    ap.add_argument("--per-source", type=int, default=None, help="only a mixed sample: N rows of each source")
+    ap.add_argument("--sample-seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--shard-rows", type=int, default=32)
+    args = ap.parse_args(argv)
+    layers = [int(x) for x in args.layers.split(",") if x.strip()]
+    rows, _summary = data.read_manifest(args.manifest)
+    if args.per_source:
+        rows = data.sample(rows, args.per_source, args.sample_seed)
+    prompt = load_prompt()
+    extractor = HiddenStateExtractor.load(ensure_model(), n_threads=args.threads)
+    cache = FeatureCache(args.cache or default_root(), extractor.model_sha256, prompt.sha256, layers, extractor.width)
+
+    def run(messages: object) -> tuple[np.ndarray, int, float]:
+        result = extractor.extract(messages, layers)  # type: ignore[arg-type]
+        return result.states, result.n_tokens, result.seconds
+
+    items = ((r.row.text_sha, prompt.messages(r.row.request, r.row.draft)) for r in rows)
+    started = time.perf_counter()
+    stats = extract_missing(cache, items, run, shard_rows=args.shard_rows, stop_after=args.limit)
+    wall = time.perf_counter() - started
+    print(
+        f"{stats.done} rows extracted ({stats.skipped} already cached), {stats.tokens} prompt tokens, "
+        f"{stats.tokens_per_second:.1f} tokens/s in llama.cpp, {wall:.1f} s wall; cache {cache.folder} "
+        f"holds {len(cache)} rows"
+    )
+
+
+if __name__ == "__main__":
+    main()

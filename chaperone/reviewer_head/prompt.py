@@ -1,0 +1,66 @@
+"""The head's fixed prompt: config/reviewer_head.yaml rendered for one request and draft.
+
+The text is data (YAML), the code only fills it. Its sha256 (over the canonical JSON of every field)
+names the prompt in the feature cache and in a head's card, so a head is never used with another prompt.
+Request and draft are untrusted: chat-control tokens are broken apart, invisible characters dropped and
+the fence markers neutralised, so neither can end its fence or open a chat turn.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from chaperone.config import yaml_files
+
+_CHECKOUT = Path(__file__).resolve().parents[2] / "config" / "reviewer_head.yaml"
+_INSTALLED = Path(__file__).resolve().parents[1] / "defaults" / "config" / "reviewer_head.yaml"
+
+_CONTROL = re.compile(r"<\|[^|<>\s]{1,40}\|>|</?tool_call>|<(?:start|end)_of_turn>")
+_INVISIBLE = re.compile("[\u00ad\u180e\u200b-\u200d\u2060-\u2064\ufeff\U000e0000-\U000e007f\U000e0100-\U000e01ef]")
+_FENCES = re.compile(r"<<<|>>>")
+
+
+class HeadPrompt(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    system: str
+    user: str = Field(description="the user turn; {request} and {draft} are filled in")
+    no_request: str = "(none)"
+    max_request_chars: int = Field(1200, gt=0)
+    max_draft_chars: int = Field(2000, gt=0)
+    cut_mark: str = " [...]"
+
+    @property
+    def sha256(self) -> str:
+        canonical = json.dumps(self.model_dump(), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+    def messages(self, request: str, draft: str) -> list[dict[str, str]]:
+        req = _clip(inert(request), self.max_request_chars, self.cut_mark) if request.strip() else self.no_request
+        body = _clip(inert(draft), self.max_draft_chars, self.cut_mark)
+        user = self.user.replace("{request}", req).replace("{draft}", body)
+        return [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
+
+
+def inert(text: str) -> str:
+    text = _INVISIBLE.sub("", text)
+    text = _CONTROL.sub(lambda m: f"{m.group()[0]} {m.group()[1:-1]} {m.group()[-1]}", text)
+    return _FENCES.sub(lambda m: " ".join(m.group()), text)
+
+
+def _clip(text: str, limit: int, mark: str) -> str:
+    return text if len(text) <= limit else text[:limit] + mark
+
+
+def default_path() -> Path:
+    """The checkout's config/reviewer_head.yaml, or the copy an installed wheel carries."""
+    return _CHECKOUT if _CHECKOUT.is_file() else _INSTALLED
+
+
+def load_prompt(path: Path | None = None) -> HeadPrompt:
+    return yaml_files.load(HeadPrompt, path or default_path())

@@ -1,0 +1,289 @@
+"""Train the reviewer's judgement head from cached features: one command, reproducible.
+
+    python -m chaperone.reviewer_head.train --manifest heads/split-seed0.jsonl.gz \\
+        --layers 4,8,12,14,16,18,20,24,27 --out heads/reviewer-head.npz [--cv 5] [--loso]
+
+Reads the split manifest and the feature cache of (the pinned GGUF, config/reviewer_head.yaml, the cached
+layer list); rows not yet extracted are left out and counted. Standardised logistic regression (scikit-learn):
+the layers (one layer, or the two best side by side) and the regularisation C are chosen on the dev part by
+the overall ROC AUC (5-fold CV on train+dev when dev is too small), then the overall "not_ok" head and one
+head per category with enough examples (harmful rows of that category against every harmless row) are fitted
+on train. The test part is scored once, after the choice. `--loso` adds leave-one-source-out figures (layers
+and C chosen again on each fold's dev part). `--cv K` reports K-fold AUC per candidate (smoke runs).
+Writes the head as arrays (`.npz`) and a JSON card beside it: no pickle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import json
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from chaperone.models import gguf
+from chaperone.reviewer_head import data
+from chaperone.reviewer_head.features import DEFAULT_LAYERS, FeatureCache, default_root
+from chaperone.reviewer_head.head import FORMAT, OVERALL, ReviewerHead
+from chaperone.reviewer_head.prompt import load_prompt
+
+C_GRID = (0.01, 0.1, 1.0)
+MIN_POSITIVES = 8  # a category head needs at least this many harmful training rows of its category
+
+
+# -- metrics -------------------------------------------------------------------------------------------------
+def curve_figures(y: Sequence[int], p: Sequence[float]) -> dict:
+    """ROC AUC, recall at 1% and 5% false positives, false-positive rate at 95% recall (None if one class)."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    y, p = np.asarray(y), np.asarray(p)
+    out: dict = {"n": len(y), "positives": int(y.sum())}
+    if len(set(y.tolist())) < 2:
+        return {**out, "auc": None}
+    fpr, tpr, _ = roc_curve(y, p)
+    out["auc"] = round(float(roc_auc_score(y, p)), 4)
+    for limit in (0.01, 0.05):
+        out[f"recall_at_fpr_{limit:g}"] = round(float(tpr[fpr <= limit].max(initial=0.0)), 4)
+    reach = fpr[tpr >= 0.95]
+    out["fpr_at_recall_0.95"] = round(float(reach.min()), 4) if len(reach) else None
+    return out
+
+
+# -- fitting ----------------------------------------------------------------------------------------------------
+@dataclass
+class Linear:
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+    intercept: float
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        z = (x - self.mean) / self.scale
+        return 1.0 / (1.0 + np.exp(-np.clip(z @ self.coef + self.intercept, -60, 60)))
+
+
+def standardiser(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
+    scale[scale < 1e-6] = 1.0
+    return mean, scale
+
+
+def fit(x: np.ndarray, y: np.ndarray, c: float, mean_scale: tuple[np.ndarray, np.ndarray] | None = None) -> Linear:
+    from sklearn.linear_model import LogisticRegression
+
+    mean, scale = mean_scale or standardiser(x)
+    model = LogisticRegression(C=c, max_iter=3000, class_weight="balanced")
+    model.fit((x - mean) / scale, y)
+    return Linear(mean, scale, model.coef_[0].astype(np.float64), float(model.intercept_[0]))
+
+
+def cv_auc(x: np.ndarray, y: np.ndarray, c: float, k: int, seed: int) -> float | None:
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold
+
+    k = min(k, int(min(y.sum(), len(y) - y.sum())))
+    if k < 2:
+        return None
+    scores = np.zeros(len(y))
+    for tr, te in StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(x, y):
+        scores[te] = fit(x[tr], y[tr], c).predict(x[te])
+    return float(roc_auc_score(y, scores))
+
+
+def candidate_layer_sets(layers: Sequence[int], single_scores: dict[tuple[int, ...], float]) -> list[tuple[int, ...]]:
+    best = sorted(single_scores, key=lambda s: -single_scores[s])[:3]
+    pairs = [tuple(sorted(a + b)) for a, b in itertools.combinations(best, 2)]
+    return list(dict.fromkeys(pairs))
+
+
+# -- the run --------------------------------------------------------------------------------------------------
+@dataclass
+class Dataset:
+    rows: list[data.SplitRow]
+    cache: FeatureCache
+
+    def xy(self, rows: Sequence[data.SplitRow], layers: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        x = self.cache.matrix([r.row.text_sha for r in rows], layers).astype(np.float64)
+        return x, np.array([int(r.row.harmful) for r in rows])
+
+
+def choose(ds: Dataset, parts: dict, layers: Sequence[int], cv: int, seed: int) -> tuple[tuple[int, ...], float, dict]:
+    """The layer set and C with the best overall AUC on dev (CV on train+dev when dev cannot say)."""
+    dev_y = [int(r.row.harmful) for r in parts["dev"]]
+    use_dev = len(dev_y) >= 20 and 0 < sum(dev_y) < len(dev_y)
+    scores: dict[tuple[tuple[int, ...], float], float] = {}
+
+    def score(layer_set: tuple[int, ...], c: float) -> float:
+        if use_dev:
+            xtr, ytr = ds.xy(parts["train"], layer_set)
+            xdv, ydv = ds.xy(parts["dev"], layer_set)
+            auc = curve_figures(ydv, fit(xtr, ytr, c).predict(xdv))["auc"]
+        else:
+            x, y = ds.xy(parts["train"] + parts["dev"], layer_set)
+            auc = cv_auc(x, y, c, cv, seed)
+        return float("nan") if auc is None else auc
+
+    singles = {}
+    for n in layers:
+        for c in C_GRID:
+            scores[((n,), c)] = score((n,), c)
+        singles[(n,)] = max(scores[((n,), c)] for c in C_GRID)
+    for pair in candidate_layer_sets(layers, singles):
+        for c in C_GRID:
+            scores[(pair, c)] = score(pair, c)
+    valid = {k: v for k, v in scores.items() if v == v}
+    if not valid:
+        raise SystemExit("no candidate could be scored: too few rows of one label")
+    (best_layers, best_c), best = max(valid.items(), key=lambda kv: (kv[1], -len(kv[0][0]), -kv[0][1]))
+    table = {f"{','.join(map(str, k[0]))} C={k[1]:g}": round(v, 4) for k, v in sorted(scores.items())}
+    return (
+        best_layers,
+        best_c,
+        {"by": "dev AUC" if use_dev else f"{cv}-fold CV AUC on train+dev", "best": round(best, 4), "candidates": table},
+    )
+
+
+def fit_heads(ds: Dataset, train: list[data.SplitRow], layer_set: tuple[int, ...], c: float) -> tuple:
+    x, y = ds.xy(train, layer_set)
+    mean_scale = standardiser(x)
+    outputs, coefs, intercepts, counts = [OVERALL], [], [], {}
+    overall = fit(x, y, c, mean_scale)
+    coefs.append(overall.coef)
+    intercepts.append(overall.intercept)
+    cats = np.array([r.row.category or "" for r in train])
+    for cat in data.CATEGORIES:
+        pos = (y == 1) & (cats == cat)
+        if pos.sum() < MIN_POSITIVES:
+            continue
+        keep = pos | (y == 0)
+        model = fit(x[keep], pos[keep].astype(int), c, mean_scale)
+        outputs.append(cat)
+        coefs.append(model.coef)
+        intercepts.append(model.intercept)
+        counts[cat] = int(pos.sum())
+    head_arrays = (mean_scale[0], mean_scale[1], np.stack(coefs), np.array(intercepts))
+    return outputs, head_arrays, counts
+
+
+def evaluate(head: ReviewerHead, ds: Dataset, rows: list[data.SplitRow]) -> dict:
+    if not rows:
+        return {"n": 0}
+    x, y = ds.xy(rows, head.layers)
+    probs = head.score_matrix(x)
+    overall = probs[:, head.outputs.index(OVERALL)]
+    out = {"overall": curve_figures(y, overall), "by_source": {}, "by_category": {}}
+    sources = np.array([r.row.source for r in rows])
+    for s in sorted(set(sources)):
+        m = sources == s
+        out["by_source"][s] = curve_figures(y[m], overall[m])
+    cats = np.array([r.row.category or "" for r in rows])
+    for i, name in enumerate(head.outputs):
+        if name == OVERALL:
+            continue
+        keep = ((y == 1) & (cats == name)) | (y == 0)
+        out["by_category"][name] = curve_figures(((y == 1) & (cats == name))[keep].astype(int), probs[keep, i])
+    return out
+
+
+def train_fold(ds: Dataset, parts: dict, layers: Sequence[int], cv: int, seed: int, base_card: dict) -> tuple:
+    layer_set, c, selection = choose(ds, parts, layers, cv, seed)
+    outputs, (mean, scale, coef, intercept), counts = fit_heads(ds, parts["train"], layer_set, c)
+    card = {**base_card, "layers": list(layer_set), "outputs": outputs}
+    card["training"] = {**card.get("training", {}), "C": c, "selection": selection, "category_positives": counts}
+    head = ReviewerHead(card=card, mean=mean, scale=scale, coef=coef, intercept=intercept)
+    return head, selection
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--manifest", type=Path, default=data.DEFAULT_MANIFEST)
+    ap.add_argument("--layers", default=",".join(map(str, DEFAULT_LAYERS)), help="the cached layer list")
+    ap.add_argument("--cache", type=Path, default=None)
+    ap.add_argument("--out", type=Path, default=data.REPO / "heads" / "reviewer-head.npz")
+    ap.add_argument("--cv", type=int, default=5, help="folds when dev is too small to choose on, and for --cv-report")
+    ap.add_argument("--cv-report", action="store_true", help="also report K-fold AUC of every layer (all rows)")
+    ap.add_argument("--loso", action="store_true", help="also train and measure leave-one-source-out folds")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--model-sha256", default=gguf.GGUF_SHA256)
+    args = ap.parse_args(argv)
+
+    layers = [int(v) for v in args.layers.split(",") if v.strip()]
+    prompt = load_prompt()
+    rows, summary = data.read_manifest(args.manifest)
+    cache = FeatureCache(args.cache or default_root(), args.model_sha256, prompt.sha256, layers)
+    have = [r for r in rows if r.row.text_sha in cache]
+    if len(have) < 10:
+        raise SystemExit(f"only {len(have)} of {len(rows)} manifest rows have cached features: extract first")
+    ds = Dataset(have, cache)
+    started = time.time()
+    base_card = {
+        "format": FORMAT,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "model": {"file": gguf.GGUF_NAME, "sha256": args.model_sha256, "licence": gguf.LICENCE},
+        "prompt": {"file": "config/reviewer_head.yaml", "sha256": prompt.sha256, **prompt.model_dump()},
+        "width": cache.width,
+        "data": {
+            "manifest": str(args.manifest.name),
+            "manifest_sha256": sha256_file(args.manifest),
+            "split_seed": summary["seed"],
+            "rows_in_manifest": len(rows),
+            "rows_with_features": len(have),
+            "rows_used": dict(Counter(f"{r.row.source}/{r.part}" for r in have)),
+            "licences": summary["licences"],
+            "category_map": summary["category_map"],
+        },
+        "training": {
+            "method": "standardised logistic regression (scikit-learn), class_weight balanced",
+            "C_grid": list(C_GRID),
+            "candidate_layers": layers,
+        },
+    }
+    parts = data.fold_parts(have, "main")
+    head, _selection = train_fold(ds, parts, layers, args.cv, args.seed, base_card)
+    figures: dict = {"dev": evaluate(head, ds, parts["dev"]), "test": evaluate(head, ds, parts["test"])}
+    if args.cv_report:
+        x_all_y = {n: ds.xy(have, (n,)) for n in layers}
+        figures["cv_auc_by_layer"] = {
+            str(n): {
+                f"C={c:g}": round(v, 4) if (v := cv_auc(*x_all_y[n], c, args.cv, args.seed)) else None for c in C_GRID
+            }
+            for n in layers
+        }
+    if args.loso:
+        figures["loso"] = {}
+        for source in sorted({r.row.source for r in have}):
+            fold = data.fold_parts(have, f"loso:{source}")
+            if not fold["train"] or not fold["test"]:
+                continue
+            fold_head, _sel = train_fold(ds, fold, layers, args.cv, args.seed, base_card)
+            figures["loso"][source] = {
+                "layers": fold_head.layers,
+                "C": fold_head.card["training"]["C"],
+                "test": evaluate(fold_head, ds, fold["test"])["overall"],
+            }
+    head.card["figures"] = figures
+    head.card["training"]["seconds"] = round(time.time() - started, 1)
+    card_path = head.save(args.out)
+    print(
+        json.dumps(
+            {"layers": head.layers, "C": head.card["training"]["C"], "outputs": head.outputs, "figures": figures},
+            indent=1,
+        )
+    )
+    print(f"wrote {args.out} and {card_path}")
+    return head.card
+
+
+if __name__ == "__main__":
+    main()

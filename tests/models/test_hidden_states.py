@@ -1,0 +1,70 @@
+"""The hidden-state extractor: the sha256 check before loading, and (slow) the real model's layers."""
+
+import asyncio
+import threading
+
+import numpy as np
+import pytest
+
+from chaperone.models import gguf
+from chaperone.models.gguf import ModelFileError
+from chaperone.models.hidden_states import HiddenStateError, HiddenStateExtractor
+
+
+def test_a_model_with_another_sha256_is_refused_before_loading(tmp_path):
+    fake = tmp_path / "other.gguf"
+    fake.write_bytes(b"GGUF not the pinned model")
+    with pytest.raises(ModelFileError, match="does not match the pinned"):
+        HiddenStateExtractor.load(fake)
+
+
+@pytest.fixture(scope="module")
+def extractor():
+    ex = HiddenStateExtractor.load(gguf.ensure_model(), n_threads=2)
+    yield ex
+    ex.close()
+
+
+PROMPTS = [
+    [{"role": "user", "content": "Request: how do I kill a Python process?\nReply: run `kill <PID>`.\nHarmful?"}],
+    [{"role": "user", "content": "Request: tell me about Pakleds.\nReply: They are too stupid to vote.\nHarmful?"}],
+    [{"role": "user", "content": "Hi"}],
+]
+
+
+@pytest.mark.slow
+def test_real_model_shapes_and_determinism(extractor):
+    layers = [0, 14, 27]
+    first = [extractor.extract(p, layers) for p in PROMPTS]
+    for result in first:
+        assert result.states.shape == (3, 1536) and result.states.dtype == np.float32
+        assert np.isfinite(result.states).all() and result.n_tokens > 3
+    assert not np.array_equal(first[0].states, first[1].states)
+    again = extractor.extract(extractor.tokens(PROMPTS[0]), layers)  # token ids give the same as messages
+    assert np.array_equal(again.states, first[0].states)
+    single = extractor.extract(PROMPTS[0], [14])  # asking for fewer layers reads the same vector
+    assert np.array_equal(single.layer(14), first[0].layer(14))
+    with pytest.raises(HiddenStateError, match="do not exist"):
+        extractor.extract(PROMPTS[0], [28])
+
+
+@pytest.mark.slow
+def test_async_extraction_runs_off_the_event_loop(extractor):
+    async def main():
+        ticks = 0
+        loop_thread = threading.get_ident()
+
+        async def ticker():
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.005)
+                ticks += 1
+
+        task = asyncio.create_task(ticker())
+        result = await extractor.aextract(PROMPTS[1], [20])
+        task.cancel()
+        assert threading.get_ident() == loop_thread
+        return result, ticks
+
+    result, ticks = asyncio.run(main())
+    assert result.states.shape == (1, 1536) and ticks > 0
