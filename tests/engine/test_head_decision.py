@@ -29,7 +29,7 @@ from chaperone.reviewer_head import data, train
 from chaperone.reviewer_head.features import FeatureCache, extract_missing
 from chaperone.reviewer_head.head import FORMAT, ReviewerHead
 from chaperone.reviewer_head.prompt import load_prompt
-from tests.support.projects import APPROVE, REPO, replay
+from tests.support.projects import APPROVE, REPO, replay, run_cli
 
 LAYERS = (3, 7)
 WIDTH = 16
@@ -236,6 +236,20 @@ async def test_a_score_in_the_flag_band_flags_the_turn(project_factory, heads):
     assert only.decision == "approve" and only.flagged and result.outcome == "approved"
     record = next(r for r in read_records(conv.transcript_path) if r["type"] == "verdict")
     assert record["flagged"] is True
+    # The review tools find it, and show the head's scores.
+    calm = {**heads["vectors"], "BORDER": heads["vectors"]["BENIGN"]}  # a second conversation, not flagged
+    other, _ = converse(root, FakeEmbedded([], calm))
+    await other.send("hm")
+    other.close()
+    folder = str(conv.transcript_path.parent)
+    listed = run_cli("review", "list", "--flagged", "--json", "--dir", folder)
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)["conversations"]
+    assert len(rows) == 1 and rows[0]["flagged_turns"] == [1]
+    everything = json.loads(run_cli("review", "list", "--json", "--dir", folder).stdout)["conversations"]
+    assert len(everything) == 2
+    shown = run_cli("review", "show", rows[0]["id"], "--dir", folder)
+    assert "FLAGGED for a human" in shown.stdout and "head scores: not_ok 0.4" in shown.stdout
 
 
 async def test_a_nan_score_is_not_an_approval(project_factory, heads):
