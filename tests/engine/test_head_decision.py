@@ -334,3 +334,24 @@ def test_decide_rules():
     assert not head_decision.decide({"not_ok": float("nan")}, public).readable
     assert not head_decision.decide({"violence": 0.1}, public).readable  # no overall score
     assert head_decision.decide({"not_ok": 0.4, "violence": 0.1}, public).flagged
+
+
+def test_a_named_head_that_is_missing_warns_once_and_is_not_used(project_factory, heads):
+    from loguru import logger
+
+    root = project(project_factory, heads, [DRAFTS["BENIGN"]])
+    agent = root / "agents" / "moral_reviewer.yaml"
+    spec = yaml.safe_load(agent.read_text())
+    spec["head"] = "heads/nowhere.npz"
+    agent.write_text(yaml.safe_dump(spec, sort_keys=False))
+    proj = load_project(root)
+    handle = ModelHandle("embedded", EmbeddedModelSpec(kind="embedded"), FakeEmbedded([], heads["vectors"]))
+    messages: list[str] = []
+    sink = logger.add(lambda m: messages.append(str(m)), level="WARNING")
+    head_decision._warned.clear()
+    try:
+        for _ in range(3):
+            assert head_decision.load_for(proj.agents["moral_reviewer"], handle, root) is None
+    finally:
+        logger.remove(sink)
+    assert len(messages) == 1 and "nowhere.npz" in messages[0] and "prompted decision" in messages[0]
