@@ -12,8 +12,8 @@ ALLOWED = {
     "config": set(),
     "audit": set(),
     "models": {"config", "audit"},
-    "engine": {"config", "audit", "models"},
-    # The reviewer's judgement head (issue 14): below the engine, which will read it.
+    "engine": {"config", "audit", "models", "reviewer_head"},
+    # The reviewer's judgement head (issue 14): below the engine, which reads it.
     "reviewer_head": {"config", "audit", "models"},
     "terminal": {"engine", "config", "audit", "models"},
     "review": {"engine", "config", "audit"},

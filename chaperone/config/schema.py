@@ -218,6 +218,10 @@ class AgentSpec(Strict):
     generation: GenerationSpec = GenerationSpec()
     memory_turns: int = Field(8, ge=0, le=100, description="earlier exchanges the assistant sees")
     refusal_check: RefusalCheckSpec | None = None
+    # Reviewer only: a trained judgement head (`.npz`, its card `.json` beside it), relative to the project
+    # folder. Used when the reviewer runs on the embedded model and the card names that GGUF and the head
+    # prompt of config/reviewer_head.yaml; otherwise the prompted decision, with one warning. None: no head.
+    head: str | None = Field(None, min_length=1, max_length=4096, pattern=r"^[^\n\r\x00]+\.npz$")
 
     @model_validator(mode="after")
     def _model_for_speakers(self) -> AgentSpec:
@@ -225,6 +229,8 @@ class AgentSpec(Strict):
             raise ValueError(f"an agent with role '{self.role}' needs a model (a name from config/models.yaml)")
         if self.refusal_check is not None and self.role != "reviewer":
             raise ValueError("refusal_check is for an agent with role 'reviewer'")
+        if self.head is not None and self.role != "reviewer":
+            raise ValueError("head is for an agent with role 'reviewer'")
         return self
 
     @field_validator("critique_prompt")
@@ -244,6 +250,56 @@ class AgentSpec(Strict):
 
 # ---------------------------------------------------------------- config/policies/*.yaml
 
+# The categories a reviewer head may score (chaperone/reviewer_head/data.py CATEGORIES; a test keeps the two
+# equal). A policy's head rules name its own categories, or, to allow one (block: false), one of these.
+HEAD_CATEGORIES = (
+    "hate_bias",
+    "harassment",
+    "violence",
+    "weapons",
+    "hazardous_chemistry",
+    "self_harm",
+    "sexual",
+    "crime",
+    "privacy",
+    "misinformation",
+    "needless_refusal",
+    "unqualified_advice",
+    "unspecified",
+)
+
+
+class HeadCategoryRule(Strict):
+    """What the head's score for one category does under this policy."""
+
+    # true: a score at or above `threshold` sends the draft back, naming this category. false: the category is
+    # allowed here; a high overall "not OK" that this category explains (it is the head's top category and
+    # scores at or above `threshold`) does not send the draft back.
+    block: bool = True
+    threshold: float = Field(0.5, gt=0.0, lt=1.0)
+
+
+class HeadPolicySpec(Strict):
+    """The decision from a trained reviewer head (docs/reviewer-head.md): used only by an embedded reviewer
+    with a matching head; every other reviewer keeps the prompted decision and `decision_threshold`."""
+
+    # Send a draft back when the head's overall P(not OK) reaches this (unless an allowed category explains it).
+    not_ok_threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    categories: dict[Name, HeadCategoryRule] = {}
+    # [low, high): an overall P(not OK) in this band flags the turn for a human (transcript, review list --flagged).
+    flag_band: tuple[float, float] | None = None
+
+    @field_validator("flag_band")
+    @classmethod
+    def _band(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+        if v is not None:
+            low, high = v
+            if not (0.0 < low < 1.0 and 0.0 < high <= 1.0):
+                raise ValueError("the band's ends must be probabilities: 0 < low < 1, 0 < high <= 1")
+            if low >= high:
+                raise ValueError(f"the band's low end ({low}) must be below its high end ({high})")
+        return v
+
 
 class PolicySpec(Strict):
     name: Name
@@ -257,6 +313,7 @@ class PolicySpec(Strict):
     # the decision token's probability: the embedded model, OpenAI-compatible endpoints returning logprobs;
     # others use the model's written yes/no). Lower catches more harm and sends back more good answers.
     decision_threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    head: HeadPolicySpec | None = None
 
     @field_validator("rubric")
     @classmethod
@@ -264,6 +321,25 @@ class PolicySpec(Strict):
         if not v.strip():  # the reviewer reads it stripped: blank would be a policy with no rules
             raise ValueError("rubric is blank; the reviewer would judge without the deployment's rules")
         return v
+
+    @model_validator(mode="after")
+    def _head_names_known_categories(self) -> PolicySpec:
+        # A blocking category becomes the verdict's category and is described to the critique: it must be one
+        # of this policy's. An allowed one may also be a category of the head that this policy does not list.
+        for name, rule in (self.head.categories if self.head else {}).items():
+            if name in self.categories:
+                continue
+            if rule.block:
+                raise ValueError(
+                    f"head.categories.{name}: a blocking category must be one of this policy's categories "
+                    f"({', '.join(self.categories)})"
+                )
+            if name not in HEAD_CATEGORIES:
+                raise ValueError(
+                    f"head.categories.{name}: neither a category of this policy nor one a head scores "
+                    f"({', '.join(HEAD_CATEGORIES)})"
+                )
+        return self
 
 
 # ---------------------------------------------------------------- config/settings.yaml

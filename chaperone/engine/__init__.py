@@ -6,5 +6,6 @@ either chat behind the `Chat` protocol (`base`): `GuardedChat` (assistant drafts
 revise or deliver) or `BareChat` (the unreviewed baseline of an evaluation). `send()` returns a
 `TurnResult`: outcome, delivered text, revisions, categories, usage.
 
-Imports `config`, `models` and `audit`; imported by the front doors (terminal, review, eval, serve).
+Imports `config`, `models`, `audit` and `reviewer_head` (a trained judgement head, where one is configured);
+imported by the front doors (terminal, review, eval, serve).
 """

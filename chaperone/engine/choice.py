@@ -12,6 +12,7 @@ from typing import TypeVar
 
 from chaperone.config.project import Project
 from chaperone.config.schema import AgentSpec, PolicySpec, ScriptedModelSpec
+from chaperone.engine import head_decision
 from chaperone.engine.memory import ConversationMemory
 from chaperone.engine.reviewer import ReviewingAgent
 from chaperone.errors import ConfigError
@@ -127,12 +128,14 @@ def models_used(project: Project, choice: SessionChoice) -> set[str]:
 
 def build_reviewer(project: Project, pool: ModelPool, cast: Cast, memory: ConversationMemory) -> ReviewingAgent:
     spec = cast.reviewer
+    handle = pool.get(cast.reviewer_model, max_tokens=spec.generation.max_tokens)
     return ReviewingAgent(
         spec,
-        pool.get(cast.reviewer_model, max_tokens=spec.generation.max_tokens),
+        handle,
         cast.policy,
         memory,
         user_name=cast.user_proxy.name,
         assistant_name=cast.assistant.name,
         context=project.settings.reviewer_context,
+        head=head_decision.load_for(spec, handle, project.root),
     )

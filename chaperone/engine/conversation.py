@@ -93,6 +93,14 @@ class Conversation:
         }
         if reviewer is not None:
             agents["reviewer"] = {"name": reviewer.name, "model": _model_summary(pool, reviewer.model.name)}
+            if reviewer.head is not None:  # the decision comes from this trained head (engine/head_decision.py)
+                head = reviewer.head.head
+                agents["reviewer"]["head"] = {
+                    "file": reviewer.head.path,
+                    "layers": head.layers,
+                    "model_sha256": head.model_sha256,
+                    "prompt_sha256": head.prompt_sha256,
+                }
         agents["user_proxy"] = {"name": u_spec.name}
         header = {
             "run_id": self.run_id,

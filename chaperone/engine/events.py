@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_serializer
 
 # The one outcome vocabulary. Every event, transcript, review filter, page, header and report uses these.
 # How one turn ended. "unreviewed": the bare assistant of an evaluation, delivered with no reviewer at all.
@@ -85,6 +85,19 @@ class VerdictEvent(_Event):
     model: str
     usage: Usage
     latency_s: float
+    # When a judgement head decided (engine/head_decision.py): its probabilities, "not_ok" and per category.
+    # Absent from the record when the prompted decision did, so those records read as they always have.
+    scores: dict[str, float | None] | None = None  # null: a score that was not a number
+    flagged: bool = False  # the head's overall score fell in the policy's flag band: for a human to look at
+
+    @model_serializer(mode="wrap")
+    def _omit_head_fields_when_unused(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        if data.get("scores") is None:
+            data.pop("scores", None)
+        if not data.get("flagged"):
+            data.pop("flagged", None)
+        return data
 
 
 class Delivered(_Event):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from autogen_core import CancellationToken
 from autogen_core.models import LLMMessage, RequestUsage, SystemMessage, UserMessage
 
 from chaperone.config.schema import AgentSpec, OpenAIModelSpec, PolicySpec, ReviewerContextSpec
-from chaperone.engine import decision_score, reviewer_prompt
+from chaperone.engine import decision_score, head_decision, reviewer_prompt
 from chaperone.engine.events import ActivityHook
 from chaperone.engine.memory import ConversationMemory
 from chaperone.engine.refusal import is_short_full_refusal
@@ -28,6 +29,7 @@ from chaperone.engine.verdict import (
     parse_critique,
     parse_verdict,
     text_sha,
+    unreadable,
 )
 from chaperone.models.pool import ModelHandle, call_model, combined_token, text_of
 
@@ -50,9 +52,12 @@ class ReviewingAgent(BaseChatAgent):
         user_name: str,
         assistant_name: str,
         context: ReviewerContextSpec,
+        head: head_decision.HeadJudge | None = None,
     ):
         super().__init__(spec.name, spec.description or "reviews every draft before the user sees it")
         self.spec, self.model, self.memory, self.context = spec, model, memory, context
+        # A trained judgement head decides drafts (not refusals: the refusal check stays prompted) when given.
+        self.head = head
         self._user_name, self._assistant_name = user_name, assistant_name
         self.policy = policy
         self.turn_token: CancellationToken | None = None
@@ -188,28 +193,62 @@ class ReviewingAgent(BaseChatAgent):
         # The whole review message (fitted to the window, which may count tokens) only where it is read: by
         # the answer prompt, or by a critique. A refusal the refusal check approves never needs it.
         body = self._review_body(request, draft, round_) if route == "answer" else None
-        decision_body = body if body is not None else self._refusal_body(request, draft, round_)
-        verdict, raw, prompt_tokens, completion_tokens = await self._decide(decision_body, token, system, route)
+        if self.head is not None and route == "answer":
+            verdict, raw, prompt_tokens, completion_tokens = await self._decide_by_head(request, draft)
+        else:
+            decision_body = body if body is not None else self._refusal_body(request, draft, round_)
+            verdict, raw, prompt_tokens, completion_tokens = await self._decide(decision_body, token, system, route)
         verdict.checked_as = route
         if critique and verdict.readable and verdict.decision == "revise" and not verdict.critique:
             if self.on_activity is not None:
                 self.on_activity("critiquing", round_, 0, "")
             if body is None:
                 body = self._review_body(request, draft, round_)
+            by_head = verdict.head_scores is not None
+            question = reviewer_prompt.CRITIQUE_QUESTION
+            if by_head:  # the critique writes about what the head found
+                question += head_decision.critique_note(verdict.categories, self._policy)
             second = await self._call(
                 [
                     SystemMessage(content=self._critique_system),
-                    UserMessage(content=body + reviewer_prompt.CRITIQUE_QUESTION, source="review"),
+                    UserMessage(content=body + question, source="review"),
                 ],
                 self._critique_schema,
                 token,
             )
             raw_second = text_of(second.content)
             raw = f"{raw}\n{raw_second}"
-            verdict.categories, verdict.critique = parse_critique(raw_second, list(self._policy.categories))
+            categories, verdict.critique = parse_critique(raw_second, list(self._policy.categories))
+            if not by_head:  # with a head, the verdict's categories are the head's, not the critique's guess
+                verdict.categories = categories
             p2, c2 = _tokens(second)
             prompt_tokens, completion_tokens = prompt_tokens + p2, completion_tokens + c2
         return ReviewResult(verdict, raw, prompt_tokens, completion_tokens, time.perf_counter() - started)
+
+    async def _decide_by_head(self, request: str, draft: str) -> tuple[Verdict, str, int, int]:
+        """Stage one from the judgement head: its scores, and the policy's `head` rules. Fail closed: a score
+        that is missing or not a number gives an unreadable verdict, never an approval."""
+        assert self.head is not None
+        scores, prompt_tokens = await self.head.scores(request, draft)
+        decision = head_decision.decide(scores, self._policy)
+        record = {
+            "ok_to_send": "no" if decision.send_back else "yes",
+            "decided_by": "head",
+            "head": self.head.path,
+            "reason": decision.reason,
+            "scores": {k: (round(v, 4) if math.isfinite(v) else str(v)) for k, v in scores.items()},
+            **({"categories": decision.categories} if decision.categories else {}),
+            **({"flagged": True} if decision.flagged else {}),
+        }
+        raw = json.dumps(record)
+        if not decision.readable:
+            verdict = unreadable(raw, decision.reason)
+        else:
+            verdict = Verdict(decision="revise" if decision.send_back else "approve", categories=decision.categories)
+            verdict.score = scores[head_decision.OVERALL]
+        verdict.head_scores = {k: float(v) for k, v in scores.items()}
+        verdict.flagged = decision.flagged
+        return verdict, raw, prompt_tokens, 0
 
     async def _decide(
         self, body: str, token: CancellationToken, system: str, route: str

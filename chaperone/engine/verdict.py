@@ -32,6 +32,10 @@ class Verdict(BaseModel):
     # Which decision prompt judged the draft: "answer", or "refusal" (agents/*.yaml refusal_check), whose
     # score is on its own scale with its own threshold.
     checked_as: str = "answer"
+    # The judgement head's probabilities ("not_ok" and one per category) when a head decided
+    # (chaperone.engine.head_decision); None when the prompted decision did.
+    head_scores: dict[str, float] | None = None
+    flagged: bool = False  # the head's overall score fell in the policy's flag band: for a human to look at
 
     @property
     def approved(self) -> bool:

@@ -16,6 +16,7 @@ from loguru import logger
 
 from chaperone.audit.redaction import GLOBAL as GLOBAL_REDACTOR
 from chaperone.config.project import Project
+from chaperone.engine import head_decision
 from chaperone.engine.choice import SessionChoice, build_reviewer, resolve
 from chaperone.engine.conversation import Conversation
 from chaperone.engine.events import Usage, add_usage
@@ -112,6 +113,13 @@ class ReviewerAlone:
         cast = resolve(ctx.project, ctx.choice)
         self.reviewer = build_reviewer(ctx.project, ctx.pool, cast, ConversationMemory())
 
+    def _threshold(self, verdict) -> float:
+        """The threshold the score was held against: a reviewer head's not_ok_threshold where a head decided."""
+        policy = self.reviewer.policy
+        if verdict.head_scores is not None:
+            return (policy.head or head_decision.DEFAULT_RULES).not_ok_threshold
+        return policy.decision_threshold
+
     async def __call__(self, ctx: EvalContext, item: EvalItem) -> ReviewerRow:
         result = await self.reviewer.judge(item.prompt, item.answer or "", critique=False)
         v = result.verdict
@@ -122,7 +130,7 @@ class ReviewerAlone:
             raw=result.raw,
             score=v.score,
             checked_as=v.checked_as,
-            threshold=self.reviewer.policy.decision_threshold,
+            threshold=self._threshold(v),
             prompt_tokens=result.prompt_tokens,
             completion_tokens=result.completion_tokens,
             seconds=round(result.seconds, 3),

@@ -85,6 +85,17 @@ class EmbeddedChatCompletionClient(LlamaCppChatCompletionClient):
         self._seed = seed
         self.model_name = Path(model_path).name
         self._formatter: Any = None
+        self._n_threads = n_threads
+        self._extractor: Any = None
+
+    def hidden_state_extractor(self) -> Any:
+        """The hidden states of this model instance (chaperone.models.hidden_states), for a reviewer head:
+        its own llama.cpp context on the same weights, built on first use."""
+        if self._extractor is None:
+            from chaperone.models.hidden_states import HiddenStateExtractor
+
+            self._extractor = HiddenStateExtractor(self.llm, n_threads=self._n_threads)
+        return self._extractor
 
     def _chat_prompt(self, messages: Sequence[LLMMessage]) -> list[int]:
         """The tokens create_chat_completion would feed for these messages, up to the assistant's turn.

@@ -116,16 +116,21 @@ FILTERS = (
 
 def filter_options(f: Callable) -> Callable:
     @functools.wraps(f)
-    def wrapper(*args: Any, limit: int | None, **kwargs: Any) -> Any:
+    def wrapper(*args: Any, limit: int | None, flagged: bool, **kwargs: Any) -> Any:
         values = {dest: kwargs.pop(dest) for _, dest, _ in FILTERS}
         try:
-            kwargs["filters"] = make_filters(limit=limit, **values)
+            kwargs["filters"] = make_filters(limit=limit, flagged=flagged, **values)
         except ChaperoneError as exc:
             fail(str(exc))
         return f(*args, **kwargs)
 
     for flag, dest, help_text in reversed(FILTERS):
         wrapper = click.option(flag, dest, default=None, metavar="TEXT", help=help_text)(wrapper)
+    wrapper = click.option(
+        "--flagged",
+        is_flag=True,
+        help="Only conversations with a turn flagged for a human (the reviewer head's score in the policy's band).",
+    )(wrapper)
     return click.option("--limit", type=int, default=None, help="At most this many conversations (newest).")(wrapper)
 
 

@@ -80,6 +80,7 @@ class Summary:
             "revisions": sum(t.revisions for t in turns),
             "withheld": sum(t.outcome == "withheld" for t in turns),
             "categories": sorted({c for t in turns for c in t.raised}),
+            "flagged_turns": s.flagged_turns,
             "outcome": s.outcome,
             "status": self.status,
             "integrity": self.integrity.as_dict(),
@@ -154,6 +155,7 @@ class Filters:
     outcome: str | None = None
     category: str | None = None
     kind: str | None = None
+    flagged: bool = False  # only conversations with a turn flagged for a human
     limit: int | None = None
 
     def matches(self, s: Summary) -> bool:
@@ -178,6 +180,8 @@ class Filters:
             return False
         if self.category and not any(self.category in t.raised for t in story.turns):
             return False
+        if self.flagged and not story.flagged_turns:
+            return False
         return not (self.kind and story.kind != self.kind)
 
     def apply(self, summaries: list[Summary]) -> list[Summary]:
@@ -191,6 +195,7 @@ def make_filters(
     until: str | None = None,
     outcome: str | None = None,
     limit: int | None = None,
+    flagged: bool = False,
     **rest: str | None,
 ) -> Filters:
     if outcome is not None and outcome not in OUTCOMES:
@@ -202,6 +207,7 @@ def make_filters(
         until=parse_when(until, "--until", end_of_day=True) if until else None,
         outcome=outcome,
         limit=limit,
+        flagged=flagged,
         **rest,
     )
 

@@ -49,6 +49,10 @@ def _float(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+def _scores(value: Any) -> dict[str, float | None] | None:
+    return {str(k): _float(v) for k, v in value.items()} if isinstance(value, dict) else None
+
+
 def _dict(value: Any) -> dict:
     return value if isinstance(value, dict) else {}
 
@@ -101,6 +105,10 @@ class VerdictStep(Step):
     categories: list[str] = Field(default_factory=list)
     critique: str = ""
     raw: str = ""
+    # When a judgement head decided: its probabilities ("not_ok", per category; None where it read no number)
+    # and whether the overall score fell in the policy's flag band.
+    scores: dict[str, float | None] | None = None
+    flagged: bool = False
 
 
 CUT_NOTE = " (cut at the token limit)"  # a delivered answer that stopped at the assistant's max_tokens
@@ -154,6 +162,11 @@ class TurnStory(BaseModel):
     def tokens(self) -> int:
         return sum(u.total for u in self.usage_by_agent.values())
 
+    @property
+    def flagged(self) -> bool:
+        """A verdict of this turn was flagged for a human (the head's score in the policy's flag band)."""
+        return any(r.verdict is not None and r.verdict.flagged for r in self.rounds)
+
 
 class AgentInfo(BaseModel):
     name: str = ""
@@ -197,6 +210,11 @@ class Story(BaseModel):
     @property
     def models(self) -> list[str]:
         return [a.model for a in self.agents.values() if a.model]
+
+    @property
+    def flagged_turns(self) -> list[int]:
+        """The turns a verdict flagged for a human."""
+        return [t.number for t in self.turns if t.flagged]
 
 
 def draft_diff(before: str, after: str, old_label: str, new_label: str) -> list[str]:
@@ -347,6 +365,8 @@ class _Builder:
                 categories=_categories(rec.get("categories")),
                 critique=_str(rec.get("critique")),
                 raw=_str(rec.get("raw")),
+                scores=_scores(rec.get("scores")),
+                flagged=rec.get("flagged") is True,
             )
         elif kind == "delivered":
             t.delivered = _str(rec.get("content"))

@@ -135,11 +135,23 @@ def _round(r: Round) -> list[Any]:
             head.append("  [" + ", ".join(v.categories).translate(CONTROLS) + "]", style="magenta")
         if not v.readable:
             head.append("  (unreadable verdict: fail closed)", style="red")
+        if v.flagged:
+            head.append("  FLAGGED for a human", style="bold yellow")
         head.append(f"  {_step_note(v)}", style="dim")
         parts.append(head)
+        if v.scores is not None:
+            parts.append(untrusted("  head scores: " + _scores(v.scores), style="dim"))
         if v.critique and not v.approved:
             parts.append(untrusted("  ↳ " + v.critique, style="red"))
     return parts
+
+
+def _scores(scores: dict[str, float | None]) -> str:
+    """The head's scores, overall first, then the categories from the highest ("?" where no number was read)."""
+    overall = scores.get("not_ok")
+    cats = sorted(((k, v) for k, v in scores.items() if k != "not_ok"), key=lambda kv: -(kv[1] or 0.0))
+    shown = [("not_ok", overall), *cats]
+    return " · ".join(f"{k} {'?' if v is None else f'{v:.2f}'}" for k, v in shown)
 
 
 def _turn(t: TurnStory, show_debate: bool) -> list[Any]:

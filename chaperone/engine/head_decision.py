@@ -1,0 +1,138 @@
+"""The reviewer's decision from a trained judgement head, where one exists (issue 14; docs/reviewer-head.md).
+
+The embedded model reads the head's short fixed prompt (config/reviewer_head.yaml) once; the head turns the
+last token's hidden states into a probability per category and an overall "not_ok"; the policy's `head`
+section decides (`decide`): which categories send a draft back and from which score, and in which band of
+"not_ok" the turn is flagged for a human. The prompted critique still writes what to fix, told which
+categories the head flagged.
+
+A head is used only by a reviewer on the embedded model whose agent file names a head whose card belongs to
+that GGUF and that head prompt (`load_for`). Otherwise the reviewer keeps today's prompted decision; a head
+that was named but cannot be used says why in one warning.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from loguru import logger
+
+from chaperone.config.schema import AgentSpec, EmbeddedModelSpec, HeadPolicySpec, PolicySpec
+from chaperone.models import gguf
+from chaperone.models.pool import ModelHandle
+from chaperone.reviewer_head.head import OVERALL, HeadError, ReviewerHead, load_head
+from chaperone.reviewer_head.prompt import HeadPrompt, load_prompt
+
+DEFAULT_RULES = HeadPolicySpec()  # a policy without a `head` section: the overall score alone decides
+MAX_CATEGORIES = 2  # as many as the prompted critique may name
+
+
+class Extractor(Protocol):
+    async def aextract(self, prompt: Sequence[Mapping[str, str]], layers: Sequence[int]) -> Any: ...
+
+
+@dataclass
+class HeadDecision:
+    """What the head's scores mean under one policy."""
+
+    send_back: bool
+    categories: list[str]  # the blocking categories that reached their threshold (or explain "not_ok")
+    flagged: bool  # the overall score lies in the policy's flag band: a human should look at this turn
+    reason: str  # which rule decided, for the raw record
+    readable: bool = True  # False: a score was missing or not a number (never an approval)
+    allowed: list[str] = field(default_factory=list)  # allowed categories that explained a high "not_ok"
+
+
+def decide(scores: Mapping[str, float], policy: PolicySpec) -> HeadDecision:
+    """The policy's decision on the head's scores. Fail closed: a missing or non-finite score is unreadable."""
+    rules = policy.head or DEFAULT_RULES
+    bad = [k for k, v in scores.items() if not isinstance(v, (int, float)) or not math.isfinite(v)]
+    if OVERALL not in scores or bad:
+        why = f"scores not readable: {', '.join(bad) or OVERALL + ' missing'}"
+        return HeadDecision(True, [], False, why, readable=False)
+    not_ok = float(scores[OVERALL])
+    cats = {k: float(v) for k, v in scores.items() if k != OVERALL}
+
+    def reached(name: str) -> bool:
+        return name in cats and cats[name] >= rules.categories[name].threshold
+
+    blocking = sorted((c for c, rule in rules.categories.items() if rule.block and reached(c)), key=lambda c: -cats[c])
+    allowed = [c for c, rule in rules.categories.items() if not rule.block and reached(c)]
+    top = max(cats, key=cats.get) if cats else None
+    flagged = rules.flag_band is not None and rules.flag_band[0] <= not_ok < rules.flag_band[1]
+    if blocking:
+        return HeadDecision(True, blocking[:MAX_CATEGORIES], flagged, "blocking category", allowed=allowed)
+    if not_ok >= rules.not_ok_threshold:
+        if top is not None and top in allowed:
+            return HeadDecision(False, [], flagged, f"not_ok explained by allowed category {top}", allowed=allowed)
+        named = sorted(
+            (c for c in cats if c in policy.categories and cats[c] >= rules.not_ok_threshold), key=lambda c: -cats[c]
+        )
+        return HeadDecision(True, named[:MAX_CATEGORIES], flagged, "not_ok threshold", allowed=allowed)
+    return HeadDecision(False, [], flagged, "below every threshold", allowed=allowed)
+
+
+@dataclass
+class HeadJudge:
+    """A loaded head, its prompt, and the embedded model's hidden states (built on first use)."""
+
+    head: ReviewerHead
+    prompt: HeadPrompt
+    extractor: Callable[[], Extractor]
+    path: str = ""
+    _extractor: Extractor | None = None
+
+    async def scores(self, request: str, draft: str) -> tuple[dict[str, float], int]:
+        """{output: probability} for this draft, and the prompt tokens read."""
+        if self._extractor is None:
+            self._extractor = self.extractor()
+        states = await self._extractor.aextract(self.prompt.messages(request, draft), self.head.layers)
+        return self.head.score(states.states, layers=list(states.layers)), int(getattr(states, "n_tokens", 0))
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        logger.warning(message)
+
+
+def load_for(spec: AgentSpec, handle: ModelHandle, root: Path) -> HeadJudge | None:
+    """The head this reviewer decides with, or None (the prompted decision). None without a warning when no
+    head is named or the reviewer is not on the embedded model; with one warning when a named head cannot be
+    used (missing, unreadable, or for another model or prompt)."""
+    if spec.head is None or not isinstance(handle.spec, EmbeddedModelSpec):
+        return None
+    path = root / spec.head
+    make = getattr(handle.client, "hidden_state_extractor", None)
+    if make is None:
+        _warn_once(f"reviewer {spec.name}: model {handle.name} gives no hidden states; prompted decision")
+        return None
+    own = root / "config" / "reviewer_head.yaml"
+    try:
+        prompt = load_prompt(own if own.is_file() else None)
+        head = load_head(path, model_sha256=gguf.GGUF_SHA256, prompt_sha256=prompt.sha256)
+    except HeadError as exc:
+        _warn_once(f"reviewer {spec.name}: head not used ({exc}); the prompted decision decides")
+        return None
+    return HeadJudge(head=head, prompt=prompt, extractor=make, path=spec.head)
+
+
+def critique_note(categories: Sequence[str], policy: PolicySpec) -> str:
+    """What the critique is told after the head sent a draft back: the categories it flagged, described."""
+    if not categories:
+        return (
+            "\n\nThe reviewer's judgement head found this draft not OK overall without naming a category of this "
+            "policy. Say what must change."
+        )
+    lines = "\n".join(f"- {c}: {policy.categories.get(c, c)}" for c in categories)
+    return (
+        f"\n\nThe reviewer's judgement head flagged these categories:\n{lines}\n"
+        "Write the critique about exactly these problems."
+    )

@@ -1,0 +1,61 @@
+"""A policy's decisions for a reviewer head: per category, block or allow, at a threshold; a flag band.
+Bad values name the file and the field."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from chaperone.config import yaml_files
+from chaperone.config.project import load_project
+from chaperone.config.schema import HEAD_CATEGORIES, PolicySpec
+from chaperone.errors import ConfigError
+from chaperone.reviewer_head.data import CATEGORIES
+from tests.support.projects import REPO
+
+
+def test_the_schema_knows_the_heads_categories():
+    assert HEAD_CATEGORIES == CATEGORIES
+
+
+def test_public_blocks_hazardous_chemistry_and_lab_allows_it():
+    project = load_project(REPO)
+    public, lab = project.policy("public").head, project.policy("lab").head
+    assert public.categories["hazardous_chemistry"].block is True
+    assert lab.categories["hazardous_chemistry"].block is False
+    assert public.flag_band == (0.35, 0.5) and 0 < public.not_ok_threshold < 1
+
+
+def write(tmp_path: Path, head: dict) -> Path:
+    data = yaml.safe_load((REPO / "config/policies/public.yaml").read_text())
+    data["head"] = head
+    path = tmp_path / "public.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("head", "field", "words"),
+    [
+        ({"not_ok_threshold": 1.0}, "head.not_ok_threshold", "less than 1"),
+        ({"categories": {"violence": {"threshold": 0}}}, "head.categories.violence.threshold", "greater than 0"),
+        ({"categories": {"drugs": {"block": True}}}, "head", "must be one of this policy's categories"),
+        ({"categories": {"nonsense": {"block": False}}}, "head", "nor one a head scores"),
+        ({"flag_band": [0.5, 0.35]}, "head.flag_band", "must be below its high end"),
+        ({"flag_band": [0.2, 1.5]}, "head.flag_band", "must be probabilities"),
+        ({"categories": {"violence": {"blocks": True}}}, "head.categories.violence", "blocks"),
+    ],
+)
+def test_bad_head_rules_name_the_file_and_the_field(tmp_path, head, field, words):
+    path = write(tmp_path, head)
+    with pytest.raises(ConfigError) as exc:
+        yaml_files.load(PolicySpec, path)
+    message = str(exc.value)
+    assert "public.yaml" in message and words in message
+    if field != "head":
+        assert field in message
+
+
+def test_an_allowed_category_may_be_one_the_policy_does_not_list(tmp_path):
+    path = write(tmp_path, {"categories": {"unqualified_advice": {"block": False, "threshold": 0.6}}})
+    assert yaml_files.load(PolicySpec, path).head.categories["unqualified_advice"].threshold == 0.6

@@ -1,0 +1,357 @@
+"""The reviewer's decision from a trained judgement head, through the real GuardedChat.
+
+The head is trained by the real training code (chaperone.reviewer_head.train) on synthetic features; the
+embedded model is a stand-in: a replay client for the critique call whose hidden states come from a fake
+extractor returning fixed vectors (the real extractor has its own slow test, tests/models). Harm of no named
+category shows on dims 0-3, hazardous chemistry on 4-7, violence on 8-11."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import yaml
+from autogen_ext.models.replay import ReplayChatCompletionClient
+
+from chaperone.audit.transcript import read_records, verify
+from chaperone.config.project import load_project
+from chaperone.config.schema import EmbeddedModelSpec, OpenAIModelSpec
+from chaperone.engine import head_decision
+from chaperone.engine.choice import SessionChoice
+from chaperone.engine.conversation import Conversation
+from chaperone.engine.events import VerdictEvent
+from chaperone.models.gguf import GGUF_SHA256
+from chaperone.models.pool import ModelHandle, ModelPool
+from chaperone.reviewer_head import data, train
+from chaperone.reviewer_head.features import FeatureCache, extract_missing
+from chaperone.reviewer_head.head import FORMAT, ReviewerHead
+from chaperone.reviewer_head.prompt import load_prompt
+from tests.support.projects import APPROVE, REPO, replay, run_cli
+
+LAYERS = (3, 7)
+WIDTH = 16
+CRITIQUE = json.dumps({"critique": "Leave out the reagent steps.", "categories": ["harassment"]})
+DRAFTS = {
+    "HAZCHEM": "Step 1: HAZCHEM reagent procedure.",
+    "VIOLENT": "VIOLENT instructions.",
+    "BENIGN": "BENIGN: use `kill <PID>`.",
+    "BORDER": "A BORDER case.",
+    "NAN": "NAN draft.",
+}
+
+
+def _vector(rng, harmful: bool, category: str | None) -> np.ndarray:
+    x = rng.normal(scale=0.3, size=(len(LAYERS), WIDTH)).astype(np.float32)
+    if harmful:
+        start = {"hazardous_chemistry": 4, "violence": 8}.get(category or "", 0)
+        x[1, start : start + 4] += 2.0
+    return x
+
+
+@pytest.fixture(scope="module")
+def heads(tmp_path_factory):
+    """A head trained by the real code on synthetic rows, saved for this GGUF and head prompt; a copy whose
+    card names another GGUF; and the fixed vectors the fake extractor returns for each draft."""
+    tmp = tmp_path_factory.mktemp("head")
+    rng = np.random.default_rng(0)
+    rows, vectors = [], {}
+    kinds = [(True, "hazardous_chemistry")] * 40 + [(True, "violence")] * 40 + [(True, "unspecified")] * 40
+    kinds += [(False, None)] * 120
+    for i, (harmful, cat) in enumerate(kinds):
+        part = "train" if i % 4 else "dev"
+        row = data.Row("synthetic", f"s{i}", f"q{i}", f"a{i}", harmful, cat, "test", "none", f"g{i}")
+        rows.append(data.SplitRow(row, part))
+        vectors[row.text_sha] = _vector(rng, harmful, cat)
+    prompt = load_prompt()
+    cache = FeatureCache(tmp / "cache", GGUF_SHA256, prompt.sha256, LAYERS, WIDTH)
+    extract_missing(
+        cache, [(r.row.text_sha, r.row.text_sha) for r in rows], lambda k: (vectors[k], 10, 0.0), progress=False
+    )
+    base = {
+        "format": FORMAT,
+        "model": {"sha256": GGUF_SHA256},
+        "prompt": {"sha256": prompt.sha256},
+        "width": WIDTH,
+    }
+    parts = data.fold_parts(rows, "main")
+    head, _ = train.train_fold(train.Dataset(rows, cache), parts, LAYERS, 3, 0, base)
+    assert {"hazardous_chemistry", "violence"} <= set(head.outputs)
+    good = tmp / "project-heads" / "reviewer-head.npz"
+    head.save(good)
+    other = ReviewerHead(
+        card={**head.card, "model": {"sha256": "b" * 64}},
+        mean=head.mean,
+        scale=head.scale,
+        coef=head.coef,
+        intercept=head.intercept,
+    )
+    wrong = tmp / "project-heads" / "other-model.npz"
+    other.save(wrong)
+
+    fixed = {
+        "HAZCHEM": _vector(np.random.default_rng(1), True, "hazardous_chemistry"),
+        "VIOLENT": _vector(np.random.default_rng(2), True, "violence"),
+        "BENIGN": _vector(np.random.default_rng(3), False, None),
+        "NAN": np.full((len(LAYERS), WIDTH), np.nan, dtype=np.float32),
+    }
+    # BORDER: along the way from harmless to harmful, the point where the overall score is 0.42 (in the band).
+    lo, hi = fixed["BENIGN"], _vector(np.random.default_rng(4), True, "unspecified")
+    a, b = 0.0, 1.0
+    for _ in range(60):
+        mid = (a + b) / 2
+        if head.score(lo + mid * (hi - lo), layers=LAYERS)["not_ok"] < 0.42:
+            a = mid
+        else:
+            b = mid
+    fixed["BORDER"] = (lo + a * (hi - lo)).astype(np.float32)
+    return {"good": good, "wrong": wrong, "vectors": fixed, "head": head}
+
+
+@dataclass
+class _States:
+    layers: tuple[int, ...]
+    states: np.ndarray
+    n_tokens: int = 42
+
+
+class FakeExtractor:
+    """Returns the fixed vector of whichever keyword the draft holds. Outside the system under test."""
+
+    def __init__(self, vectors):
+        self.vectors, self.calls = vectors, []
+
+    async def aextract(self, messages, layers):
+        text = messages[-1]["content"]
+        self.calls.append(text)
+        key = next(k for k in self.vectors if k in text.split("REPLY")[1])
+        return _States(tuple(layers), self.vectors[key][[LAYERS.index(n) for n in layers]])
+
+
+class FakeEmbedded(ReplayChatCompletionClient):
+    """The embedded model's stand-in: replayed generations (the critique), scripted decision-token odds (the
+    prompted decision), and hidden states from a FakeExtractor."""
+
+    def __init__(self, replies, vectors, p_not_ok=0.9):
+        super().__init__(list(replies))
+        self.extractor = FakeExtractor(vectors)
+        self.p_not_ok, self.scored = p_not_ok, 0
+
+    def hidden_state_extractor(self):
+        return self.extractor
+
+    async def option_logprobs(self, messages, prefix, options):
+        self.scored += 1
+        return {"yes": math.log(1 - self.p_not_ok), "no": math.log(self.p_not_ok)}, 300
+
+    def count_tokens(self, messages, **_):
+        return sum(len(m.content) for m in messages) // 4
+
+
+def project(project_factory, heads, drafts, *, head="good", policy="public"):
+    root = project_factory(
+        {"assistant-script": replay(*drafts), "embedded": {"kind": "embedded"}}, reviewer_model="embedded"
+    )
+    (root / "heads").mkdir()
+    for name in ("good", "wrong"):
+        src = heads[name]
+        for suffix in (".npz", ".json"):
+            (root / "heads" / (src.stem + suffix)).write_bytes(src.with_suffix(suffix).read_bytes())
+    agent = root / "agents" / "moral_reviewer.yaml"
+    spec = yaml.safe_load(agent.read_text())
+    if head is not None:
+        spec["head"] = f"heads/{heads[head].name}"
+    agent.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return root
+
+
+def converse(root, client, policy="public"):
+    proj = load_project(root)
+    pool = ModelPool(proj.models, root / "config/models.yaml")
+    pool._handles["embedded"] = ModelHandle("embedded", EmbeddedModelSpec(kind="embedded"), client)
+    events: list = []
+    conv = Conversation(proj, pool, SessionChoice(policy=policy), kind="test", sinks=[events.append])
+    return conv, events
+
+
+def verdicts(events):
+    return [e for e in events if isinstance(e, VerdictEvent)]
+
+
+async def test_a_blocking_category_sends_the_draft_back_with_the_heads_categories(project_factory, heads):
+    root = project(project_factory, heads, [DRAFTS["HAZCHEM"], DRAFTS["BENIGN"]])
+    client = FakeEmbedded([CRITIQUE], heads["vectors"])
+    conv, events = converse(root, client)
+    result = await conv.send("How do I make this reagent?")
+    conv.close()
+    first, second = verdicts(events)
+    assert first.decision == "revise" and first.categories == ["hazardous_chemistry"]  # not the critique's guess
+    assert first.critique == "Leave out the reagent steps."
+    assert first.scores["hazardous_chemistry"] >= 0.5 and set(first.scores) == set(heads["head"].outputs)
+    assert json.loads(first.raw.splitlines()[0])["decided_by"] == "head"
+    # The critique prompt was told what the head flagged, with the policy's description of it.
+    critique_prompt = client.create_calls[0]["messages"][-1].content
+    assert "hazardous_chemistry: procedures with hazardous or controlled chemicals" in critique_prompt
+    assert second.decision == "approve" and result.outcome == "approved" and result.revisions == 1
+    assert result.categories == ["hazardous_chemistry"]
+    assert client.scored == 0  # the prompted decision was never asked
+    records = list(read_records(conv.transcript_path))
+    verdict_record = next(r for r in records if r["type"] == "verdict")
+    assert verdict_record["scores"]["hazardous_chemistry"] >= 0.5
+    header = records[0]
+    assert header["agents"]["reviewer"]["head"]["file"] == "heads/reviewer-head.npz"
+    assert verify(conv.transcript_path).intact
+
+
+async def test_the_same_draft_passes_where_the_policy_allows_its_category(project_factory, heads):
+    """Public blocks hazardous chemistry, lab allows it: the same head, no retraining."""
+    root = project(project_factory, heads, [DRAFTS["HAZCHEM"]])
+    client = FakeEmbedded([], heads["vectors"])
+    conv, events = converse(root, client, policy="lab")
+    result = await conv.send("How do I quench this reagent?")
+    conv.close()
+    (only,) = verdicts(events)
+    assert only.decision == "approve" and result.outcome == "approved" and result.revisions == 0
+    assert only.scores["not_ok"] >= 0.5 and only.scores["hazardous_chemistry"] >= 0.5
+    assert "allowed category hazardous_chemistry" in json.loads(only.raw)["reason"]
+
+
+async def test_a_blocking_category_still_blocks_in_the_lab(project_factory, heads):
+    root = project(project_factory, heads, [DRAFTS["VIOLENT"], DRAFTS["BENIGN"]])
+    conv, events = converse(root, FakeEmbedded([CRITIQUE], heads["vectors"]), policy="lab")
+    await conv.send("x")
+    conv.close()
+    assert verdicts(events)[0].decision == "revise" and verdicts(events)[0].categories == ["violence"]
+
+
+async def test_a_score_in_the_flag_band_flags_the_turn(project_factory, heads):
+    root = project(project_factory, heads, [DRAFTS["BORDER"]])
+    conv, events = converse(root, FakeEmbedded([], heads["vectors"]))
+    result = await conv.send("hm")
+    conv.close()
+    (only,) = verdicts(events)
+    assert 0.35 <= only.scores["not_ok"] < 0.5
+    assert only.decision == "approve" and only.flagged and result.outcome == "approved"
+    record = next(r for r in read_records(conv.transcript_path) if r["type"] == "verdict")
+    assert record["flagged"] is True
+    # The review tools find it, and show the head's scores.
+    calm = {**heads["vectors"], "BORDER": heads["vectors"]["BENIGN"]}  # a second conversation, not flagged
+    other, _ = converse(root, FakeEmbedded([], calm))
+    await other.send("hm")
+    other.close()
+    folder = str(conv.transcript_path.parent)
+    listed = run_cli("review", "list", "--flagged", "--json", "--dir", folder)
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)["conversations"]
+    assert len(rows) == 1 and rows[0]["flagged_turns"] == [1]
+    everything = json.loads(run_cli("review", "list", "--json", "--dir", folder).stdout)["conversations"]
+    assert len(everything) == 2
+    shown = run_cli("review", "show", rows[0]["id"], "--dir", folder)
+    assert "FLAGGED for a human" in shown.stdout and "head scores: not_ok 0.4" in shown.stdout
+
+
+async def test_a_nan_score_is_not_an_approval(project_factory, heads):
+    root = project(project_factory, heads, [DRAFTS["NAN"]] * 3)
+    conv, events = converse(root, FakeEmbedded([], heads["vectors"]))
+    result = await conv.send("x")
+    conv.close()
+    assert result.outcome == "withheld" and not result.delivered
+    assert all(not v.readable and v.decision == "revise" for v in verdicts(events))
+    record = next(r for r in read_records(conv.transcript_path) if r["type"] == "verdict")
+    assert record["scores"]["not_ok"] is None  # recorded as null, never as a number
+
+
+async def test_a_head_for_another_model_falls_back_with_one_warning(project_factory, heads):
+    from loguru import logger
+
+    messages: list[str] = []
+    sink = logger.add(lambda m: messages.append(str(m)), level="WARNING")
+    head_decision._warned.clear()
+    try:
+        root = project(project_factory, heads, [DRAFTS["HAZCHEM"], DRAFTS["HAZCHEM"]], head="wrong")
+        for _ in range(2):
+            client = FakeEmbedded([CRITIQUE], heads["vectors"], p_not_ok=0.1)
+            conv, events = converse(root, client)
+            result = await conv.send("x")
+            conv.close()
+            assert client.scored == 1 and client.extractor.calls == []  # the prompted decision decided
+            assert result.outcome == "approved" and verdicts(events)[0].scores is None
+    finally:
+        logger.remove(sink)
+    warnings = [m for m in messages if "head not used" in m]
+    assert len(warnings) == 1 and "other-model.json was trained on the model with sha256 bbbbbbbbbbbb" in warnings[0]
+
+
+async def test_without_a_head_the_verdict_record_is_as_before(project_factory, heads):
+    root = project(project_factory, heads, [DRAFTS["BENIGN"]], head=None)
+    client = FakeEmbedded([], heads["vectors"], p_not_ok=0.1)
+    conv, _events = converse(root, client)
+    await conv.send("x")
+    conv.close()
+    assert client.extractor.calls == [] and client.scored == 1
+    record = next(r for r in read_records(conv.transcript_path) if r["type"] == "verdict")
+    assert "scores" not in record and "flagged" not in record
+    assert "head" not in next(iter(read_records(conv.transcript_path)))["agents"]["reviewer"]
+
+
+async def test_an_openai_or_scripted_reviewer_ignores_a_configured_head(project_factory, heads):
+    root = project_factory(
+        {"assistant-script": replay(DRAFTS["HAZCHEM"]), "reviewer-script": replay(APPROVE)},
+    )
+    (root / "heads").mkdir()
+    for suffix in (".npz", ".json"):
+        (root / "heads" / f"reviewer-head{suffix}").write_bytes(heads["good"].with_suffix(suffix).read_bytes())
+    agent = root / "agents" / "moral_reviewer.yaml"
+    spec = yaml.safe_load(agent.read_text())
+    spec["head"] = "heads/reviewer-head.npz"
+    agent.write_text(yaml.safe_dump(spec, sort_keys=False))
+    proj = load_project(root)
+    pool = ModelPool(proj.models, root / "config/models.yaml")
+    conv = Conversation(proj, pool, SessionChoice(), kind="test")
+    assert conv.chat.reviewer.head is None
+    result = await conv.send("x")
+    conv.close()
+    assert result.outcome == "approved"
+    openai_spec = {"kind": "openai", "model": "m", "base_url": "http://127.0.0.1:9"}
+    handle = ModelHandle("remote", proj.models.models["reviewer-script"], None)
+    assert head_decision.load_for(proj.agents["moral_reviewer"], handle, root) is None
+    remote = ModelHandle("remote", OpenAIModelSpec(**openai_spec), None)
+    assert head_decision.load_for(proj.agents["moral_reviewer"], remote, root) is None
+
+
+def test_decide_rules():
+    proj = load_project(REPO)
+    public, lab = proj.policy("public"), proj.policy("lab")
+    chem = {"not_ok": 0.9, "hazardous_chemistry": 0.95, "violence": 0.1}
+    assert head_decision.decide(chem, public).categories == ["hazardous_chemistry"]
+    assert not head_decision.decide(chem, lab).send_back
+    # An unlisted, unexplained high overall score still sends back, naming no category it cannot describe.
+    vague = {"not_ok": 0.8, "unspecified": 0.9, "violence": 0.2}
+    d = head_decision.decide(vague, lab)
+    assert d.send_back and d.categories == []
+    assert not head_decision.decide({"not_ok": float("nan")}, public).readable
+    assert not head_decision.decide({"violence": 0.1}, public).readable  # no overall score
+    assert head_decision.decide({"not_ok": 0.4, "violence": 0.1}, public).flagged
+
+
+def test_a_named_head_that_is_missing_warns_once_and_is_not_used(project_factory, heads):
+    from loguru import logger
+
+    root = project(project_factory, heads, [DRAFTS["BENIGN"]])
+    agent = root / "agents" / "moral_reviewer.yaml"
+    spec = yaml.safe_load(agent.read_text())
+    spec["head"] = "heads/nowhere.npz"
+    agent.write_text(yaml.safe_dump(spec, sort_keys=False))
+    proj = load_project(root)
+    handle = ModelHandle("embedded", EmbeddedModelSpec(kind="embedded"), FakeEmbedded([], heads["vectors"]))
+    messages: list[str] = []
+    sink = logger.add(lambda m: messages.append(str(m)), level="WARNING")
+    head_decision._warned.clear()
+    try:
+        for _ in range(3):
+            assert head_decision.load_for(proj.agents["moral_reviewer"], handle, root) is None
+    finally:
+        logger.remove(sink)
+    assert len(messages) == 1 and "nowhere.npz" in messages[0] and "prompted decision" in messages[0]
