@@ -7,10 +7,13 @@ Reads the split manifest and the feature cache of (the pinned GGUF, config/revie
 layer list); rows not yet extracted are left out and counted. Standardised logistic regression (scikit-learn):
 the layers (one layer, or the two best side by side) and the regularisation C are chosen on the dev part by
 the overall ROC AUC (5-fold CV on train+dev when dev is too small), then the overall "not_ok" head and one
-head per category with enough examples (harmful rows of that category against every harmless row) are fitted
-on train. The test part is scored once, after the choice. `--loso` adds leave-one-source-out figures (layers
-and C chosen again on each fold's dev part). `--cv K` reports K-fold AUC per candidate (smoke runs).
-Writes the head as arrays (`.npz`) and a JSON card beside it: no pickle.
+head per category with enough examples are fitted on train. A category head's positives are the harmful rows
+of its category; its negatives are every harmless row *and* the harmful rows of the other named categories, so
+it names its kind of harm rather than harm in general (a policy that allows one category must not be blocked,
+or wrongly excused, by another's head). Harmful rows with no category ("unspecified") are never a named
+head's negatives: their kind is unknown. The test part is scored once, after the choice. `--loso` adds
+leave-one-source-out figures (layers and C chosen again on each fold's dev part). `--cv K` reports K-fold
+AUC per candidate (smoke runs). Writes the head as arrays (`.npz`) and a JSON card beside it: no pickle.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from chaperone.reviewer_head.prompt import load_prompt
 
 C_GRID = (0.01, 0.1, 1.0)
 MIN_POSITIVES = 8  # a category head needs at least this many harmful training rows of its category
+UNNAMED = "unspecified"  # harmful, kind unknown: never a negative of a named category's head
 
 
 # -- metrics -------------------------------------------------------------------------------------------------
@@ -150,6 +154,18 @@ def choose(ds: Dataset, parts: dict, layers: Sequence[int], cv: int, seed: int) 
     )
 
 
+def category_targets(y: np.ndarray, cats: np.ndarray, cat: str) -> tuple[np.ndarray, np.ndarray]:
+    """The rows a category head trains on (`keep`) and which of them are its positives (`pos`): the harmful
+    rows of `cat` against every harmless row and the harmful rows of the other named categories. One
+    sigmoid per category rather than one softmax over {none, categories}: a draft can have two kinds of harm
+    at once, the policy thresholds each category on its own, and the file format and scoring stay as they
+    are. Harmful rows without a named category ("unspecified", or none) are never another head's negatives."""
+    harmful = y == 1
+    pos = harmful & (cats == cat)
+    named = np.isin(cats, [c for c in data.CATEGORIES if c != UNNAMED])
+    return pos | (y == 0) | (harmful & named), pos
+
+
 def fit_heads(ds: Dataset, train: list[data.SplitRow], layer_set: tuple[int, ...], c: float) -> tuple:
     x, y = ds.xy(train, layer_set)
     mean_scale = standardiser(x)
@@ -159,10 +175,9 @@ def fit_heads(ds: Dataset, train: list[data.SplitRow], layer_set: tuple[int, ...
     intercepts.append(overall.intercept)
     cats = np.array([r.row.category or "" for r in train])
     for cat in data.CATEGORIES:
-        pos = (y == 1) & (cats == cat)
+        keep, pos = category_targets(y, cats, cat)
         if pos.sum() < MIN_POSITIVES:
             continue
-        keep = pos | (y == 0)
         model = fit(x[keep], pos[keep].astype(int), c, mean_scale)
         outputs.append(cat)
         coefs.append(model.coef)
@@ -178,7 +193,7 @@ def evaluate(head: ReviewerHead, ds: Dataset, rows: list[data.SplitRow]) -> dict
     x, y = ds.xy(rows, head.layers)
     probs = head.score_matrix(x)
     overall = probs[:, head.outputs.index(OVERALL)]
-    out = {"overall": curve_figures(y, overall), "by_source": {}, "by_category": {}}
+    out = {"overall": curve_figures(y, overall), "by_source": {}, "by_category": {}, "by_category_vs_other_harm": {}}
     sources = np.array([r.row.source for r in rows])
     for s in sorted(set(sources)):
         m = sources == s
@@ -189,6 +204,10 @@ def evaluate(head: ReviewerHead, ds: Dataset, rows: list[data.SplitRow]) -> dict
             continue
         keep = ((y == 1) & (cats == name)) | (y == 0)
         out["by_category"][name] = curve_figures(((y == 1) & (cats == name))[keep].astype(int), probs[keep, i])
+        # Does it name its own kind of harm: its harmful rows against the other named categories' harmful rows.
+        keep, pos = category_targets(y, cats, name)
+        keep &= y == 1
+        out["by_category_vs_other_harm"][name] = curve_figures(pos[keep].astype(int), probs[keep, i])
     return out
 
 
@@ -245,6 +264,8 @@ def main(argv: list[str] | None = None) -> dict:
         },
         "training": {
             "method": "standardised logistic regression (scikit-learn), class_weight balanced",
+            "category_heads": "one sigmoid per category: its harmful rows against every harmless row and the "
+            "other named categories' harmful rows",
             "C_grid": list(C_GRID),
             "candidate_layers": layers,
         },
