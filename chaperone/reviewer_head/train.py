@@ -30,15 +30,37 @@ from pathlib import Path
 
 import numpy as np
 
+from chaperone.errors import ChaperoneError
 from chaperone.models import gguf
 from chaperone.reviewer_head import data
-from chaperone.reviewer_head.features import DEFAULT_LAYERS, FeatureCache, default_root
+from chaperone.reviewer_head.features import DEFAULT_LAYERS, FeatureCache, cache_key, default_root
 from chaperone.reviewer_head.head import FORMAT, OVERALL, ReviewerHead
 from chaperone.reviewer_head.prompt import load_prompt
 
 C_GRID = (0.01, 0.1, 1.0)
 MIN_POSITIVES = 8  # a category head needs at least this many harmful training rows of its category
 UNNAMED = "unspecified"  # harmful, kind unknown: never a negative of a named category's head
+
+
+class TrainInputError(ChaperoneError):
+    """Training cannot start: no manifest, no (or too small a) feature cache, a bad option. Says what to run."""
+
+
+class Steps:
+    """A training run's progress: `total(n)` once the number of fits is known, then `advance(what)` after each
+    (the front door draws a bar; the default shows nothing)."""
+
+    def total(self, n: int) -> None:
+        pass
+
+    def advance(self, what: str) -> None:
+        pass
+
+
+def planned_fits(n_layers: int, folds: int, cv_report: bool) -> int:
+    """How many `Steps.advance` calls a run makes: per fold every candidate and the final fit."""
+    per_fold = (n_layers + len(list(itertools.combinations(range(min(3, n_layers)), 2)))) * len(C_GRID) + 1
+    return folds * per_fold + (n_layers * len(C_GRID) if cv_report else 0)
 
 
 # -- metrics -------------------------------------------------------------------------------------------------
@@ -118,7 +140,9 @@ class Dataset:
         return x, np.array([int(r.row.harmful) for r in rows])
 
 
-def choose(ds: Dataset, parts: dict, layers: Sequence[int], cv: int, seed: int) -> tuple[tuple[int, ...], float, dict]:
+def choose(
+    ds: Dataset, parts: dict, layers: Sequence[int], cv: int, seed: int, steps: Steps | None = None
+) -> tuple[tuple[int, ...], float, dict]:
     """The layer set and C with the best overall AUC on dev (CV on train+dev when dev cannot say)."""
     dev_y = [int(r.row.harmful) for r in parts["dev"]]
     use_dev = len(dev_y) >= 20 and 0 < sum(dev_y) < len(dev_y)
@@ -132,6 +156,7 @@ def choose(ds: Dataset, parts: dict, layers: Sequence[int], cv: int, seed: int) 
         else:
             x, y = ds.xy(parts["train"] + parts["dev"], layer_set)
             auc = cv_auc(x, y, c, cv, seed)
+        (steps or Steps()).advance(f"layers {','.join(map(str, layer_set))} C={c:g}")
         return float("nan") if auc is None else auc
 
     singles = {}
@@ -144,7 +169,7 @@ def choose(ds: Dataset, parts: dict, layers: Sequence[int], cv: int, seed: int) 
             scores[(pair, c)] = score(pair, c)
     valid = {k: v for k, v in scores.items() if v == v}
     if not valid:
-        raise SystemExit("no candidate could be scored: too few rows of one label")
+        raise TrainInputError("no candidate could be scored: too few rows of one label (extract more rows)")
     (best_layers, best_c), best = max(valid.items(), key=lambda kv: (kv[1], -len(kv[0][0]), -kv[0][1]))
     table = {f"{','.join(map(str, k[0]))} C={k[1]:g}": round(v, 4) for k, v in sorted(scores.items())}
     return (
@@ -211,9 +236,18 @@ def evaluate(head: ReviewerHead, ds: Dataset, rows: list[data.SplitRow]) -> dict
     return out
 
 
-def train_fold(ds: Dataset, parts: dict, layers: Sequence[int], cv: int, seed: int, base_card: dict) -> tuple:
-    layer_set, c, selection = choose(ds, parts, layers, cv, seed)
+def train_fold(
+    ds: Dataset,
+    parts: dict,
+    layers: Sequence[int],
+    cv: int,
+    seed: int,
+    base_card: dict,
+    steps: Steps | None = None,
+) -> tuple:
+    layer_set, c, selection = choose(ds, parts, layers, cv, seed, steps)
     outputs, (mean, scale, coef, intercept), counts = fit_heads(ds, parts["train"], layer_set, c)
+    (steps or Steps()).advance("fitting the heads")
     card = {**base_card, "layers": list(layer_set), "outputs": outputs}
     card["training"] = {**card.get("training", {}), "C": c, "selection": selection, "category_positives": counts}
     head = ReviewerHead(card=card, mean=mean, scale=scale, coef=coef, intercept=intercept)
@@ -224,37 +258,78 @@ def sha256_file(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--manifest", type=Path, default=data.DEFAULT_MANIFEST)
-    ap.add_argument("--layers", default=",".join(map(str, DEFAULT_LAYERS)), help="the cached layer list")
-    ap.add_argument("--cache", type=Path, default=None)
-    ap.add_argument("--out", type=Path, default=data.REPO / "heads" / "reviewer-head.npz")
-    ap.add_argument("--cv", type=int, default=5, help="folds when dev is too small to choose on, and for --cv-report")
-    ap.add_argument("--cv-report", action="store_true", help="also report K-fold AUC of every layer (all rows)")
-    ap.add_argument("--loso", action="store_true", help="also train and measure leave-one-source-out folds")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--model-sha256", default=gguf.GGUF_SHA256)
-    args = ap.parse_args(argv)
+def parse_layers(text: str) -> list[int]:
+    try:
+        layers = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise TrainInputError(f"--layers {text!r}: expected layer numbers separated by commas, e.g. 14,20") from None
+    if not layers or len(set(layers)) != len(layers) or min(layers) < 0:
+        raise TrainInputError(f"--layers {text!r}: expected distinct non-negative layer numbers, e.g. 14,20")
+    return layers
 
-    layers = [int(v) for v in args.layers.split(",") if v.strip()]
+
+def train_head(
+    *,
+    manifest: Path = data.DEFAULT_MANIFEST,
+    layers: Sequence[int] = DEFAULT_LAYERS,
+    cache_root: Path | None = None,
+    out: Path = data.REPO / "heads" / "reviewer-head.npz",
+    cv: int = 5,
+    cv_report: bool = False,
+    loso: bool = False,
+    seed: int = 0,
+    model_sha256: str = gguf.GGUF_SHA256,
+    steps: Steps | None = None,
+) -> ReviewerHead:
+    """Train, measure and write the head (and its card) at `out`; TrainInputError says what to run first."""
+    steps = steps or Steps()
+    layers = list(layers)
+    manifest = Path(manifest)
+    if cv < 2:
+        raise TrainInputError(f"--cv {cv}: needs at least 2 folds")
+    if not manifest.is_file():
+        raise TrainInputError(
+            f"{manifest}: no split manifest; write it with `python -m chaperone.reviewer_head.data --seed 0`"
+        )
     prompt = load_prompt()
-    rows, summary = data.read_manifest(args.manifest)
-    cache = FeatureCache(args.cache or default_root(), args.model_sha256, prompt.sha256, layers)
+    try:
+        rows, summary = data.read_manifest(manifest)
+    except (OSError, ValueError, KeyError, TypeError, StopIteration) as exc:
+        raise TrainInputError(f"{manifest}: not a readable split manifest ({exc})") from None
+    root = Path(cache_root) if cache_root else default_root()
+    extract = (
+        "python run.py reviewer extract"
+        + (f" --layers {','.join(map(str, layers))}" if list(layers) != list(DEFAULT_LAYERS) else "")
+        + (f" --cache {root}" if cache_root else "")
+        + (f" --manifest {manifest}" if manifest != Path(data.DEFAULT_MANIFEST) else "")
+    )
+    folder = root / cache_key(model_sha256, prompt.sha256, layers)
+    if not (folder / "meta.json").is_file():
+        raise TrainInputError(
+            f"no cached features in {root} for this model, head prompt and layers {','.join(map(str, layers))}: "
+            f"fill the cache with `{extract}` (resumable)"
+        )
+    try:
+        cache = FeatureCache(root, model_sha256, prompt.sha256, layers)
+    except (OSError, ValueError) as exc:
+        raise TrainInputError(f"{folder}: unreadable feature cache ({exc})") from None
     have = [r for r in rows if r.row.text_sha in cache]
     if len(have) < 10:
-        raise SystemExit(f"only {len(have)} of {len(rows)} manifest rows have cached features: extract first")
+        raise TrainInputError(
+            f"only {len(have)} of {len(rows)} manifest rows have cached features in {cache.folder}: "
+            f"extract more with `{extract}` (resumable)"
+        )
     ds = Dataset(have, cache)
     started = time.time()
     base_card = {
         "format": FORMAT,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "model": {"file": gguf.GGUF_NAME, "sha256": args.model_sha256, "licence": gguf.LICENCE},
+        "model": {"file": gguf.GGUF_NAME, "sha256": model_sha256, "licence": gguf.LICENCE},
         "prompt": {"file": "config/reviewer_head.yaml", "sha256": prompt.sha256, **prompt.model_dump()},
         "width": cache.width,
         "data": {
-            "manifest": str(args.manifest.name),
-            "manifest_sha256": sha256_file(args.manifest),
+            "manifest": str(manifest.name),
+            "manifest_sha256": sha256_file(manifest),
             "split_seed": summary["seed"],
             "rows_in_manifest": len(rows),
             "rows_with_features": len(have),
@@ -271,23 +346,28 @@ def main(argv: list[str] | None = None) -> dict:
         },
     }
     parts = data.fold_parts(have, "main")
-    head, _selection = train_fold(ds, parts, layers, args.cv, args.seed, base_card)
-    figures: dict = {"dev": evaluate(head, ds, parts["dev"]), "test": evaluate(head, ds, parts["test"])}
-    if args.cv_report:
-        x_all_y = {n: ds.xy(have, (n,)) for n in layers}
-        figures["cv_auc_by_layer"] = {
-            str(n): {
-                f"C={c:g}": round(v, 4) if (v := cv_auc(*x_all_y[n], c, args.cv, args.seed)) else None for c in C_GRID
-            }
-            for n in layers
-        }
-    if args.loso:
-        figures["loso"] = {}
+    loso_folds = {}
+    if loso:
         for source in sorted({r.row.source for r in have}):
             fold = data.fold_parts(have, f"loso:{source}")
-            if not fold["train"] or not fold["test"]:
-                continue
-            fold_head, _sel = train_fold(ds, fold, layers, args.cv, args.seed, base_card)
+            if fold["train"] and fold["test"]:
+                loso_folds[source] = fold
+    steps.total(planned_fits(len(layers), 1 + len(loso_folds), cv_report))
+    head, _selection = train_fold(ds, parts, layers, cv, seed, base_card, steps)
+    figures: dict = {"dev": evaluate(head, ds, parts["dev"]), "test": evaluate(head, ds, parts["test"])}
+    if cv_report:
+        x_all_y = {n: ds.xy(have, (n,)) for n in layers}
+        figures["cv_auc_by_layer"] = {}
+        for n in layers:
+            row = figures["cv_auc_by_layer"][str(n)] = {}
+            for c in C_GRID:
+                v = cv_auc(*x_all_y[n], c, cv, seed)
+                row[f"C={c:g}"] = round(v, 4) if v else None
+                steps.advance(f"CV report: layer {n} C={c:g}")
+    if loso:
+        figures["loso"] = {}
+        for source, fold in loso_folds.items():
+            fold_head, _sel = train_fold(ds, fold, layers, cv, seed, base_card, steps)
             figures["loso"][source] = {
                 "layers": fold_head.layers,
                 "C": fold_head.card["training"]["C"],
@@ -295,14 +375,39 @@ def main(argv: list[str] | None = None) -> dict:
             }
     head.card["figures"] = figures
     head.card["training"]["seconds"] = round(time.time() - started, 1)
-    card_path = head.save(args.out)
-    print(
-        json.dumps(
-            {"layers": head.layers, "C": head.card["training"]["C"], "outputs": head.outputs, "figures": figures},
-            indent=1,
+    head.save(out)
+    return head
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--manifest", type=Path, default=data.DEFAULT_MANIFEST)
+    ap.add_argument("--layers", default=",".join(map(str, DEFAULT_LAYERS)), help="the cached layer list")
+    ap.add_argument("--cache", type=Path, default=None)
+    ap.add_argument("--out", type=Path, default=data.REPO / "heads" / "reviewer-head.npz")
+    ap.add_argument("--cv", type=int, default=5, help="folds when dev is too small to choose on, and for --cv-report")
+    ap.add_argument("--cv-report", action="store_true", help="also report K-fold AUC of every layer (all rows)")
+    ap.add_argument("--loso", action="store_true", help="also train and measure leave-one-source-out folds")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--model-sha256", default=gguf.GGUF_SHA256)
+    args = ap.parse_args(argv)
+    try:
+        head = train_head(
+            manifest=args.manifest,
+            layers=parse_layers(args.layers),
+            cache_root=args.cache,
+            out=args.out,
+            cv=args.cv,
+            cv_report=args.cv_report,
+            loso=args.loso,
+            seed=args.seed,
+            model_sha256=args.model_sha256,
         )
-    )
-    print(f"wrote {args.out} and {card_path}")
+    except TrainInputError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    summary = {"layers": head.layers, "C": head.card["training"]["C"], "outputs": head.outputs}
+    print(json.dumps({**summary, "figures": head.card["figures"]}, indent=1))
+    print(f"wrote {args.out} and {Path(args.out).with_suffix('.json')}")
     return head.card
 
 
