@@ -14,6 +14,7 @@ import click
 from chaperone.config.discovery import user_data_dir
 from chaperone.eval.cli import eval_group
 from chaperone.review.cli import review
+from chaperone.reviewer_head.cli import reviewer
 from chaperone.serve.cli import serve
 from chaperone.terminal.cli import chat, scenario
 
@@ -47,6 +48,7 @@ main.add_command(chat)  # python run.py chat: chaperone/terminal/cli.py
 main.add_command(review)  # python run.py review ...: chaperone/review/cli.py
 main.add_command(eval_group, name="eval")  # python run.py eval ...: chaperone/eval/cli.py
 main.add_command(serve)  # python run.py serve: chaperone/serve/cli.py
+main.add_command(reviewer)  # python run.py reviewer extract|train: chaperone/reviewer_head/cli.py
 
 if __name__ == "__main__":
     main()

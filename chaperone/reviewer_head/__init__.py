@@ -2,5 +2,5 @@
 hidden states. `prompt` renders the fixed head prompt (config/reviewer_head.yaml), `data` assembles the
 labelled rows and their seeded split, `features` caches extracted hidden states on disk (resumable),
 `head` loads and scores a trained head (arrays + JSON card, refused for another model or prompt), `train`
-rebuilds it. Not wired into the reviewer yet: nothing else imports this package.
+rebuilds it; `cli` is `python run.py reviewer extract|train`. The engine reads a head through `head`.
 """

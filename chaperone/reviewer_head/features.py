@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from chaperone.errors import ChaperoneError
 from chaperone.models.gguf import default_cache_dir
 
 DEFAULT_LAYERS = (4, 8, 12, 14, 16, 18, 20, 24, 27)
@@ -206,11 +207,74 @@ def extract_missing(
     return stats
 
 
-def main(argv: list[str] | None = None) -> None:
+class ExtractInputError(ChaperoneError):
+    """Extraction cannot start: no manifest, a bad option. Says what to run or give instead."""
+
+
+def extract_features(
+    *,
+    manifest: Path | None = None,
+    layers: Sequence[int] = DEFAULT_LAYERS,
+    cache_root: Path | None = None,
+    limit: int | None = None,
+    per_source: int | None = None,
+    sample_seed: int = 0,
+    threads: int | None = None,
+    shard_rows: int = 32,
+    progress: bool = True,
+) -> tuple[RunStats, FeatureCache, float]:
+    """Fill the cache for the manifest's rows (resumable): (this run's stats, the cache, wall seconds). The
+    inputs are checked before the model is loaded."""
     from chaperone.models.gguf import ensure_model
     from chaperone.models.hidden_states import HiddenStateExtractor
     from chaperone.reviewer_head import data
     from chaperone.reviewer_head.prompt import load_prompt
+
+    manifest = Path(manifest or data.DEFAULT_MANIFEST)
+    layers = [int(n) for n in layers]
+    for name, value in (("--limit", limit), ("--per-source", per_source), ("--threads", threads)):
+        if value is not None and value < 1:
+            raise ExtractInputError(f"{name} {value}: must be at least 1")
+    if shard_rows < 1:
+        raise ExtractInputError(f"--shard-rows {shard_rows}: must be at least 1")
+    if not layers or len(set(layers)) != len(layers) or min(layers) < 0:
+        raise ExtractInputError(f"--layers {layers}: expected distinct non-negative layer numbers")
+    if not manifest.is_file():
+        raise ExtractInputError(
+            f"{manifest}: no split manifest; write it with `python -m chaperone.reviewer_head.data --seed 0`"
+        )
+    try:
+        rows, _summary = data.read_manifest(manifest)
+    except (OSError, ValueError, KeyError, TypeError, StopIteration) as exc:
+        raise ExtractInputError(f"{manifest}: not a readable split manifest ({exc})") from None
+    if per_source:
+        rows = data.sample(rows, per_source, sample_seed)
+    prompt = load_prompt()
+    extractor = HiddenStateExtractor.load(ensure_model(), n_threads=threads)
+    if bad := [n for n in layers if n >= extractor.n_layers]:
+        raise ExtractInputError(f"--layers: {bad} do not exist; this model has layers 0..{extractor.n_layers - 1}")
+    cache = FeatureCache(cache_root or default_root(), extractor.model_sha256, prompt.sha256, layers, extractor.width)
+
+    def run(messages: object) -> tuple[np.ndarray, int, float]:
+        result = extractor.extract(messages, layers)  # type: ignore[arg-type]
+        return result.states, result.n_tokens, result.seconds
+
+    items = ((r.row.text_sha, prompt.messages(r.row.request, r.row.draft)) for r in rows)
+    started = time.perf_counter()
+    stats = extract_missing(cache, items, run, shard_rows=shard_rows, stop_after=limit, progress=progress)
+    return stats, cache, time.perf_counter() - started
+
+
+def summary_line(stats: RunStats, cache: FeatureCache, wall: float) -> str:
+    return (
+        f"{stats.done} rows extracted ({stats.skipped} already cached), {stats.tokens} prompt tokens, "
+        f"{stats.tokens_per_second:.1f} tokens/s in llama.cpp, {wall:.1f} s wall; cache {cache.folder} "
+        f"holds {len(cache)} rows"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    from chaperone.reviewer_head import data
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--manifest", type=Path, default=data.DEFAULT_MANIFEST)
@@ -222,27 +286,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--shard-rows", type=int, default=32)
     args = ap.parse_args(argv)
-    layers = [int(x) for x in args.layers.split(",") if x.strip()]
-    rows, _summary = data.read_manifest(args.manifest)
-    if args.per_source:
-        rows = data.sample(rows, args.per_source, args.sample_seed)
-    prompt = load_prompt()
-    extractor = HiddenStateExtractor.load(ensure_model(), n_threads=args.threads)
-    cache = FeatureCache(args.cache or default_root(), extractor.model_sha256, prompt.sha256, layers, extractor.width)
-
-    def run(messages: object) -> tuple[np.ndarray, int, float]:
-        result = extractor.extract(messages, layers)  # type: ignore[arg-type]
-        return result.states, result.n_tokens, result.seconds
-
-    items = ((r.row.text_sha, prompt.messages(r.row.request, r.row.draft)) for r in rows)
-    started = time.perf_counter()
-    stats = extract_missing(cache, items, run, shard_rows=args.shard_rows, stop_after=args.limit)
-    wall = time.perf_counter() - started
-    print(
-        f"{stats.done} rows extracted ({stats.skipped} already cached), {stats.tokens} prompt tokens, "
-        f"{stats.tokens_per_second:.1f} tokens/s in llama.cpp, {wall:.1f} s wall; cache {cache.folder} "
-        f"holds {len(cache)} rows"
-    )
+    try:
+        stats, cache, wall = extract_features(
+            manifest=args.manifest,
+            layers=[int(x) for x in args.layers.split(",") if x.strip()],
+            cache_root=args.cache,
+            limit=args.limit,
+            per_source=args.per_source,
+            sample_seed=args.sample_seed,
+            threads=args.threads,
+            shard_rows=args.shard_rows,
+        )
+    except ChaperoneError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    print(summary_line(stats, cache, wall))
 
 
 if __name__ == "__main__":

@@ -7,10 +7,13 @@ Reads the split manifest and the feature cache of (the pinned GGUF, config/revie
 layer list); rows not yet extracted are left out and counted. Standardised logistic regression (scikit-learn):
 the layers (one layer, or the two best side by side) and the regularisation C are chosen on the dev part by
 the overall ROC AUC (5-fold CV on train+dev when dev is too small), then the overall "not_ok" head and one
-head per category with enough examples (harmful rows of that category against every harmless row) are fitted
-on train. The test part is scored once, after the choice. `--loso` adds leave-one-source-out figures (layers
-and C chosen again on each fold's dev part). `--cv K` reports K-fold AUC per candidate (smoke runs).
-Writes the head as arrays (`.npz`) and a JSON card beside it: no pickle.
+head per category with enough examples are fitted on train. A category head's positives are the harmful rows
+of its category; its negatives are every harmless row *and* the harmful rows of the other named categories, so
+it names its kind of harm rather than harm in general (a policy that allows one category must not be blocked,
+or wrongly excused, by another's head). Harmful rows with no category ("unspecified") are never a named
+head's negatives: their kind is unknown. The test part is scored once, after the choice. `--loso` adds
+leave-one-source-out figures (layers and C chosen again on each fold's dev part). `--cv K` reports K-fold
+AUC per candidate (smoke runs). Writes the head as arrays (`.npz`) and a JSON card beside it: no pickle.
 """
 
 from __future__ import annotations
@@ -27,14 +30,37 @@ from pathlib import Path
 
 import numpy as np
 
+from chaperone.errors import ChaperoneError
 from chaperone.models import gguf
 from chaperone.reviewer_head import data
-from chaperone.reviewer_head.features import DEFAULT_LAYERS, FeatureCache, default_root
+from chaperone.reviewer_head.features import DEFAULT_LAYERS, FeatureCache, cache_key, default_root
 from chaperone.reviewer_head.head import FORMAT, OVERALL, ReviewerHead
 from chaperone.reviewer_head.prompt import load_prompt
 
 C_GRID = (0.01, 0.1, 1.0)
 MIN_POSITIVES = 8  # a category head needs at least this many harmful training rows of its category
+UNNAMED = "unspecified"  # harmful, kind unknown: never a negative of a named category's head
+
+
+class TrainInputError(ChaperoneError):
+    """Training cannot start: no manifest, no (or too small a) feature cache, a bad option. Says what to run."""
+
+
+class Steps:
+    """A training run's progress: `total(n)` once the number of fits is known, then `advance(what)` after each
+    (the front door draws a bar; the default shows nothing)."""
+
+    def total(self, n: int) -> None:
+        pass
+
+    def advance(self, what: str) -> None:
+        pass
+
+
+def planned_fits(n_layers: int, folds: int, cv_report: bool) -> int:
+    """How many `Steps.advance` calls a run makes: per fold every candidate and the final fit."""
+    per_fold = (n_layers + len(list(itertools.combinations(range(min(3, n_layers)), 2)))) * len(C_GRID) + 1
+    return folds * per_fold + (n_layers * len(C_GRID) if cv_report else 0)
 
 
 # -- metrics -------------------------------------------------------------------------------------------------
@@ -114,7 +140,9 @@ class Dataset:
         return x, np.array([int(r.row.harmful) for r in rows])
 
 
-def choose(ds: Dataset, parts: dict, layers: Sequence[int], cv: int, seed: int) -> tuple[tuple[int, ...], float, dict]:
+def choose(
+    ds: Dataset, parts: dict, layers: Sequence[int], cv: int, seed: int, steps: Steps | None = None
+) -> tuple[tuple[int, ...], float, dict]:
     """The layer set and C with the best overall AUC on dev (CV on train+dev when dev cannot say)."""
     dev_y = [int(r.row.harmful) for r in parts["dev"]]
     use_dev = len(dev_y) >= 20 and 0 < sum(dev_y) < len(dev_y)
@@ -128,6 +156,7 @@ def choose(ds: Dataset, parts: dict, layers: Sequence[int], cv: int, seed: int) 
         else:
             x, y = ds.xy(parts["train"] + parts["dev"], layer_set)
             auc = cv_auc(x, y, c, cv, seed)
+        (steps or Steps()).advance(f"layers {','.join(map(str, layer_set))} C={c:g}")
         return float("nan") if auc is None else auc
 
     singles = {}
@@ -140,7 +169,7 @@ def choose(ds: Dataset, parts: dict, layers: Sequence[int], cv: int, seed: int) 
             scores[(pair, c)] = score(pair, c)
     valid = {k: v for k, v in scores.items() if v == v}
     if not valid:
-        raise SystemExit("no candidate could be scored: too few rows of one label")
+        raise TrainInputError("no candidate could be scored: too few rows of one label (extract more rows)")
     (best_layers, best_c), best = max(valid.items(), key=lambda kv: (kv[1], -len(kv[0][0]), -kv[0][1]))
     table = {f"{','.join(map(str, k[0]))} C={k[1]:g}": round(v, 4) for k, v in sorted(scores.items())}
     return (
@@ -148,6 +177,18 @@ def choose(ds: Dataset, parts: dict, layers: Sequence[int], cv: int, seed: int) 
         best_c,
         {"by": "dev AUC" if use_dev else f"{cv}-fold CV AUC on train+dev", "best": round(best, 4), "candidates": table},
     )
+
+
+def category_targets(y: np.ndarray, cats: np.ndarray, cat: str) -> tuple[np.ndarray, np.ndarray]:
+    """The rows a category head trains on (`keep`) and which of them are its positives (`pos`): the harmful
+    rows of `cat` against every harmless row and the harmful rows of the other named categories. One
+    sigmoid per category rather than one softmax over {none, categories}: a draft can have two kinds of harm
+    at once, the policy thresholds each category on its own, and the file format and scoring stay as they
+    are. Harmful rows without a named category ("unspecified", or none) are never another head's negatives."""
+    harmful = y == 1
+    pos = harmful & (cats == cat)
+    named = np.isin(cats, [c for c in data.CATEGORIES if c != UNNAMED])
+    return pos | (y == 0) | (harmful & named), pos
 
 
 def fit_heads(ds: Dataset, train: list[data.SplitRow], layer_set: tuple[int, ...], c: float) -> tuple:
@@ -159,10 +200,9 @@ def fit_heads(ds: Dataset, train: list[data.SplitRow], layer_set: tuple[int, ...
     intercepts.append(overall.intercept)
     cats = np.array([r.row.category or "" for r in train])
     for cat in data.CATEGORIES:
-        pos = (y == 1) & (cats == cat)
+        keep, pos = category_targets(y, cats, cat)
         if pos.sum() < MIN_POSITIVES:
             continue
-        keep = pos | (y == 0)
         model = fit(x[keep], pos[keep].astype(int), c, mean_scale)
         outputs.append(cat)
         coefs.append(model.coef)
@@ -178,7 +218,7 @@ def evaluate(head: ReviewerHead, ds: Dataset, rows: list[data.SplitRow]) -> dict
     x, y = ds.xy(rows, head.layers)
     probs = head.score_matrix(x)
     overall = probs[:, head.outputs.index(OVERALL)]
-    out = {"overall": curve_figures(y, overall), "by_source": {}, "by_category": {}}
+    out = {"overall": curve_figures(y, overall), "by_source": {}, "by_category": {}, "by_category_vs_other_harm": {}}
     sources = np.array([r.row.source for r in rows])
     for s in sorted(set(sources)):
         m = sources == s
@@ -189,12 +229,25 @@ def evaluate(head: ReviewerHead, ds: Dataset, rows: list[data.SplitRow]) -> dict
             continue
         keep = ((y == 1) & (cats == name)) | (y == 0)
         out["by_category"][name] = curve_figures(((y == 1) & (cats == name))[keep].astype(int), probs[keep, i])
+        # Does it name its own kind of harm: its harmful rows against the other named categories' harmful rows.
+        keep, pos = category_targets(y, cats, name)
+        keep &= y == 1
+        out["by_category_vs_other_harm"][name] = curve_figures(pos[keep].astype(int), probs[keep, i])
     return out
 
 
-def train_fold(ds: Dataset, parts: dict, layers: Sequence[int], cv: int, seed: int, base_card: dict) -> tuple:
-    layer_set, c, selection = choose(ds, parts, layers, cv, seed)
+def train_fold(
+    ds: Dataset,
+    parts: dict,
+    layers: Sequence[int],
+    cv: int,
+    seed: int,
+    base_card: dict,
+    steps: Steps | None = None,
+) -> tuple:
+    layer_set, c, selection = choose(ds, parts, layers, cv, seed, steps)
     outputs, (mean, scale, coef, intercept), counts = fit_heads(ds, parts["train"], layer_set, c)
+    (steps or Steps()).advance("fitting the heads")
     card = {**base_card, "layers": list(layer_set), "outputs": outputs}
     card["training"] = {**card.get("training", {}), "C": c, "selection": selection, "category_positives": counts}
     head = ReviewerHead(card=card, mean=mean, scale=scale, coef=coef, intercept=intercept)
@@ -203,6 +256,127 @@ def train_fold(ds: Dataset, parts: dict, layers: Sequence[int], cv: int, seed: i
 
 def sha256_file(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def parse_layers(text: str) -> list[int]:
+    try:
+        layers = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise TrainInputError(f"--layers {text!r}: expected layer numbers separated by commas, e.g. 14,20") from None
+    if not layers or len(set(layers)) != len(layers) or min(layers) < 0:
+        raise TrainInputError(f"--layers {text!r}: expected distinct non-negative layer numbers, e.g. 14,20")
+    return layers
+
+
+def train_head(
+    *,
+    manifest: Path = data.DEFAULT_MANIFEST,
+    layers: Sequence[int] = DEFAULT_LAYERS,
+    cache_root: Path | None = None,
+    out: Path = data.REPO / "heads" / "reviewer-head.npz",
+    cv: int = 5,
+    cv_report: bool = False,
+    loso: bool = False,
+    seed: int = 0,
+    model_sha256: str = gguf.GGUF_SHA256,
+    steps: Steps | None = None,
+) -> ReviewerHead:
+    """Train, measure and write the head (and its card) at `out`; TrainInputError says what to run first."""
+    steps = steps or Steps()
+    layers = list(layers)
+    manifest = Path(manifest)
+    if cv < 2:
+        raise TrainInputError(f"--cv {cv}: needs at least 2 folds")
+    if not manifest.is_file():
+        raise TrainInputError(
+            f"{manifest}: no split manifest; write it with `python -m chaperone.reviewer_head.data --seed 0`"
+        )
+    prompt = load_prompt()
+    try:
+        rows, summary = data.read_manifest(manifest)
+    except (OSError, ValueError, KeyError, TypeError, StopIteration) as exc:
+        raise TrainInputError(f"{manifest}: not a readable split manifest ({exc})") from None
+    root = Path(cache_root) if cache_root else default_root()
+    extract = (
+        "python run.py reviewer extract"
+        + (f" --layers {','.join(map(str, layers))}" if list(layers) != list(DEFAULT_LAYERS) else "")
+        + (f" --cache {root}" if cache_root else "")
+        + (f" --manifest {manifest}" if manifest != Path(data.DEFAULT_MANIFEST) else "")
+    )
+    folder = root / cache_key(model_sha256, prompt.sha256, layers)
+    if not (folder / "meta.json").is_file():
+        raise TrainInputError(
+            f"no cached features in {root} for this model, head prompt and layers {','.join(map(str, layers))}: "
+            f"fill the cache with `{extract}` (resumable)"
+        )
+    try:
+        cache = FeatureCache(root, model_sha256, prompt.sha256, layers)
+    except (OSError, ValueError) as exc:
+        raise TrainInputError(f"{folder}: unreadable feature cache ({exc})") from None
+    have = [r for r in rows if r.row.text_sha in cache]
+    if len(have) < 10:
+        raise TrainInputError(
+            f"only {len(have)} of {len(rows)} manifest rows have cached features in {cache.folder}: "
+            f"extract more with `{extract}` (resumable)"
+        )
+    ds = Dataset(have, cache)
+    started = time.time()
+    base_card = {
+        "format": FORMAT,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "model": {"file": gguf.GGUF_NAME, "sha256": model_sha256, "licence": gguf.LICENCE},
+        "prompt": {"file": "config/reviewer_head.yaml", "sha256": prompt.sha256, **prompt.model_dump()},
+        "width": cache.width,
+        "data": {
+            "manifest": str(manifest.name),
+            "manifest_sha256": sha256_file(manifest),
+            "split_seed": summary["seed"],
+            "rows_in_manifest": len(rows),
+            "rows_with_features": len(have),
+            "rows_used": dict(Counter(f"{r.row.source}/{r.part}" for r in have)),
+            "licences": summary["licences"],
+            "category_map": summary["category_map"],
+        },
+        "training": {
+            "method": "standardised logistic regression (scikit-learn), class_weight balanced",
+            "category_heads": "one sigmoid per category: its harmful rows against every harmless row and the "
+            "other named categories' harmful rows",
+            "C_grid": list(C_GRID),
+            "candidate_layers": layers,
+        },
+    }
+    parts = data.fold_parts(have, "main")
+    loso_folds = {}
+    if loso:
+        for source in sorted({r.row.source for r in have}):
+            fold = data.fold_parts(have, f"loso:{source}")
+            if fold["train"] and fold["test"]:
+                loso_folds[source] = fold
+    steps.total(planned_fits(len(layers), 1 + len(loso_folds), cv_report))
+    head, _selection = train_fold(ds, parts, layers, cv, seed, base_card, steps)
+    figures: dict = {"dev": evaluate(head, ds, parts["dev"]), "test": evaluate(head, ds, parts["test"])}
+    if cv_report:
+        x_all_y = {n: ds.xy(have, (n,)) for n in layers}
+        figures["cv_auc_by_layer"] = {}
+        for n in layers:
+            row = figures["cv_auc_by_layer"][str(n)] = {}
+            for c in C_GRID:
+                v = cv_auc(*x_all_y[n], c, cv, seed)
+                row[f"C={c:g}"] = round(v, 4) if v else None
+                steps.advance(f"CV report: layer {n} C={c:g}")
+    if loso:
+        figures["loso"] = {}
+        for source, fold in loso_folds.items():
+            fold_head, _sel = train_fold(ds, fold, layers, cv, seed, base_card, steps)
+            figures["loso"][source] = {
+                "layers": fold_head.layers,
+                "C": fold_head.card["training"]["C"],
+                "test": evaluate(fold_head, ds, fold["test"])["overall"],
+            }
+    head.card["figures"] = figures
+    head.card["training"]["seconds"] = round(time.time() - started, 1)
+    head.save(out)
+    return head
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -217,71 +391,23 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model-sha256", default=gguf.GGUF_SHA256)
     args = ap.parse_args(argv)
-
-    layers = [int(v) for v in args.layers.split(",") if v.strip()]
-    prompt = load_prompt()
-    rows, summary = data.read_manifest(args.manifest)
-    cache = FeatureCache(args.cache or default_root(), args.model_sha256, prompt.sha256, layers)
-    have = [r for r in rows if r.row.text_sha in cache]
-    if len(have) < 10:
-        raise SystemExit(f"only {len(have)} of {len(rows)} manifest rows have cached features: extract first")
-    ds = Dataset(have, cache)
-    started = time.time()
-    base_card = {
-        "format": FORMAT,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "model": {"file": gguf.GGUF_NAME, "sha256": args.model_sha256, "licence": gguf.LICENCE},
-        "prompt": {"file": "config/reviewer_head.yaml", "sha256": prompt.sha256, **prompt.model_dump()},
-        "width": cache.width,
-        "data": {
-            "manifest": str(args.manifest.name),
-            "manifest_sha256": sha256_file(args.manifest),
-            "split_seed": summary["seed"],
-            "rows_in_manifest": len(rows),
-            "rows_with_features": len(have),
-            "rows_used": dict(Counter(f"{r.row.source}/{r.part}" for r in have)),
-            "licences": summary["licences"],
-            "category_map": summary["category_map"],
-        },
-        "training": {
-            "method": "standardised logistic regression (scikit-learn), class_weight balanced",
-            "C_grid": list(C_GRID),
-            "candidate_layers": layers,
-        },
-    }
-    parts = data.fold_parts(have, "main")
-    head, _selection = train_fold(ds, parts, layers, args.cv, args.seed, base_card)
-    figures: dict = {"dev": evaluate(head, ds, parts["dev"]), "test": evaluate(head, ds, parts["test"])}
-    if args.cv_report:
-        x_all_y = {n: ds.xy(have, (n,)) for n in layers}
-        figures["cv_auc_by_layer"] = {
-            str(n): {
-                f"C={c:g}": round(v, 4) if (v := cv_auc(*x_all_y[n], c, args.cv, args.seed)) else None for c in C_GRID
-            }
-            for n in layers
-        }
-    if args.loso:
-        figures["loso"] = {}
-        for source in sorted({r.row.source for r in have}):
-            fold = data.fold_parts(have, f"loso:{source}")
-            if not fold["train"] or not fold["test"]:
-                continue
-            fold_head, _sel = train_fold(ds, fold, layers, args.cv, args.seed, base_card)
-            figures["loso"][source] = {
-                "layers": fold_head.layers,
-                "C": fold_head.card["training"]["C"],
-                "test": evaluate(fold_head, ds, fold["test"])["overall"],
-            }
-    head.card["figures"] = figures
-    head.card["training"]["seconds"] = round(time.time() - started, 1)
-    card_path = head.save(args.out)
-    print(
-        json.dumps(
-            {"layers": head.layers, "C": head.card["training"]["C"], "outputs": head.outputs, "figures": figures},
-            indent=1,
+    try:
+        head = train_head(
+            manifest=args.manifest,
+            layers=parse_layers(args.layers),
+            cache_root=args.cache,
+            out=args.out,
+            cv=args.cv,
+            cv_report=args.cv_report,
+            loso=args.loso,
+            seed=args.seed,
+            model_sha256=args.model_sha256,
         )
-    )
-    print(f"wrote {args.out} and {card_path}")
+    except TrainInputError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    summary = {"layers": head.layers, "C": head.card["training"]["C"], "outputs": head.outputs}
+    print(json.dumps({**summary, "figures": head.card["figures"]}, indent=1))
+    print(f"wrote {args.out} and {Path(args.out).with_suffix('.json')}")
     return head.card
 
 

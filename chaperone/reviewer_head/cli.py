@@ -1,0 +1,183 @@
+"""`python run.py reviewer ...`: extract the head's features and train the reviewer's judgement head.
+
+`reviewer extract` fills the feature cache (resumable: run it again after a stop), `reviewer train` rebuilds
+the head and its card from the cached rows (docs/reviewer-head.md). Exit codes: 0 done, 2 bad input (no split
+manifest, no or too few cached features, a bad option): one line saying what to run, no traceback; 130 when
+stopped with Ctrl-C (what was extracted is kept).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from chaperone.errors import ChaperoneError
+from chaperone.models.gguf import GGUF_SHA256
+from chaperone.reviewer_head import data, features, train
+from chaperone.reviewer_head.head import OVERALL, ReviewerHead
+from chaperone.startup import fail
+
+LAYERS_HELP = "The layer list the cache is keyed by (comma-separated)."
+DEFAULT_LAYERS_TEXT = ",".join(map(str, features.DEFAULT_LAYERS))
+
+
+def _console() -> Console:
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+
+
+def _layers(text: str) -> list[int]:
+    try:
+        return train.parse_layers(text)
+    except ChaperoneError as exc:
+        fail(str(exc))
+
+
+class _Bar(train.Steps):
+    """Training progress on stderr: one step per candidate scored and per head fitted."""
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+        self.task = progress.add_task("training", total=None, what="")
+
+    def total(self, n: int) -> None:
+        self.progress.update(self.task, total=n)
+
+    def advance(self, what: str) -> None:
+        self.progress.update(self.task, advance=1, what=what)
+
+
+@click.group()
+def reviewer() -> None:
+    """The reviewer's judgement head: extract features, train (docs/reviewer-head.md)."""
+
+
+@reviewer.command("extract")
+@click.option(
+    "--manifest",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=data.DEFAULT_MANIFEST,
+    help="The split manifest.  [default: heads/split-seed0.jsonl.gz]",
+)
+@click.option("--layers", default=DEFAULT_LAYERS_TEXT, show_default=True, help=LAYERS_HELP)
+@click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None, help="Feature cache root.")
+@click.option("--limit", type=int, default=None, help="Stop after this many new rows.")
+@click.option("--per-source", type=int, default=None, help="Only a mixed sample: N rows of each source.")
+@click.option("--sample-seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=int, default=None, help="llama.cpp threads (default: the model's setting).")
+@click.option("--shard-rows", type=int, default=32, show_default=True, help="Rows written per shard.")
+def extract(
+    manifest: Path,
+    layers: str,
+    cache: Path | None,
+    limit: int | None,
+    per_source: int | None,
+    sample_seed: int,
+    threads: int | None,
+    shard_rows: int,
+) -> None:
+    """Read the embedded model's hidden states for the manifest's rows into the feature cache (resumable)."""
+    try:
+        stats, feature_cache, wall = features.extract_features(
+            manifest=manifest,
+            layers=_layers(layers),
+            cache_root=cache,
+            limit=limit,
+            per_source=per_source,
+            sample_seed=sample_seed,
+            threads=threads,
+            shard_rows=shard_rows,
+        )
+    except ChaperoneError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        Console(stderr=True).print("stopped: the rows written so far are kept; run the same command to resume")
+        sys.exit(130)
+    _console().print(features.summary_line(stats, feature_cache, wall))
+
+
+@reviewer.command("train")
+@click.option(
+    "--manifest",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=data.DEFAULT_MANIFEST,
+    help="The split manifest.  [default: heads/split-seed0.jsonl.gz]",
+)
+@click.option("--layers", default=DEFAULT_LAYERS_TEXT, show_default=True, help=LAYERS_HELP)
+@click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None, help="Feature cache root.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=data.REPO / "heads" / "reviewer-head.npz",
+    help="Where the head (.npz) goes; its card (.json) is written beside it.  [default: heads/reviewer-head.npz]",
+)
+@click.option("--loso", is_flag=True, help="Also train and measure leave-one-source-out folds.")
+@click.option("--cv", type=int, default=5, show_default=True, help="Folds when dev is too small to choose on.")
+@click.option("--cv-report", is_flag=True, help="Also report K-fold AUC of every layer on all rows.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the CV folds.")
+@click.option("--model-sha256", default=GGUF_SHA256, hidden=True)
+def train_command(
+    manifest: Path,
+    layers: str,
+    cache: Path | None,
+    out: Path,
+    loso: bool,
+    cv: int,
+    cv_report: bool,
+    seed: int,
+    model_sha256: str,
+) -> None:
+    """Rebuild the head and its card from the cached features: layers and C chosen on dev, test measured once."""
+    columns = (
+        TextColumn("training"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[what]}"),
+    )
+    try:
+        with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+            head = train.train_head(
+                manifest=manifest,
+                layers=_layers(layers),
+                cache_root=cache,
+                out=out,
+                cv=cv,
+                cv_report=cv_report,
+                loso=loso,
+                seed=seed,
+                model_sha256=model_sha256,
+                steps=_Bar(progress),
+            )
+    except ChaperoneError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        Console(stderr=True).print("stopped: no head was written")
+        sys.exit(130)
+    _print_summary(head, out)
+
+
+def _fig(figures: dict | None) -> str:
+    if not figures or figures.get("auc") is None:
+        return "–"
+    return f"AUC {figures['auc']:.3f}, recall {figures.get('recall_at_fpr_0.05', 0):.2f} at 5% FPR (n={figures['n']})"
+
+
+def _print_summary(head: ReviewerHead, out: Path) -> None:
+    console = _console()
+    card = head.card
+    figures = card["figures"]
+    categories = [o for o in head.outputs if o != OVERALL]
+    console.print(
+        f"layers {','.join(map(str, head.layers))}, C={card['training']['C']:g}, "
+        f"{card['data']['rows_with_features']} of {card['data']['rows_in_manifest']} rows with features; "
+        f"categories: {', '.join(categories) or 'none'}"
+    )
+    for part in ("dev", "test"):
+        console.print(f"{part}: {_fig(figures[part].get('overall'))}")
+    for source, fold in figures.get("loso", {}).items():
+        console.print(f"left out {source}: {_fig(fold['test'])}")
+    console.print(f"wrote {out} and {out.with_suffix('.json')} (every figure is in the card)")
