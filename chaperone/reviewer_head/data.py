@@ -97,6 +97,17 @@ LICENCES = {
     "xstest_answers": "CC-BY-4.0 (XSTest prompts, Röttger et al., NAACL 2024); answers by the embedded model",
 }
 
+# The embedded assistant's own answers (chaperone/reviewer_head/generate.py): an extra source, read only when
+# asked for (--with-generated), so the seed-0 manifest heads/split-seed0.jsonl.gz rebuilds unchanged.
+GENERATED_SOURCE = "embedded_assistant"
+GENERATED = REPO / "data" / "embedded_assistant_answers.jsonl"
+GENERATED_LICENCES = {
+    "xstest": "CC-BY-4.0 (XSTest prompts, Röttger et al., NAACL 2024); answers by the embedded model",
+    "handwritten": "Chaperone project (hand-written requests, data/reviewer_head_requests.jsonl); answers by the "
+    "embedded model",
+}
+GENERATED_CAP = 1000
+
 
 @dataclass(frozen=True)
 class Row:
@@ -214,10 +225,37 @@ def read_project_data(folder: Path) -> Iterator[Row]:
         )
 
 
-def read_all(shared: Path = SHARED, project_data: Path = REPO / "data") -> list[Row]:
+def read_generated(path: Path = GENERATED) -> Iterator[Row]:
+    """The embedded assistant's labelled answers (generate.py) as rows; unlabelled ones (harmful null: a
+    partial refusal, an empty answer) are left out. A harmless row keeps its request's topic as category."""
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a torn last line from an interrupted run
+            if rec.get("harmful") is None:
+                continue
+            topic = None if rec["request_category"] == "needless_refusal" else rec["request_category"]
+            yield Row(
+                source=GENERATED_SOURCE,
+                id=f"{GENERATED_SOURCE}-{rec['id']}",
+                request=rec["request"],
+                draft=rec["answer"],
+                harmful=bool(rec["harmful"]),
+                category=rec["category"] if rec["harmful"] else topic,
+                label_by=rec["label_by"],
+                licence=GENERATED_LICENCES[rec["origin"]],
+                group=rec["group"],
+            )
+
+
+def read_all(shared: Path = SHARED, project_data: Path = REPO / "data", generated: Path | None = None) -> list[Row]:
     rows = list(read_reviewer_sets(shared / "reviewer"))
     rows += read_jbb(shared / "jbb_responses.jsonl")
     rows += read_project_data(project_data)
+    if generated is not None:
+        rows += read_generated(generated)
     return rows
 
 
@@ -307,7 +345,9 @@ def build(seed: int = 0, caps: dict[str, int] | None = None, **paths: Path) -> t
     rows = read_all(**paths)
     read_counts = Counter(r.source for r in rows)
     rows, dropped = dedupe(rows)
-    rows = cap(rows, caps or DEFAULT_CAPS, seed)
+    if caps is None:
+        caps = {**DEFAULT_CAPS, GENERATED_SOURCE: GENERATED_CAP} if paths.get("generated") else DEFAULT_CAPS
+    rows = cap(rows, caps, seed)
     result = split(rows, seed)
     counts: dict[str, dict[str, int]] = defaultdict(lambda: Counter())
     for r in result:
@@ -316,13 +356,13 @@ def build(seed: int = 0, caps: dict[str, int] | None = None, **paths: Path) -> t
     summary = {
         "seed": seed,
         "fractions": {**FRACTIONS, "test": round(1 - sum(FRACTIONS.values()), 2)},
-        "caps": caps or DEFAULT_CAPS,
+        "caps": caps,
         "read": dict(sorted(read_counts.items())),
         "dropped": dict(dropped),
         "counts": {s: dict(c) for s, c in sorted(counts.items())},
         "parts": dict(Counter(r.part for r in result)),
         "folds": {"main": "the seeded split", **loso_folds(result)},
-        "licences": {s: LICENCES[s] for s in sorted(read_counts)},
+        "licences": {s: LICENCES.get(s) or "; ".join(GENERATED_LICENCES.values()) for s in sorted(read_counts)},
         "category_map": CATEGORY_MAP,
     }
     return result, summary
@@ -379,8 +419,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=DEFAULT_MANIFEST)
     ap.add_argument("--shared", type=Path, default=SHARED, help="the shared datasets folder")
+    ap.add_argument(
+        "--with-generated",
+        type=Path,
+        nargs="?",
+        const=GENERATED,
+        default=None,
+        help=f"also the embedded assistant's answers (default file {GENERATED.relative_to(REPO)}); write to a new "
+        "manifest name, e.g. heads/split-seed0-gen.jsonl.gz",
+    )
     args = ap.parse_args(argv)
-    rows, summary = build(args.seed, shared=args.shared)
+    if args.with_generated is not None and args.out == DEFAULT_MANIFEST:
+        ap.error("--with-generated changes the rows: give --out a new name (heads/split-seed0.jsonl.gz stays as is)")
+    rows, summary = build(args.seed, shared=args.shared, generated=args.with_generated)
     write_manifest(rows, summary, args.out)
     print(json.dumps({k: summary[k] for k in ("read", "dropped", "counts", "parts")}, indent=1))
     print(f"wrote {len(rows)} rows to {args.out}")
