@@ -250,8 +250,9 @@ class AgentSpec(Strict):
 
 # ---------------------------------------------------------------- config/policies/*.yaml
 
-# The categories a reviewer head may score (chaperone/reviewer_head/data.py CATEGORIES; a test keeps the two
-# equal). A policy's head rules name its own categories, or, to allow one (block: false), one of these.
+# The categories a reviewer head scores: the product's taxonomy (config/policies/public.yaml) plus what the
+# training data supports beyond it (chaperone/reviewer_head/data.py maps every source onto these). A policy's
+# head rules name its own categories, or, to allow one (block: false), one of these.
 HEAD_CATEGORIES = (
     "hate_bias",
     "harassment",
@@ -264,8 +265,8 @@ HEAD_CATEGORIES = (
     "privacy",
     "misinformation",
     "needless_refusal",
-    "unqualified_advice",
-    "unspecified",
+    "unqualified_advice",  # DiaSafety's "Unauthorized Expertise", JailbreakBench's "Expert advice"
+    "unspecified",  # harmful, but the source gives no category (GPTFuzz's jailbroken answers)
 )
 
 

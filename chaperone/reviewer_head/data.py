@@ -22,26 +22,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from chaperone.config.schema import HEAD_CATEGORIES
+
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared" / "datasets"
 DEFAULT_MANIFEST = REPO / "heads" / "split-seed0.jsonl.gz"
 
-# The product's taxonomy (config/policies/public.yaml) plus what the data supports beyond it.
-CATEGORIES = (
-    "hate_bias",
-    "harassment",
-    "violence",
-    "weapons",
-    "hazardous_chemistry",
-    "self_harm",
-    "sexual",
-    "crime",
-    "privacy",
-    "misinformation",
-    "needless_refusal",
-    "unqualified_advice",  # DiaSafety's "Unauthorized Expertise", JailbreakBench's "Expert advice"
-    "unspecified",  # harmful, but the source gives no category (GPTFuzz's jailbroken answers)
-)
+CATEGORIES = HEAD_CATEGORIES  # one list: the policies' head rules are checked against it
 
 # Source category -> product category. A row's category is the kind of harm it has (harmful rows) or would
 # have (harmless rows on the same topic); per-category heads train on harmful rows of that category against
