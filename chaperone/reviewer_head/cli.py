@@ -9,6 +9,7 @@ stopped with Ctrl-C (what was extracted is kept).
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -50,20 +51,28 @@ class _Bar(train.Steps):
         self.progress.update(self.task, advance=1, what=what)
 
 
+def _feature_cache_options(command: Callable) -> Callable:
+    """--manifest, --layers, --cache: which rows and which cache, the same for extract and train (applied
+    bottom-up, as stacked decorators are, so --help lists them in this order)."""
+    command = click.option(
+        "--cache", type=click.Path(file_okay=False, path_type=Path), default=None, help="Feature cache root."
+    )(command)
+    command = click.option("--layers", default=DEFAULT_LAYERS_TEXT, show_default=True, help=LAYERS_HELP)(command)
+    return click.option(
+        "--manifest",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=data.DEFAULT_MANIFEST,
+        help="The split manifest.  [default: heads/split-seed0.jsonl.gz]",
+    )(command)
+
+
 @click.group()
 def reviewer() -> None:
     """The reviewer's judgement head: extract features, train (docs/reviewer-head.md)."""
 
 
 @reviewer.command("extract")
-@click.option(
-    "--manifest",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=data.DEFAULT_MANIFEST,
-    help="The split manifest.  [default: heads/split-seed0.jsonl.gz]",
-)
-@click.option("--layers", default=DEFAULT_LAYERS_TEXT, show_default=True, help=LAYERS_HELP)
-@click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None, help="Feature cache root.")
+@_feature_cache_options
 @click.option("--limit", type=int, default=None, help="Stop after this many new rows.")
 @click.option("--per-source", type=int, default=None, help="Only a mixed sample: N rows of each source.")
 @click.option("--sample-seed", type=int, default=0, show_default=True)
@@ -100,14 +109,7 @@ def extract(
 
 
 @reviewer.command("train")
-@click.option(
-    "--manifest",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=data.DEFAULT_MANIFEST,
-    help="The split manifest.  [default: heads/split-seed0.jsonl.gz]",
-)
-@click.option("--layers", default=DEFAULT_LAYERS_TEXT, show_default=True, help=LAYERS_HELP)
-@click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None, help="Feature cache root.")
+@_feature_cache_options
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
