@@ -116,12 +116,32 @@ def load_for(spec: AgentSpec, handle: ModelHandle, root: Path) -> HeadJudge | No
         return None
     own = root / "config" / "reviewer_head.yaml"
     try:
-        prompt = load_prompt(own if own.is_file() else None)
-        head = load_head(path, model_sha256=gguf.GGUF_SHA256, prompt_sha256=prompt.sha256)
+        prompt, head = _loaded(own if own.is_file() else None, path)
     except HeadError as exc:
         _warn_once(f"reviewer {spec.name}: head not used ({exc}); the prompted decision decides")
         return None
     return HeadJudge(head=head, prompt=prompt, extractor=make, path=spec.head)
+
+
+# Every conversation builds its reviewer (a server: every request), and the files seldom change: the prompt
+# and the head are read once per version of the files (path and modification time), not once per request.
+_LOADED: dict[tuple, tuple[HeadPrompt, ReviewerHead]] = {}
+
+
+def _mtime(path: Path | None) -> int:
+    try:
+        return path.stat().st_mtime_ns if path is not None else 0
+    except OSError:
+        return 0
+
+
+def _loaded(prompt_path: Path | None, head_path: Path) -> tuple[HeadPrompt, ReviewerHead]:
+    card = head_path.with_suffix(".json")
+    key = (str(prompt_path), _mtime(prompt_path), str(head_path), _mtime(head_path), _mtime(card))
+    if key not in _LOADED:
+        prompt = load_prompt(prompt_path)
+        _LOADED[key] = (prompt, load_head(head_path, model_sha256=gguf.GGUF_SHA256, prompt_sha256=prompt.sha256))
+    return _LOADED[key]
 
 
 def critique_note(categories: Sequence[str], policy: PolicySpec) -> str:
