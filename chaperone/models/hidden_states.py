@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -134,7 +135,8 @@ class HiddenStateExtractor:
         params.n_ctx = n_ctx
         params.n_batch = n_batch
         params.n_ubatch = n_batch
-        threads = n_threads or llm.context_params.n_threads
+        # Every core by default: llama-cpp-python's own default is half of them, which halves prompt reading.
+        threads = n_threads or os.cpu_count() or llm.context_params.n_threads
         params.n_threads = threads
         params.n_threads_batch = threads
         params.embeddings = False
@@ -157,8 +159,9 @@ class HiddenStateExtractor:
 
         gguf.verify(Path(model_path))
         # The Llama's own context is only used for nothing heavier than tokenizing: keep it tiny.
-        llm = Llama(model_path=str(model_path), n_ctx=256, n_batch=64, n_threads=n_threads, verbose=False)
-        return cls(llm, model_sha256=gguf.GGUF_SHA256, n_threads=n_threads, **kwargs)
+        threads = n_threads or os.cpu_count()
+        llm = Llama(model_path=str(model_path), n_ctx=256, n_batch=64, n_threads=threads, verbose=False)
+        return cls(llm, model_sha256=gguf.GGUF_SHA256, n_threads=threads, **kwargs)
 
     def tokens(self, messages: Sequence[Mapping[str, str]]) -> list[int]:
         return chat_tokens(self.llm, messages)

@@ -52,9 +52,19 @@ class FeatureCache:
     """One folder of cached features for one (model, prompt, layers)."""
 
     def __init__(
-        self, root: Path, model_sha256: str, prompt_sha256: str, layers: Sequence[int], width: int | None = None
+        self,
+        root: Path,
+        model_sha256: str,
+        prompt_sha256: str,
+        layers: Sequence[int],
+        width: int | None = None,
+        *,
+        readonly: bool = False,
     ):
-        """`width` None: the existing cache's (for readers), else 1536 (the embedded model's)."""
+        """`width` None: the existing cache's (for readers), else 1536 (the embedded model's). `readonly`: a
+        reader (training) beside a running extraction: it creates, truncates and writes nothing, and ignores
+        a last index line still being written."""
+        self.readonly = readonly
         self.layers = tuple(int(n) for n in layers)
         self.folder = Path(root) / cache_key(model_sha256, prompt_sha256, self.layers)
         meta_path = self.folder / "meta.json"
@@ -69,12 +79,14 @@ class FeatureCache:
             "dtype": "float32",
         }
         self.width = width
-        (self.folder / "shards").mkdir(parents=True, exist_ok=True)
-        if found is not None:
-            if found != self.meta:
-                raise ValueError(f"{meta_path} describes {found}, not {self.meta}: refusing to mix features")
-        else:
-            meta_path.write_text(json.dumps(self.meta, indent=1) + "\n")
+        if found is not None and found != self.meta:
+            raise ValueError(f"{meta_path} describes {found}, not {self.meta}: refusing to mix features")
+        if readonly and found is None:
+            raise ValueError(f"{self.folder}: no feature cache here")
+        if not readonly:
+            (self.folder / "shards").mkdir(parents=True, exist_ok=True)
+            if found is None:
+                meta_path.write_text(json.dumps(self.meta, indent=1) + "\n")
         self.index_path = self.folder / "index.jsonl"
         self.entries: dict[str, IndexEntry] = {}
         self._shard_cache: dict[int, np.ndarray] = {}
@@ -84,10 +96,11 @@ class FeatureCache:
         if not self.index_path.is_file():
             return
         raw = self.index_path.read_bytes()
-        if raw and not raw.endswith(b"\n"):  # a torn last line from a killed run: cut it off before appending
+        if raw and not raw.endswith(b"\n"):  # a torn last line: a killed run's, or one a writer is appending
             raw = raw[: raw.rfind(b"\n") + 1]
-            with self.index_path.open("r+b") as fh:
-                fh.truncate(len(raw))
+            if not self.readonly:  # only the writer cuts it off, before it appends
+                with self.index_path.open("r+b") as fh:
+                    fh.truncate(len(raw))
         for line in raw.decode("utf-8").splitlines():
             entry = IndexEntry(**json.loads(line))
             if self.shard_path(entry.shard).is_file():  # lines of a lost shard are redone
@@ -108,6 +121,8 @@ class FeatureCache:
 
     def write_shard(self, keys: Sequence[str], states: np.ndarray, n_tokens: Sequence[int], seconds: Sequence[float]):
         """Persist one shard (rows × layers × width), then index its rows: the order makes it crash-safe."""
+        if self.readonly:
+            raise ValueError(f"{self.folder}: opened read-only")
         states = np.asarray(states, dtype=np.float32)
         if states.shape != (len(keys), len(self.layers), self.width):
             raise ValueError(f"shard shape {states.shape} is not ({len(keys)}, {len(self.layers)}, {self.width})")

@@ -310,7 +310,7 @@ def train_head(
             f"fill the cache with `{extract}` (resumable)"
         )
     try:
-        cache = FeatureCache(root, model_sha256, prompt.sha256, layers)
+        cache = FeatureCache(root, model_sha256, prompt.sha256, layers, readonly=True)
     except (OSError, ValueError) as exc:
         raise TrainInputError(f"{folder}: unreadable feature cache ({exc})") from None
     have = [r for r in rows if r.row.text_sha in cache]

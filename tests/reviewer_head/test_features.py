@@ -63,3 +63,22 @@ def test_another_model_prompt_or_layer_set_gets_its_own_folder(tmp_path):
     (a.folder / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="refusing to mix"):
         FeatureCache(tmp_path, "m" * 64, "p" * 64, LAYERS, WIDTH)
+
+
+def test_a_reader_beside_a_running_extraction_changes_nothing(tmp_path):
+    writer = FeatureCache(tmp_path, "m" * 64, "p" * 64, LAYERS, WIDTH)
+    extract_missing(writer, _items(3), _fake_extract([]), shard_rows=2, progress=False)
+    with writer.index_path.open("a") as fh:  # the writer is halfway through appending a line
+        fh.write('{"key": "key3", "sha')
+    before = writer.index_path.read_bytes()
+    reader = FeatureCache(tmp_path, "m" * 64, "p" * 64, LAYERS, readonly=True)
+    assert len(reader) == 3 and reader.width == WIDTH
+    assert writer.index_path.read_bytes() == before  # the half line is the writer's to finish, not cut
+    with pytest.raises(ValueError, match="read-only"):
+        reader.write_shard(["k"], np.zeros((1, len(LAYERS), WIDTH)), [1], [0.1])
+
+
+def test_a_reader_of_a_missing_cache_creates_nothing(tmp_path):
+    with pytest.raises(ValueError, match="no feature cache"):
+        FeatureCache(tmp_path, "m" * 64, "p" * 64, LAYERS, readonly=True)
+    assert list(tmp_path.iterdir()) == []
