@@ -8,6 +8,7 @@ stopped with Ctrl-C (what was extracted is kept).
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from chaperone.errors import ChaperoneError
 from chaperone.models.gguf import GGUF_SHA256
-from chaperone.reviewer_head import data, features, train
+from chaperone.reviewer_head import compare, data, features, train
 from chaperone.reviewer_head.head import OVERALL, ReviewerHead
 from chaperone.startup import fail
 
@@ -76,7 +77,8 @@ def reviewer() -> None:
 @click.option("--limit", type=int, default=None, help="Stop after this many new rows.")
 @click.option("--per-source", type=int, default=None, help="Only a mixed sample: N rows of each source.")
 @click.option("--sample-seed", type=int, default=0, show_default=True)
-@click.option("--threads", type=int, default=None, help="llama.cpp threads (default: the model's setting).")
+@click.option("--part", type=click.Choice(["train", "dev", "test"]), default=None, help="Only rows of this part.")
+@click.option("--threads", type=int, default=None, help="llama.cpp threads (default: every core).")
 @click.option("--shard-rows", type=int, default=32, show_default=True, help="Rows written per shard.")
 def extract(
     manifest: Path,
@@ -85,6 +87,7 @@ def extract(
     limit: int | None,
     per_source: int | None,
     sample_seed: int,
+    part: str | None,
     threads: int | None,
     shard_rows: int,
 ) -> None:
@@ -97,6 +100,7 @@ def extract(
             limit=limit,
             per_source=per_source,
             sample_seed=sample_seed,
+            part=part,
             threads=threads,
             shard_rows=shard_rows,
         )
@@ -183,3 +187,71 @@ def _print_summary(head: ReviewerHead, out: Path) -> None:
     for source, fold in figures.get("loso", {}).items():
         console.print(f"left out {source}: {_fig(fold['test'])}")
     console.print(f"wrote {out} and {out.with_suffix('.json')} (every figure is in the card)")
+
+
+@reviewer.command("compare-sample")
+@click.option(
+    "--manifest",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=data.DEFAULT_MANIFEST,
+    help="The split manifest.  [default: heads/split-seed0.jsonl.gz]",
+)
+@click.option("--per-source", type=int, default=30, show_default=True, help="Test rows of each source.")
+@click.option("--sample-seed", type=int, default=0, show_default=True)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=compare.DEFAULT_SAMPLE,
+    help="[default: heads/compare-test-seed0.jsonl]",
+)
+def compare_sample_command(manifest: Path, per_source: int, sample_seed: int, out: Path) -> None:
+    """Write the held-out rows the head and the prompted reviewer are compared on (test part only)."""
+    if per_source < 1:
+        fail(f"--per-source {per_source}: must be at least 1")
+    if not manifest.is_file():
+        fail(f"{manifest}: no split manifest; write it with `python -m chaperone.reviewer_head.data --seed 0`")
+    n = compare.write_sample(manifest, out, per_source, sample_seed)
+    _console().print(
+        f"wrote {n} test rows to {out}; next: `python run.py reviewer extract --part test --per-source {per_source}"
+        f"{'' if sample_seed == 0 else f' --sample-seed {sample_seed}'}`, then `python run.py eval run {out} "
+        f"--reviewer-only --columns {compare.EVAL_COLUMNS} --out evals/prompted-compare`"
+    )
+
+
+@reviewer.command("compare")
+@_feature_cache_options
+@click.option(
+    "--eval", "eval_dir", type=click.Path(file_okay=False, path_type=Path), required=True, help="The eval run folder."
+)
+@click.option("--sample", type=click.Path(dir_okay=False, path_type=Path), default=compare.DEFAULT_SAMPLE)
+@click.option(
+    "--head",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=data.REPO / "heads" / "reviewer-head.npz",
+    help="The trained head; its held-out scores are read from the .scores.jsonl beside it.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the whole comparison as JSON.")
+def compare_command(
+    manifest: Path, layers: str, cache: Path | None, eval_dir: Path, sample: Path, head: Path, as_json: bool
+) -> None:
+    """The head and the prompted reviewer on the same held-out rows: AUC, recall at 1%/5% FPR, cost."""
+    from chaperone.reviewer_head.prompt import load_prompt
+
+    try:
+        feature_cache = features.FeatureCache(
+            cache or features.default_root(), GGUF_SHA256, load_prompt().sha256, _layers(layers), readonly=True
+        )
+        costs = compare.head_costs(feature_cache)
+    except (OSError, ValueError):
+        costs = None
+    try:
+        report = compare.compare(sample, eval_dir, train.scores_path(head), costs)
+    except compare.CompareInputError as exc:
+        fail(str(exc))
+    if as_json:
+        print(json.dumps(report, indent=1))
+        return
+    _console().print(
+        f"{report['joined']} of {report['rows']} rows scored by all three (missing: {report['missing']})\n"
+    )
+    _console().print(compare.markdown(report))

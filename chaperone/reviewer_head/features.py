@@ -234,6 +234,7 @@ def extract_features(
     limit: int | None = None,
     per_source: int | None = None,
     sample_seed: int = 0,
+    part: str | None = None,
     threads: int | None = None,
     shard_rows: int = 32,
     progress: bool = True,
@@ -262,6 +263,10 @@ def extract_features(
         rows, _summary = data.read_manifest(manifest)
     except (OSError, ValueError, KeyError, TypeError, StopIteration) as exc:
         raise ExtractInputError(f"{manifest}: not a readable split manifest ({exc})") from None
+    if part is not None:
+        if part not in ("train", "dev", "test"):
+            raise ExtractInputError(f"--part {part}: expected train, dev or test")
+        rows = [r for r in rows if r.part == part]
     if per_source:
         rows = data.sample(rows, per_source, sample_seed)
     prompt = load_prompt()
@@ -298,6 +303,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--limit", type=int, default=None, help="stop after this many new rows")
     ap.add_argument("--per-source", type=int, default=None, help="only a mixed sample: N rows of each source")
     ap.add_argument("--sample-seed", type=int, default=0)
+    ap.add_argument("--part", choices=("train", "dev", "test"), default=None, help="only rows of this part")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--shard-rows", type=int, default=32)
     args = ap.parse_args(argv)
@@ -309,6 +315,7 @@ def main(argv: list[str] | None = None) -> None:
             limit=args.limit,
             per_source=args.per_source,
             sample_seed=args.sample_seed,
+            part=args.part,
             threads=args.threads,
             shard_rows=args.shard_rows,
         )

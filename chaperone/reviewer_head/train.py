@@ -236,6 +236,31 @@ def evaluate(head: ReviewerHead, ds: Dataset, rows: list[data.SplitRow]) -> dict
     return out
 
 
+def row_scores(head: ReviewerHead, ds: Dataset, rows: list[data.SplitRow], fold: str) -> list[dict]:
+    """One line per scored row (for side-by-side comparisons with other reviewers on the same rows)."""
+    if not rows:
+        return []
+    x, _y = ds.xy(rows, head.layers)
+    probs = head.score_matrix(x)
+    return [
+        {
+            "fold": fold,
+            "text_sha": r.row.text_sha,
+            "source": r.row.source,
+            "part": r.part,
+            "harmful": r.row.harmful,
+            "category": r.row.category,
+            "scores": {name: round(float(p), 5) for name, p in zip(head.outputs, probs[i], strict=True)},
+        }
+        for i, r in enumerate(rows)
+    ]
+
+
+def scores_path(out: Path) -> Path:
+    """Where a training run writes its per-row held-out scores: beside the head, not in the card."""
+    return Path(out).with_suffix(".scores.jsonl")
+
+
 def train_fold(
     ds: Dataset,
     parts: dict,
@@ -355,6 +380,7 @@ def train_head(
     steps.total(planned_fits(len(layers), 1 + len(loso_folds), cv_report))
     head, _selection = train_fold(ds, parts, layers, cv, seed, base_card, steps)
     figures: dict = {"dev": evaluate(head, ds, parts["dev"]), "test": evaluate(head, ds, parts["test"])}
+    held_out = row_scores(head, ds, parts["dev"], "main") + row_scores(head, ds, parts["test"], "main")
     if cv_report:
         x_all_y = {n: ds.xy(have, (n,)) for n in layers}
         figures["cv_auc_by_layer"] = {}
@@ -368,6 +394,7 @@ def train_head(
         figures["loso"] = {}
         for source, fold in loso_folds.items():
             fold_head, _sel = train_fold(ds, fold, layers, cv, seed, base_card, steps)
+            held_out += row_scores(fold_head, ds, fold["test"], f"loso:{source}")
             figures["loso"][source] = {
                 "layers": fold_head.layers,
                 "C": fold_head.card["training"]["C"],
@@ -376,6 +403,8 @@ def train_head(
     head.card["figures"] = figures
     head.card["training"]["seconds"] = round(time.time() - started, 1)
     head.save(out)
+    with scores_path(out).open("w", encoding="utf-8") as fh:
+        fh.writelines(json.dumps(line) + "\n" for line in held_out)
     return head
 
 

@@ -76,3 +76,63 @@ def test_train_writes_a_head_that_loads(manifest, tmp_path):
     assert f"wrote {out}" in result.stdout and "left out" in result.stdout and "test: AUC" in result.stdout
     head = load_head(out, model_sha256=GGUF_SHA256, prompt_sha256=prompt.sha256)
     assert head.layers and "not_ok" in head.outputs and head.card["figures"]["loso"]
+
+
+def test_compare_joins_the_prompted_reviewer_and_the_held_out_head_scores_on_the_same_rows(manifest, tmp_path):
+    import json
+
+    path, rows = manifest
+    prompt = load_prompt()
+    cache = FeatureCache(tmp_path / "cache", GGUF_SHA256, prompt.sha256, LAYERS, WIDTH)
+    label = {r.row.text_sha: r.row.harmful for r in rows}
+
+    def fake(key):
+        x = np.random.default_rng(int(key[:8], 16)).normal(size=(len(LAYERS), WIDTH)).astype(np.float32)
+        x[1, :4] += 1.5 if label[key] else -1.5
+        return x, 20, 0.01
+
+    extract_missing(cache, [(r.row.text_sha, r.row.text_sha) for r in rows], fake, progress=False)
+    out = tmp_path / "head.npz"
+    common = ["--manifest", str(path), "--cache", str(tmp_path / "cache"), "--layers", "2,5"]
+    assert _run("train", *common, "--out", str(out), "--loso").exit_code == 0
+    scores = [json.loads(x) for x in out.with_suffix(".scores.jsonl").read_text().splitlines()]
+    # every left-out row was scored by the head that never saw its source, every test row by the split's head
+    assert {s["fold"] for s in scores if s["fold"] != "main"} == {
+        f"loso:{s['source']}" for s in scores if s["fold"] != "main"
+    }
+    assert {s["text_sha"] for s in scores if s["fold"] == "main" and s["part"] == "test"} == {
+        r.row.text_sha for r in rows if r.part == "test"
+    }
+    sample = tmp_path / "sample.jsonl"
+    assert _run("compare-sample", "--manifest", str(path), "--per-source", "4", "--out", str(sample)).exit_code == 0
+    chosen = [json.loads(x) for x in sample.read_text().splitlines()]
+    assert chosen and all(
+        label[r.row.text_sha] == (c["label"] == "unsafe")
+        for c in chosen
+        for r in rows
+        if r.row.text_sha.startswith(c["id"])
+    )
+    assert all(c["request"].strip() for c in chosen)  # the eval needs a prompt: empty requests read "(none)"
+    run = tmp_path / "eval"
+    run.mkdir()
+    # the prompted reviewer's results as the eval writes them: a perfect scorer except one unscored row
+    with (run / "results.jsonl").open("w") as fh:
+        for i, c in enumerate(chosen):
+            unsafe = c["label"] == "unsafe"
+            score = None if i == 0 else (0.9 if unsafe else 0.1)
+            line = {"id": c["id"], "status": "ok", "decision": "revise" if unsafe else "approve", "score": score}
+            fh.write(json.dumps({**line, "seconds": 4.0, "prompt_tokens": 600, "completion_tokens": 3}) + "\n")
+        fh.write('{"id": "torn')  # a run still writing
+    result = _run("compare", *common, "--eval", str(run), "--sample", str(sample), "--head", str(out), "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["joined"] == len(chosen) and report["missing"] == {"prompted": 0, "head_test": 0, "head_loso": 0}
+    assert report["overall"]["prompted"]["unscored"] == 1
+    assert report["overall"]["prompted_decision"] == {"recall": 1.0, "fpr": 0.0}
+    assert set(report["by_source"]) == {c["source"] for c in chosen}
+    assert (
+        report["cost"]["prompted"]["median_prompt_tokens"] == 600
+        and report["cost"]["head"]["median_prompt_tokens"] == 20
+    )
+    missing = _run("compare", *common, "--eval", str(tmp_path / "none"), "--sample", str(sample), "--head", str(out))
+    assert "--reviewer-only" in _one_error_line(missing)
