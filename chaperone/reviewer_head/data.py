@@ -18,11 +18,12 @@ import json
 import random
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from chaperone.config.schema import HEAD_CATEGORIES
+from chaperone.errors import ChaperoneError
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared" / "datasets"
@@ -121,7 +122,7 @@ def _norm(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip().lower()
 
 
-def _question_group(text: str) -> str:
+def question_group(text: str) -> str:
     """Answers to one question share a group across sources (GPTFuzz and JailbreakBench share questions)."""
     return "q:" + hashlib.sha256(_norm(text).encode()).hexdigest()[:16]
 
@@ -155,7 +156,7 @@ def read_reviewer_sets(folder: Path) -> Iterator[Row]:
                 continue
             source, meta = rec["source"], rec.get("meta") or {}
             if source == "gptfuzz":
-                group = _question_group(rec["prompt"])
+                group = question_group(rec["prompt"])
             elif source == "truthfulqa":
                 group = f"truthfulqa:{meta['question_index']}"
             elif source == "bbq":  # one template's contexts and answers stay together
@@ -189,7 +190,7 @@ def read_jbb(path: Path) -> Iterator[Row]:
             category=_mapped("jbb", rec["category"]),
             label_by="model:jailbreakbench-llama-3-70b-judge",
             licence=LICENCES["jbb"],
-            group=_question_group(rec["goal"]),
+            group=question_group(rec["goal"]),
         )
 
 
@@ -237,12 +238,21 @@ def read_generated(path: Path = GENERATED) -> Iterator[Row]:
             )
 
 
-def read_all(shared: Path = SHARED, project_data: Path = REPO / "data", generated: Path | None = None) -> list[Row]:
+def read_all(
+    shared: Path = SHARED,
+    project_data: Path = REPO / "data",
+    generated: Path | None = None,
+    labelled: Sequence[Path] = (),
+) -> list[Row]:
+    from chaperone.reviewer_head.labelled import read_labelled
+
     rows = list(read_reviewer_sets(shared / "reviewer"))
     rows += read_jbb(shared / "jbb_responses.jsonl")
     rows += read_project_data(project_data)
     if generated is not None:
         rows += read_generated(generated)
+    for path in labelled:  # a deployer's own answers: uncapped, one source per file
+        rows += read_labelled(path)
     return rows
 
 
@@ -349,10 +359,18 @@ def build(seed: int = 0, caps: dict[str, int] | None = None, **paths: Path) -> t
         "counts": {s: dict(c) for s, c in sorted(counts.items())},
         "parts": dict(Counter(r.part for r in result)),
         "folds": {"main": "the seeded split", **loso_folds(result)},
-        "licences": {s: LICENCES.get(s) or "; ".join(GENERATED_LICENCES.values()) for s in sorted(read_counts)},
+        "licences": {s: _licence(s, rows) for s in sorted(read_counts)},
         "category_map": CATEGORY_MAP,
     }
     return result, summary
+
+
+def _licence(source: str, rows: list[Row]) -> str:
+    if source in LICENCES:
+        return LICENCES[source]
+    if source == GENERATED_SOURCE:
+        return "; ".join(GENERATED_LICENCES.values())
+    return next((r.licence for r in rows if r.source == source), "unknown")
 
 
 def write_manifest(rows: list[SplitRow], summary: dict, path: Path) -> None:
@@ -415,10 +433,24 @@ def main(argv: list[str] | None = None) -> None:
         help=f"also the embedded assistant's answers (default file {GENERATED.relative_to(REPO)}); write to a new "
         "manifest name, e.g. heads/split-seed0-gen.jsonl.gz",
     )
+    ap.add_argument(
+        "--with-labelled",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="also your own labelled answers (JSONL: request, answer, harmful, category; docs/reviewer-head.md); "
+        "repeatable, one source per file",
+    )
     args = ap.parse_args(argv)
-    if args.with_generated is not None and args.out == DEFAULT_MANIFEST:
-        ap.error("--with-generated changes the rows: give --out a new name (heads/split-seed0.jsonl.gz stays as is)")
-    rows, summary = build(args.seed, shared=args.shared, generated=args.with_generated)
+    if (args.with_generated is not None or args.with_labelled) and args.out == DEFAULT_MANIFEST:
+        ap.error("added rows change the manifest: give --out a new name (heads/split-seed0.jsonl.gz stays as is)")
+    try:
+        rows, summary = build(
+            args.seed, shared=args.shared, generated=args.with_generated, labelled=tuple(args.with_labelled)
+        )
+    except ChaperoneError as exc:
+        raise SystemExit(f"error: {exc}") from None
     write_manifest(rows, summary, args.out)
     print(json.dumps({k: summary[k] for k in ("read", "dropped", "counts", "parts")}, indent=1))
     print(f"wrote {len(rows)} rows to {args.out}")
