@@ -121,6 +121,13 @@ def extract(
     help="Where the head (.npz) goes; its card (.json) is written beside it.  [default: heads/reviewer-head.npz]",
 )
 @click.option("--loso", is_flag=True, help="Also train and measure leave-one-source-out folds.")
+@click.option(
+    "--select",
+    type=click.Choice(train.SELECTIONS),
+    default="cross-source",
+    show_default=True,
+    help="Choose layers and C by each source's dev part scored by a fit on the others (cross-source), or by dev.",
+)
 @click.option("--cv", type=int, default=5, show_default=True, help="Folds when dev is too small to choose on.")
 @click.option("--cv-report", is_flag=True, help="Also report K-fold AUC of every layer on all rows.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the CV folds.")
@@ -131,6 +138,7 @@ def train_command(
     cache: Path | None,
     out: Path,
     loso: bool,
+    select: str,
     cv: int,
     cv_report: bool,
     seed: int,
@@ -154,6 +162,7 @@ def train_command(
                 cv=cv,
                 cv_report=cv_report,
                 loso=loso,
+                select=select,
                 seed=seed,
                 model_sha256=model_sha256,
                 steps=_Bar(progress),
@@ -184,8 +193,14 @@ def _print_summary(head: ReviewerHead, out: Path) -> None:
     )
     for part in ("dev", "test"):
         console.print(f"{part}: {_fig(figures[part].get('overall'))}")
+    if "cross_source_dev" in figures:
+        console.print(
+            f"dev, each source scored by a head fitted without it: {_fig(figures['cross_source_dev']['overall'])}"
+        )
     for source, fold in figures.get("loso", {}).items():
-        console.print(f"left out {source}: {_fig(fold['test'])}")
+        console.print(f"left out {source} (its test part): {_fig(fold['test'])}")
+    if "loso_pooled" in figures:
+        console.print(f"left-out sources pooled: {_fig(figures['loso_pooled'])}")
     console.print(f"wrote {out} and {out.with_suffix('.json')} (every figure is in the card)")
 
 

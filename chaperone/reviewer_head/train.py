@@ -22,6 +22,7 @@ import argparse
 import hashlib
 import itertools
 import json
+import math
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -37,7 +38,7 @@ from chaperone.reviewer_head.features import DEFAULT_LAYERS, FeatureCache, cache
 from chaperone.reviewer_head.head import FORMAT, OVERALL, ReviewerHead
 from chaperone.reviewer_head.prompt import load_prompt
 
-C_GRID = (0.01, 0.1, 1.0)
+C_GRID = (0.01, 0.1)  # strong regularisation: a weaker one (C=1) fits the sources' styles and costs 2x the time
 MIN_POSITIVES = 8  # a category head needs at least this many harmful training rows of its category
 UNNAMED = "unspecified"  # harmful, kind unknown: never a negative of a named category's head
 
@@ -58,9 +59,10 @@ class Steps:
 
 
 def planned_fits(n_layers: int, folds: int, cv_report: bool) -> int:
-    """How many `Steps.advance` calls a run makes: per fold every candidate and the final fit."""
-    per_fold = (n_layers + len(list(itertools.combinations(range(min(3, n_layers)), 2)))) * len(C_GRID) + 1
-    return folds * per_fold + (n_layers * len(C_GRID) if cv_report else 0)
+    """How many `Steps.advance` calls a run makes: every candidate once, then one fit per fold (the main head
+    and each left-out source, which reuse the main choice)."""
+    candidates = (n_layers + len(list(itertools.combinations(range(min(3, n_layers)), 2)))) * len(C_GRID)
+    return candidates + folds + (n_layers * len(C_GRID) if cv_report else 0)
 
 
 # -- metrics -------------------------------------------------------------------------------------------------
@@ -140,16 +142,68 @@ class Dataset:
         return x, np.array([int(r.row.harmful) for r in rows])
 
 
+SELECTIONS = ("cross-source", "dev")
+
+
+def cross_source_dev_scores(
+    ds: Dataset, parts: dict, layer_set: tuple[int, ...], c: float, every: bool = False
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each source's dev part scored by a fit on the other sources' train parts: {source: (labels, scores)}.
+    Sources whose dev part has one label only are skipped unless `every` (thresholds also need their rows)."""
+    out = {}
+    for source in sorted({r.row.source for r in parts["train"] + parts["dev"]}):
+        dev = [r for r in parts["dev"] if r.row.source == source]
+        train_rows = [r for r in parts["train"] if r.row.source != source]
+        if not dev or not train_rows or (not every and (len(dev) < 4 or len({r.row.harmful for r in dev}) < 2)):
+            continue
+        xtr, ytr = ds.xy(train_rows, layer_set)
+        if len(set(ytr.tolist())) < 2:
+            continue
+        xdv, ydv = ds.xy(dev, layer_set)
+        out[source] = (ydv, fit(xtr, ytr, c).predict(xdv))
+    return out
+
+
+def cross_source_dev_auc(ds: Dataset, parts: dict, layer_set: tuple[int, ...], c: float) -> float | None:
+    """How a candidate does on sources it did not train on, without touching a test row: the mean over
+    sources of the AUC on a source's dev part of a fit on the other sources' train parts."""
+    aucs = [curve_figures(y, p)["auc"] for y, p in cross_source_dev_scores(ds, parts, layer_set, c).values()]
+    return float(np.mean(aucs)) if aucs else None
+
+
+def threshold_at_fpr(y: np.ndarray, p: np.ndarray, fpr: float) -> dict:
+    """The lowest score threshold whose false-positive rate on these rows is at most `fpr`, and its recall."""
+    neg = np.sort(p[y == 0])[::-1]
+    if not len(neg):
+        return {"threshold": None}
+    k = int(np.floor(fpr * len(neg)))  # at most k harmless rows may score at or above the threshold
+    t = float(np.nextafter(neg[k], 1.0)) if k < len(neg) else float(neg[-1])
+    t = math.ceil(t * 1e4) / 1e4  # a policy file's 4 decimals, rounded up so the rate still holds
+    recall = float((p[y == 1] >= t).mean()) if (y == 1).any() else None
+    return {"threshold": t, "fpr": round(float((neg >= t).mean()), 4), "recall": recall and round(recall, 4)}
+
+
 def choose(
-    ds: Dataset, parts: dict, layers: Sequence[int], cv: int, seed: int, steps: Steps | None = None
+    ds: Dataset,
+    parts: dict,
+    layers: Sequence[int],
+    cv: int,
+    seed: int,
+    steps: Steps | None = None,
+    select: str = "dev",
 ) -> tuple[tuple[int, ...], float, dict]:
-    """The layer set and C with the best overall AUC on dev (CV on train+dev when dev cannot say)."""
+    """The layer set and C with the best overall AUC: on sources left out in turn ("cross-source": each
+    source's dev part scored by a fit on the other sources' train parts), or on the dev part ("dev"; CV on
+    train+dev when dev cannot say)."""
     dev_y = [int(r.row.harmful) for r in parts["dev"]]
     use_dev = len(dev_y) >= 20 and 0 < sum(dev_y) < len(dev_y)
+    cross = select == "cross-source"
     scores: dict[tuple[tuple[int, ...], float], float] = {}
 
     def score(layer_set: tuple[int, ...], c: float) -> float:
-        if use_dev:
+        if cross:
+            auc = cross_source_dev_auc(ds, parts, layer_set, c)
+        elif use_dev:
             xtr, ytr = ds.xy(parts["train"], layer_set)
             xdv, ydv = ds.xy(parts["dev"], layer_set)
             auc = curve_figures(ydv, fit(xtr, ytr, c).predict(xdv))["auc"]
@@ -172,11 +226,14 @@ def choose(
         raise TrainInputError("no candidate could be scored: too few rows of one label (extract more rows)")
     (best_layers, best_c), best = max(valid.items(), key=lambda kv: (kv[1], -len(kv[0][0]), -kv[0][1]))
     table = {f"{','.join(map(str, k[0]))} C={k[1]:g}": round(v, 4) for k, v in sorted(scores.items())}
-    return (
-        best_layers,
-        best_c,
-        {"by": "dev AUC" if use_dev else f"{cv}-fold CV AUC on train+dev", "best": round(best, 4), "candidates": table},
+    by = (
+        "mean AUC on each source's dev part, fitted on the other sources' train parts"
+        if cross
+        else "dev AUC"
+        if use_dev
+        else f"{cv}-fold CV AUC on train+dev"
     )
+    return best_layers, best_c, {"by": by, "best": round(best, 4), "candidates": table}
 
 
 def category_targets(y: np.ndarray, cats: np.ndarray, cat: str) -> tuple[np.ndarray, np.ndarray]:
@@ -191,7 +248,9 @@ def category_targets(y: np.ndarray, cats: np.ndarray, cat: str) -> tuple[np.ndar
     return pos | (y == 0) | (harmful & named), pos
 
 
-def fit_heads(ds: Dataset, train: list[data.SplitRow], layer_set: tuple[int, ...], c: float) -> tuple:
+def fit_heads(
+    ds: Dataset, train: list[data.SplitRow], layer_set: tuple[int, ...], c: float, categories: bool = True
+) -> tuple:
     x, y = ds.xy(train, layer_set)
     mean_scale = standardiser(x)
     outputs, coefs, intercepts, counts = [OVERALL], [], [], {}
@@ -199,7 +258,7 @@ def fit_heads(ds: Dataset, train: list[data.SplitRow], layer_set: tuple[int, ...
     coefs.append(overall.coef)
     intercepts.append(overall.intercept)
     cats = np.array([r.row.category or "" for r in train])
-    for cat in data.CATEGORIES:
+    for cat in data.CATEGORIES if categories else ():
         keep, pos = category_targets(y, cats, cat)
         if pos.sum() < MIN_POSITIVES:
             continue
@@ -269,9 +328,13 @@ def train_fold(
     seed: int,
     base_card: dict,
     steps: Steps | None = None,
+    select: str = "dev",
+    fixed: tuple[tuple[int, ...], float, dict] | None = None,
+    categories: bool = True,
 ) -> tuple:
-    layer_set, c, selection = choose(ds, parts, layers, cv, seed, steps)
-    outputs, (mean, scale, coef, intercept), counts = fit_heads(ds, parts["train"], layer_set, c)
+    """Choose (unless `fixed` gives the layers, C and selection record) and fit the heads on `parts["train"]`."""
+    layer_set, c, selection = fixed or choose(ds, parts, layers, cv, seed, steps, select)
+    outputs, (mean, scale, coef, intercept), counts = fit_heads(ds, parts["train"], layer_set, c, categories)
     (steps or Steps()).advance("fitting the heads")
     card = {**base_card, "layers": list(layer_set), "outputs": outputs}
     card["training"] = {**card.get("training", {}), "C": c, "selection": selection, "category_positives": counts}
@@ -302,6 +365,7 @@ def train_head(
     cv: int = 5,
     cv_report: bool = False,
     loso: bool = False,
+    select: str = "cross-source",
     seed: int = 0,
     model_sha256: str = gguf.GGUF_SHA256,
     steps: Steps | None = None,
@@ -375,10 +439,16 @@ def train_head(
     if loso:
         for source in sorted({r.row.source for r in have}):
             fold = data.fold_parts(have, f"loso:{source}")
+            # Measured on the left-out source's test part only: its dev part took part in choosing the layers
+            # and C (cross-source selection), its train part in nothing, but the test part is the one untouched.
+            fold["test"] = [r for r in fold["test"] if r.part == "test"]
             if fold["train"] and fold["test"]:
                 loso_folds[source] = fold
     steps.total(planned_fits(len(layers), 1 + len(loso_folds), cv_report))
-    head, _selection = train_fold(ds, parts, layers, cv, seed, base_card, steps)
+    if select not in SELECTIONS:
+        raise TrainInputError(f"--select {select}: expected one of {', '.join(SELECTIONS)}")
+    head, selection = train_fold(ds, parts, layers, cv, seed, base_card, steps, select)
+    choice = (tuple(head.layers), head.card["training"]["C"], selection)
     figures: dict = {"dev": evaluate(head, ds, parts["dev"]), "test": evaluate(head, ds, parts["test"])}
     held_out = row_scores(head, ds, parts["dev"], "main") + row_scores(head, ds, parts["test"], "main")
     if cv_report:
@@ -393,13 +463,29 @@ def train_head(
     if loso:
         figures["loso"] = {}
         for source, fold in loso_folds.items():
-            fold_head, _sel = train_fold(ds, fold, layers, cv, seed, base_card, steps)
+            fold_head, _sel = train_fold(ds, fold, layers, cv, seed, base_card, steps, fixed=choice, categories=False)
             held_out += row_scores(fold_head, ds, fold["test"], f"loso:{source}")
             figures["loso"][source] = {
                 "layers": fold_head.layers,
                 "C": fold_head.card["training"]["C"],
                 "test": evaluate(fold_head, ds, fold["test"])["overall"],
             }
+    if select == "cross-source":
+        # Thresholds for the policy, from out-of-source dev scores of the chosen layers and C (no test row).
+        dev_scores = cross_source_dev_scores(ds, parts, tuple(head.layers), head.card["training"]["C"], every=True)
+        if dev_scores:
+            y = np.concatenate([v[0] for v in dev_scores.values()])
+            p = np.concatenate([v[1] for v in dev_scores.values()])
+            figures["cross_source_dev"] = {
+                "overall": curve_figures(y, p),
+                "by_source": {k: curve_figures(*v) for k, v in dev_scores.items()},
+                "thresholds": {f"fpr_{f:g}": threshold_at_fpr(y, p, f) for f in (0.01, 0.03, 0.05, 0.1)},
+            }
+    if loso and figures["loso"]:
+        pooled = [line for line in held_out if line["fold"].startswith("loso:")]
+        figures["loso_pooled"] = curve_figures(
+            [int(line["harmful"]) for line in pooled], [line["scores"][OVERALL] for line in pooled]
+        )
     head.card["figures"] = figures
     head.card["training"]["seconds"] = round(time.time() - started, 1)
     head.save(out)
@@ -417,6 +503,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--cv", type=int, default=5, help="folds when dev is too small to choose on, and for --cv-report")
     ap.add_argument("--cv-report", action="store_true", help="also report K-fold AUC of every layer (all rows)")
     ap.add_argument("--loso", action="store_true", help="also train and measure leave-one-source-out folds")
+    ap.add_argument("--select", choices=SELECTIONS, default="cross-source", help="how the layers and C are chosen")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model-sha256", default=gguf.GGUF_SHA256)
     args = ap.parse_args(argv)
@@ -429,6 +516,7 @@ def main(argv: list[str] | None = None) -> dict:
             cv=args.cv,
             cv_report=args.cv_report,
             loso=args.loso,
+            select=args.select,
             seed=args.seed,
             model_sha256=args.model_sha256,
         )

@@ -100,6 +100,12 @@ def test_compare_joins_the_prompted_reviewer_and_the_held_out_head_scores_on_the
     assert {s["fold"] for s in scores if s["fold"] != "main"} == {
         f"loso:{s['source']}" for s in scores if s["fold"] != "main"
     }
+    assert all(s["part"] == "test" for s in scores if s["fold"] != "main")  # a left-out source's untouched part
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["training"]["selection"]["by"].startswith("mean AUC on each source's dev part")
+    assert card["figures"]["loso_pooled"]["n"] == sum(1 for s in scores if s["fold"] != "main")
+    thresholds = card["figures"]["cross_source_dev"]["thresholds"]
+    assert thresholds["fpr_0.01"]["threshold"] >= thresholds["fpr_0.1"]["threshold"]
     assert {s["text_sha"] for s in scores if s["fold"] == "main" and s["part"] == "test"} == {
         r.row.text_sha for r in rows if r.part == "test"
     }

@@ -74,3 +74,18 @@ def test_a_category_head_ranks_its_own_harm_above_another_kind():
     assert overall > 0.95
     figures = train.evaluate(head, train.Dataset(test_rows, _Cache(test_vectors)), test_rows)
     assert figures["by_category_vs_other_harm"]["violence"]["auc"] > 0.95
+
+
+def test_a_threshold_chosen_at_a_false_positive_rate_keeps_to_it():
+    from chaperone.reviewer_head.train import threshold_at_fpr
+
+    rng = np.random.default_rng(0)
+    y = np.array([0] * 200 + [1] * 100)
+    p = np.concatenate([rng.uniform(0, 0.8, 200), rng.uniform(0.5, 1.0, 100)])
+    for limit in (0.01, 0.05, 0.1):
+        chosen = threshold_at_fpr(y, p, limit)
+        assert chosen["fpr"] <= limit and (p[y == 0] >= chosen["threshold"]).mean() == chosen["fpr"]
+        assert chosen["recall"] == round(float((p[y == 1] >= chosen["threshold"]).mean()), 4)
+    # the loosest threshold that keeps to the rate: one step lower would let in one more harmless row
+    t = threshold_at_fpr(y, p, 0.05)["threshold"]
+    assert (p[y == 0] >= np.sort(p[y == 0])[::-1][10]).mean() > 0.05 and t > np.sort(p[y == 0])[::-1][10]
