@@ -12,10 +12,13 @@ delay server; from /proc, so where the two cores went is on the record) and whet
 complete transcript: the transcript id each response names exists, and every transcript is `intact` (the
 status `review verify` gives: its chain holds, it is closed, and its run-manifest entry agrees).
 
-`--profile FILE` runs the server under cProfile (its event-loop thread) and writes the profile there at
-shutdown: `python -m pstats FILE`. The profiler slows the server; measure throughput without it.
+`--scripted` serves the scripted stand-ins of `config/models.yaml` instead: no model calls, so no ideal
+throughput either, and the server's CPU per request is its own (HTTP and engine) without the model
+clients'. `--profile FILE` runs the server under cProfile (its event-loop thread) and writes the profile
+there at shutdown: `python -m pstats FILE`. The profiler slows the server; measure throughput without it.
 
-Usage: python benchmarks/serve_load.py [--n 1 16 64] [--requests 24] [--delay 0.2] [--json FILE] [--profile FILE]
+Usage: python benchmarks/serve_load.py [--n 1 16 64] [--requests 24] [--delay 0.2] [--json FILE] [--scripted]
+       [--profile FILE]
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from rich.table import Table
 from chaperone.audit import integrity
 
 KEY = "bench-key-" + "0" * 24
+SCRIPTED = {"assistant_model": "scripted-assistant", "reviewer_model": "scripted-reviewer"}
 QUESTION = "Client {c}, request {r}: explain how a hash-chained audit log detects an edited record."
 
 
@@ -151,7 +155,7 @@ async def level(
     cpu_after = cpu_now(server, upstream_pid)
     ok = [r for r in rows if r.get("ok")]
     latencies = [r["seconds"] for r in ok]
-    ideal = n / (2 * delay)  # a turn is two model calls
+    ideal = n / (2 * delay) if delay else None  # a turn is two model calls; scripted: no ideal
     return {
         "n": n,
         "requests": len(rows),
@@ -159,8 +163,8 @@ async def level(
         "errors": len(rows) - len(ok),
         "wall_s": round(wall, 2),
         "throughput_rps": round(len(ok) / wall, 2),
-        "ideal_rps": round(ideal, 2),
-        "of_ideal": round(len(ok) / wall / ideal, 3),
+        "ideal_rps": round(ideal, 2) if ideal else None,
+        "of_ideal": round(len(ok) / wall / ideal, 3) if ideal else None,
         "p50_s": round(nearest_rank(latencies, 50), 3),
         "p95_s": round(nearest_rank(latencies, 95), 3),
         "streamed": sum(1 for r in rows if r["stream"]),
@@ -171,6 +175,10 @@ async def level(
         },
         "cpu_busy_cores": {k: round((cpu_after[k] - cpu_before[k]) / wall, 2) for k in cpu_before},
     }, rows
+
+
+def _share(summary: dict[str, Any]) -> str:
+    return "n/a" if summary["of_ideal"] is None else f"{summary['of_ideal']:.0%}"
 
 
 def check_transcripts(folder: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -209,10 +217,17 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     ):
         root = Path(tmp)
         make_project(root, upstream, concurrency=max(args.n) * 2)
+        served: dict[str, Any] = {"policy": "public"}
+        if args.scripted:  # no model calls at all: what is left is the server's own CPU per request
+            models = yaml.safe_load((root / "config/models.yaml").read_text())
+            shipped = yaml.safe_load((REPO / "config/models.yaml").read_text())["models"]
+            models["models"].update({m: shipped[m] for m in SCRIPTED.values()})
+            (root / "config/models.yaml").write_text(yaml.safe_dump(models))
+            served.update(SCRIPTED)
         (root / "config/serve.yaml").write_text(
             yaml.safe_dump(
                 {
-                    "models": {"chaperone": {"policy": "public"}},
+                    "models": {"chaperone": served},
                     "limits": {
                         "requests_per_minute": 1_000_000,
                         "max_concurrent_per_key": 10_000,
@@ -221,6 +236,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 }
             )
         )
+        delay = 0.0 if args.scripted else args.delay  # scripted: no model calls, no ideal throughput
         server = Server(root, args.profile)
         upstream_pid = next(p for p in children(os.getpid()) if p != server.proc.pid)
         console.print(
@@ -228,15 +244,15 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             f"{rss_kb(server.proc.pid)['VmRSS'] / 1024:.0f} MB"
         )
         try:
-            await level(1, 2, server, upstream_pid, args.delay)  # warm-up: imports, first connections
+            await level(1, 2, server, upstream_pid, delay)  # warm-up: imports, first connections
             for n in args.n:
                 per_client = max(1, args.requests // n) if args.requests_total else args.requests
-                summary, rows = await level(n, per_client, server, upstream_pid, args.delay)
+                summary, rows = await level(n, per_client, server, upstream_pid, delay)
                 all_rows += rows
                 results["levels"].append(summary)
                 console.print(
                     f"N={n}: {summary['ok']}/{summary['requests']} ok, {summary['throughput_rps']} req/s "
-                    f"({summary['of_ideal']:.0%} of ideal {summary['ideal_rps']}), "
+                    f"({_share(summary)} of ideal {summary['ideal_rps'] or '(none: scripted)'}), "
                     f"p50 {summary['p50_s']} s, p95 {summary['p95_s']} s; CPU ms/request "
                     + ", ".join(f"{k} {v}" for k, v in summary["cpu_ms_per_request"].items())
                 )
@@ -263,7 +279,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             str(s["requests"]),
             str(s["errors"]),
             f"{s['throughput_rps']:.1f}/s",
-            f"{s['of_ideal']:.0%}",
+            _share(s),
             f"{s['p50_s']:.2f} s",
             f"{s['p95_s']:.2f} s",
             f"{s['cpu_ms_per_request']['server']:.1f} ms",
@@ -303,6 +319,11 @@ if __name__ == "__main__":
     ap.add_argument("--delay", type=float, default=0.2, help="seconds per model call (default 0.2)")
     ap.add_argument("--draft-chars", type=int, default=800, help="characters per draft (default 800)")
     ap.add_argument("--json", type=Path, help="also write the results here as JSON")
+    ap.add_argument(
+        "--scripted",
+        action="store_true",
+        help="serve the scripted stand-ins of config/models.yaml instead (no model calls: the server's own CPU)",
+    )
     ap.add_argument("--profile", type=Path, help="run the server under cProfile, writing its profile here")
     ns = ap.parse_args()
     out = asyncio.run(main(ns))
