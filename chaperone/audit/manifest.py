@@ -3,7 +3,10 @@
 was deleted, or cut cleanly at a record boundary; checked against its run's manifest, both show.
 
 The manifest is append-only (one line per closed transcript, fsynced), so closing a conversation costs
-the same at the millionth request of a long-running server as at the first. Each line carries `prev`, the
+the same at the millionth request of a long-running server as at the first. Conversations closing at the
+same moment (a server under load closes them from worker threads) share one write and one fsync (a group
+commit): each `record` call still returns only once its own line is on disk, so what a caller is told is
+durable is exactly as before; only fewer fsyncs are paid for it. Each line carries `prev`, the
 sha256 of the line before it, so a line removed from the middle shows; with a signing key configured each
 line is also signed (chaperone/audit/signing.py). Manifests written as one JSON object (`RUN_ID.json`,
 before this form) and lines without `prev` (before it) are still read.
@@ -15,7 +18,9 @@ import fcntl
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+import threading
+import weakref
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,7 +75,8 @@ def record(
     signer: Signer | None = None,
 ) -> dict[str, Any]:
     """Add one closed transcript to its run's manifest (several processes of one run may share it): its
-    digest, chained to the line before by `prev`, signed when the deployment has a signing key."""
+    digest, chained to the line before by `prev`, signed when the deployment has a signing key. Returns
+    once the line is written and fsynced (with the lines of other threads closing at the same moment)."""
     path = manifest_path(transcripts_dir, run_id)
     private_dir(path.parent)
     entry: dict[str, Any] = {
@@ -81,15 +87,84 @@ def record(
     }
     if conversation_id is not None:
         entry["conversation_id"] = conversation_id
-    with open(path, "a+b", opener=private_opener) as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)  # whole lines, and the right prev, even from several processes of one run
-        entry["prev"] = _last_line_hash(fh)
-        if signer is not None:
-            entry = signer.sign(entry)
-        fh.write(json.dumps(entry, sort_keys=True, ensure_ascii=False).encode("utf-8") + b"\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    return entry
+    return _committer(path).commit(_Pending(entry, signer))
+
+
+@dataclass
+class _Pending:
+    """One line waiting for the group commit: the caller's entry, then what was written (or why not)."""
+
+    entry: dict[str, Any]
+    signer: Signer | None
+    done: bool = False
+    written: dict[str, Any] = field(default_factory=dict)
+    error: BaseException | None = None
+
+
+class _GroupCommit:
+    """The lines of one manifest file, written by whichever caller arrives while no write is running: it
+    takes every line waiting at that moment, writes them in one locked append and one fsync, and wakes
+    their callers. A caller returns (or raises the write's error) only when its own line was written."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._cond = threading.Condition()
+        self._waiting: list[_Pending] = []
+        self._writing = False
+
+    def commit(self, pending: _Pending) -> dict[str, Any]:
+        with self._cond:
+            self._waiting.append(pending)
+            while not pending.done:
+                if self._writing:
+                    self._cond.wait()
+                    continue
+                batch, self._waiting, self._writing = self._waiting, [], True
+                self._cond.release()
+                try:
+                    self._write(batch)
+                finally:
+                    self._cond.acquire()
+                    self._writing = False
+                    for p in batch:
+                        p.done = True
+                    self._cond.notify_all()
+        if pending.error is not None:
+            raise pending.error
+        return pending.written
+
+    def _write(self, batch: list[_Pending]) -> None:
+        try:
+            with open(self.path, "a+b", opener=private_opener) as fh:
+                fcntl.flock(fh, fcntl.LOCK_EX)  # whole lines, and the right prev, even from several processes
+                prev = _last_line_hash(fh)
+                lines = []
+                for p in batch:
+                    entry = {**p.entry, "prev": prev}
+                    if p.signer is not None:
+                        entry = p.signer.sign(entry)
+                    raw = json.dumps(entry, sort_keys=True, ensure_ascii=False).encode("utf-8")
+                    lines.append(raw + b"\n")
+                    p.written, prev = entry, line_hash(raw)
+                fh.write(b"".join(lines))
+                fh.flush()
+                os.fsync(fh.fileno())
+        except BaseException as exc:  # every caller of the batch gets the failure: none of its lines is durable
+            for p in batch:
+                p.error = exc
+            raise
+
+
+_committers: weakref.WeakValueDictionary[Path, _GroupCommit] = weakref.WeakValueDictionary()
+_committers_lock = threading.Lock()
+
+
+def _committer(path: Path) -> _GroupCommit:
+    with _committers_lock:
+        found = _committers.get(path)
+        if found is None:
+            found = _committers[path] = _GroupCommit(path)
+        return found
 
 
 @dataclass

@@ -177,7 +177,9 @@ def serve(ctx: click.Context, host: str | None, port: int | None, keys_file: Pat
             await service.close_all("the server shut down before the request finished")
             await pool.close()
 
-    asyncio.run(run())
+    # The event loop uvicorn itself would pick (loop: "auto"): uvloop when it is installed, else asyncio's own.
+    with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
+        runner.run(run())
     err.print(f"stopped; the transcripts of {service.served} request(s) are closed")
     if server._captured_signals:
         sys.exit(128 + int(server._captured_signals[0]))

@@ -283,8 +283,9 @@ async def _events(
         except Exception as exc:  # the headers are sent: the error goes in the stream
             yield _failure_event(served, exc)
             return
-        for event in _answer_events(make_chunk, served, result):
-            yield event
+        # The whole answer is approved and at hand: its events go out in one write (the same events, byte for
+        # byte, that one write per event would send; a client reads them one by one all the same).
+        yield "".join(_answer_events(make_chunk, served, result))
     finally:
         if not task.done():  # the client went away, or the server is stopping: end the turn, keep the record
             task.cancel()
@@ -298,11 +299,16 @@ def _failure_event(served: ServedConversation, exc: Exception) -> str:
     return _sse(error_body(INTERNAL_ERROR, kind="server_error"))
 
 
+_PIECE = "\x00piece\x00"  # stands for a piece's text in the encoded event every piece shares
+
+
 def _answer_events(
     make_chunk: Callable[..., dict[str, Any]], served: ServedConversation, result: ServedResult
 ) -> Iterator[str]:
+    # Every piece's event is the same JSON but for its text: encoded once, each piece's JSON string put in.
+    head, tail = _sse(make_chunk({"content": _PIECE})).rsplit(json.dumps(_PIECE, ensure_ascii=False), 1)
     for piece in pieces(result.content):
-        yield _sse(make_chunk({"content": piece}))
+        yield head + json.dumps(piece, ensure_ascii=False) + tail
     yield _sse(make_chunk({}, result.finish_reason, extra=served.extra(result)))
     if served.request.include_usage:
         yield _sse(make_chunk({}, usage=result.usage, choices=False))

@@ -405,3 +405,28 @@ async def test_a_conversation_closes_once_however_many_callers_close_it(project_
     folder = conv.project.transcripts_dir
     assert integrity.folder_problems(folder) == []
     assert integrity.check_file(conv.transcript_path).status == integrity.INTACT
+
+
+async def test_a_new_team_runs_its_first_turn_without_a_reset_and_later_turns_start_from_a_reset_one(project_factory):
+    # The first turn of a conversation (a served request's only one) skips the reset a new team does not need;
+    # every later turn starts from a reset team: the revisions used before do not count against it.
+    drafts = ["rude 1", "rude 2", "fine 1", "rude 3", "rude 4", "fine 2"]
+    verdicts = [revise("No.", "harassment"), revise("No.", "harassment"), APPROVE] * 2
+    root = project_factory({"assistant-script": replay(*drafts), "reviewer-script": replay(*verdicts)})
+    conv, events = conversation(root, max_revisions=2)
+    resets = []
+    team_reset = conv.chat.team.reset
+
+    async def counted_reset():
+        resets.append(conv.chat.turns)
+        await team_reset()
+
+    conv.chat.team.reset = counted_reset
+    first = await conv.send("first")
+    assert resets == []
+    second = await conv.send("second")
+    conv.close()
+    assert resets == [2]
+    assert (first.outcome, first.revisions, second.outcome, second.revisions) == ("approved", 2, "approved", 2)
+    assert [e.content for e in of(events, Delivered)] == ["fine 1", "fine 2"]
+    assert verify(conv.transcript_path).intact

@@ -236,3 +236,28 @@ async def test_a_stopping_server_answers_the_requests_in_flight_with_503_and_the
     assert service.closed == ["interrupted", "interrupted"] and limits.in_flight("tester") == 0
     shut = ["the server shut down before the request finished; nothing was delivered"]
     assert all(t.failures == shut for t in service.turns)
+
+
+async def test_a_streamed_answer_is_sent_in_one_write_holding_exactly_the_events_of_each_piece():
+    # The approved answer goes out in one body part after the verdict: the same bytes, event for event, as one
+    # write per piece; text that JSON must escape (quotes, backslashes, newlines, non-ASCII) included.
+    import functools
+
+    from chaperone.serve.completions import _sse
+    from chaperone.serve.wire import chunk, pieces
+
+    text = 'Run `kill "$PID"` \\ then wait.\nÜber 50 % of\tthe time \x00 it stops. ' * 4
+    app, service, _ = make_app()
+    call = Call(app, {**ASK, "stream": True}, AUTH)
+    await call.start()
+    opening = await call.body_part()
+    service.turns[0].result = ServedResult("approved", text)
+    service.turns[0].finish.set()
+    answer = await call.body_part()
+    while answer == ": reviewing\n\n":
+        answer = await call.body_part()
+    make = functools.partial(chunk, "chatcmpl-0123456789abcdef", "m", json.loads(opening[6:])["created"])
+    expected = "".join(_sse(make({"content": p})) for p in pieces(text))
+    expected += _sse(make({}, "stop", extra={"outcome": "approved"})) + "data: [DONE]\n\n"
+    assert len(pieces(text)) > 5 and answer == expected
+    assert await call.body_part() == ""  # the end of the stream
