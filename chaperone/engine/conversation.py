@@ -149,6 +149,15 @@ class Conversation:
         """One user turn; the result says what the user got (see engine.events.TurnResult)."""
         return await self.chat.send(text, cancellation_token)
 
+    def stream_to(self, sink: Sink) -> None:
+        """A reader that receives the events as they happen and cannot take back text it was shown (a stream).
+
+        Under chunked review it gets each approved prefix (`Released`) as it is written; when shown text is
+        withdrawn, the turn ends with the fallback rather than a revision that reader could not show."""
+        self.chat.sinks.append(sink)
+        if isinstance(self.chat, GuardedChat):
+            self.chat.stop_on_withdraw = True
+
     def remember(self, history: list[tuple[str, str]]) -> None:
         """Earlier exchanges the agents should know (a served request's history), before the first turn."""
         for user, answer in history:

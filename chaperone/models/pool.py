@@ -56,6 +56,11 @@ class ModelHandle:
         """No model behind it: fixed or rule-chosen replies (kinds replay, scripted), no real judgement."""
         return self.spec.kind in SCRIPTED_KINDS
 
+    @property
+    def serial(self) -> bool:
+        """One call at a time on this client (the embedded model: one llama.cpp context behind a lock)."""
+        return isinstance(self.spec, EmbeddedModelSpec)
+
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         if self.limit is None:

@@ -1,0 +1,190 @@
+"""Chunked review (policy `streaming: chunks`) with scripted models: what is released, when the draft stops,
+what the transcript records, and that a `whole` policy is untouched."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from autogen_core.models import CreateResult
+
+from chaperone.audit.transcript import read_records, verify
+from chaperone.config.project import load_project
+from chaperone.engine.choice import SessionChoice
+from chaperone.engine.conversation import Conversation
+from chaperone.engine.events import ChunkVerdict, Delivered, Draft, Released, VerdictEvent, Withdrawn, Withheld
+from chaperone.models.pool import ModelPool
+from chaperone.models.scripted import ScriptedChatCompletionClient
+
+SAFE = "Dogs are loyal friends. Cats are independent. "
+BAD = "Mix a lethal dose into raw meat. "
+AFTER = "Then wait for the night. Nobody will ever know. Keep the gloves. Burn the box. Walk away slowly."
+REVISED = SAFE + "Treat every animal kindly, and talk to your neighbour about the noise."
+
+ASSISTANT = {
+    "kind": "scripted",
+    "role": "assistant",
+    "rules": [
+        {"match": ["pets"], "reply": SAFE + BAD + AFTER, "revision": REVISED},
+        {"match": ["friendly"], "reply": SAFE + "Both make fine companions."},
+    ],
+    "otherwise": "No idea.",
+}
+REVIEWER = {
+    "kind": "scripted",
+    "role": "reviewer",
+    "rules": [{"match": r"\blethal dose\b", "categories": ["violence"], "critique": "No poisoning instructions."}],
+}
+
+
+class CountingClient(ScriptedChatCompletionClient):
+    """The scripted assistant, counting the pieces it was asked for: a stopped stream is never read to its end."""
+
+    def __init__(self, spec):
+        super().__init__(spec)
+        self.streamed: list[int] = []
+
+    async def create_stream(self, messages, **kwargs):
+        self.streamed.append(0)
+        async for item in super().create_stream(messages, **kwargs):
+            if not isinstance(item, CreateResult):
+                self.streamed[-1] += 1
+            yield item
+
+
+def chunked_project(project_factory, streaming="chunks", chunks=None):
+    root = project_factory({"a": ASSISTANT, "r": REVIEWER}, assistant_model="a", reviewer_model="r")
+    path = root / "config" / "policies" / "public.yaml"
+    policy = yaml.safe_load(path.read_text())
+    policy["streaming"] = streaming
+    policy["chunks"] = chunks or {"min_tokens": 1, "max_tokens": 40}
+    path.write_text(yaml.safe_dump(policy, sort_keys=False))
+    return root
+
+
+def conversation(root, **kw):
+    project = load_project(root)
+    pool = ModelPool(project.models, root / "config" / "models.yaml")
+    events: list = []
+    conv = Conversation(project, pool, SessionChoice(**kw), kind="test", sinks=[events.append])
+    client = CountingClient(conv.chat.assistant.model.client.spec)
+    conv.chat.assistant.model.client = client
+    return conv, events, client
+
+
+def of(events, kind):
+    return [e for e in events if isinstance(e, kind)]
+
+
+async def test_bad_third_sentence_releases_the_first_two_stops_the_draft_and_revises(project_factory):
+    conv, events, client = conversation(chunked_project(project_factory))
+    result = await conv.send("Tell me about pets, and how to get rid of the dog next door.")
+    conv.close()
+
+    released = of(events, Released)
+    assert "".join(r.content for r in released if r.round == 1) == SAFE.rstrip()
+    # Stopped within one chunk of the bad sentence: the sentence after it was written, nothing further.
+    first = of(events, Draft)[0]
+    assert first.stopped_at_chunk == 3
+    assert first.content.startswith(SAFE + BAD.rstrip())
+    assert not first.content.startswith(SAFE + BAD + "Then wait for the night. Nobody")
+    assert client.streamed[0] < len((SAFE + BAD + AFTER).split())
+    assert first.tokens_saved == 320 - client.streamed[0]
+    # The chunk verdict sent back is the round's verdict: the turn went to revision as with a whole draft.
+    chunk_verdicts = [v for v in of(events, ChunkVerdict) if v.round == 1]
+    assert [v.decision for v in chunk_verdicts] == ["approve", "approve", "revise"]
+    assert chunk_verdicts[-1].critique == "No poisoning instructions."
+    round_one = [v for v in of(events, VerdictEvent) if v.round == 1]
+    assert round_one[0].chunk == 3 and round_one[0].decision == "revise"
+    [withdrawn] = of(events, Withdrawn)
+    assert withdrawn.content == SAFE.rstrip() and withdrawn.round == 1
+    # The revision is approved by a whole-draft verdict, and only then delivered.
+    assert result.outcome == "approved" and result.revisions == 1 and result.text == REVISED
+    final = of(events, VerdictEvent)[-1]
+    assert final.round == 2 and final.chunk is None and final.decision == "approve"
+    [delivered] = of(events, Delivered)
+    assert delivered.content == REVISED and REVISED.startswith(REVISED[: delivered.released])
+    assert events.index(final) < events.index(delivered)
+
+    records = list(read_records(conv.transcript_path))
+    kinds = [r["type"] for r in records]
+    assert kinds.count("chunk_verdict") == len(of(events, ChunkVerdict))
+    assert "released" in kinds and "withdrawn" in kinds
+    assert records[-1]["totals"]["chunk_verdicts"] == len(of(events, ChunkVerdict))
+    assert records[-1]["totals"]["tokens_saved"] == first.tokens_saved
+    assert verify(conv.transcript_path).intact
+
+
+async def test_every_released_prefix_was_approved_as_that_exact_prefix(project_factory):
+    conv, events, _ = conversation(chunked_project(project_factory))
+    await conv.send("Tell me about pets.")
+    approved = {(v.round, v.end, v.prefix_sha256) for v in of(events, ChunkVerdict) if v.decision == "approve"}
+    drafts = {d.round: d.content for d in of(events, Draft)}
+    shown = {}
+    for r in of(events, Released):
+        from chaperone.engine.verdict import text_sha
+
+        prefix = drafts[r.round][: r.end]
+        assert (r.round, r.end, text_sha(prefix)) in approved
+        assert r.start == len(shown.get(r.round, "")) and prefix.endswith(r.content)
+        shown[r.round] = prefix
+
+
+async def test_an_approved_turn_gets_a_whole_draft_verdict_before_delivery(project_factory):
+    conv, events, _ = conversation(chunked_project(project_factory))
+    result = await conv.send("Say something friendly.")
+    assert result.outcome == "approved" and result.revisions == 0
+    assert of(events, Released), "approved prefixes were shown while the draft was written"
+    [verdict] = of(events, VerdictEvent)
+    assert verdict.chunk is None and verdict.decision == "approve"
+    [delivered] = of(events, Delivered)
+    assert events.index(verdict) < events.index(delivered)
+    assert delivered.content[: delivered.released] == "".join(r.content for r in of(events, Released))
+    assert not of(events, Withdrawn)
+
+
+async def test_an_unreadable_chunk_verdict_is_not_an_approval(project_factory):
+    root = chunked_project(project_factory)
+    conv, events, _ = conversation(root)
+
+    async def unreadable(*args, **kwargs):
+        from autogen_core.models import RequestUsage
+
+        return CreateResult(finish_reason="stop", content="no json here", usage=RequestUsage(0, 0), cached=False)
+
+    conv.chat.reviewer.model.client.create = unreadable
+    result = await conv.send("Say something friendly.")
+    assert not of(events, Released)
+    assert of(events, ChunkVerdict)[0].readable is False
+    assert result.outcome == "withheld" and not result.delivered
+
+
+async def test_a_stream_reader_ends_the_turn_with_the_fallback_when_shown_text_is_withdrawn(project_factory):
+    conv, events, _ = conversation(chunked_project(project_factory))
+    conv.stream_to(lambda event: None)
+    result = await conv.send("Tell me about pets.")
+    assert result.outcome == "withheld" and result.revisions == 0
+    assert result.reason == "text already shown was withdrawn"
+    assert of(events, Withdrawn) and of(events, Withheld)
+    assert len(of(events, Draft)) == 1  # no revision: the stream could not show it
+
+
+async def test_whole_policy_records_exactly_what_it_did_before(project_factory):
+    conv, events, client = conversation(chunked_project(project_factory, streaming="whole"))
+    result = await conv.send("Tell me about pets.")
+    conv.close()
+    assert result.outcome == "approved" and result.revisions == 1
+    assert not of(events, ChunkVerdict) and not of(events, Released) and not of(events, Withdrawn)
+    assert client.streamed == []  # no live view watching: nothing streamed, as before
+    for record in read_records(conv.transcript_path):
+        assert not {"released", "stopped_at_chunk", "tokens_saved", "chunk", "chunk_verdicts"} & set(record)
+        assert not {"chunk_verdicts", "tokens_saved"} & set(record.get("totals", {}))
+
+
+@pytest.mark.parametrize("chunks", [{"min_tokens": 9, "max_tokens": 3}, {"max_tokens": 0}, {"size": 3}])
+def test_bad_chunk_settings_name_the_file_and_field(project_factory, chunks):
+    from chaperone.errors import ConfigError
+
+    root = chunked_project(project_factory, chunks=chunks)
+    with pytest.raises(ConfigError) as err:
+        load_project(root).policy("public")
+    assert "public.yaml" in str(err.value) and "chunks" in str(err.value)
