@@ -9,7 +9,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from autogen_agentchat.agents import BaseChatAgent
 from autogen_agentchat.base import Response
@@ -34,8 +34,11 @@ from chaperone.engine.verdict import (
 )
 from chaperone.models.pool import ModelHandle, call_model, combined_token, text_of
 
-if TYPE_CHECKING:
-    from chaperone.engine.chunked_review import ChunkedReview
+
+class StoppedDrafts(Protocol):
+    """What the reviewer asks of chunked review (engine/chunked_review.py, which imports this module)."""
+
+    def stopped_by(self, draft: str) -> tuple[int, ReviewResult] | None: ...
 
 
 class ReviewingAgent(BaseChatAgent):
@@ -66,7 +69,7 @@ class ReviewingAgent(BaseChatAgent):
         self.policy = policy
         self.turn_token: CancellationToken | None = None
         self.on_activity: ActivityHook | None = None
-        self.chunks: ChunkedReview | None = None  # set by the guarded chat under a `streaming: chunks` policy
+        self.chunks: StoppedDrafts | None = None  # set by the guarded chat under a `streaming: chunks` policy
         self._reset_turn()
 
     @property
