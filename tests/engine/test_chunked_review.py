@@ -4,7 +4,6 @@ what the transcript records, and that a `whole` policy is untouched."""
 from __future__ import annotations
 
 import pytest
-import yaml
 from autogen_core.models import CreateResult
 
 from chaperone.audit.transcript import read_records, verify
@@ -14,26 +13,7 @@ from chaperone.engine.conversation import Conversation
 from chaperone.engine.events import ChunkVerdict, Delivered, Draft, Released, VerdictEvent, Withdrawn, Withheld
 from chaperone.models.pool import ModelPool
 from chaperone.models.scripted import ScriptedChatCompletionClient
-
-SAFE = "Dogs are loyal friends. Cats are independent. "
-BAD = "Mix a lethal dose into raw meat. "
-AFTER = "Then wait for the night. Nobody will ever know. Keep the gloves. Burn the box. Walk away slowly."
-REVISED = SAFE + "Treat every animal kindly, and talk to your neighbour about the noise."
-
-ASSISTANT = {
-    "kind": "scripted",
-    "role": "assistant",
-    "rules": [
-        {"match": ["pets"], "reply": SAFE + BAD + AFTER, "revision": REVISED},
-        {"match": ["friendly"], "reply": SAFE + "Both make fine companions."},
-    ],
-    "otherwise": "No idea.",
-}
-REVIEWER = {
-    "kind": "scripted",
-    "role": "reviewer",
-    "rules": [{"match": r"\blethal dose\b", "categories": ["violence"], "critique": "No poisoning instructions."}],
-}
+from tests.support.chunked import AFTER, BAD, REVISED, SAFE, chunked_project
 
 
 class CountingClient(ScriptedChatCompletionClient):
@@ -49,16 +29,6 @@ class CountingClient(ScriptedChatCompletionClient):
             if not isinstance(item, CreateResult):
                 self.streamed[-1] += 1
             yield item
-
-
-def chunked_project(project_factory, streaming="chunks", chunks=None):
-    root = project_factory({"a": ASSISTANT, "r": REVIEWER}, assistant_model="a", reviewer_model="r")
-    path = root / "config" / "policies" / "public.yaml"
-    policy = yaml.safe_load(path.read_text())
-    policy["streaming"] = streaming
-    policy["chunks"] = chunks or {"min_tokens": 1, "max_tokens": 40}
-    path.write_text(yaml.safe_dump(policy, sort_keys=False))
-    return root
 
 
 def conversation(root, **kw):
