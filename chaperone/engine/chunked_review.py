@@ -63,6 +63,16 @@ class _Writing:
     writer: asyncio.Future[None] | None = field(default=None, repr=False)
 
 
+def unavailable(assistant: ModelHandle, reviewer: ModelHandle) -> str | None:
+    """Why chunked review cannot run with these two models (None: it can).
+
+    One llama.cpp instance serves one call at a time and a draft's stream holds it to the end: a chunk's
+    review would wait for the very draft it should interrupt. Each role on its own model works."""
+    if assistant.client is reviewer.client and assistant.serial:
+        return f"the assistant and the reviewer share model '{assistant.name}', which runs one call at a time"
+    return None
+
+
 class ChunkedReview:
     """A conversation's chunked review: shared by its assistant (which writes through it) and its reviewer
     (which takes a stopped draft's verdict from it)."""

@@ -23,6 +23,7 @@ from chaperone.audit.signing import signer_for
 from chaperone.audit.transcript import TranscriptWriter
 from chaperone.config.project import Project
 from chaperone.config.schema import PolicySpec
+from chaperone.engine import chunked_review
 from chaperone.engine.assistant import DraftingAgent
 from chaperone.engine.bare_chat import BareChat
 from chaperone.engine.base import Chat
@@ -102,6 +103,12 @@ class Conversation:
                     "prompt_sha256": head.prompt_sha256,
                 }
         agents["user_proxy"] = {"name": u_spec.name}
+        streaming: dict[str, Any] = {}
+        if reviewer is not None and policy.streaming == "chunks":  # absent for `whole`: those headers are unchanged
+            why = chunked_review.unavailable(assistant.model, reviewer.model)
+            streaming = {"streaming": {"mode": "whole" if why else "chunks", **policy.chunks.model_dump()}}
+            if why:
+                streaming["streaming"]["why_not_chunks"] = why
         header = {
             "run_id": self.run_id,
             "kind": kind,
@@ -110,6 +117,7 @@ class Conversation:
             "agents": agents,
             "versions": versions(),
             **({} if guarded else {"guarded": False}),
+            **streaming,
             **(extra_header or {}),
         }
         self.transcript = TranscriptWriter(project.transcripts_dir, header, GLOBAL_REDACTOR)

@@ -27,6 +27,7 @@ from loguru import logger
 from pydantic import BaseModel
 
 from chaperone.audit.redaction import GLOBAL as GLOBAL_REDACTOR
+from chaperone.engine import chunked_review
 from chaperone.engine.assistant import DraftingAgent
 from chaperone.engine.chunked_review import ChunkedReview
 from chaperone.engine.events import (
@@ -35,6 +36,7 @@ from chaperone.engine.events import (
     Delivered,
     Draft,
     ErrorEvent,
+    Released,
     Sink,
     TurnFinished,
     TurnResult,
@@ -161,22 +163,12 @@ class GuardedChat:
     async def _emit(self, event: BaseModel) -> None:
         await emit(self.sinks, event)
 
-    @property
-    def chunks_unavailable(self) -> str | None:
-        """Why a `streaming: chunks` policy cannot be honoured here (None: it can)."""
-        a, r = self.assistant.model, self.reviewer.model
-        if a.client is r.client and a.serial:
-            # One llama.cpp instance serves one call at a time and the draft's stream holds it: a chunk's
-            # review would wait for the draft it should interrupt. Each role on its own model works.
-            return f"the assistant and the reviewer share model '{a.name}', which runs one call at a time"
-        return None
-
     def _arm_chunks(self, turn: int) -> None:
         """Chunked review for this turn when the policy in force asks for it (a /policy switch may change it)."""
         policy = self.reviewer.policy
         chunks = None
         if policy.streaming == "chunks":
-            why = self.chunks_unavailable
+            why = chunked_review.unavailable(self.assistant.model, self.reviewer.model)
             if why is None:
                 chunks = ChunkedReview(self.reviewer, policy.chunks, self._emit_chunk_event)
                 chunks.begin_turn(turn)
@@ -189,14 +181,21 @@ class GuardedChat:
     async def _emit_chunk_event(self, event: BaseModel) -> None:
         if isinstance(event, ChunkVerdict):  # the reviewer's work on drafts being written counts in the turn
             add_usage(self._state.usage, event.source, event.usage)
+        elif isinstance(event, Released):  # what the user has seen of the draft being written, as it happens
+            shown = self._state.shown
+            shown[event.round] = (shown.get(event.round, "") if event.start else "") + event.content
         await self._emit(event)
 
-    async def _withdraw(self, turn: int, state: _TurnState, reason: str) -> None:
-        """Text of this round was shown and will not be delivered: say so, once."""
-        if state.released and state.last_draft is not None:
-            shown = state.last_draft[: state.released]
-            state.released, state.withdrawn = 0, True
-            await self._emit(Withdrawn(turn=turn, round=state.drafts, content=shown, reason=reason))
+    async def _withdraw(self, turn: int, state: _TurnState, reason: str, round_: int | None = None) -> None:
+        """Text shown of a round's draft (of every round's, without `round_`) will not be delivered: say so, once.
+
+        Kept per round: the next draft may release its first prefix before this loop reads the verdict that
+        sent the previous one back."""
+        for r in [round_] if round_ is not None else sorted(state.shown):
+            shown = state.shown.pop(r, "")
+            if shown:
+                state.withdrawn = True
+                await self._emit(Withdrawn(turn=turn, round=r, content=shown, reason=reason))
 
     async def _consume(self, turn: int, text: str, token: CancellationToken, state: _TurnState) -> None:
         """Run the team on one user turn and turn its messages into events."""
@@ -209,7 +208,6 @@ class GuardedChat:
                 state.last_draft = item.content
                 state.last_cut = item.metadata.get("finish_reason") == "length"
                 state.approved_sha = None
-                state.released = int(item.metadata.get("released_chars") or 0)
                 stopped = item.metadata.get("stopped_at_chunk")
                 saved = item.metadata.get("tokens_saved")
                 u = _usage(item, state.usage)
@@ -258,7 +256,7 @@ class GuardedChat:
                 )
                 if not v.approved:
                     what = f"chunk {item.metadata['chunk']}" if item.metadata.get("chunk") else "the whole draft"
-                    await self._withdraw(turn, state, f"the reviewer sent back {what}")
+                    await self._withdraw(turn, state, f"the reviewer sent back {what}", state.drafts)
 
     async def send(self, text: str, cancellation_token: CancellationToken | None = None) -> TurnResult:
         """Run one user turn through draft → review → (revise)* and return how it ended."""
@@ -302,11 +300,11 @@ class GuardedChat:
         if outcome == "withheld" and last_draft is not None and approved_sha == text_sha(last_draft):
             outcome, reason, answer, cut = "approved", "", last_draft, state.last_cut
             # Released text is the approved draft's own prefix (chunked_review.py): the views show the rest.
-            await self._emit(
-                Delivered(turn=turn, content=last_draft, revisions=revisions, cut=cut, released=state.released)
-            )
+            shown = len(state.shown.get(drafts, ""))
+            await self._emit(Delivered(turn=turn, content=last_draft, revisions=revisions, cut=cut, released=shown))
             self.memory.add(text, last_draft)
         else:
+            # Shown text of a draft the turn ended on (cancelled or failed mid-draft, too): it is not the answer.
             await self._withdraw(turn, state, f"the turn ended without an approved answer ({reason})")
             if (
                 outcome == "withheld"
@@ -347,7 +345,7 @@ class _TurnState:
     last_draft: str | None = None
     last_cut: bool = False  # the last draft stopped at the token limit
     approved_sha: str | None = None  # set only by a readable approval of exactly last_draft
-    released: int = 0  # chunked review: characters of last_draft shown while it was written
+    shown: dict[int, str] = field(default_factory=dict)  # chunked review: text shown of each round's draft
     withdrawn: bool = False  # chunked review: shown text was withdrawn in this turn
     usage: dict[str, Usage] = field(default_factory=dict)
     categories: list[str] = field(default_factory=list)

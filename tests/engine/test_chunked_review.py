@@ -158,3 +158,68 @@ def test_bad_chunk_settings_name_the_file_and_field(project_factory, chunks):
     with pytest.raises(ConfigError) as err:
         load_project(root).policy("public")
     assert "public.yaml" in str(err.value) and "chunks" in str(err.value)
+
+
+class EndlessClient(ScriptedChatCompletionClient):
+    """An assistant that yields to the event loop between pieces and would write for ever: only a stop ends it."""
+
+    def __init__(self, spec, words):
+        super().__init__(spec)
+        self.words, self.streamed = words, 0
+
+    async def create_stream(self, messages, **kwargs):
+        import asyncio
+
+        for n in range(10_000):
+            await asyncio.sleep(0)  # a real backend's pause between tokens: the verdict may arrive meanwhile
+            self.streamed += 1
+            yield self.words[n] if n < len(self.words) else "more "
+        raise AssertionError("the generation was never stopped")
+
+
+async def test_a_verdict_that_arrives_mid_chunk_stops_the_generation_at_once(project_factory):
+    conv, events, _ = conversation(chunked_project(project_factory, chunks={"min_tokens": 1, "max_tokens": 200}))
+    words = (SAFE + BAD).split(" ")
+    words = [w + " " for w in words if w]
+    client = EndlessClient(conv.chat.assistant.model.client.spec, words)
+    conv.chat.assistant.model.client = client
+    conv.stream_to(lambda event: None)  # one round: the stopped draft is the only one
+    await conv.send("Tell me about pets.")
+    [draft] = of(events, Draft)
+    # The bad sentence closed its chunk at word len(words)+1 (a boundary needs the next word's arrival);
+    # the scripted reviewer answers within a loop turn, so only a word or two more were written, not a chunk.
+    assert draft.stopped_at_chunk == 3
+    assert client.streamed <= len(words) + 3
+    assert "more more more" not in draft.content
+
+
+async def test_one_serial_model_for_both_roles_falls_back_to_whole_review(project_factory, monkeypatch):
+    import dataclasses
+
+    from chaperone.models.pool import ModelHandle
+
+    conv, events, _ = conversation(chunked_project(project_factory))
+    monkeypatch.setattr(ModelHandle, "serial", property(lambda self: True))
+    chat = conv.chat
+    chat.reviewer.model = dataclasses.replace(chat.reviewer.model, client=chat.assistant.model.client)
+    await conv.send("Say something friendly.")
+    assert not of(events, ChunkVerdict) and not of(events, Released)
+    assert of(events, VerdictEvent)  # reviewed whole (the assistant's words are no verdict: fail closed)
+
+
+async def test_a_cancelled_turn_withdraws_what_it_showed(project_factory):
+    import asyncio
+
+    conv, events, _ = conversation(chunked_project(project_factory, chunks={"min_tokens": 1, "max_tokens": 200}))
+    words = [w + " " for w in SAFE.split(" ") if w]
+    client = EndlessClient(conv.chat.assistant.model.client.spec, words)
+    conv.chat.assistant.model.client = client
+    turn = asyncio.ensure_future(conv.send("Tell me about pets."))
+    while not of(events, Released):
+        await asyncio.sleep(0)
+    turn.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await turn
+    [withdrawn] = of(events, Withdrawn)
+    assert withdrawn.content == "".join(r.content for r in of(events, Released))
+    assert of(events, Withheld)[0].reason == "turn cancelled"
