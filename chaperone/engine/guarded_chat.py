@@ -300,6 +300,10 @@ class GuardedChat:
         if outcome == "withheld" and last_draft is not None and approved_sha == text_sha(last_draft):
             outcome, reason, answer, cut = "approved", "", last_draft, state.last_cut
             # Released text is the approved draft's own prefix (chunked_review.py): the views show the rest.
+            if not last_draft.startswith(state.shown.get(drafts, "")):
+                # The client's final text does not continue what its stream showed: what was shown was approved
+                # as a prefix of a text that is not this answer. Taken back, and the answer shown whole.
+                await self._withdraw(turn, state, "the answer does not continue the text shown", drafts)
             shown = len(state.shown.get(drafts, ""))
             await self._emit(Delivered(turn=turn, content=last_draft, revisions=revisions, cut=cut, released=shown))
             self.memory.add(text, last_draft)

@@ -223,3 +223,27 @@ async def test_a_cancelled_turn_withdraws_what_it_showed(project_factory):
     [withdrawn] = of(events, Withdrawn)
     assert withdrawn.content == "".join(r.content for r in of(events, Released))
     assert of(events, Withheld)[0].reason == "turn cancelled"
+
+
+class DriftingClient(ScriptedChatCompletionClient):
+    """Streams one text and reports another as its result (a backend whose final content is not its pieces)."""
+
+    async def create_stream(self, messages, **kwargs):
+        result = None
+        async for item in super().create_stream(messages, **kwargs):
+            if isinstance(item, CreateResult):
+                result = item
+            else:
+                yield item
+        yield CreateResult(finish_reason="stop", content="Something else entirely.", usage=result.usage, cached=False)
+
+
+async def test_shown_text_the_answer_does_not_continue_is_withdrawn_before_delivery(project_factory):
+    conv, events, _ = conversation(chunked_project(project_factory))
+    conv.chat.assistant.model.client = DriftingClient(conv.chat.assistant.model.client.spec)
+    result = await conv.send("Say something friendly.")
+    assert result.outcome == "approved" and result.text == "Something else entirely."
+    [withdrawn] = of(events, Withdrawn)
+    assert withdrawn.reason == "the answer does not continue the text shown"
+    [delivered] = of(events, Delivered)
+    assert delivered.released == 0 and events.index(withdrawn) < events.index(delivered)
