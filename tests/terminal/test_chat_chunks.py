@@ -26,6 +26,7 @@ def chat(root, text: str, *flags: str) -> str:
 
 def test_shown_text_sent_back_is_marked_withdrawn_and_the_revision_follows(project_factory):
     out = chat(chunked_project(project_factory), "Tell me about pets.\n")
+    assert "chunked review: each part is shown once the reviewer approves it" in out  # the banner says so
     shown = out.index("assistant · shown as the reviewer approves it")
     first, second = out.index("Dogs are loyal friends.", shown), out.index("Cats are independent.", shown)
     withdrawn = out.index("✗ withdrawn: the text shown above is not the answer (the reviewer sent back chunk 3)")
@@ -46,4 +47,5 @@ def test_debate_mode_shows_each_chunk_verdict(project_factory):
 def test_a_whole_policy_prints_one_answer_panel_as_before(project_factory):
     out = chat(chunked_project(project_factory, streaming="whole"), "Tell me about pets.\n")
     assert "shown as the reviewer approves it" not in out and "withdrawn" not in out
+    assert "chunked review" not in out
     assert "approved after 1 revision" in out
