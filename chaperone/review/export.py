@@ -120,6 +120,7 @@ def to_markdown(story: Story, v: Integrity) -> str:
         f"| started | {local_time(story.started_at)} |",
         f"| ended | {local_time(story.ended_at) if story.ended_at else '—'} |",
         f"| policy | {_cell(' → '.join(story.policies) or '?')} |",
+        *([f"| review | {_cell(story.streaming)} |"] if story.streaming else []),
     ]
     for role, agent in story.agents.items():
         out.append(f"| {_cell(role)} | {_cell(agent.name)} · {_cell(agent.model or '—')} |")

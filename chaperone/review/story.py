@@ -223,6 +223,7 @@ class Story(BaseModel):
     served: ServedRequest | None = None
     policy: str = ""  # the policy the conversation started with
     policies: list[str] = Field(default_factory=list)  # every policy it used, in order
+    streaming: str = ""  # chunked review, from the header: "chunks (8-48 tokens)", or why it ran whole; "" when off
     max_revisions: int | None = None
     started_at: str = ""
     ended_at: str = ""
@@ -304,6 +305,11 @@ def _header(story: Story, rec: dict[str, Any]) -> None:
     story.started_at = _str(rec.get("started_at") or rec.get("ts"))
     story.agents = {role: _agent(a) for role, a in _dict(rec.get("agents")).items()}
     story.versions = {str(k): _str(v) for k, v in _dict(rec.get("versions")).items()}
+    streaming = _dict(rec.get("streaming"))
+    if streaming:
+        sizes = f"{_int(streaming.get('min_tokens'))}-{_int(streaming.get('max_tokens'))} tokens"
+        why = _str(streaming.get("why_not_chunks"))
+        story.streaming = f"whole: the policy asked for chunks, but {why}" if why else f"chunks ({sizes})"
 
 
 def _extra(rec: dict[str, Any]) -> str:

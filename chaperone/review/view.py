@@ -271,6 +271,7 @@ def story_header(story: Story, v: Integrity) -> Panel:
         ("ended", local_time(story.ended_at) if story.ended_at else "—"),
         ("kind", story.kind + (f": {scenario.get('name')} ({scenario.get('file')})" if scenario else "")),
         ("policy", " → ".join(story.policies) or "?"),
+        *([("review", story.streaming)] if story.streaming else []),
     ]
     for role, agent in story.agents.items():
         model = agent.model + (f" ({agent.model_kind})" if agent.model_kind else "") if agent.model else ""

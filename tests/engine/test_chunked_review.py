@@ -146,7 +146,9 @@ async def test_whole_policy_records_exactly_what_it_did_before(project_factory):
     assert not of(events, ChunkVerdict) and not of(events, Released) and not of(events, Withdrawn)
     assert client.streamed == []  # no live view watching: nothing streamed, as before
     for record in read_records(conv.transcript_path):
-        assert not {"released", "stopped_at_chunk", "tokens_saved", "chunk", "chunk_verdicts"} & set(record)
+        assert not {"released", "stopped_at_chunk", "tokens_saved", "chunk", "chunk_verdicts", "streaming"} & set(
+            record
+        )
         assert not {"chunk_verdicts", "tokens_saved"} & set(record.get("totals", {}))
 
 

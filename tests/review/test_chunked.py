@@ -41,6 +41,7 @@ def test_the_story_holds_chunks_releases_withdrawal_and_the_stop(chunked_transcr
     assert first.verdict.chunk == 3 and second.verdict.chunk is None and second.verdict.approved
     assert turn.delivered_released == second.released
     assert not story.notes and not turn.notes  # no record read as unknown
+    assert story.streaming == "chunks (1-40 tokens)"
 
 
 def test_show_export_list_and_stats(chunked_transcript):
@@ -52,9 +53,11 @@ def test_show_export_list_and_stats(chunked_transcript):
     assert "chunk 3 REVISE" in out and "chunk 1 approve" in out
     assert "withdrawn: 45 characters shown, taken back (the reviewer sent back chunk 3)" in out
     assert "stopped at chunk 3" in out and "chunk 3's verdict" in out
+    assert "review chunks (1-40 tokens)" in out
 
     md = run_cli("--project", str(root), "review", "export", cid, "--format", "md", "-o", "-")
     assert md.returncode == 0 and "- chunk 3: **REVISE**" in md.stdout and "**Withdrawn**" in md.stdout
+    assert "| review | chunks (1-40 tokens) |" in md.stdout
     html = run_cli("--project", str(root), "review", "export", cid, "--format", "html", "-o", "-")
     assert html.returncode == 0 and "chunk 3 <strong" in html.stdout and "Withdrawn ·" in html.stdout
     exported = json.loads(
