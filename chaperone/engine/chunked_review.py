@@ -57,7 +57,7 @@ class _Writing:
     released: int = 0
     result: CreateResult | None = None
     pending: asyncio.Future[None] | None = None
-    deciding: bool = False  # the review in flight is in its model call (not yet recording its verdict)
+    recording: bool = False  # the review in flight has its verdict and is putting it on the record
     stop: tuple[int, ReviewResult] | None = None
     error: BaseException | None = None
     writer: asyncio.Future[None] | None = field(default=None, repr=False)
@@ -114,9 +114,11 @@ class ChunkedReview:
                 current = asyncio.current_task()
                 if (w.stop is None and w.error is None) or (current is not None and current.cancelling()):
                     raise  # the turn was cancelled, not the draft stopped by a verdict
-            # The finished draft gets the whole-draft verdict next: a chunk still being judged is not needed.
+            # The finished draft gets the whole-draft verdict next, which reads this chunk too: a review still
+            # waiting or deciding is cancelled (the reviewer's time goes to that verdict); one that has its
+            # verdict finishes recording it.
             if w.pending is not None and not w.pending.done():
-                if w.deciding:
+                if not w.recording:
                     w.pending.cancel()
                 await asyncio.wait({w.pending})
         finally:
@@ -178,6 +180,7 @@ class ChunkedReview:
                     prefix = w.text[:cut].rstrip()
                     if len(prefix) > w.released:
                         w.chunks += 1
+                        w.recording = False
                         w.pending = asyncio.ensure_future(self._judge(w, request, prefix, token))
             finally:
                 await stream.aclose()
@@ -187,7 +190,6 @@ class ChunkedReview:
     async def _judge(self, w: _Writing, request: str, prefix: str, token: CancellationToken) -> None:
         """One prefix's verdict, on the record; then released, or the draft stopped."""
         chunk, written = w.chunks, w.pieces
-        w.deciding = True
         try:
             result = await self.reviewer.judge(request, prefix, token, partial=True)
         except asyncio.CancelledError:
@@ -196,8 +198,7 @@ class ChunkedReview:
             w.error = exc
             _cancel(w.writer)
             return
-        finally:
-            w.deciding = False
+        w.recording = True
         v = result.verdict
         await self.emit(
             ChunkVerdict(
