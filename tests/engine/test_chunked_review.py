@@ -249,3 +249,30 @@ async def test_shown_text_the_answer_does_not_continue_is_withdrawn_before_deliv
     assert withdrawn.reason == "the answer does not continue the text shown"
     [delivered] = of(events, Delivered)
     assert delivered.released == 0 and events.index(withdrawn) < events.index(delivered)
+
+
+def reviewer_also_rejecting(conv, word: str) -> None:
+    """The scripted reviewer, also sending back any draft with `word` (which the test places in its last sentence)."""
+    from chaperone.config.schema import ScriptedModelSpec
+    from tests.support.chunked import REVIEWER
+
+    rules = [*REVIEWER["rules"], {"match": [word], "categories": ["violence"], "critique": f"No {word}."}]
+    conv.chat.reviewer.model.client = ScriptedChatCompletionClient(ScriptedModelSpec(**{**REVIEWER, "rules": rules}))
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_whole_draft_sent_back_after_its_prefixes_passed_withdraws_them(project_factory, stream):
+    conv, events, _ = conversation(chunked_project(project_factory))
+    reviewer_also_rejecting(conv, "companions")  # only in the last sentence, which no chunk review reads
+    if stream:
+        conv.stream_to(lambda event: None)
+    result = await conv.send("Say something friendly.")
+    assert of(events, Released)[0].content == "Dogs are loyal friends."
+    first = of(events, Withdrawn)[0]
+    assert first.reason == "the reviewer sent back the whole draft" and first.round == 1
+    assert not result.delivered
+    if stream:  # a stream cannot show a revision after text it showed: the turn ends with the fallback
+        assert len(of(events, Draft)) == 1 and result.reason == "text already shown was withdrawn"
+    else:  # the chat revises (the scripted assistant writes the same again: withheld after max_revisions)
+        assert len(of(events, Draft)) == conv.max_revisions + 1 and result.reason == "revisions exhausted"
+        assert len(of(events, Withdrawn)) == len(of(events, Draft))
