@@ -302,6 +302,23 @@ class HeadPolicySpec(Strict):
         return v
 
 
+class ChunkSpec(Strict):
+    """Where a draft being written is cut for review (a policy's `chunks`, used with `streaming: chunks`).
+
+    A chunk closes at the first sentence end (or line break) once it holds `min_tokens`, so short sentences
+    are judged together rather than one reviewer call each; with no sentence end it closes at `max_tokens`
+    (a code block, a long list), at the last space so a word is not split."""
+
+    min_tokens: int = Field(8, ge=1, le=4096)
+    max_tokens: int = Field(48, ge=1, le=4096)
+
+    @model_validator(mode="after")
+    def _min_not_above_max(self) -> ChunkSpec:
+        if self.min_tokens > self.max_tokens:
+            raise ValueError(f"min_tokens ({self.min_tokens}) is above max_tokens ({self.max_tokens})")
+        return self
+
+
 class PolicySpec(Strict):
     name: Name
     title: str
@@ -315,6 +332,11 @@ class PolicySpec(Strict):
     # others use the model's written yes/no). Lower catches more harm and sends back more good answers.
     decision_threshold: float = Field(0.5, gt=0.0, lt=1.0)
     head: HeadPolicySpec | None = None
+    # "whole": the reviewer judges each finished draft, and the user sees nothing before its approval.
+    # "chunks": it also judges the draft while it is written, prefix by prefix; an approved prefix is shown
+    # at once and a prefix sent back stops the generation (docs/guarantees.md, "Chunked review").
+    streaming: Literal["whole", "chunks"] = "whole"
+    chunks: ChunkSpec = Field(default_factory=ChunkSpec)
 
     @field_validator("rubric")
     @classmethod

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from autogen_agentchat.agents import BaseChatAgent
 from autogen_agentchat.base import Response
@@ -23,6 +24,9 @@ from chaperone.engine.events import ActivityHook
 from chaperone.engine.memory import ConversationMemory
 from chaperone.engine.verdict import VerdictMessage
 from chaperone.models.pool import ModelHandle, call_model, text_of
+
+if TYPE_CHECKING:
+    from chaperone.engine.chunked_review import ChunkedReview
 
 
 class DraftingAgent(BaseChatAgent):
@@ -44,6 +48,7 @@ class DraftingAgent(BaseChatAgent):
         self._memory_turns = memory_turns
         self.turn_token: CancellationToken | None = None  # set by the guarded chat: cancels this turn's calls
         self.on_activity: ActivityHook | None = None  # set by the guarded chat when a live view watches
+        self.chunks: ChunkedReview | None = None  # set by the guarded chat: write under chunked review
         self._reset_turn()
 
     def _reset_turn(self) -> None:
@@ -89,13 +94,27 @@ class DraftingAgent(BaseChatAgent):
                 pieces[0] += 1
                 hook("drafting", drafting, pieces[0], piece)
 
-        result = await call_model(
-            self.model,
-            self.prompt(),
-            self.model.generation_args(self.spec.generation),
-            [cancellation_token, self.turn_token],
-            on_piece,
-        )
+        args = self.model.generation_args(self.spec.generation)
+        tokens = [cancellation_token, self.turn_token]
+        chunked: dict[str, str] = {}
+        if self.chunks is None:
+            result = await call_model(self.model, self.prompt(), args, tokens, on_piece)
+        else:
+            written = await self.chunks.write(
+                self.model,
+                self.prompt(),
+                args,
+                tokens,
+                request=self._request,
+                round_=self._round + 1,
+                on_piece=on_piece,
+            )
+            result = written.result
+            # What the chunked review did, for the guarded chat's records (metadata values are strings).
+            chunked["released_chars"] = str(written.released)
+            if written.stopped_at_chunk is not None:
+                chunked["stopped_at_chunk"] = str(written.stopped_at_chunk)
+                chunked["tokens_saved"] = str(written.tokens_saved if written.tokens_saved is not None else "")
         text = text_of(result.content).strip()
         self._round += 1
         self._last_draft = text
@@ -111,6 +130,7 @@ class DraftingAgent(BaseChatAgent):
                     "model": self.model.label,
                     # "length": the draft stopped at the agent's max_tokens, mid-answer (AutoGen's finish_reason)
                     "finish_reason": str(result.finish_reason),
+                    **chunked,
                 },
             )
         )

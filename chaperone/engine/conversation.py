@@ -23,6 +23,7 @@ from chaperone.audit.signing import signer_for
 from chaperone.audit.transcript import TranscriptWriter
 from chaperone.config.project import Project
 from chaperone.config.schema import PolicySpec
+from chaperone.engine import chunked_review
 from chaperone.engine.assistant import DraftingAgent
 from chaperone.engine.bare_chat import BareChat
 from chaperone.engine.base import Chat
@@ -102,6 +103,12 @@ class Conversation:
                     "prompt_sha256": head.prompt_sha256,
                 }
         agents["user_proxy"] = {"name": u_spec.name}
+        streaming: dict[str, Any] = {}
+        if reviewer is not None and policy.streaming == "chunks":  # absent for `whole`: those headers are unchanged
+            why = chunked_review.unavailable(assistant.model, reviewer.model)
+            streaming = {"streaming": {"mode": "whole" if why else "chunks", **policy.chunks.model_dump()}}
+            if why:
+                streaming["streaming"]["why_not_chunks"] = why
         header = {
             "run_id": self.run_id,
             "kind": kind,
@@ -110,6 +117,7 @@ class Conversation:
             "agents": agents,
             "versions": versions(),
             **({} if guarded else {"guarded": False}),
+            **streaming,
             **(extra_header or {}),
         }
         self.transcript = TranscriptWriter(project.transcripts_dir, header, GLOBAL_REDACTOR)
@@ -148,6 +156,15 @@ class Conversation:
     async def send(self, text: str, cancellation_token: CancellationToken | None = None) -> TurnResult:
         """One user turn; the result says what the user got (see engine.events.TurnResult)."""
         return await self.chat.send(text, cancellation_token)
+
+    def stream_to(self, sink: Sink) -> None:
+        """A reader that receives the events as they happen and cannot take back text it was shown (a stream).
+
+        Under chunked review it gets each approved prefix (`Released`) as it is written; when shown text is
+        withdrawn, the turn ends with the fallback rather than a revision that reader could not show."""
+        self.chat.sinks.append(sink)
+        if isinstance(self.chat, GuardedChat):
+            self.chat.stop_on_withdraw = True
 
     def remember(self, history: list[tuple[str, str]]) -> None:
         """Earlier exchanges the agents should know (a served request's history), before the first turn."""

@@ -71,6 +71,22 @@ class Draft(_Event):
     usage: Usage
     latency_s: float
     cut: bool = False  # the model stopped at the token limit (max_tokens): the text ends mid-answer
+    # Chunked review (policy `streaming: chunks`): the generation was stopped because the reviewer sent back
+    # this chunk's prefix; `tokens_saved` is what was left of the draft's max_tokens (the most it could have
+    # cost more). Absent from whole-draft records, so those read as they always have.
+    stopped_at_chunk: int | None = None
+    tokens_saved: int | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_chunk_fields_when_unused(self, handler: Any) -> dict[str, Any]:
+        return _without_none(handler(self), "stopped_at_chunk", "tokens_saved")
+
+
+def _without_none(data: dict[str, Any], *keys: str) -> dict[str, Any]:
+    for key in keys:
+        if data.get(key) is None:
+            data.pop(key, None)
+    return data
 
 
 class VerdictEvent(_Event):
@@ -89,15 +105,56 @@ class VerdictEvent(_Event):
     # Absent from the record when the prompted decision did, so those records read as they always have.
     scores: dict[str, float | None] | None = None  # null: a score that was not a number
     flagged: bool = False  # the head's overall score fell in the policy's flag band: for a human to look at
+    # Chunked review: the round's verdict is this chunk's (the draft was stopped there; no second model call).
+    chunk: int | None = None
 
     @model_serializer(mode="wrap")
     def _omit_head_fields_when_unused(self, handler: Any) -> dict[str, Any]:
-        data = handler(self)
-        if data.get("scores") is None:
-            data.pop("scores", None)
+        data = _without_none(handler(self), "scores", "chunk")
         if not data.get("flagged"):
             data.pop("flagged", None)
         return data
+
+
+class ChunkVerdict(_Event):
+    """Chunked review: the reviewer's verdict on the draft written so far (a prefix), while it is written."""
+
+    kind: Literal["chunk_verdict"] = "chunk_verdict"
+    source: str
+    round: int  # the draft being written: 1 for the first draft
+    chunk: int  # 1 for the draft's first chunk
+    end: int  # the prefix judged is the draft's first `end` characters
+    prefix_sha256: str  # binds the verdict to exactly that text
+    draft_tokens: int  # tokens the assistant had written when the prefix was cut
+    decision: Literal["approve", "revise"]
+    categories: list[str]
+    critique: str
+    readable: bool
+    raw: str
+    model: str
+    usage: Usage
+    latency_s: float
+
+
+class Released(_Event):
+    """Chunked review: an approved prefix's new text, shown to the user before the draft is finished."""
+
+    kind: Literal["released"] = "released"
+    round: int
+    chunk: int
+    start: int  # the draft's characters [start, end): what was not released before
+    end: int
+    content: str
+
+
+class Withdrawn(_Event):
+    """Chunked review: text released in this round is taken back (a later chunk, or the whole draft, was
+    sent back, or the turn failed). A terminal marks it withdrawn; a stream cannot, and ends with the fallback."""
+
+    kind: Literal["withdrawn"] = "withdrawn"
+    round: int
+    content: str  # everything released in the round
+    reason: str
 
 
 class Delivered(_Event):
@@ -105,6 +162,14 @@ class Delivered(_Event):
     content: str
     revisions: int
     cut: bool = False  # the approved draft stopped at the assistant's token limit: it ends mid-answer
+    released: int = 0  # chunked review: the first `released` characters were already shown (Released events)
+
+    @model_serializer(mode="wrap")
+    def _omit_released_when_unused(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        if not data.get("released"):
+            data.pop("released", None)
+        return data
 
 
 class Withheld(_Event):
@@ -140,7 +205,16 @@ class Activity(BaseModel):
 
 
 Event = Annotated[
-    UserTurn | Draft | VerdictEvent | Delivered | Withheld | ErrorEvent | TurnFinished,
+    UserTurn
+    | Draft
+    | VerdictEvent
+    | ChunkVerdict
+    | Released
+    | Withdrawn
+    | Delivered
+    | Withheld
+    | ErrorEvent
+    | TurnFinished,
     Field(discriminator="kind"),
 ]
 
@@ -210,10 +284,14 @@ class Totals:
     seconds: float = 0.0
     usage_by_agent: dict[str, Usage] = field(default_factory=dict)
     last_outcome: TurnOutcome | None = None
+    chunk_verdicts: int = 0  # chunked review: verdicts on drafts being written
+    tokens_saved: int = 0  # chunked review: draft budgets left unused by generations stopped early
 
     def __call__(self, event: Any) -> None:
-        if isinstance(event, (Draft, VerdictEvent)):
+        if isinstance(event, (Draft, VerdictEvent, ChunkVerdict)):
             add_usage(self.usage_by_agent, event.source, event.usage)
+            self.chunk_verdicts += isinstance(event, ChunkVerdict)
+            self.tokens_saved += (event.tokens_saved or 0) if isinstance(event, Draft) else 0
         elif isinstance(event, TurnFinished):
             self.turns += 1
             self.revisions += event.revisions
@@ -239,6 +317,9 @@ class Totals:
             "errors": self.errors,
             "cancelled": self.cancelled,
             **({"unreviewed": self.unreviewed} if self.unreviewed else {}),
+            # Only with chunked review, so a whole-draft closing record reads as it always has.
+            **({"chunk_verdicts": self.chunk_verdicts} if self.chunk_verdicts else {}),
+            **({"tokens_saved": self.tokens_saved} if self.tokens_saved else {}),
             "seconds": round(self.seconds, 3),
             "usage_by_agent": {k: v.model_dump() for k, v in self.usage_by_agent.items()},
         }

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from autogen_agentchat.agents import UserProxyAgent
@@ -27,12 +27,16 @@ from loguru import logger
 from pydantic import BaseModel
 
 from chaperone.audit.redaction import GLOBAL as GLOBAL_REDACTOR
+from chaperone.engine import chunked_review
 from chaperone.engine.assistant import DraftingAgent
+from chaperone.engine.chunked_review import ChunkedReview
 from chaperone.engine.events import (
     Activity,
+    ChunkVerdict,
     Delivered,
     Draft,
     ErrorEvent,
+    Released,
     Sink,
     TurnFinished,
     TurnResult,
@@ -40,6 +44,7 @@ from chaperone.engine.events import (
     UserTurn,
     VerdictEvent,
     Watcher,
+    Withdrawn,
     Withheld,
     add_usage,
     emit,
@@ -51,11 +56,22 @@ from chaperone.errors import describe_error
 
 
 class FinalVerdict(TerminationCondition):
-    """Ends a turn when the reviewer approves, or when its verdicts have used up every revision."""
+    """Ends a turn when the reviewer approves, or when its verdicts have used up every revision.
 
-    def __init__(self, reviewer: str, max_revisions: int):
+    With chunked review, also when a draft part of which was already shown is sent back and the chat's
+    reader cannot take shown text back (`ends_on_withdrawal`: a stream); a revision could not be shown."""
+
+    def __init__(
+        self,
+        reviewer: str,
+        max_revisions: int,
+        assistant: str = "",
+        ends_on_withdrawal: Callable[[], bool] = lambda: False,
+    ):
         self._reviewer, self._max_reviews = reviewer, max_revisions + 1
+        self._assistant, self._ends_on_withdrawal = assistant, ends_on_withdrawal
         self._reviews = 0
+        self._released = False  # the last draft had text released while it was written
         self._terminated = False
 
     @property
@@ -64,16 +80,19 @@ class FinalVerdict(TerminationCondition):
 
     async def __call__(self, messages: Sequence[BaseAgentEvent | BaseChatMessage]) -> StopMessage | None:
         for msg in messages:
+            if isinstance(msg, TextMessage) and msg.source == self._assistant:
+                self._released = msg.metadata.get("released_chars", "0") not in ("", "0")
             if isinstance(msg, VerdictMessage) and msg.source == self._reviewer:
                 self._reviews += 1
-                if msg.content.approved or self._reviews >= self._max_reviews:
+                withdrawn = not msg.content.approved and self._released and self._ends_on_withdrawal()
+                if msg.content.approved or self._reviews >= self._max_reviews or withdrawn:
                     self._terminated = True
                     reason = "approved" if msg.content.approved else "revisions exhausted"
-                    return StopMessage(content=reason, source="FinalVerdict")
+                    return StopMessage(content="shown text withdrawn" if withdrawn else reason, source="FinalVerdict")
         return None
 
     async def reset(self) -> None:
-        self._reviews, self._terminated = 0, False
+        self._reviews, self._released, self._terminated = 0, False, False
 
 
 def _never_asked(prompt: str) -> str:
@@ -100,6 +119,11 @@ class GuardedChat:
         self.sinks: list[Sink] = list(sinks or [])
         self.watchers: list[Watcher] = list(watchers or [])  # live progress (interactive views), not audited
         self.turns = 0
+        # A reader that cannot take back text it was shown (a stream) ends the turn when shown text is
+        # withdrawn, instead of revising: set by Conversation.stream_to.
+        self.stop_on_withdraw = False
+        self.chunks: ChunkedReview | None = None  # this turn's chunked review, under a `streaming: chunks` policy
+        self._state = _TurnState()
         self.user_proxy = UserProxyAgent(user_name, input_func=_never_asked)
         self.team = self._new_team()
 
@@ -115,7 +139,10 @@ class GuardedChat:
             # Never called: the selector function always names a speaker.
             model_client=ReplayChatCompletionClient(["<unused>"]),
             selector_func=self._next_speaker,
-            termination_condition=FinalVerdict(self.reviewer.name, self.max_revisions) | bound,
+            termination_condition=FinalVerdict(
+                self.reviewer.name, self.max_revisions, self.assistant.name, lambda: self.stop_on_withdraw
+            )
+            | bound,
             custom_message_types=[VerdictMessage],
             allow_repeated_speaker=False,
         )
@@ -140,6 +167,40 @@ class GuardedChat:
     async def _emit(self, event: BaseModel) -> None:
         await emit(self.sinks, event)
 
+    def _arm_chunks(self, turn: int) -> None:
+        """Chunked review for this turn when the policy in force asks for it (a /policy switch may change it)."""
+        policy = self.reviewer.policy
+        chunks = None
+        if policy.streaming == "chunks":
+            why = chunked_review.unavailable(self.assistant.model, self.reviewer.model)
+            if why is None:
+                chunks = ChunkedReview(self.reviewer, policy.chunks, self._emit_chunk_event)
+                chunks.begin_turn(turn)
+            elif turn == 1 or self.chunks is not None:
+                logger.warning(
+                    "policy '{}' asks for chunked review, but {}: drafts are reviewed whole", policy.name, why
+                )
+        self.chunks = self.assistant.chunks = self.reviewer.chunks = chunks
+
+    async def _emit_chunk_event(self, event: BaseModel) -> None:
+        if isinstance(event, ChunkVerdict):  # the reviewer's work on drafts being written counts in the turn
+            add_usage(self._state.usage, event.source, event.usage)
+        elif isinstance(event, Released):  # what the user has seen of the draft being written, as it happens
+            shown = self._state.shown
+            shown[event.round] = (shown.get(event.round, "") if event.start else "") + event.content
+        await self._emit(event)
+
+    async def _withdraw(self, turn: int, state: _TurnState, reason: str, round_: int | None = None) -> None:
+        """Text shown of a round's draft (of every round's, without `round_`) will not be delivered: say so, once.
+
+        Kept per round: the next draft may release its first prefix before this loop reads the verdict that
+        sent the previous one back."""
+        for r in [round_] if round_ is not None else sorted(state.shown):
+            shown = state.shown.pop(r, "")
+            if shown:
+                state.withdrawn = True
+                await self._emit(Withdrawn(turn=turn, round=r, content=shown, reason=reason))
+
     async def _consume(self, turn: int, text: str, token: CancellationToken, state: _TurnState) -> None:
         """Run the team on one user turn and turn its messages into events."""
         task = TextMessage(content=text, source=self.user_name)
@@ -151,6 +212,8 @@ class GuardedChat:
                 state.last_draft = item.content
                 state.last_cut = item.metadata.get("finish_reason") == "length"
                 state.approved_sha = None
+                stopped = item.metadata.get("stopped_at_chunk")
+                saved = item.metadata.get("tokens_saved")
                 u = _usage(item, state.usage)
                 await self._emit(
                     Draft(
@@ -162,6 +225,8 @@ class GuardedChat:
                         usage=u,
                         latency_s=float(item.metadata.get("latency_s", 0)),
                         cut=state.last_cut,
+                        stopped_at_chunk=int(stopped) if stopped else None,
+                        tokens_saved=int(saved) if stopped and saved else None,
                     )
                 )
             elif item.source == self.reviewer.name and isinstance(item, VerdictMessage):
@@ -190,8 +255,12 @@ class GuardedChat:
                         latency_s=float(item.metadata.get("latency_s", 0)),
                         scores=_finite(v.head_scores),
                         flagged=v.flagged,
+                        chunk=int(item.metadata["chunk"]) if item.metadata.get("chunk") else None,
                     )
                 )
+                if not v.approved:
+                    what = f"chunk {item.metadata['chunk']}" if item.metadata.get("chunk") else "the whole draft"
+                    await self._withdraw(turn, state, f"the reviewer sent back {what}", state.drafts)
 
     async def send(self, text: str, cancellation_token: CancellationToken | None = None) -> TurnResult:
         """Run one user turn through draft → review → (revise)* and return how it ended."""
@@ -199,7 +268,7 @@ class GuardedChat:
         turn = self.turns
         started = time.perf_counter()
         await self._emit(UserTurn(turn=turn, source=self.user_name, content=text))
-        state = _TurnState()
+        state = self._state = _TurnState()
         outcome, reason = "withheld", "revisions exhausted"
         error: str | None = None
         if self._team_ran:
@@ -208,6 +277,7 @@ class GuardedChat:
         token = cancellation_token or CancellationToken()
         self.assistant.turn_token = self.reviewer.turn_token = token
         self._watch(turn)
+        self._arm_chunks(turn)
         consumer = asyncio.ensure_future(self._consume(turn, text, token, state))
         try:
             # Shielded: on cancellation we first cancel the agents' model calls, then wait for the team to stop.
@@ -223,8 +293,9 @@ class GuardedChat:
             message = GLOBAL_REDACTOR.text(describe_error(exc))
             logger.warning("turn {} failed: {}", turn, message)
             logger.opt(exception=exc).debug("turn {} failure details", turn)  # the log file only
-            # A draft still waiting for its verdict: the reviewer's call failed. Fail closed either way.
-            failed = "the review" if state.drafts > state.verdicts else "the assistant"
+            # A draft still waiting for its verdict, or a chunk's: the reviewer's call failed. Fail closed either way.
+            review = state.drafts > state.verdicts or (self.chunks is not None and self.chunks.review_failed)
+            failed = "the review" if review else "the assistant"
             outcome, reason, error = "error", f"because {failed} failed: {message}", message
             await self._emit(ErrorEvent(turn=turn, source="chaperone", message=message))
         drafts, last_draft, approved_sha = state.drafts, state.last_draft, state.approved_sha
@@ -234,9 +305,24 @@ class GuardedChat:
         cut = False
         if outcome == "withheld" and last_draft is not None and approved_sha == text_sha(last_draft):
             outcome, reason, answer, cut = "approved", "", last_draft, state.last_cut
-            await self._emit(Delivered(turn=turn, content=last_draft, revisions=revisions, cut=cut))
+            # Released text is the approved draft's own prefix (chunked_review.py): the views show the rest.
+            if not last_draft.startswith(state.shown.get(drafts, "")):
+                # The client's final text does not continue what its stream showed: what was shown was approved
+                # as a prefix of a text that is not this answer. Taken back, and the answer shown whole.
+                await self._withdraw(turn, state, "the answer does not continue the text shown", drafts)
+            shown = len(state.shown.get(drafts, ""))
+            await self._emit(Delivered(turn=turn, content=last_draft, revisions=revisions, cut=cut, released=shown))
             self.memory.add(text, last_draft)
         else:
+            # Shown text of a draft the turn ended on (cancelled or failed mid-draft, too): it is not the answer.
+            await self._withdraw(turn, state, f"the turn ended without an approved answer ({reason})")
+            if (
+                outcome == "withheld"
+                and state.withdrawn
+                and self.stop_on_withdraw
+                and state.verdicts < self.max_revisions + 1
+            ):
+                reason = "text already shown was withdrawn"
             answer = self.fallback
             if outcome == "withheld" and drafts == 0:
                 reason = "no draft was produced"
@@ -269,6 +355,8 @@ class _TurnState:
     last_draft: str | None = None
     last_cut: bool = False  # the last draft stopped at the token limit
     approved_sha: str | None = None  # set only by a readable approval of exactly last_draft
+    shown: dict[int, str] = field(default_factory=dict)  # chunked review: text shown of each round's draft
+    withdrawn: bool = False  # chunked review: shown text was withdrawn in this turn
     usage: dict[str, Usage] = field(default_factory=dict)
     categories: list[str] = field(default_factory=list)
 

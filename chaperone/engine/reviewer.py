@@ -9,6 +9,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from autogen_agentchat.agents import BaseChatAgent
 from autogen_agentchat.base import Response
@@ -32,6 +33,12 @@ from chaperone.engine.verdict import (
     unreadable,
 )
 from chaperone.models.pool import ModelHandle, call_model, combined_token, text_of
+
+
+class StoppedDrafts(Protocol):
+    """What the reviewer asks of chunked review (engine/chunked_review.py, which imports this module)."""
+
+    def stopped_by(self, draft: str) -> tuple[int, ReviewResult] | None: ...
 
 
 class ReviewingAgent(BaseChatAgent):
@@ -62,6 +69,7 @@ class ReviewingAgent(BaseChatAgent):
         self.policy = policy
         self.turn_token: CancellationToken | None = None
         self.on_activity: ActivityHook | None = None
+        self.chunks: StoppedDrafts | None = None  # set by the guarded chat under a `streaming: chunks` policy
         self._reset_turn()
 
     @property
@@ -116,6 +124,24 @@ class ReviewingAgent(BaseChatAgent):
                 self._round += 1
         if self._draft is None:
             raise RuntimeError(f"{self.name} was asked to review before any draft")
+        stopped = self.chunks.stopped_by(self._draft) if self.chunks is not None else None
+        if stopped is not None:  # the draft was stopped at a chunk sent back: that verdict is this round's
+            chunk, result = stopped
+            return Response(
+                chat_message=VerdictMessage(
+                    content=result.verdict,
+                    source=self.name,
+                    models_usage=RequestUsage(prompt_tokens=0, completion_tokens=0),  # counted on the chunk's record
+                    metadata={
+                        "round": str(self._round),
+                        "raw": result.raw,
+                        "latency_s": "0.000",
+                        "model": self.model.label,
+                        "draft_sha256": text_sha(self._draft),
+                        "chunk": str(chunk),
+                    },
+                )
+            )
         result = await self.judge(self._request or "", self._draft, cancellation_token)
         return Response(
             chat_message=VerdictMessage(
@@ -146,7 +172,9 @@ class ReviewingAgent(BaseChatAgent):
             question=check.question,
         )
 
-    def _review_body(self, request: str, draft: str, round_: int) -> str:
+    def _review_body(
+        self, request: str, draft: str, round_: int, question: str = reviewer_prompt.DRAFT_QUESTION
+    ) -> str:
         """The review message; on a model whose context window is known (the embedded one), made to fit it.
 
         Characters do not bound tokens: a digit, a CJK character or a rare symbol is a token or more, so a
@@ -154,24 +182,36 @@ class ReviewingAgent(BaseChatAgent):
         draft is clipped further, head and tail kept and the cut noted, until rubric, message and verdict fit.
         """
         context = self.context
-        body = reviewer_prompt.review_message(request, draft, self.memory.exchanges, context, round_)
+        body = reviewer_prompt.review_message(request, draft, self.memory.exchanges, context, round_, question=question)
         window = getattr(self.model.spec, "n_ctx", None)
         if not window:
             return body
         room = window - self.spec.generation.max_tokens - 64  # 64: the chat template's own tokens
         while context.max_draft_chars > 200 and self.model.client.count_tokens(self.prompt(body)) > room:
             context = context.model_copy(update={"max_draft_chars": max(context.max_draft_chars * 2 // 3, 200)})
-            body = reviewer_prompt.review_message(request, draft, self.memory.exchanges, context, round_)
+            body = reviewer_prompt.review_message(
+                request, draft, self.memory.exchanges, context, round_, question=question
+            )
         return body
 
     async def judge(
-        self, request: str, draft: str, cancellation_token: CancellationToken | None = None, *, critique: bool = True
+        self,
+        request: str,
+        draft: str,
+        cancellation_token: CancellationToken | None = None,
+        *,
+        critique: bool = True,
+        partial: bool = False,
     ) -> ReviewResult:
-        """The verdict on one draft. Without `critique`, the decision stage only (the eval's reviewer-alone mode)."""
+        """The verdict on one draft. Without `critique`, the decision stage only (the eval's reviewer-alone mode).
+
+        `partial`: the draft is the start of one still being written (chunked review). It is judged as an
+        answer, never by the refusal check (a reply that opens by declining may go on to answer), under a
+        question saying it is unfinished, and without the live views' "reviewing" stage: drafting goes on."""
         token = cancellation_token or CancellationToken()
         started = time.perf_counter()
         round_ = max(self._round, 1)
-        if self.on_activity is not None:
+        if self.on_activity is not None and not partial:
             self.on_activity("reviewing", round_, 0, "")
         limit = self.context.max_draft_chars
         if self.context.over_limit == "send_back" and len(draft) > limit:
@@ -189,10 +229,11 @@ class ReviewingAgent(BaseChatAgent):
                 time.perf_counter() - started,
             )
         # Local, not agent state: the eval's reviewer-alone mode judges many drafts concurrently.
-        system, route = self._decision_system(draft)
+        system, route = (self._system, "answer") if partial else self._decision_system(draft)
+        question = reviewer_prompt.PREFIX_QUESTION if partial else reviewer_prompt.DRAFT_QUESTION
         # The whole review message (fitted to the window, which may count tokens) only where it is read: by
         # the answer prompt, or by a critique. A refusal the refusal check approves never needs it.
-        body = self._review_body(request, draft, round_) if route == "answer" else None
+        body = self._review_body(request, draft, round_, question) if route == "answer" else None
         if self.head is not None and route == "answer":
             verdict, raw, prompt_tokens, completion_tokens = await self._decide_by_head(request, draft)
         else:
@@ -200,7 +241,7 @@ class ReviewingAgent(BaseChatAgent):
             verdict, raw, prompt_tokens, completion_tokens = await self._decide(decision_body, token, system, route)
         verdict.checked_as = route
         if critique and verdict.readable and verdict.decision == "revise" and not verdict.critique:
-            if self.on_activity is not None:
+            if self.on_activity is not None and not partial:
                 self.on_activity("critiquing", round_, 0, "")
             if body is None:
                 body = self._review_body(request, draft, round_)

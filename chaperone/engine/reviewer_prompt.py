@@ -33,6 +33,15 @@ def system_prompt(agent_prompt: str, policy: PolicySpec) -> str:
     return f"{agent_prompt.strip()}\n\nDeployment policy ({policy.title}):\n{rubric}\n"
 
 
+DRAFT_QUESTION = "Is the draft OK to send?"
+
+# Chunked review: the draft quoted is the start of a reply still being written. Said, because an unfinished
+# answer read as a finished one looks unhelpful or untrue; what is judged is whether this much may be shown.
+PREFIX_QUESTION = (
+    "The draft reply above is unfinished: the assistant is still writing it. Is what it says so far OK to "
+    "show the user now? Do not count it against the draft that it is incomplete."
+)
+
 CRITIQUE_QUESTION = "\n\nThis draft was judged not OK to send. What must the assistant fix, and which categories apply?"
 
 DEFAULT_CRITIQUE_PROMPT = (
@@ -132,7 +141,7 @@ def review_message(
     nonce: str | None = None,
     *,
     show_draft: bool = True,
-    question: str = "Is the draft OK to send?",
+    question: str = DRAFT_QUESTION,
 ) -> str:
     """The review message. Without show_draft (the reviewer's refusal check: the draft is known to hold
     nothing but a refusal), only the request and the earlier exchange are quoted."""

@@ -12,6 +12,7 @@ import functools
 import json
 import os
 from collections.abc import AsyncIterator, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,11 @@ from chaperone.config.schema import (
 )
 from chaperone.errors import ChaperoneError, ConfigError, ModelCallError
 
+# The endpoint slots the current task holds (ids of the semaphores), inherited by the tasks it starts. A chunk
+# review started by a draft being written rides on that draft's slot: were it to wait for a slot of its own
+# while every slot is held by drafts waiting for their chunks' verdicts, nothing would move again.
+_SLOTS_HELD: ContextVar[frozenset[int]] = ContextVar("chaperone_slots_held", default=frozenset())
+
 
 @dataclass
 class ModelHandle:
@@ -56,13 +62,24 @@ class ModelHandle:
         """No model behind it: fixed or rule-chosen replies (kinds replay, scripted), no real judgement."""
         return self.spec.kind in SCRIPTED_KINDS
 
+    @property
+    def serial(self) -> bool:
+        """One call at a time on this client (the embedded model: one llama.cpp context behind a lock)."""
+        return isinstance(self.spec, EmbeddedModelSpec)
+
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
-        if self.limit is None:
+        """A place among the endpoint's max_concurrency calls in flight; none needed inside one already held
+        (so a draft under chunked review and its one chunk review count as at most two calls)."""
+        if self.limit is None or id(self.limit) in _SLOTS_HELD.get():
             yield
-        else:
-            async with self.limit:
+            return
+        async with self.limit:
+            held = _SLOTS_HELD.set(_SLOTS_HELD.get() | {id(self.limit)})
+            try:
                 yield
+            finally:
+                _SLOTS_HELD.reset(held)
 
     def generation_args(self, gen: GenerationSpec) -> dict[str, Any]:
         """The agent's generation settings in the form this backend accepts."""

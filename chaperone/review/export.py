@@ -49,16 +49,35 @@ def _turn_md(t: TurnStory) -> list[str]:
     for r in t.rounds:
         out.append(f"### {r.label.capitalize()}\n")
         if r.draft is not None:
-            out += [f"*{r.draft.source} · {r.draft.model} · {_step(r.draft)}*\n", _fence(r.draft.content), ""]
+            stopped = ""
+            if r.draft.stopped_at_chunk is not None:
+                stopped = f" · stopped at chunk {r.draft.stopped_at_chunk}"
+                stopped += f" ({r.draft.tokens_saved} tokens of its budget unused)" if r.draft.tokens_saved else ""
+            out += [f"*{r.draft.source} · {r.draft.model} · {_step(r.draft)}{stopped}*\n", _fence(r.draft.content), ""]
         if r.same_as_previous:
             out.append("*Identical to the previous draft.*\n")
         if r.diff:
             out += ["Changes from the previous draft:\n", _fence("\n".join(r.diff), "diff"), ""]
+        for c in r.chunks:
+            decision = "approve" if c.approved else "REVISE"
+            line = f"- chunk {c.chunk}: **{decision}** (first {c.end} characters, {c.draft_tokens} tokens written)"
+            line += f" · categories: {', '.join(c.categories)}" if c.categories else ""
+            line += "" if c.readable else " · unreadable verdict (fail closed)"
+            out.append(line + f" · *{_step(c)}*")
+            if c.critique and not c.approved:
+                out.append(f"  - critique: {_cell(c.critique)}")
+        if r.chunks:
+            out.append("")
+        if r.released:
+            out.append(f"*Shown to the user while written: the first {r.released} characters.*\n")
+        if r.withdrawn is not None:
+            out += [f"**Withdrawn** ({r.withdrawn_reason}): the user had been shown\n", _fence(r.withdrawn), ""]
         v = r.verdict
         if v is not None:
             decision = "APPROVE" if v.approved else "REVISE"
             line = f"**Verdict: {decision}**" + (f" · categories: {', '.join(v.categories)}" if v.categories else "")
             line += "" if v.readable else " · unreadable verdict (fail closed)"
+            line += f" · chunk {v.chunk}'s verdict (the draft stopped there)" if v.chunk is not None else ""
             out += [line + f" · *{_step(v)}*\n"]
             if v.critique and not v.approved:
                 out += ["Critique:\n", _fence(v.critique), ""]
@@ -101,6 +120,7 @@ def to_markdown(story: Story, v: Integrity) -> str:
         f"| started | {local_time(story.started_at)} |",
         f"| ended | {local_time(story.ended_at) if story.ended_at else '—'} |",
         f"| policy | {_cell(' → '.join(story.policies) or '?')} |",
+        *([f"| review | {_cell(story.streaming)} |"] if story.streaming else []),
     ]
     for role, agent in story.agents.items():
         out.append(f"| {_cell(role)} | {_cell(agent.name)} · {_cell(agent.model or '—')} |")

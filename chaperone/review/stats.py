@@ -12,6 +12,9 @@ Definitions (also in `review stats --help` and docs/review.md):
 - categories: for each category, the rated turns that raised it in any verdict, and the verdicts naming it.
 - tokens and model seconds: every draft (assistant role) and verdict (reviewer role) of the selected
   conversations, cancelled turns included (that compute was spent).
+- chunked review (only when a transcript has it): verdicts on drafts being written, how many sent a draft
+  back, drafts stopped early and the max_tokens budget they left unused, turns whose shown text was withdrawn.
+  Their tokens and seconds count in the reviewer's.
 - latency per turn: a rated turn's wall seconds; median by `statistics.median`, p95 by nearest rank
   (the ceil(0.95·n)-th smallest value).
 """
@@ -62,8 +65,19 @@ def compute(summaries: list[Summary]) -> dict[str, Any]:
     verdict_cats: Counter[str] = Counter()
     tokens = {role: {"prompt": 0, "completion": 0} for role in ("assistant", "reviewer")}
     seconds = {"assistant": 0.0, "reviewer": 0.0}
+    chunked = {"chunk_verdicts": 0, "sent_back": 0, "drafts_stopped": 0, "tokens_saved": 0, "turns_withdrawn": 0}
     for t in turns:
+        chunked["turns_withdrawn"] += any(r.withdrawn is not None for r in t.rounds)
         for r in t.rounds:
+            for c in r.chunks:
+                tokens["reviewer"]["prompt"] += c.usage.prompt_tokens
+                tokens["reviewer"]["completion"] += c.usage.completion_tokens
+                seconds["reviewer"] += c.seconds or 0.0
+                chunked["chunk_verdicts"] += 1
+                chunked["sent_back"] += not c.approved
+            if r.draft is not None and r.draft.stopped_at_chunk is not None:
+                chunked["drafts_stopped"] += 1
+                chunked["tokens_saved"] += r.draft.tokens_saved or 0
             for role, step in (("assistant", r.draft), ("reviewer", r.verdict)):
                 if step is None:
                     continue
@@ -79,6 +93,7 @@ def compute(summaries: list[Summary]) -> dict[str, Any]:
     total_seconds = sum(seconds.values())
     n = len(rated)
     return {
+        **({"chunked_review": chunked} if chunked["chunk_verdicts"] else {}),
         "conversations": len(stories),
         "tampered": sum(s.tampered for s in summaries),
         "status": dict(Counter(s.status for s in summaries if s.readable)),  # chaperone/audit/integrity.py

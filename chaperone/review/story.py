@@ -45,6 +45,10 @@ def _int(value: Any, default: int = 0) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
+def _opt_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def _float(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
@@ -96,6 +100,23 @@ class Step(BaseModel):
 
 class DraftStep(Step):
     content: str = ""
+    # Chunked review: the generation stopped because this chunk's prefix was sent back; what was left of the
+    # draft's max_tokens then.
+    stopped_at_chunk: int | None = None
+    tokens_saved: int | None = None
+
+
+class ChunkStep(Step):
+    """Chunked review: the reviewer's verdict on the draft's first `end` characters, while it was written."""
+
+    chunk: int = 0
+    end: int = 0
+    draft_tokens: int = 0
+    approved: bool = False  # a readable "approve": only then was the prefix released
+    readable: bool = True
+    categories: list[str] = Field(default_factory=list)
+    critique: str = ""
+    raw: str = ""
 
 
 class VerdictStep(Step):
@@ -109,6 +130,7 @@ class VerdictStep(Step):
     # and whether the overall score fell in the policy's flag band.
     scores: dict[str, float | None] | None = None
     flagged: bool = False
+    chunk: int | None = None  # chunked review: the round's verdict is this chunk's (the draft stopped there)
 
 
 CUT_NOTE = " (cut at the token limit)"  # a delivered answer that stopped at the assistant's max_tokens
@@ -120,6 +142,10 @@ class Round(BaseModel):
     verdict: VerdictStep | None = None
     diff: list[str] = Field(default_factory=list)  # unified diff from the previous round's draft
     same_as_previous: bool = False  # a redraft identical to the draft that was sent back
+    chunks: list[ChunkStep] = Field(default_factory=list)  # chunked review: verdicts on the draft being written
+    released: int = 0  # chunked review: characters of this round's draft shown to the user as they were approved
+    withdrawn: str | None = None  # chunked review: the shown text taken back, and why
+    withdrawn_reason: str = ""
 
     @property
     def label(self) -> str:
@@ -142,6 +168,7 @@ class TurnStory(BaseModel):
     rounds: list[Round] = Field(default_factory=list)
     delivered: str | None = None
     delivered_cut: bool = False  # the delivered answer stopped at the assistant's token limit
+    delivered_released: int = 0  # chunked review: its first characters were shown as they were approved
     withheld: str | None = None
     withheld_reason: str = ""
     errors: list[str] = Field(default_factory=list)
@@ -196,6 +223,7 @@ class Story(BaseModel):
     served: ServedRequest | None = None
     policy: str = ""  # the policy the conversation started with
     policies: list[str] = Field(default_factory=list)  # every policy it used, in order
+    streaming: str = ""  # chunked review, from the header: "chunks (8-48 tokens)", or why it ran whole; "" when off
     max_revisions: int | None = None
     started_at: str = ""
     ended_at: str = ""
@@ -277,6 +305,11 @@ def _header(story: Story, rec: dict[str, Any]) -> None:
     story.started_at = _str(rec.get("started_at") or rec.get("ts"))
     story.agents = {role: _agent(a) for role, a in _dict(rec.get("agents")).items()}
     story.versions = {str(k): _str(v) for k, v in _dict(rec.get("versions")).items()}
+    streaming = _dict(rec.get("streaming"))
+    if streaming:
+        sizes = f"{_int(streaming.get('min_tokens'))}-{_int(streaming.get('max_tokens'))} tokens"
+        why = _str(streaming.get("why_not_chunks"))
+        story.streaming = f"whole: the policy asked for chunks, but {why}" if why else f"chunks ({sizes})"
 
 
 def _extra(rec: dict[str, Any]) -> str:
@@ -336,7 +369,18 @@ class _Builder:
                 n, Note(kind="policy_changed", text=f"policy switched from {old or '?'} to {new or '?'}", seq=seq)
             )
             return
-        known = kind in ("user_turn", "draft", "verdict", "delivered", "withheld", "error", "turn_finished")
+        known = kind in (
+            "user_turn",
+            "draft",
+            "verdict",
+            "chunk_verdict",
+            "released",
+            "withdrawn",
+            "delivered",
+            "withheld",
+            "error",
+            "turn_finished",
+        )
         if not known or not isinstance(n, int) or isinstance(n, bool):
             self.note(n, Note(kind=kind or "record", text=f"{kind or 'untyped'} record: {_extra(rec)}", seq=seq))
             return
@@ -350,7 +394,33 @@ class _Builder:
                 usage=_usage(rec.get("usage")),
                 seconds=_float(rec.get("latency_s")),
                 content=_str(rec.get("content")),
+                stopped_at_chunk=_opt_int(rec.get("stopped_at_chunk")),
+                tokens_saved=_opt_int(rec.get("tokens_saved")),
             )
+        elif kind == "chunk_verdict":
+            readable = rec.get("readable") is not False
+            self.round(t, _int(rec.get("round"), max(len(t.rounds), 1))).chunks.append(
+                ChunkStep(
+                    source=_str(rec.get("source")),
+                    model=_str(rec.get("model")),
+                    usage=_usage(rec.get("usage")),
+                    seconds=_float(rec.get("latency_s")),
+                    chunk=_int(rec.get("chunk"), 0),
+                    end=_int(rec.get("end"), 0),
+                    draft_tokens=_int(rec.get("draft_tokens"), 0),
+                    readable=readable,
+                    approved=readable and rec.get("decision") == "approve",
+                    categories=_categories(rec.get("categories")),
+                    critique=_str(rec.get("critique")),
+                    raw=_str(rec.get("raw")),
+                )
+            )
+        elif kind == "released":
+            r = self.round(t, _int(rec.get("round"), max(len(t.rounds), 1)))
+            r.released = max(r.released, _int(rec.get("end"), 0))
+        elif kind == "withdrawn":
+            r = self.round(t, _int(rec.get("round"), max(len(t.rounds), 1)))
+            r.withdrawn, r.withdrawn_reason = _str(rec.get("content")), _str(rec.get("reason"))
         elif kind == "verdict":
             readable = rec.get("readable") is not False
             decision = _str(rec.get("decision")) or "revise"
@@ -367,10 +437,12 @@ class _Builder:
                 raw=_str(rec.get("raw")),
                 scores=_scores(rec.get("scores")),
                 flagged=rec.get("flagged") is True,
+                chunk=_opt_int(rec.get("chunk")),
             )
         elif kind == "delivered":
             t.delivered = _str(rec.get("content"))
             t.delivered_cut = rec.get("cut") is True
+            t.delivered_released = _int(rec.get("released"), 0)
             t.revisions = _int(rec.get("revisions"), t.revisions)
         elif kind == "withheld":
             t.withheld, t.withheld_reason = _str(rec.get("content")), _str(rec.get("reason"))
@@ -392,7 +464,7 @@ class _Builder:
                 t.revisions = max(len(t.rounds) - 1, 0)
                 t.categories = t.raised
             if not t.usage_by_agent:
-                for step in (s for r in t.rounds for s in (r.draft, r.verdict) if s is not None):
+                for step in (s for r in t.rounds for s in (r.draft, r.verdict, *r.chunks) if s is not None):
                     add_usage(t.usage_by_agent, step.source or "?", step.usage)
             previous = None
             for r in t.rounds:

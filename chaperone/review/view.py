@@ -104,6 +104,32 @@ def _diff(lines: list[str]) -> Text:
     return text
 
 
+def _chunks(r: Round) -> list[Any]:
+    """Chunked review: each verdict on the draft while it was written, what was shown, what was taken back."""
+    parts: list[Any] = []
+    for c in r.chunks:
+        line = Text.assemble(
+            (f"  {c.source or 'reviewer'} ", "bold"),
+            (f"chunk {c.chunk} ", "dim"),
+            ("approve" if c.approved else "REVISE", "green" if c.approved else "bold red"),
+            (f"  first {c.end} characters, {c.draft_tokens} tokens written · {_step_note(c)}", "dim"),
+        )
+        if c.categories:
+            line.append("  [" + ", ".join(c.categories).translate(CONTROLS) + "]", style="magenta")
+        if not c.readable:
+            line.append("  (unreadable verdict: fail closed)", style="red")
+        parts.append(line)
+        if c.critique and not c.approved:
+            parts.append(untrusted("    ↳ " + c.critique, style="red"))
+    if r.released:
+        parts.append(untrusted(f"  shown to the user while written: the first {r.released} characters", style="green"))
+    if r.withdrawn is not None:
+        parts.append(
+            untrusted(f"  withdrawn: {len(r.withdrawn)} characters shown, taken back ({r.withdrawn_reason})", "red")
+        )
+    return parts
+
+
 def _round(r: Round) -> list[Any]:
     parts: list[Any] = []
     if r.draft is not None:
@@ -113,7 +139,7 @@ def _round(r: Round) -> list[Any]:
                 border_style="yellow",
                 title_align="left",
                 title=f"[yellow]{_safe(r.draft.source or 'assistant')} · {r.label}[/]",
-                subtitle=f"[dim]{_safe(r.draft.model)} · {_step_note(r.draft)}[/]",
+                subtitle=f"[dim]{_safe(r.draft.model)} · {_step_note(r.draft)}{_stopped(r.draft)}[/]",
                 subtitle_align="right",
             )
         )
@@ -125,6 +151,7 @@ def _round(r: Round) -> list[Any]:
                 _diff(r.diff), title="[dim]changes from the previous draft[/]", title_align="left", border_style="dim"
             )
         )
+    parts.extend(_chunks(r))
     v = r.verdict
     if v is not None:
         head = Text.assemble(
@@ -138,12 +165,21 @@ def _round(r: Round) -> list[Any]:
         if v.flagged:
             head.append("  FLAGGED for a human", style="bold yellow")
         head.append(f"  {_step_note(v)}", style="dim")
+        if v.chunk is not None:
+            head.append(f"  (chunk {v.chunk}'s verdict: the draft stopped there)", style="dim")
         parts.append(head)
         if v.scores is not None:
             parts.append(untrusted("  head scores: " + _scores(v.scores), style="dim"))
         if v.critique and not v.approved:
             parts.append(untrusted("  ↳ " + v.critique, style="red"))
     return parts
+
+
+def _stopped(draft: Any) -> str:
+    if draft.stopped_at_chunk is None:
+        return ""
+    saved = f", {draft.tokens_saved} tokens of its budget unused" if draft.tokens_saved is not None else ""
+    return f" · stopped at chunk {draft.stopped_at_chunk}{saved}"
 
 
 def _scores(scores: dict[str, float | None]) -> str:
@@ -235,6 +271,7 @@ def story_header(story: Story, v: Integrity) -> Panel:
         ("ended", local_time(story.ended_at) if story.ended_at else "—"),
         ("kind", story.kind + (f": {scenario.get('name')} ({scenario.get('file')})" if scenario else "")),
         ("policy", " → ".join(story.policies) or "?"),
+        *([("review", story.streaming)] if story.streaming else []),
     ]
     for role, agent in story.agents.items():
         model = agent.model + (f" ({agent.model_kind})" if agent.model_kind else "") if agent.model else ""
@@ -309,6 +346,16 @@ def stats_tables(st: dict[str, Any]) -> list[Any]:
             f"{_pct(st['reviewer_share']['model_seconds'])} of model seconds",
         ),
     ]
+    chunked = st.get("chunked_review")
+    if chunked:
+        rows.append(
+            (
+                "chunked review",
+                f"{chunked['chunk_verdicts']} chunk verdicts ({chunked['sent_back']} sent back) · "
+                f"{chunked['drafts_stopped']} drafts stopped early, {chunked['tokens_saved']:,} tokens of budget "
+                f"unused · {chunked['turns_withdrawn']} turns withdrew shown text",
+            )
+        )
     for k, v in rows:
         t.add_row(k, v)
     tok = Table(title="Tokens per role")

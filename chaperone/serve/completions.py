@@ -1,6 +1,7 @@
 """One chat completion: the request read and checked, the guarded turn run within the time limit, and the
 answer sent whole or as a stream. A stream is written after the verdict, with SSE comments keeping the
-connection open while the reviewer decides.
+connection open while the reviewer decides; under a chunked-review policy, each approved prefix is sent as
+it is released, and text withdrawn after it was sent ends the stream with the fallback.
 
 The turn runs as its own task, raced against the request's time limit, the server stopping and (for a
 whole answer) the client going away. Whichever comes first, the request stops its turn, puts the reason on
@@ -21,6 +22,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from loguru import logger
 
+from chaperone.engine.events import Released
 from chaperone.serve.access import ServerState, State
 from chaperone.serve.config import ServeConfig
 from chaperone.serve.service import GuardedService, ServedConversation, ServedResult
@@ -248,15 +250,24 @@ async def respond_whole(
 def respond_streamed(
     state: ServerState, served: ServedConversation, deadline: float, admission: contextlib.ExitStack
 ) -> StreamingResponse:
+    # Approved prefixes (chunked review) as the turn releases them; a stream cannot take text back, so the
+    # turn ends with the fallback when shown text is withdrawn (Conversation.stream_to).
+    released: asyncio.Queue[Released] = asyncio.Queue()
+    served.stream_to(functools.partial(_keep_released, released))
     # The turn runs as its own task, which also releases the admission: a client that goes away before
     # the stream starts still gets its turn finished, recorded and counted out.
     task = asyncio.ensure_future(answer(state.service, served, deadline))
     task.add_done_callback(functools.partial(_turn_done, admission))
     return StreamingResponse(
-        _events(served, task, state.config.stream_keepalive_s),
+        _events(served, task, state.config.stream_keepalive_s, released),
         media_type="text/event-stream",
         headers={**chaperone_headers(served), "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+def _keep_released(queue: asyncio.Queue[Released], event: Any) -> None:
+    if isinstance(event, Released):
+        queue.put_nowait(event)
 
 
 def _turn_done(admission: contextlib.ExitStack, task: asyncio.Future[ServedResult]) -> None:
@@ -270,22 +281,43 @@ def _sse(data: dict[str, Any]) -> str:
 
 
 async def _events(
-    served: ServedConversation, task: asyncio.Future[ServedResult], keepalive_s: float
+    served: ServedConversation,
+    task: asyncio.Future[ServedResult],
+    keepalive_s: float,
+    released: asyncio.Queue[Released] | None = None,
 ) -> AsyncIterator[str]:
-    """The stream's server-sent events: an opening chunk, comments until the verdict, then the answer."""
+    """The stream's server-sent events: an opening chunk, approved prefixes as they are released (chunked
+    review), comments while the reviewer decides, then the answer (or what is left of it)."""
     make_chunk = functools.partial(chunk, f"chatcmpl-{served.id}", served.request.model, int(time.time()))
+    released = released if released is not None else asyncio.Queue()
+    shown = ""  # the approved prefix already sent
     try:
         yield _sse(make_chunk({"role": "assistant", "content": ""}))
-        while not (await asyncio.wait([task], timeout=keepalive_s))[0]:
-            yield ": reviewing\n\n"  # an SSE comment: clients skip it, proxies see a live connection
+        while True:
+            while not released.empty():
+                piece = released.get_nowait().content
+                shown += piece
+                yield _sse(make_chunk({"content": piece}))
+            if task.done():
+                break
+            arrived = asyncio.ensure_future(released.get())
+            done, _ = await asyncio.wait([task, arrived], timeout=keepalive_s, return_when=asyncio.FIRST_COMPLETED)
+            if arrived.done():  # sent now: put back, it could fall behind a piece released after it
+                piece = arrived.result().content
+                shown += piece
+                yield _sse(make_chunk({"content": piece}))
+            else:
+                arrived.cancel()
+            if not done:
+                yield ": reviewing\n\n"  # an SSE comment: clients skip it, proxies see a live connection
         try:
             result = task.result()
         except Exception as exc:  # the headers are sent: the error goes in the stream
             yield _failure_event(served, exc)
             return
-        # The whole answer is approved and at hand: its events go out in one write (the same events, byte for
-        # byte, that one write per event would send; a client reads them one by one all the same).
-        yield "".join(_answer_events(make_chunk, served, result))
+        # The answer is decided and at hand: its events go out in one write (the same events, byte for byte,
+        # that one write per event would send; a client reads them one by one all the same).
+        yield "".join(_answer_events(make_chunk, served, result, shown))
     finally:
         if not task.done():  # the client went away, or the server is stopping: end the turn, keep the record
             task.cancel()
@@ -303,13 +335,26 @@ _PIECE = "\x00piece\x00"  # stands for a piece's text in the encoded event every
 
 
 def _answer_events(
-    make_chunk: Callable[..., dict[str, Any]], served: ServedConversation, result: ServedResult
+    make_chunk: Callable[..., dict[str, Any]], served: ServedConversation, result: ServedResult, shown: str = ""
 ) -> Iterator[str]:
+    extra = served.extra(result)
+    if not shown:
+        text = result.content
+    elif result.outcome == "approved" and result.content.startswith(shown):
+        text = result.content[len(shown) :]  # the rest of the approved answer
+    else:
+        # Sent text was withdrawn and the stream cannot take it back: the fallback follows it, the finish
+        # reason says the answer was filtered, and `withdrawn` says how much of what came before is void.
+        # (An approved answer that does not continue what was sent cannot happen: the engine releases only
+        # the approved draft's own prefixes. Were it to, nothing more is sent.)
+        text = "\n\n" + result.content if result.outcome != "approved" else ""
+        extra["withdrawn"] = len(shown)
     # Every piece's event is the same JSON but for its text: encoded once, each piece's JSON string put in.
     head, tail = _sse(make_chunk({"content": _PIECE})).rsplit(json.dumps(_PIECE, ensure_ascii=False), 1)
-    for piece in pieces(result.content):
+    for piece in pieces(text) if text else []:
         yield head + json.dumps(piece, ensure_ascii=False) + tail
-    yield _sse(make_chunk({}, result.finish_reason, extra=served.extra(result)))
+    finish = result.finish_reason if "withdrawn" not in extra else "content_filter"
+    yield _sse(make_chunk({}, finish, extra=extra))
     if served.request.include_usage:
         yield _sse(make_chunk({}, usage=result.usage, choices=False))
     yield "data: [DONE]\n\n"

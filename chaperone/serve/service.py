@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -133,6 +133,10 @@ class ServedConversation:
                 "total_tokens": usage.total,
             },
         )
+
+    def stream_to(self, sink: Callable[[Any], None]) -> None:
+        """A streamed request's reader of the turn's events (approved prefixes under chunked review)."""
+        self.conversation.stream_to(sink)
 
     def record_failure(self, message: str) -> None:
         """A failure outside the turn (time limit, shutdown, a client gone): on the record before closing."""

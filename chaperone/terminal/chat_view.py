@@ -13,7 +13,7 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
-from chaperone.engine.events import Activity, Delivered, TurnFinished, UserTurn, Withheld
+from chaperone.engine.events import Activity, Delivered, Released, TurnFinished, UserTurn, Withdrawn, Withheld
 from chaperone.terminal.console_view import CUT_NOTE, ConsoleView
 from chaperone.untrusted import untrusted
 
@@ -47,6 +47,30 @@ class ChatView(ConsoleView):
             return
         if isinstance(event, (Delivered, Withheld)) and self.history:
             self.history[-1]["answer"] = event.content
+        if isinstance(event, Released):
+            # Chunked review: an approved prefix, shown at once. A line per chunk (a live status area is on
+            # screen, and rich prints whole lines above it).
+            if event.start == 0:
+                self.console.print(Text("assistant · shown as the reviewer approves it", style="bold green"))
+            self.console.print(untrusted(event.content.strip()), soft_wrap=True)
+            return
+        if isinstance(event, Withdrawn):
+            self.console.print(
+                Text(
+                    f"✗ withdrawn: the text shown above is not the answer ({event.reason})",
+                    style="bold red",
+                )
+            )
+            return
+        if isinstance(event, Delivered) and event.released:
+            rest = event.content[event.released :].strip()
+            if rest:
+                self.console.print(untrusted(rest), soft_wrap=True)
+            note = "✓ approved: the whole answer was reviewed" + (
+                f", after {event.revisions} revision{'s' * (event.revisions > 1)}" if event.revisions else ""
+            )
+            self.console.print(Text(note + (CUT_NOTE if event.cut else ""), style="green"))
+            return
         if isinstance(event, Delivered):
             note = "approved" + (
                 f" after {event.revisions} revision{'s' * (event.revisions > 1)}" if event.revisions else ""

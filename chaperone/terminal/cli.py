@@ -120,6 +120,7 @@ def chat(
 ) -> None:
     """Talk to the guarded assistant in the terminal (the embedded model by default)."""
     from chaperone.engine.choice import SessionChoice, flag_blame, resolve
+    from chaperone.engine.chunked_review import unavailable as chunk_fallback
     from chaperone.engine.conversation import Conversation
     from chaperone.terminal.chat import ChatSession, piped_input, terminal_input
     from chaperone.terminal.chat_view import ChatView, TurnStatus
@@ -149,6 +150,14 @@ def chat(
         "[dim]Enter sends · Esc then Enter for a new line · /help lists commands · Ctrl-C cancels a turn · "
         f"Ctrl-D or /quit ends[/]\n[dim]transcript: {escape(str(conv.transcript_path))}[/]"
     )
+    if conv.policy.streaming == "chunks":  # say so up front: text will appear before the whole answer is judged
+        why = chunk_fallback(a.model, r.model)
+        banner += (
+            f"\n[yellow]policy asks for chunked review, but {escape(why)}: answers are reviewed whole[/]"
+            if why
+            else "\n[green]chunked review:[/] [dim]each part is shown once the reviewer approves it; a part sent back "
+            "is marked withdrawn[/]"
+        )
     scripted = list(dict.fromkeys(m.name for m in (a.model, r.model) if m.scripted))
     if scripted:
         banner += (

@@ -10,7 +10,17 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from chaperone.engine.events import Delivered, Draft, ErrorEvent, TurnFinished, UserTurn, VerdictEvent, Withheld
+from chaperone.engine.events import (
+    ChunkVerdict,
+    Delivered,
+    Draft,
+    ErrorEvent,
+    TurnFinished,
+    UserTurn,
+    VerdictEvent,
+    Withdrawn,
+    Withheld,
+)
 from chaperone.untrusted import untrusted
 
 CUT_NOTE = " (cut at the token limit)"  # an answer that stopped at the assistant's max_tokens, mid-sentence
@@ -46,7 +56,8 @@ class ConsoleView:
                     title_align="left",
                     title=f"[yellow]{escape(event.source)} · {label}[/]",
                     subtitle=f"[dim]{event.usage.completion_tokens} tok · {event.latency_s:.1f}s"
-                    f"{' · cut at the token limit' if event.cut else ''}[/]",
+                    f"{' · cut at the token limit' if event.cut else ''}"
+                    f"{f' · stopped at chunk {event.stopped_at_chunk}' if event.stopped_at_chunk else ''}[/]",
                     subtitle_align="right",
                 )
             )
@@ -62,6 +73,23 @@ class ConsoleView:
             c.print(head)
             if event.critique and not ok:
                 c.print(untrusted("  ↳ " + event.critique, style="red"))
+        elif isinstance(event, ChunkVerdict) and self.show_drafts:
+            ok = event.decision == "approve" and event.readable
+            head = Text.assemble(
+                (f"{event.source} ", "bold"),
+                (f"chunk {event.chunk} ", "dim"),
+                ("approve" if ok else "REVISE", "green" if ok else "bold red"),
+                (f"  first {event.end} characters, {event.draft_tokens} tokens written", "dim"),
+            )
+            if event.categories:
+                head.append("  [" + ", ".join(event.categories) + "]", style="magenta")
+            if not event.readable:
+                head.append("  (unreadable verdict: fail closed)", style="red")
+            c.print(head)
+            if event.critique and not ok:
+                c.print(untrusted("  ↳ " + event.critique, style="red"))
+        elif isinstance(event, Withdrawn) and self.show_drafts:
+            c.print(Text(f"withdrawn: {len(event.content)} characters already shown ({event.reason})", style="red"))
         elif isinstance(event, Delivered):
             note = "" if not event.revisions else f" after {event.revisions} revision{'s' * (event.revisions > 1)}"
             note += CUT_NOTE if event.cut else ""

@@ -34,6 +34,9 @@ class StandInTurn:
     def record_failure(self, message: str) -> None:
         self.failures.append(message)
 
+    def stream_to(self, sink) -> None:  # no chunked review here: nothing is released before the answer
+        pass
+
     def extra(self, result: ServedResult) -> dict:
         return {"outcome": result.outcome}
 
