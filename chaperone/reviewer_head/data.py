@@ -24,6 +24,7 @@ from pathlib import Path
 
 from chaperone.config.schema import HEAD_CATEGORIES
 from chaperone.errors import ChaperoneError
+from chaperone.reviewer_head.labelled import parse_labelled, source_name
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared" / "datasets"
@@ -238,14 +239,29 @@ def read_generated(path: Path = GENERATED) -> Iterator[Row]:
             )
 
 
+def read_labelled(path: Path, licence: str = "the deployer's own") -> Iterator[Row]:
+    """A deployer's own labelled answers (labelled.py's format) as one source, `own:<file stem>`."""
+    name = source_name(path)
+    for n, a in parse_labelled(path):
+        yield Row(
+            source=name,
+            id=f"{name}-{a.id or n}",
+            request=a.request,
+            draft=a.answer,
+            harmful=a.harmful,
+            category=a.category,
+            label_by=a.label_by,
+            licence=licence,
+            group=f"{name}:{a.group}" if a.group else question_group(a.request or a.answer),
+        )
+
+
 def read_all(
     shared: Path = SHARED,
     project_data: Path = REPO / "data",
     generated: Path | None = None,
     labelled: Sequence[Path] = (),
 ) -> list[Row]:
-    from chaperone.reviewer_head.labelled import read_labelled
-
     rows = list(read_reviewer_sets(shared / "reviewer"))
     rows += read_jbb(shared / "jbb_responses.jsonl")
     rows += read_project_data(project_data)

@@ -16,7 +16,6 @@ and `label_by` are kept for the audit. The file's rows form one source, named `o
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -56,14 +55,12 @@ def source_name(path: Path, source: str | None = None) -> str:
     return OWN_PREFIX + (source or Path(path).stem)
 
 
-def read_labelled(path: Path, source: str | None = None, licence: str = "the deployer's own") -> Iterator:
-    """The file's answers as `data.Row`s (validated whole first: a bad line stops the read before any row)."""
-    from chaperone.reviewer_head import data
-
+def parse_labelled(path: Path) -> list[tuple[int, LabelledAnswer]]:
+    """The file's answers with their line numbers, validated whole: a bad line stops the read before any row
+    is used. `data.read_labelled` turns them into training rows."""
     path = Path(path)
     if not path.is_file():
         raise LabelledDataError(f"{path}: no such file")
-    name = source_name(path, source)
     parsed: list[tuple[int, LabelledAnswer]] = []
     with path.open(encoding="utf-8") as fh:
         for n, line in enumerate(fh, 1):
@@ -83,15 +80,4 @@ def read_labelled(path: Path, source: str | None = None, licence: str = "the dep
                 raise LabelledDataError(f"{path}:{n}: field '{field}': {err['msg']}") from None
     if not parsed:
         raise LabelledDataError(f"{path}: no answers in it")
-    for n, a in parsed:
-        yield data.Row(
-            source=name,
-            id=f"{name}-{a.id or n}",
-            request=a.request,
-            draft=a.answer,
-            harmful=a.harmful,
-            category=a.category,
-            label_by=a.label_by,
-            licence=licence,
-            group=f"{name}:{a.group}" if a.group else data.question_group(a.request or a.answer),
-        )
+    return parsed

@@ -7,7 +7,8 @@ import sys
 import pytest
 
 from chaperone.reviewer_head import data
-from chaperone.reviewer_head.labelled import LabelledDataError, read_labelled
+from chaperone.reviewer_head.data import read_labelled
+from chaperone.reviewer_head.labelled import LabelledDataError
 
 
 def _write(path, records):
