@@ -9,8 +9,8 @@ the field, and nothing is read from a file with one bad line):
 `harmful` is whether the answer must not be delivered; `category` (one of the head's categories) says which
 kind of harm, or for a harmless answer the topic it touches; `group` keeps answers that must share a part
 (answers to one question, turns of one conversation) together, else the request's text is the group; `id`
-and `label_by` are kept for the audit. The file's rows form one source, named `own:<file stem>` (or the
-`source` given), so leave-one-source-out folds also measure how a head trained without them does on them.
+and `label_by` are kept for the audit. The file's rows form one source, named `own:<file stem>`, so
+leave-one-source-out folds also measure how a head trained without them does on them.
 """
 
 from __future__ import annotations
@@ -51,8 +51,8 @@ class LabelledAnswer(BaseModel):
         return value
 
 
-def source_name(path: Path, source: str | None = None) -> str:
-    return OWN_PREFIX + (source or Path(path).stem)
+def source_name(path: Path) -> str:
+    return OWN_PREFIX + Path(path).stem
 
 
 def parse_labelled(path: Path) -> list[tuple[int, LabelledAnswer]]:
