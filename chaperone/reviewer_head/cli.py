@@ -211,25 +211,33 @@ def _print_summary(head: ReviewerHead, out: Path) -> None:
     default=data.DEFAULT_MANIFEST,
     help="The split manifest.  [default: heads/split-seed0.jsonl.gz]",
 )
-@click.option("--per-source", type=int, default=30, show_default=True, help="Test rows of each source.")
+@click.option("--per-source", type=int, default=30, show_default=True, help="Rows of each source.")
 @click.option("--sample-seed", type=int, default=0, show_default=True)
+@click.option(
+    "--part",
+    type=click.Choice(["test", "dev"]),
+    default="test",
+    show_default=True,
+    help="test: the rows compared; dev: rows to fit a combination of the two on.",
+)
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     default=compare.DEFAULT_SAMPLE,
     help="[default: heads/compare-test-seed0.jsonl]",
 )
-def compare_sample_command(manifest: Path, per_source: int, sample_seed: int, out: Path) -> None:
-    """Write the held-out rows the head and the prompted reviewer are compared on (test part only)."""
+def compare_sample_command(manifest: Path, per_source: int, sample_seed: int, part: str, out: Path) -> None:
+    """Write the held-out rows the head and the prompted reviewer are compared on (test part, or dev)."""
     if per_source < 1:
         fail(f"--per-source {per_source}: must be at least 1")
     if not manifest.is_file():
         fail(f"{manifest}: no split manifest; write it with `python -m chaperone.reviewer_head.data --seed 0`")
-    n = compare.write_sample(manifest, out, per_source, sample_seed)
+    n = compare.write_sample(manifest, out, per_source, sample_seed, part)
+    run_dir = "evals/prompted-compare" + ("" if part == "test" else "-dev")
     _console().print(
-        f"wrote {n} test rows to {out}; next: `python run.py reviewer extract --part test --per-source {per_source}"
+        f"wrote {n} {part} rows to {out}; next: `python run.py reviewer extract --part {part} --per-source {per_source}"
         f"{'' if sample_seed == 0 else f' --sample-seed {sample_seed}'}`, then `python run.py eval run {out} "
-        f"--reviewer-only --columns {compare.EVAL_COLUMNS} --out evals/prompted-compare`"
+        f"--reviewer-only --columns {compare.EVAL_COLUMNS} --out {run_dir}`"
     )
 
 
@@ -245,9 +253,24 @@ def compare_sample_command(manifest: Path, per_source: int, sample_seed: int, ou
     default=data.REPO / "heads" / "reviewer-head.npz",
     help="The trained head; its held-out scores are read from the .scores.jsonl beside it.",
 )
+@click.option(
+    "--dev-eval",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The prompted reviewer's eval run on the dev sample: also fit and measure the two scores combined.",
+)
+@click.option("--dev-sample", type=click.Path(dir_okay=False, path_type=Path), default=compare.DEFAULT_DEV_SAMPLE)
 @click.option("--json", "as_json", is_flag=True, help="Print the whole comparison as JSON.")
 def compare_command(
-    manifest: Path, layers: str, cache: Path | None, eval_dir: Path, sample: Path, head: Path, as_json: bool
+    manifest: Path,
+    layers: str,
+    cache: Path | None,
+    eval_dir: Path,
+    sample: Path,
+    head: Path,
+    dev_eval: Path | None,
+    dev_sample: Path,
+    as_json: bool,
 ) -> None:
     """The head and the prompted reviewer on the same held-out rows: AUC, recall at 1%/5% FPR, cost."""
     from chaperone.reviewer_head.prompt import load_prompt
@@ -260,7 +283,7 @@ def compare_command(
     except (OSError, ValueError):
         costs = None
     try:
-        report = compare.compare(sample, eval_dir, train.scores_path(head), costs)
+        report = compare.compare(sample, eval_dir, train.scores_path(head), costs, dev_sample, dev_eval)
     except compare.CompareInputError as exc:
         fail(str(exc))
     if as_json:

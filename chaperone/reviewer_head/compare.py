@@ -21,6 +21,7 @@ on the seeded split (these rows are its test part), and the head trained with th
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -30,6 +31,7 @@ from chaperone.reviewer_head.head import OVERALL
 from chaperone.reviewer_head.train import curve_figures
 
 DEFAULT_SAMPLE = data.REPO / "heads" / "compare-test-seed0.jsonl"
+DEFAULT_DEV_SAMPLE = data.REPO / "heads" / "compare-dev-seed0.jsonl"
 EVAL_COLUMNS = "id=id,prompt=request,answer=draft,label=label,category=category,type=source"
 ID_CHARS = 20  # the id of a row in the sample: the head of its text sha256
 
@@ -38,18 +40,18 @@ class CompareInputError(ValueError):
     """A missing or unreadable input; the message says what to run."""
 
 
-def comparison_rows(rows: list[data.SplitRow], per_source: int, seed: int) -> list[data.SplitRow]:
-    """Test rows only, `per_source` of each source, both labels: the same selection `reviewer extract --part
-    test --per-source N --sample-seed S` extracts."""
-    return data.sample([r for r in rows if r.part == "test"], per_source, seed)
+def comparison_rows(rows: list[data.SplitRow], per_source: int, seed: int, part: str = "test") -> list[data.SplitRow]:
+    """Rows of one part (test: to compare; dev: to fit a combination of the two), `per_source` of each source,
+    both labels: the same selection `reviewer extract --part PART --per-source N --sample-seed S` extracts."""
+    return data.sample([r for r in rows if r.part == part], per_source, seed)
 
 
-def write_sample(manifest: Path, out: Path, per_source: int, seed: int) -> int:
+def write_sample(manifest: Path, out: Path, per_source: int, seed: int, part: str = "test") -> int:
     from chaperone.reviewer_head.prompt import load_prompt
 
     no_request = load_prompt().no_request  # statements with no request (ToxiGen) read as the head reads them
     rows, _summary = data.read_manifest(manifest)
-    chosen = comparison_rows(rows, per_source, seed)
+    chosen = comparison_rows(rows, per_source, seed, part)
     with out.open("w", encoding="utf-8") as fh:
         for r in chosen:
             line = {
@@ -94,8 +96,32 @@ def _decision_figures(labels: list[int], revise: list[bool]) -> dict:
     return {"recall": round(tp / pos, 4) if pos else None, "fpr": round(fp / neg, 4) if neg else None}
 
 
+def _logit(p: float | None) -> float:
+    p = min(max(0.5 if p is None else float(p), 1e-4), 1 - 1e-4)
+    return math.log(p / (1 - p))
+
+
+def fit_stack(dev_rows: list[dict], prompted: dict[str, dict], head_dev: dict[str, float]):
+    """A logistic regression on (logit head score, logit prompted score) fitted on dev rows whose head score
+    comes from a head that did not fit their source: how much each signal should count. None if dev cannot say."""
+    from sklearn.linear_model import LogisticRegression
+
+    rows = [r for r in dev_rows if r["id"] in prompted and r["id"] in head_dev]
+    y = [int(r["label"] == "unsafe") for r in rows]
+    if len(set(y)) < 2:
+        return None
+    x = [[_logit(head_dev[r["id"]]), _logit(prompted[r["id"]].get("score"))] for r in rows]
+    model = LogisticRegression(C=1.0, max_iter=1000, class_weight="balanced").fit(x, y)
+    return model, len(rows)
+
+
 def compare(
-    sample: Path, eval_dir: Path, scores: Path, cache_costs: dict[str, tuple[int, float]] | None = None
+    sample: Path,
+    eval_dir: Path,
+    scores: Path,
+    cache_costs: dict[str, tuple[int, float]] | None = None,
+    dev_sample: Path | None = None,
+    dev_eval_dir: Path | None = None,
 ) -> dict:
     """Join the sample, the prompted reviewer's results and the head's held-out scores; figures per source
     and overall, for the rows all three decisions scored."""
@@ -109,12 +135,20 @@ def compare(
     prompted = {r["id"]: r for r in results if r.get("status") == "ok"}
     main: dict[str, float] = {}
     loso: dict[str, float] = {}
+    head_dev: dict[str, float] = {}
     for line in head_lines:
         key = line["text_sha"][:ID_CHARS]
         if line["fold"] == "main" and line["part"] == "test":
             main[key] = line["scores"][OVERALL]
         elif line["fold"] == f"loso:{line['source']}":
             loso[key] = line["scores"][OVERALL]
+        elif line["fold"] == "cross-source-dev":
+            head_dev[key] = line["scores"][OVERALL]
+    stack = None
+    if dev_sample is not None and dev_eval_dir is not None:
+        dev_rows = _jsonl(dev_sample, "dev sample", "write it with `python run.py reviewer compare-sample --part dev`")
+        dev_results = _jsonl(dev_eval_dir / "results.jsonl", "reviewer-alone results on the dev sample", "run the eval")
+        stack = fit_stack(dev_rows, {r["id"]: r for r in dev_results if r.get("status") == "ok"}, head_dev)
     joined = [r for r in sample_rows if r["id"] in prompted and r["id"] in main and r["id"] in loso]
     missing = {
         "prompted": sum(1 for r in sample_rows if r["id"] not in prompted),
@@ -134,6 +168,9 @@ def compare(
             "head_left_out": curve_figures(y, [loso[r["id"]] for r in rows]),
         }
         out["prompted"]["unscored"] = sum(1 for s in p_scores if s is None)
+        if stack is not None:
+            x = [[_logit(loso[r["id"]]), _logit(prompted[r["id"]].get("score"))] for r in rows]
+            out["stacked_left_out"] = curve_figures(y, stack[0].predict_proba(x)[:, 1])
         return out
 
     by_source: dict[str, list[dict]] = defaultdict(list)
@@ -143,6 +180,16 @@ def compare(
         "rows": len(sample_rows),
         "joined": len(joined),
         "missing": missing,
+        "stack": None
+        if stack is None
+        else {
+            "fitted_on_dev_rows": stack[1],
+            "weights": {
+                "head": round(float(stack[0].coef_[0][0]), 4),
+                "prompted": round(float(stack[0].coef_[0][1]), 4),
+            },
+            "intercept": round(float(stack[0].intercept_[0]), 4),
+        },
         "overall": figures(joined) if joined else {"n": 0},
         "by_source": {s: figures(rows) for s, rows in sorted(by_source.items())},
         "cost": {
@@ -179,8 +226,8 @@ def markdown(report: dict) -> str:
 
     lines = [
         "| rows | n (harmful) | prompted AUC | prompted R@5% | head AUC (split) | head AUC (source left out) "
-        "| left-out R@1% | left-out R@5% | left-out FPR@95% |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| left-out R@1% | left-out R@5% | left-out FPR@95% | stacked AUC (left out) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     items = [("**all**", report["overall"]), *report["by_source"].items()]
     for name, f in items:
@@ -190,7 +237,7 @@ def markdown(report: dict) -> str:
         lines.append(
             f"| {name} | {f['n']} ({f['harmful']}) | {auc(f['prompted'])} | {at(f['prompted'], 'recall_at_fpr_0.05')} "
             f"| {auc(f['head_test'])} | {auc(lo)} | {at(lo, 'recall_at_fpr_0.01')} | {at(lo, 'recall_at_fpr_0.05')} "
-            f"| {at(lo, 'fpr_at_recall_0.95')} |"
+            f"| {at(lo, 'fpr_at_recall_0.95')} | {auc(f.get('stacked_left_out', {}))} |"
         )
     cost = report["cost"]
     for who in ("prompted", "head"):

@@ -295,24 +295,26 @@ def evaluate(head: ReviewerHead, ds: Dataset, rows: list[data.SplitRow]) -> dict
     return out
 
 
+def row_line(r: data.SplitRow, fold: str, scores: dict[str, float]) -> dict:
+    """One scored row of the held-out scores file."""
+    return {
+        "fold": fold,
+        "text_sha": r.row.text_sha,
+        "source": r.row.source,
+        "part": r.part,
+        "harmful": r.row.harmful,
+        "category": r.row.category,
+        "scores": {name: round(float(p), 5) for name, p in scores.items()},
+    }
+
+
 def row_scores(head: ReviewerHead, ds: Dataset, rows: list[data.SplitRow], fold: str) -> list[dict]:
     """One line per scored row (for side-by-side comparisons with other reviewers on the same rows)."""
     if not rows:
         return []
     x, _y = ds.xy(rows, head.layers)
     probs = head.score_matrix(x)
-    return [
-        {
-            "fold": fold,
-            "text_sha": r.row.text_sha,
-            "source": r.row.source,
-            "part": r.part,
-            "harmful": r.row.harmful,
-            "category": r.row.category,
-            "scores": {name: round(float(p), 5) for name, p in zip(head.outputs, probs[i], strict=True)},
-        }
-        for i, r in enumerate(rows)
-    ]
+    return [row_line(r, fold, dict(zip(head.outputs, probs[i], strict=True))) for i, r in enumerate(rows)]
 
 
 def scores_path(out: Path) -> Path:
@@ -473,6 +475,9 @@ def train_head(
     if select == "cross-source":
         # Thresholds for the policy, from out-of-source dev scores of the chosen layers and C (no test row).
         dev_scores = cross_source_dev_scores(ds, parts, tuple(head.layers), head.card["training"]["C"], every=True)
+        for source, (_y, p) in dev_scores.items():  # per row too: a combination with other scores is fitted on them
+            dev_rows = [r for r in parts["dev"] if r.row.source == source]
+            held_out += [row_line(r, "cross-source-dev", {OVERALL: q}) for r, q in zip(dev_rows, p, strict=True)]
         if dev_scores:
             y = np.concatenate([v[0] for v in dev_scores.values()])
             p = np.concatenate([v[1] for v in dev_scores.values()])

@@ -96,14 +96,13 @@ def test_compare_joins_the_prompted_reviewer_and_the_held_out_head_scores_on_the
     common = ["--manifest", str(path), "--cache", str(tmp_path / "cache"), "--layers", "2,5"]
     assert _run("train", *common, "--out", str(out), "--loso").exit_code == 0
     scores = [json.loads(x) for x in out.with_suffix(".scores.jsonl").read_text().splitlines()]
-    # every left-out row was scored by the head that never saw its source, every test row by the split's head
-    assert {s["fold"] for s in scores if s["fold"] != "main"} == {
-        f"loso:{s['source']}" for s in scores if s["fold"] != "main"
-    }
-    assert all(s["part"] == "test" for s in scores if s["fold"] != "main")  # a left-out source's untouched part
+    loso = [s for s in scores if s["fold"].startswith("loso:")]
+    # every left-out row was scored by the head that never saw its source, on that source's untouched test part
+    assert loso and all(s["fold"] == f"loso:{s['source']}" and s["part"] == "test" for s in loso)
+    assert all(s["part"] == "dev" for s in scores if s["fold"] == "cross-source-dev")
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["training"]["selection"]["by"].startswith("mean AUC on each source's dev part")
-    assert card["figures"]["loso_pooled"]["n"] == sum(1 for s in scores if s["fold"] != "main")
+    assert card["figures"]["loso_pooled"]["n"] == len(loso)
     thresholds = card["figures"]["cross_source_dev"]["thresholds"]
     assert thresholds["fpr_0.01"]["threshold"] >= thresholds["fpr_0.1"]["threshold"]
     assert {s["text_sha"] for s in scores if s["fold"] == "main" and s["part"] == "test"} == {
@@ -140,5 +139,24 @@ def test_compare_joins_the_prompted_reviewer_and_the_held_out_head_scores_on_the
         report["cost"]["prompted"]["median_prompt_tokens"] == 600
         and report["cost"]["head"]["median_prompt_tokens"] == 20
     )
+    # the combination: fitted on dev rows (head scores from heads that did not fit their source), measured on test
+    dev_sample = tmp_path / "dev-sample.jsonl"
+    assert _run("compare-sample", "--manifest", str(path), "--part", "dev", "--out", str(dev_sample)).exit_code == 0
+    dev_chosen = [json.loads(x) for x in dev_sample.read_text().splitlines()]
+    assert {r.part for r in rows for c in dev_chosen if r.row.text_sha.startswith(c["id"])} == {"dev"}
+    dev_run = tmp_path / "eval-dev"
+    dev_run.mkdir()
+    with (dev_run / "results.jsonl").open("w") as fh:
+        for c in dev_chosen:
+            score = 0.8 if c["label"] == "unsafe" else 0.3
+            fh.write(json.dumps({"id": c["id"], "status": "ok", "decision": "approve", "score": score}) + "\n")
+    dev_scored = {s["text_sha"][:20] for s in scores if s["fold"] == "cross-source-dev"}
+    args = ["--eval", str(run), "--sample", str(sample), "--head", str(out), "--dev-eval", str(dev_run)]
+    stacked = _run("compare", *common, *args, "--dev-sample", str(dev_sample), "--json")
+    assert stacked.exit_code == 0, stacked.output
+    stacked = json.loads(stacked.stdout)
+    assert stacked["stack"]["fitted_on_dev_rows"] == sum(1 for c in dev_chosen if c["id"] in dev_scored) > 0
+    assert stacked["stack"]["weights"]["prompted"] > 0  # the (here perfect) prompted score counts
+    assert stacked["overall"]["stacked_left_out"]["n"] == len(chosen)
     missing = _run("compare", *common, "--eval", str(tmp_path / "none"), "--sample", str(sample), "--head", str(out))
     assert "--reviewer-only" in _one_error_line(missing)
