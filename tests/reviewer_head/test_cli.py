@@ -57,10 +57,9 @@ def test_train_and_extract_refuse_a_missing_manifest_and_bad_options(tmp_path, m
     assert "--limit" in _one_error_line(_run("extract", "--limit", "0"))
 
 
-def test_train_writes_a_head_that_loads(manifest, tmp_path):
-    path, rows = manifest
-    prompt = load_prompt()
-    cache = FeatureCache(tmp_path / "cache", GGUF_SHA256, prompt.sha256, LAYERS, WIDTH)
+def _cache_features(root, rows):
+    """Fake hidden states in a real cache: noise, with the label written into a few dimensions of layer 5."""
+    cache = FeatureCache(root, GGUF_SHA256, load_prompt().sha256, LAYERS, WIDTH)
     label = {r.row.text_sha: r.row.harmful for r in rows}
 
     def fake(key):
@@ -69,6 +68,12 @@ def test_train_writes_a_head_that_loads(manifest, tmp_path):
         return x, 20, 0.01
 
     extract_missing(cache, [(r.row.text_sha, r.row.text_sha) for r in rows], fake, progress=False)
+
+
+def test_train_writes_a_head_that_loads(manifest, tmp_path):
+    path, rows = manifest
+    prompt = load_prompt()
+    _cache_features(tmp_path / "cache", rows)
     out = tmp_path / "heads" / "head.npz"
     args = ["--manifest", str(path), "--cache", str(tmp_path / "cache"), "--layers", "2,5", "--out", str(out)]
     result = _run("train", *args, "--loso")
@@ -82,16 +87,8 @@ def test_compare_joins_the_prompted_reviewer_and_the_held_out_head_scores_on_the
     import json
 
     path, rows = manifest
-    prompt = load_prompt()
-    cache = FeatureCache(tmp_path / "cache", GGUF_SHA256, prompt.sha256, LAYERS, WIDTH)
-    label = {r.row.text_sha: r.row.harmful for r in rows}
-
-    def fake(key):
-        x = np.random.default_rng(int(key[:8], 16)).normal(size=(len(LAYERS), WIDTH)).astype(np.float32)
-        x[1, :4] += 1.5 if label[key] else -1.5
-        return x, 20, 0.01
-
-    extract_missing(cache, [(r.row.text_sha, r.row.text_sha) for r in rows], fake, progress=False)
+    _cache_features(tmp_path / "cache", rows)
+    label = {r.row.text_sha[:20]: r.row.harmful for r in rows}
     out = tmp_path / "head.npz"
     common = ["--manifest", str(path), "--cache", str(tmp_path / "cache"), "--layers", "2,5"]
     assert _run("train", *common, "--out", str(out), "--loso").exit_code == 0
@@ -111,12 +108,7 @@ def test_compare_joins_the_prompted_reviewer_and_the_held_out_head_scores_on_the
     sample = tmp_path / "sample.jsonl"
     assert _run("compare-sample", "--manifest", str(path), "--per-source", "4", "--out", str(sample)).exit_code == 0
     chosen = [json.loads(x) for x in sample.read_text().splitlines()]
-    assert chosen and all(
-        label[r.row.text_sha] == (c["label"] == "unsafe")
-        for c in chosen
-        for r in rows
-        if r.row.text_sha.startswith(c["id"])
-    )
+    assert chosen and all(label[c["id"]] == (c["label"] == "unsafe") for c in chosen)
     assert all(c["request"].strip() for c in chosen)  # the eval needs a prompt: empty requests read "(none)"
     run = tmp_path / "eval"
     run.mkdir()
