@@ -5,7 +5,8 @@ after the other in one run, and the figures are printed side by side: prompt tok
 asked for, how many llama.cpp actually read (the rest came from its KV cache), what the saved-state cache
 (`state_cache_mb`) cost in copies, seconds per guarded turn, and RSS.
 
-Usage: .venv/bin/python benchmarks/role_contexts.py [--prompts N] [--max-tokens N] [--configs a,b,...]
+Usage: .venv/bin/python benchmarks/role_contexts.py [--prompts N] [--max-tokens N] [--configs a,b,...] [--parallel]
+(--parallel: all configurations at once, so on a busy machine they share the same load.)
 Configurations: shared (today's shipped setting), shared-nocache, per_role, per_role-nocache,
 per_role-chunks (per_role with the policy's `streaming: chunks`).
 """
@@ -248,33 +249,42 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=3)
     parser.add_argument("--max-tokens", type=int, default=120, help="the assistant's cap per draft")
     parser.add_argument("--configs", default="shared,per_role,per_role-nocache,per_role-chunks")
+    parser.add_argument("--parallel", action="store_true", help="run the configurations at the same time")
+    parser.add_argument("--out", default="benchmarks/results/role_contexts.json", help="raw figures (JSON)")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # a child process: run one configuration, print JSON
     args = parser.parse_args()
     if args.one:
         print(json.dumps(asyncio.run(run_one(args.one, args.prompts, args.max_tokens))))
         return
-    results = []
-    for name in args.configs.split(","):
+    names = args.configs.split(",")
+    for name in names:
         if name not in CONFIGS:
             sys.exit(f"unknown configuration {name!r}: one of {', '.join(CONFIGS)}")
-        cmd = [
-            sys.executable,
-            __file__,
-            "--one",
-            name,
-            "--prompts",
-            str(args.prompts),
-            "--max-tokens",
-            str(args.max_tokens),
-        ]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+
+    def command(name: str) -> list[str]:
+        one = ["--one", name, "--prompts", str(args.prompts), "--max-tokens", str(args.max_tokens)]
+        return [sys.executable, __file__, *one]
+
+    results = []
+    if args.parallel:  # every configuration at once, under the same load: timings comparable, not absolute
+        procs = {
+            name: subprocess.Popen(command(name), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for name in names
+        }
+        finished = {name: (p, *p.communicate()) for name, p in procs.items()}
+    else:
+        finished = {}
+        for name in names:
+            p = subprocess.Popen(command(name), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            finished[name] = (p, *p.communicate())
+            print(f"{name}: done", file=sys.stderr, flush=True)
+    for name, (proc, stdout, stderr) in finished.items():
         if proc.returncode != 0:
-            sys.exit(f"{name} failed:\n{proc.stderr[-3000:]}")
-        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-        print(f"{name}: done", file=sys.stderr, flush=True)
+            sys.exit(f"{name} failed:\n{stderr[-3000:]}")
+        results.append(json.loads(stdout.strip().splitlines()[-1]))
     print(f"{args.prompts} benign prompts, assistant capped at {args.max_tokens} tokens, policy as shipped")
     print(table(results))
-    out = ROOT / "benchmarks" / "results" / "role_contexts.json"
+    out = ROOT / args.out
     out.write_text(json.dumps(results, indent=1) + "\n")
     print(f"(raw figures: {out.relative_to(ROOT)})")
 
