@@ -42,6 +42,12 @@ class EmbeddedModelSpec(Strict):
     state_cache_mb: int = Field(
         512, ge=0, le=16384, description="RAM for llama.cpp prompt-state cache, so roles do not evict each other"
     )
+    contexts: Literal["per_role", "shared"] = Field(
+        "per_role",
+        description="per_role: each role (assistant, reviewer) its own llama.cpp context (KV cache) over one copy "
+        "of the weights, so the roles neither evict each other nor wait for each other; shared: one context "
+        "for every role, one call at a time",
+    )
 
 
 class OpenAIModelSpec(Strict):

@@ -128,7 +128,7 @@ def models_used(project: Project, choice: SessionChoice) -> set[str]:
 
 def build_reviewer(project: Project, pool: ModelPool, cast: Cast, memory: ConversationMemory) -> ReviewingAgent:
     spec = cast.reviewer
-    handle = pool.get(cast.reviewer_model, max_tokens=spec.generation.max_tokens)
+    handle = pool.get(cast.reviewer_model, max_tokens=spec.generation.max_tokens, role="reviewer")
     return ReviewingAgent(
         spec,
         handle,

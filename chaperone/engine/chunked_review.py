@@ -66,10 +66,14 @@ class _Writing:
 def unavailable(assistant: ModelHandle, reviewer: ModelHandle) -> str | None:
     """Why chunked review cannot run with these two models (None: it can).
 
-    One llama.cpp instance serves one call at a time and a draft's stream holds it to the end: a chunk's
-    review would wait for the very draft it should interrupt. Each role on its own model works."""
+    One llama.cpp context serves one call at a time and a draft's stream holds it to the end: a chunk's
+    review would wait for the very draft it should interrupt. Each role on its own model, or on its own
+    context of one embedded model (`contexts: per_role`, the default), works."""
     if assistant.client is reviewer.client and assistant.serial:
-        return f"the assistant and the reviewer share model '{assistant.name}', which runs one call at a time"
+        return (
+            f"the assistant and the reviewer share model '{assistant.name}', which runs one call at a time"
+            " (one llama.cpp context: contexts: shared in config/models.yaml)"
+        )
     return None
 
 

@@ -78,7 +78,7 @@ class Conversation:
         memory = ConversationMemory(keep=max(a_spec.memory_turns, project.settings.reviewer_context.history_turns))
         assistant = DraftingAgent(
             a_spec,
-            pool.get(cast.assistant_model, max_tokens=a_spec.generation.max_tokens),
+            pool.get(cast.assistant_model, max_tokens=a_spec.generation.max_tokens, role="assistant"),
             memory,
             user_name=u_spec.name,
             reviewer_name=cast.reviewer.name,

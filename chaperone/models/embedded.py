@@ -2,17 +2,24 @@
 
 autogen-ext's LlamaCppChatCompletionClient sends no max_tokens, cannot stream and
 lets two agents call one llama.cpp context at once. This subclass fixes all three:
-a generation cap, real token streaming, and an asyncio lock so one loaded model
-safely serves every agent that names it. Generation runs in a worker thread and
+a generation cap, real token streaming, and an asyncio lock so one llama.cpp context
+safely serves every agent that uses it. Generation runs in a worker thread and
 stops between tokens when the caller cancels.
+
+`for_role()` gives a role its own client: its own llama.cpp context (KV cache) and lock over the
+weights this client loaded (one copy in memory), so two roles neither evict each other's prompt
+prefix nor wait for each other (models.yaml `contexts: per_role`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import threading
 import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,6 +45,95 @@ EMBEDDED_MODEL_INFO = ModelInfo(
 _DONE = object()
 
 
+@dataclass
+class ContextStats:
+    """What one llama.cpp context read and what its saved-state cache cost (figures, never decisions)."""
+
+    calls: int = 0
+    prompt_tokens: int = 0  # the prompts' full lengths
+    prompt_evaluated: int = 0  # of those, the tokens llama.cpp actually read (the rest came from the KV cache)
+    state_saves: int = 0
+    state_save_s: float = 0.0
+    state_loads: int = 0
+    state_load_s: float = 0.0
+
+    @property
+    def cache_hits(self) -> int:
+        return self.prompt_tokens - self.prompt_evaluated
+
+
+def _count(llm: Any, stats: ContextStats) -> None:
+    """Count what this Llama evaluates and what its saved states cost (per instance: wrappers, not a patch)."""
+    eval_, save, load = llm.eval, llm.save_state, llm.load_state
+
+    def counted_eval(tokens: Sequence[int]) -> None:
+        if llm._chaperone_prompt_pending:  # the first evaluation of a call is what is left of its prompt
+            llm._chaperone_prompt_pending = False
+            stats.prompt_evaluated += len(tokens)
+        eval_(tokens)
+
+    def timed_save() -> Any:
+        started = time.perf_counter()
+        try:
+            return save()
+        finally:
+            stats.state_saves += 1
+            stats.state_save_s += time.perf_counter() - started
+
+    def timed_load(state: Any) -> None:
+        started = time.perf_counter()
+        try:
+            load(state)
+        finally:
+            stats.state_loads += 1
+            stats.state_load_s += time.perf_counter() - started
+
+    llm._chaperone_prompt_pending = False
+    llm.eval, llm.save_state, llm.load_state = counted_eval, timed_save, timed_load
+
+
+_WRAPPED = ("eval", "save_state", "load_state", "_chaperone_prompt_pending")
+
+
+def context_on(base: Any) -> Any:
+    """A `llama_cpp.Llama` with its own llama.cpp context (KV cache, batch, sampler, token history) over the
+    weights `base` loaded: nothing is read from disk and the weights are not copied.
+
+    llama-cpp-python's `Llama()` always loads a file, so the new instance takes `base`'s settings and
+    replaces every per-context field `Llama.__init__` sets (as hidden_states.py builds its own context on
+    `llm._model`). It holds `base`, so the weights outlive it; it closes only its own context."""
+    import numpy as np
+    from llama_cpp import Llama, _internals
+    from llama_cpp.llama_tokenizer import LlamaTokenizer
+
+    llm = Llama.__new__(type(base))
+    llm.__dict__.update({k: v for k, v in base.__dict__.items() if k not in _WRAPPED})
+    llm._weights_owner = base
+    llm._stack = contextlib.ExitStack()
+    llm.context_params = type(base.context_params).from_buffer_copy(base.context_params)
+    llm._ctx = llm._stack.enter_context(
+        contextlib.closing(_internals.LlamaContext(model=base._model, params=llm.context_params, verbose=False))
+    )
+    llm._batch = llm._stack.enter_context(
+        contextlib.closing(
+            _internals.LlamaBatch(n_tokens=base.n_batch, embd=0, n_seq_max=llm.context_params.n_ctx, verbose=False)
+        )
+    )
+    llm._lora_adapter = None
+    llm.tokenizer_ = LlamaTokenizer(llm)
+    llm._chat_handlers = dict(base._chat_handlers)
+    llm._candidates = _internals.LlamaTokenDataArray(n_vocab=base._n_vocab)
+    llm._n_ctx = llm.n_ctx()
+    llm.n_tokens = 0
+    llm._requires_eval = True
+    llm.input_ids = np.ndarray(base.input_ids.shape, dtype=np.intc)
+    llm.scores = np.ndarray(base.scores.shape, dtype=np.single)  # untouched pages: no memory until written
+    llm._mirostat_mu = ctypes.c_float(2.0 * 5.0)
+    llm._sampler = None
+    llm.cache = None
+    return llm
+
+
 def to_llama_messages(messages: Sequence[LLMMessage]) -> list[dict[str, str]]:
     converted: list[dict[str, str]] = []
     for msg in messages:
@@ -53,7 +149,7 @@ def to_llama_messages(messages: Sequence[LLMMessage]) -> list[dict[str, str]]:
 
 
 class EmbeddedChatCompletionClient(LlamaCppChatCompletionClient):
-    """One llama.cpp model instance, shared by every agent that uses it, one call at a time."""
+    """One llama.cpp context, shared by every agent that uses this client, one call at a time."""
 
     def __init__(
         self,
@@ -65,16 +161,26 @@ class EmbeddedChatCompletionClient(LlamaCppChatCompletionClient):
         seed: int = 42,
         state_cache_mb: int = 512,
         default_max_tokens: int = 512,
+        weights_of: EmbeddedChatCompletionClient | None = None,
     ) -> None:
-        super().__init__(
-            model_info=EMBEDDED_MODEL_INFO,
-            model_path=str(model_path),
-            n_ctx=n_ctx,
-            n_threads=n_threads,
-            n_batch=n_batch,
-            seed=seed,
-            verbose=False,
-        )
+        """`weights_of`: build this client's own context over that client's loaded weights instead of loading
+        `model_path` (see `for_role`); the context settings are then that client's."""
+        if weights_of is None:
+            super().__init__(
+                model_info=EMBEDDED_MODEL_INFO,
+                model_path=str(model_path),
+                n_ctx=n_ctx,
+                n_threads=n_threads,
+                n_batch=n_batch,
+                seed=seed,
+                verbose=False,
+            )
+        else:  # what LlamaCppChatCompletionClient.__init__ sets, without loading a second copy of the weights
+            self._model_info = EMBEDDED_MODEL_INFO
+            self.llm = context_on(weights_of.llm)
+            self._total_usage = {"prompt_tokens": 0, "completion_tokens": 0}
+        self.stats = ContextStats()
+        _count(self.llm, self.stats)
         if state_cache_mb > 0:
             # Saved prompt states let the reviewer's fixed rubric prefix survive the assistant's calls.
             from llama_cpp import LlamaRAMCache
@@ -83,10 +189,41 @@ class EmbeddedChatCompletionClient(LlamaCppChatCompletionClient):
         self._lock = asyncio.Lock()
         self._default_max_tokens = default_max_tokens
         self._seed = seed
+        self._state_cache_mb = state_cache_mb
         self.model_name = Path(model_path).name
+        self._model_path = Path(model_path)
         self._formatter: Any = None
         self._n_threads = n_threads
         self._extractor: Any = None
+        self._role_clients: list[EmbeddedChatCompletionClient] = []
+        self._weights_client = weights_of
+
+    def for_role(self, *, default_max_tokens: int) -> EmbeddedChatCompletionClient:
+        """A client with its own llama.cpp context (KV cache) and its own lock over this client's weights: the
+        two run at the same time and neither evicts the other's cached prompt. Same seed and state cache size.
+        Closed with this client (before the weights are freed)."""
+        owner = self._weights_client or self
+        client = EmbeddedChatCompletionClient(
+            self._model_path,
+            n_threads=self._n_threads,
+            seed=self._seed,
+            state_cache_mb=self._state_cache_mb,
+            default_max_tokens=default_max_tokens,
+            weights_of=owner,
+        )
+        owner._role_clients.append(client)
+        return client
+
+    async def close(self) -> None:
+        """Free the contexts built on these weights first (theirs, the hidden-state extractor's), then these."""
+        for client in self._role_clients:
+            await client.close()
+        self._role_clients.clear()
+        if self._extractor is not None:
+            with contextlib.suppress(Exception):
+                self._extractor.close()
+            self._extractor = None
+        self.llm.close()
 
     def hidden_state_extractor(self) -> Any:
         """The hidden states of this model instance (chaperone.models.hidden_states), for a reviewer head:
@@ -144,6 +281,9 @@ class EmbeddedChatCompletionClient(LlamaCppChatCompletionClient):
                 pass
         reuse = min(Llama.longest_token_prefix(llm._input_ids.tolist(), tokens), len(tokens) - 1)
         llm.n_tokens = reuse  # eval() drops the KV cache past this point and reads the rest
+        self.stats.calls += 1
+        self.stats.prompt_tokens += len(tokens)
+        llm._chaperone_prompt_pending = True
         llm.eval(tokens[reuse:])
         logits = np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(llm.n_vocab(),)).astype(np.float64)
         top = logits.max()
@@ -197,6 +337,7 @@ class EmbeddedChatCompletionClient(LlamaCppChatCompletionClient):
         """Worker thread: stream tokens into the queue; stop between tokens when asked."""
         finish = "unknown"
         pieces = 0
+        self.llm._chaperone_prompt_pending = True
         try:
             for chunk in self.llm.create_chat_completion(**args):
                 if stop.is_set():
@@ -212,10 +353,13 @@ class EmbeddedChatCompletionClient(LlamaCppChatCompletionClient):
             # The context then holds the prompt and every generated token but the last one evaluated;
             # the end-of-turn token is generated but never streamed.
             prompt_tokens = self.llm.n_tokens - pieces + (1 if finish == "length" else 0)
+            self.stats.calls += 1
+            self.stats.prompt_tokens += prompt_tokens
             loop.call_soon_threadsafe(sink.put_nowait, ("finish", finish, pieces, prompt_tokens))
         except BaseException as exc:  # handed to the event loop, raised there
             loop.call_soon_threadsafe(sink.put_nowait, exc)
         finally:
+            self.llm._chaperone_prompt_pending = False
             loop.call_soon_threadsafe(sink.put_nowait, _DONE)
 
     async def create_stream(

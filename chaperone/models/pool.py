@@ -1,7 +1,9 @@
 """Build AutoGen model clients from the validated models.yaml schema (never from load_component).
 
 One `ModelPool` per process: each named model is built once, so two agents that
-name the same embedded model share one loaded llama.cpp instance.
+name the same embedded model share one loaded copy of its weights. With `contexts: per_role`
+(the default) each role asking for it gets its own llama.cpp context on those weights; with
+`contexts: shared`, one context serves every role.
 """
 
 from __future__ import annotations
@@ -64,7 +66,8 @@ class ModelHandle:
 
     @property
     def serial(self) -> bool:
-        """One call at a time on this client (the embedded model: one llama.cpp context behind a lock)."""
+        """One call at a time on this client (the embedded model: each client is one llama.cpp context behind
+        a lock; with `contexts: per_role` each role has a client of its own)."""
         return isinstance(self.spec, EmbeddedModelSpec)
 
     @contextlib.asynccontextmanager
@@ -113,7 +116,10 @@ class ModelPool:
     cache_dir: Path | None = None
     _handles: dict[str, ModelHandle] = field(default_factory=dict)
 
-    def get(self, name: str, *, max_tokens: int = 512) -> ModelHandle:
+    def get(self, name: str, *, max_tokens: int = 512, role: str | None = None) -> ModelHandle:
+        """The model's handle. `role` (the agent's role): on an embedded model with `contexts: per_role`, every
+        role but the assistant gets a client of its own, with its own llama.cpp context and lock over the
+        weights already loaded; the assistant, and callers naming no role, use the model's first context."""
         spec = self.models.models.get(name)
         if spec is None:
             raise ConfigError(self.models_path, f"model '{name}' is not defined", where="models")
@@ -121,7 +127,20 @@ class ModelPool:
             return self._build(name, spec, max_tokens)  # a script is consumed: each conversation gets its own
         if name not in self._handles:
             self._handles[name] = self._build(name, spec, max_tokens)
-        return self._handles[name]
+        handle = self._handles[name]
+        for_role = getattr(handle.client, "for_role", None)  # a stand-in client that cannot: one context, shared
+        if (
+            isinstance(spec, EmbeddedModelSpec)
+            and spec.contexts == "per_role"
+            and role is not None
+            and role != "assistant"
+            and for_role is not None
+        ):
+            key = f"{name}\0{role}"  # no model name holds a NUL
+            if key not in self._handles:
+                self._handles[key] = ModelHandle(name, spec, for_role(default_max_tokens=max_tokens))
+            return self._handles[key]
+        return handle
 
     def check_ready(self, name: str) -> None:
         """Fail fast, before any conversation starts, on what would fail later (an unset key variable)."""
@@ -179,7 +198,8 @@ class ModelPool:
         return _checked_openai_client()(CallFailure(name, spec), **kwargs)
 
     async def close(self) -> None:
-        for handle in self._handles.values():
+        # Newest first: a role's own context closes before the weights it was built on.
+        for handle in reversed(list(self._handles.values())):
             with contextlib.suppress(Exception):
                 await handle.client.close()
         self._handles.clear()

@@ -220,3 +220,57 @@ def test_serve_on_the_embedded_model_answers_an_openai_client(tmp_path):
     assert verify(path).intact and records[0]["kind"] == "serve" and records[-1]["type"] == "closing"
     delivered = [r for r in records if r["type"] in ("delivered", "withheld")]
     assert [d["content"] for d in delivered] == [text]  # what the client got is exactly what the audit says
+
+
+def test_chunked_review_on_the_embedded_model_releases_approved_prefixes(tmp_path):
+    """Both roles on the one embedded model (contexts: per_role, the default): the draft is judged chunk by
+    chunk while it is written, approved prefixes are released, and the finished draft gets a whole verdict."""
+    import yaml
+
+    root = make_project(
+        tmp_path,
+        {"embedded": {"kind": "embedded", "n_ctx": 4096, "seed": 42}},
+        assistant_model="embedded",
+        reviewer_model="embedded",
+    )
+    policy = root / "config" / "policies" / "public.yaml"
+    data = yaml.safe_load(policy.read_text())
+    # Small chunks: drafting waits for a chunk's verdict when the next chunk closes, so a draft of a few
+    # chunks has chunk verdicts on the record however slowly the reviewer reads (a review still running when
+    # the draft ends is cancelled in favour of the whole verdict).
+    data.update({"streaming": "chunks", "chunks": {"min_tokens": 4, "max_tokens": 12}})
+    policy.write_text(yaml.safe_dump(data, sort_keys=False))
+    scenario = root / "scenarios" / "chunks.yaml"
+    scenario.write_text(
+        yaml.safe_dump(
+            {
+                "name": "chunked",
+                "policy": "public",
+                "turns": [{"user": "In three or four sentences, what is a Python list and how do I sort one?"}],
+            }
+        )
+    )
+    proc = run_cli("--project", str(root), "scenario", str(scenario), "--json", timeout=1800)
+    assert proc.returncode in (0, 1), proc.stderr
+    transcript = Path(json.loads(proc.stdout)["results"][0]["transcript"])
+    check = verify(transcript)
+    assert check.intact and check.complete, check.describe()
+    records = list(read_records(transcript))
+    header = records[0]
+    assert header["streaming"]["mode"] == "chunks" and "why_not_chunks" not in header["streaming"]
+    chunks = [r for r in records if r["type"] == "chunk_verdict"]
+    verdicts = [r for r in records if r["type"] == "verdict"]
+    drafts = [r for r in records if r["type"] == "draft"]
+    assert chunks and all(c["readable"] and c["model"].startswith("embedded") for c in chunks)
+    assert verdicts and verdicts[-1]["readable"]  # the finished draft's own, whole verdict
+    released = [r for r in records if r["type"] == "released"]
+    approved = [c for c in chunks if c["decision"] == "approve"]
+    assert len(released) == len(approved)
+    for draft in drafts:  # what was shown of a draft, piece by piece, is a prefix of it
+        shown = "".join(r["content"] for r in released if r["round"] == draft["round"])
+        assert draft["content"].startswith(shown)
+    assert released and released[0]["start"] == 0
+    final = [r for r in records if r["type"] in ("delivered", "withheld")]
+    assert len(final) == 1
+    if final[0]["type"] == "delivered":
+        assert verdicts[-1]["decision"] == "approve" and final[0]["content"] == drafts[-1]["content"]
