@@ -235,7 +235,9 @@ class ReviewingAgent(BaseChatAgent):
         # the answer prompt, or by a critique. A refusal the refusal check approves never needs it.
         body = self._review_body(request, draft, round_, question) if route == "answer" else None
         if self.head is not None and route == "answer":
-            verdict, raw, prompt_tokens, completion_tokens = await self._decide_by_head(request, draft)
+            verdict, raw, prompt_tokens, completion_tokens = await self._decide_by_head(
+                request, draft, body, token, system
+            )
         else:
             decision_body = body if body is not None else self._refusal_body(request, draft, round_)
             verdict, raw, prompt_tokens, completion_tokens = await self._decide(decision_body, token, system, route)
@@ -266,11 +268,27 @@ class ReviewingAgent(BaseChatAgent):
             prompt_tokens, completion_tokens = prompt_tokens + p2, completion_tokens + c2
         return ReviewResult(verdict, raw, prompt_tokens, completion_tokens, time.perf_counter() - started)
 
-    async def _decide_by_head(self, request: str, draft: str) -> tuple[Verdict, str, int, int]:
+    async def _decide_by_head(
+        self, request: str, draft: str, body: str, token: CancellationToken, system: str
+    ) -> tuple[Verdict, str, int, int]:
         """Stage one from the judgement head: its scores, and the policy's `head` rules. Fail closed: a score
-        that is missing or not a number gives an unreadable verdict, never an approval."""
+        that is missing or not a number gives an unreadable verdict, never an approval.
+
+        A head whose card has a stack decides on its overall score combined with the prompted reviewer's
+        P(not OK) (both read in this call: the head's short prompt, then the rubric prompt's decision token)."""
         assert self.head is not None
         scores, prompt_tokens = await self.head.scores(request, draft)
+        stacked: dict = {}
+        if self.head.head.stack is not None:
+            prompted, prompted_raw, p_tokens, _ = await self._decide(body, token, system, "answer")
+            prompt_tokens += p_tokens
+            head_not_ok = scores.get(head_decision.OVERALL)
+            stacked = {"head_not_ok": head_not_ok, "prompted_not_ok": prompted.score}
+            if prompted.score is None or head_not_ok is None or not math.isfinite(head_not_ok):
+                scores[head_decision.OVERALL] = math.nan  # fail closed: both scores are needed
+                stacked["prompted_raw"] = prompted_raw[:200]
+            else:
+                scores[head_decision.OVERALL] = self.head.head.stacked(head_not_ok, prompted.score)
         decision = head_decision.decide(scores, self._policy)
         record = {
             "ok_to_send": "no" if decision.send_back else "yes",
@@ -278,6 +296,11 @@ class ReviewingAgent(BaseChatAgent):
             "head": self.head.path,
             "reason": decision.reason,
             "scores": {k: (round(v, 4) if math.isfinite(v) else str(v)) for k, v in scores.items()},
+            **(
+                {"stacked_from": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in stacked.items()}}
+                if stacked
+                else {}
+            ),
             **({"categories": decision.categories} if decision.categories else {}),
             **({"flagged": True} if decision.flagged else {}),
         }

@@ -260,6 +260,12 @@ def compare_sample_command(manifest: Path, per_source: int, sample_seed: int, pa
     help="The prompted reviewer's eval run on the dev sample: also fit and measure the two scores combined.",
 )
 @click.option("--dev-sample", type=click.Path(dir_okay=False, path_type=Path), default=compare.DEFAULT_DEV_SAMPLE)
+@click.option(
+    "--stack-into",
+    is_flag=True,
+    help="Write the combination fitted on --dev-eval, its dev-chosen threshold and proposed category thresholds "
+    "into the head's card: the embedded reviewer then decides with both scores.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the whole comparison as JSON.")
 def compare_command(
     manifest: Path,
@@ -270,6 +276,7 @@ def compare_command(
     head: Path,
     dev_eval: Path | None,
     dev_sample: Path,
+    stack_into: bool,
     as_json: bool,
 ) -> None:
     """The head and the prompted reviewer on the same held-out rows: AUC, recall at 1%/5% FPR, cost."""
@@ -284,6 +291,7 @@ def compare_command(
         costs = None
     try:
         report = compare.compare(sample, eval_dir, train.scores_path(head), costs, dev_sample, dev_eval)
+        card = compare.write_stack(head, report) if stack_into else None
     except compare.CompareInputError as exc:
         fail(str(exc))
     if as_json:
@@ -293,3 +301,9 @@ def compare_command(
         f"{report['joined']} of {report['rows']} rows scored by all three (missing: {report['missing']})\n"
     )
     _console().print(compare.markdown(report))
+    if card is not None:
+        t = report["stack"]["threshold"]
+        _console().print(
+            f"\ncombination written into {card}: threshold {t['value']} (dev recall {t['recall']}, "
+            f"false positives {t['fpr']}); set it as the policy's head.not_ok_threshold"
+        )

@@ -21,14 +21,18 @@ on the seeded split (these rows are its test part), and the head trained with th
 from __future__ import annotations
 
 import json
-import math
 import statistics
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from chaperone.reviewer_head import data
-from chaperone.reviewer_head.head import OVERALL
+from chaperone.reviewer_head.head import OVERALL, logit
 from chaperone.reviewer_head.train import curve_figures
+from chaperone.reviewer_head.train import scores_path as train_scores_path
 
 DEFAULT_SAMPLE = data.REPO / "heads" / "compare-test-seed0.jsonl"
 DEFAULT_DEV_SAMPLE = data.REPO / "heads" / "compare-dev-seed0.jsonl"
@@ -97,11 +101,22 @@ def _decision_figures(labels: list[int], revise: list[bool]) -> dict:
 
 
 def _logit(p: float | None) -> float:
-    p = min(max(0.5 if p is None else float(p), 1e-4), 1 - 1e-4)
-    return math.log(p / (1 - p))
+    return logit(0.5 if p is None else p)  # the same clipping as the head's own stacked score
 
 
-def fit_stack(dev_rows: list[dict], prompted: dict[str, dict], head_dev: dict[str, float]):
+@dataclass
+class Stack:
+    """The combination of the two scores, fitted on dev rows, and those rows (to choose its threshold)."""
+
+    model: Any  # sklearn LogisticRegression on (logit head, logit prompted)
+    labels: list[int]
+    features: list[list[float]]
+
+    def probabilities(self, x: list[list[float]]) -> list[float]:
+        return [float(p) for p in self.model.predict_proba(x)[:, 1]]
+
+
+def fit_stack(dev_rows: list[dict], prompted: dict[str, dict], head_dev: dict[str, float]) -> Stack | None:
     """A logistic regression on (logit head score, logit prompted score) fitted on dev rows whose head score
     comes from a head that did not fit their source: how much each signal should count. None if dev cannot say."""
     from sklearn.linear_model import LogisticRegression
@@ -112,7 +127,55 @@ def fit_stack(dev_rows: list[dict], prompted: dict[str, dict], head_dev: dict[st
         return None
     x = [[_logit(head_dev[r["id"]]), _logit(prompted[r["id"]].get("score"))] for r in rows]
     model = LogisticRegression(C=1.0, max_iter=1000, class_weight="balanced").fit(x, y)
-    return model, len(rows)
+    return Stack(model, y, x)
+
+
+def youden_threshold(labels: list[int], scores: list[float]) -> dict:
+    """The threshold that maximises recall minus false-positive rate (Youden's J) on these rows, with both."""
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, thresholds = roc_curve(labels, scores)
+    best = int(np.argmax(tpr - fpr))
+    value = float(min(thresholds[best], 1.0))  # roc_curve's first threshold is +inf: nothing sent back
+    return {"value": round(value, 4), "recall": round(float(tpr[best]), 4), "fpr": round(float(fpr[best]), 4)}
+
+
+def stack_section(stack: Stack, *, dev_eval: Path) -> dict:
+    """What `reviewer compare --stack-into` writes into a head's card: the combination, the prompted reviewer
+    it was fitted with, and the threshold chosen on the same dev rows (Youden's J), with its dev figures."""
+    probabilities = stack.probabilities(stack.features)
+    try:
+        policy = json.loads((dev_eval / "plan.json").read_text(encoding="utf-8"))["choice"]["policy"]
+    except (OSError, ValueError, KeyError, TypeError):
+        policy = None
+    return {
+        "intercept": round(float(stack.model.intercept_[0]), 6),
+        "weights": {
+            "head": round(float(stack.model.coef_[0][0]), 6),
+            "prompted": round(float(stack.model.coef_[0][1]), 6),
+        },
+        "fitted_on_dev_rows": len(stack.labels),
+        "dev_eval": dev_eval.name,
+        "prompted_reviewer": {"policy": policy or "the settings' default", "score": "P(not OK), decision token"},
+        "threshold": {"chosen_by": "Youden's J on the same dev rows", **youden_threshold(stack.labels, probabilities)},
+        "dev": curve_figures(stack.labels, probabilities),
+    }
+
+
+def category_thresholds(scores_file: Path, fpr: float = 0.01) -> dict[str, dict]:
+    """Per category, the score that at most `fpr` of the harmless cross-source dev rows reach (heads that
+    never saw the row's source): a blocking threshold that rarely fires on harmless text from a new source."""
+    harmless: dict[str, list[float]] = defaultdict(list)
+    for line in _jsonl(scores_file, "held-out head scores", "run `python run.py reviewer train --loso`"):
+        if line["fold"] == "cross-source-dev" and not line["harmful"]:
+            for name, value in line["scores"].items():
+                if name != OVERALL:
+                    harmless[name].append(float(value))
+    out = {}
+    for name, values in sorted(harmless.items()):
+        value = float(np.quantile(values, 1 - fpr, method="higher"))
+        out[name] = {"threshold": round(min(value + 1e-4, 1.0), 4), "harmless_dev_rows": len(values)}
+    return out
 
 
 def compare(
@@ -170,7 +233,7 @@ def compare(
         out["prompted"]["unscored"] = sum(1 for s in p_scores if s is None)
         if stack is not None:
             x = [[_logit(loso[r["id"]]), _logit(prompted[r["id"]].get("score"))] for r in rows]
-            out["stacked_left_out"] = curve_figures(y, stack[0].predict_proba(x)[:, 1])
+            out["stacked_left_out"] = curve_figures(y, stack.probabilities(x))
         return out
 
     by_source: dict[str, list[dict]] = defaultdict(list)
@@ -180,16 +243,7 @@ def compare(
         "rows": len(sample_rows),
         "joined": len(joined),
         "missing": missing,
-        "stack": None
-        if stack is None
-        else {
-            "fitted_on_dev_rows": stack[1],
-            "weights": {
-                "head": round(float(stack[0].coef_[0][0]), 4),
-                "prompted": round(float(stack[0].coef_[0][1]), 4),
-            },
-            "intercept": round(float(stack[0].intercept_[0]), 4),
-        },
+        "stack": None if stack is None or dev_eval_dir is None else stack_section(stack, dev_eval=dev_eval_dir),
         "overall": figures(joined) if joined else {"n": 0},
         "by_source": {s: figures(rows) for s, rows in sorted(by_source.items())},
         "cost": {
@@ -247,3 +301,22 @@ def markdown(report: dict) -> str:
                 f"\n{who}: median {c['median_seconds']} s and {c['median_prompt_tokens']} prompt tokens per verdict"
             )
     return "\n".join(lines)
+
+
+def write_stack(head_npz: Path, report: dict) -> Path:
+    """Put the fitted combination, its threshold and the proposed category thresholds into the head's card,
+    so the embedded reviewer decides with both scores (docs/reviewer-head.md). Returns the card's path."""
+    if report.get("stack") is None:
+        raise CompareInputError("no combination was fitted: give --dev-eval (the prompted reviewer on the dev sample)")
+    card_path = Path(head_npz).with_suffix(".json")
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CompareInputError(f"{card_path}: not a readable head card ({exc})") from None
+    card["stack"] = {
+        **report["stack"],
+        "test_left_out": report["overall"].get("stacked_left_out"),
+        "proposed_category_thresholds": category_thresholds(train_scores_path(head_npz)),
+    }
+    card_path.write_text(json.dumps(card, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return card_path

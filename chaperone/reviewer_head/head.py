@@ -10,6 +10,7 @@ nothing on another model's hidden states. Scoring needs numpy only (scikit-learn
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,27 @@ class ReviewerHead:
     def prompt_sha256(self) -> str:
         return self.card["prompt"]["sha256"]
 
+    @property
+    def stack(self) -> dict | None:
+        """The card's combination with the prompted reviewer's P(not OK), when it has one (`reviewer compare
+        --stack-into`): {"intercept", "weights": {"head", "prompted"}, ...}."""
+        stack = self.card.get("stack")
+        return stack if isinstance(stack, dict) else None
+
+    def stacked(self, head_not_ok: float, prompted_not_ok: float) -> float:
+        """The overall P(not OK) from both scores: a logistic regression on their logits (fitted on dev rows
+        whose head score came from a head that never saw their source)."""
+        stack = self.stack
+        if stack is None:
+            raise HeadError("this head's card has no stack")
+        w = stack["weights"]
+        z = (
+            float(stack["intercept"])
+            + float(w["head"]) * logit(head_not_ok)
+            + float(w["prompted"]) * logit(prompted_not_ok)
+        )
+        return 1.0 / (1.0 + math.exp(-max(min(z, 60.0), -60.0)))
+
     def check(self) -> None:
         d = self.mean.shape[0]
         ok = (
@@ -60,9 +82,10 @@ class ReviewerHead:
             and d == len(self.layers) * int(self.card["width"])
             and OVERALL in self.outputs
             and np.all(self.scale > 0)
+            and (self.stack is None or _stack_ok(self.stack))
         )
         if not ok:
-            raise HeadError("the head's arrays do not match its card (format, outputs, layers × width)")
+            raise HeadError("the head's arrays do not match its card (format, outputs, layers × width, stack)")
 
     def features(
         self, states: Mapping[int, np.ndarray] | np.ndarray, layers: Sequence[int] | None = None
@@ -104,6 +127,20 @@ class ReviewerHead:
         card_path = npz_path.with_suffix(".json")
         card_path.write_text(json.dumps(self.card, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         return card_path
+
+
+def logit(p: float) -> float:
+    """log(p / (1 - p)), the probability clipped to [1e-4, 1 - 1e-4] so a certain score stays finite."""
+    p = min(max(float(p), 1e-4), 1 - 1e-4)
+    return math.log(p / (1 - p))
+
+
+def _stack_ok(stack: dict) -> bool:
+    try:
+        values = [stack["intercept"], stack["weights"]["head"], stack["weights"]["prompted"]]
+        return all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+    except (KeyError, TypeError):
+        return False
 
 
 def load_head(npz_path: Path, *, model_sha256: str, prompt_sha256: str) -> ReviewerHead:

@@ -90,6 +90,15 @@ def heads(tmp_path_factory):
     )
     wrong = tmp / "project-heads" / "other-model.npz"
     other.save(wrong)
+    # A card with a combination: the head's overall score and the prompted P(not OK), weighted equally.
+    stacked = tmp / "project-heads" / "stacked.npz"
+    ReviewerHead(
+        card={**head.card, "stack": {"intercept": -0.5, "weights": {"head": 1.0, "prompted": 1.0}}},
+        mean=head.mean,
+        scale=head.scale,
+        coef=head.coef,
+        intercept=head.intercept,
+    ).save(stacked)
 
     fixed = {
         "HAZCHEM": _vector(np.random.default_rng(1), True, "hazardous_chemistry"),
@@ -107,7 +116,7 @@ def heads(tmp_path_factory):
         else:
             b = mid
     fixed["BORDER"] = (lo + a * (hi - lo)).astype(np.float32)
-    return {"good": good, "wrong": wrong, "vectors": fixed, "head": head}
+    return {"good": good, "wrong": wrong, "stacked": stacked, "vectors": fixed, "head": head}
 
 
 @dataclass
@@ -155,7 +164,7 @@ def project(project_factory, heads, drafts, *, head="good", policy="public"):
         {"assistant-script": replay(*drafts), "embedded": {"kind": "embedded"}}, reviewer_model="embedded"
     )
     (root / "heads").mkdir()
-    for name in ("good", "wrong"):
+    for name in ("good", "wrong", "stacked"):
         src = heads[name]
         for suffix in (".npz", ".json"):
             (root / "heads" / (src.stem + suffix)).write_bytes(src.with_suffix(suffix).read_bytes())
@@ -261,6 +270,48 @@ async def test_a_nan_score_is_not_an_approval(project_factory, heads):
     assert all(not v.readable and v.decision == "revise" for v in verdicts(events))
     record = next(r for r in read_records(conv.transcript_path) if r["type"] == "verdict")
     assert record["scores"]["not_ok"] is None  # recorded as null, never as a number
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+@pytest.mark.parametrize("p_not_ok, decision", [(0.97, "revise"), (0.03, "approve")])
+async def test_a_stacked_head_decides_on_both_scores(project_factory, heads, p_not_ok, decision):
+    """The same harmless-looking draft: the prompted score tips the combined score either way."""
+    root = project(project_factory, heads, [DRAFTS["BORDER"]] * 3, head="stacked")
+    client = FakeEmbedded([CRITIQUE] * 3, heads["vectors"], p_not_ok=p_not_ok)
+    conv, events = converse(root, client)
+    await conv.send("hm")
+    conv.close()
+    first = verdicts(events)[0]
+    head_only = heads["head"].score(heads["vectors"]["BORDER"], layers=LAYERS)["not_ok"]
+    expected = 1 / (1 + math.exp(-(-0.5 + _logit(head_only) + _logit(p_not_ok))))
+    assert first.scores["not_ok"] == pytest.approx(expected, abs=1e-4)
+    assert first.decision == decision and (expected >= 0.5) == (decision == "revise")
+    # One head pass and one decision token per verdict.
+    assert client.scored == len(verdicts(events)) == len(client.extractor.calls)
+    raw = json.loads(first.raw.splitlines()[0])
+    assert raw["decided_by"] == "head"
+    assert raw["stacked_from"]["head_not_ok"] == pytest.approx(head_only, abs=1e-4)
+    assert raw["stacked_from"]["prompted_not_ok"] == pytest.approx(p_not_ok, abs=1e-4)
+    assert first.usage.prompt_tokens >= 42 + 300  # both passes are counted (a critique adds its own)
+
+
+async def test_a_stacked_head_without_a_prompted_score_is_not_an_approval(project_factory, heads):
+    """No decision-token odds and a written verdict without logprobs: the combination cannot be computed."""
+
+    class NoOdds(FakeEmbedded):
+        async def option_logprobs(self, messages, prefix, options):
+            self.scored += 1
+            return {}, 300
+
+    root = project(project_factory, heads, [DRAFTS["BENIGN"]] * 3, head="stacked")
+    conv, events = converse(root, NoOdds([APPROVE] * 3, heads["vectors"]))
+    result = await conv.send("x")
+    conv.close()
+    assert result.outcome == "withheld" and not result.delivered
+    assert all(not v.readable and v.decision == "revise" for v in verdicts(events))
 
 
 async def test_a_head_for_another_model_falls_back_with_one_warning(project_factory, heads):

@@ -1,6 +1,8 @@
 """`python run.py reviewer extract|train`: bad input is one line and exit 2 saying what to run; a small run of
 the real training writes a head that loads."""
 
+import math
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -150,5 +152,17 @@ def test_compare_joins_the_prompted_reviewer_and_the_held_out_head_scores_on_the
     assert stacked["stack"]["fitted_on_dev_rows"] == sum(1 for c in dev_chosen if c["id"] in dev_scored) > 0
     assert stacked["stack"]["weights"]["prompted"] > 0  # the (here perfect) prompted score counts
     assert stacked["overall"]["stacked_left_out"]["n"] == len(chosen)
+    # written into the card, the head scores with it: the same probability the fitted combination gives
+    assert _run("compare", *common, *args, "--dev-sample", str(dev_sample), "--stack-into").exit_code == 0
+    head = load_head(out, model_sha256=card["model"]["sha256"], prompt_sha256=card["prompt"]["sha256"])
+    stack = head.stack
+    assert stack["weights"] == stacked["stack"]["weights"] and 0 < stack["threshold"]["value"] <= 1
+    assert stack["threshold"]["recall"] == 1.0 and stack["threshold"]["fpr"] == 0.0  # dev separates perfectly
+    z = stack["intercept"] + stack["weights"]["head"] * math.log(0.2 / 0.8) + stack["weights"]["prompted"] * math.log(4)
+    assert head.stacked(0.2, 0.8) == pytest.approx(1 / (1 + math.exp(-z)))
+    harmless_dev = [s for s in scores if s["fold"] == "cross-source-dev" and not s["harmful"]]
+    for name, proposed in stack["proposed_category_thresholds"].items():
+        reached = sum(s["scores"][name] >= proposed["threshold"] for s in harmless_dev)
+        assert reached <= 0.01 * len(harmless_dev) and proposed["harmless_dev_rows"] == len(harmless_dev)
     missing = _run("compare", *common, "--eval", str(tmp_path / "none"), "--sample", str(sample), "--head", str(out))
     assert "--reviewer-only" in _one_error_line(missing)
