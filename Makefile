@@ -19,10 +19,12 @@ lint: setup
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 
-# Both benchmarks: guarded vs bare on the embedded model (minutes), then the engine's own costs
-# against a local endpoint that answers after a fixed delay (about a minute; no model needed).
+# Both benchmarks: on the same prompts in one run, the bare assistant, guarded whole-answer, guarded chunks and
+# AutoGen's reflection pattern (../shared/anchors/autogen_reflection.py) on the embedded model (under 20 minutes;
+# figures in benchmarks/results/bench-<date>.json), then the engine's own costs against a local endpoint that
+# answers after a fixed delay (about a minute; no model needed).
 bench: setup
-	.venv/bin/python benchmarks/guard_overhead.py
+	.venv/bin/python benchmarks/bench.py --json
 	.venv/bin/python benchmarks/endpoint_bench.py
 
 bench-endpoint: setup

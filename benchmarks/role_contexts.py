@@ -8,7 +8,9 @@ asked for, how many llama.cpp actually read (the rest came from its KV cache), w
 Usage: .venv/bin/python benchmarks/role_contexts.py [--prompts N] [--max-tokens N] [--configs a,b,...] [--parallel]
 (--parallel: all configurations at once, so on a busy machine they share the same load.)
 Configurations: shared (today's shipped setting), shared-nocache, per_role, per_role-nocache,
-per_role-chunks (per_role with the policy's `streaming: chunks`).
+per_role-chunks (per_role with the policy's `streaming: chunks`), per_role-upstream-cache (per_role with
+llama-cpp-python's own LlamaRAMCache instead of chaperone.models.state_cache: what the saved states cost
+before it; here the option-scoring saves keep every logits row too).
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ CONFIGS = {
     "per_role": {"contexts": "per_role", "state_cache_mb": 512},
     "per_role-nocache": {"contexts": "per_role", "state_cache_mb": 0},
     "per_role-chunks": {"contexts": "per_role", "state_cache_mb": 512, "chunks": True},
+    # per_role with llama-cpp-python's own LlamaRAMCache (every logits row of every saved state, uncounted)
+    "per_role-upstream-cache": {"contexts": "per_role", "state_cache_mb": 512, "upstream_cache": True},
 }
 STAT_FIELDS = (
     "calls",
@@ -101,7 +105,7 @@ class Attributed:
 
 
 def held_by_state_cache(client: Any) -> int:
-    """Bytes the saved states hold: the KV copies LlamaRAMCache counts, and the logits rows it does not."""
+    """Bytes the saved states hold: KV copies, logits rows and token ids (what LlamaRAMCache did not count)."""
     cache = getattr(client.llm, "cache", None)
     if cache is None:
         return 0
@@ -139,6 +143,11 @@ async def run_one(name: str, n: int, max_tokens: int) -> dict[str, Any]:
     r_spec = project.agents[project.settings.agents.reviewer]
     assistant = pool.get(a_spec.model, max_tokens=a_spec.generation.max_tokens, role="assistant")
     reviewer = pool.get(r_spec.model, max_tokens=r_spec.generation.max_tokens, role="reviewer")
+    if cfg.get("upstream_cache"):
+        from llama_cpp import LlamaRAMCache
+
+        for client in {assistant.client, reviewer.client}:
+            client.llm.set_cache(LlamaRAMCache(capacity_bytes=cfg["state_cache_mb"] << 20))
     mem_loaded = memory()
     # Warm-up: page the weights in (shared by every context) before anything is timed.
     await assistant.client.create([UserMessage(content="hi", source="u")], extra_create_args={"max_tokens": 1})
@@ -180,6 +189,7 @@ async def run_one(name: str, n: int, max_tokens: int) -> dict[str, Any]:
         "roles": roles,
         "all_calls": whole,
         "state_cache_held_mb": sum(held_by_state_cache(c) for c in contexts) / 2**20,
+        "state_cache_states": sum(len(c.llm.cache.cache_state) for c in contexts if c.llm.cache is not None),
         "mem_start": mem_start,
         "mem_loaded": mem_loaded,
         "mem_end": memory(),
@@ -230,6 +240,7 @@ def table(results: list[dict[str, Any]]) -> str:
     gen = [sum(u["completion_tokens"] for t in r["turns"] for u in t["usage"].values()) for r in results]
     row("tokens generated (both)", gen)
     row("saved states held, MiB", [f"{r['state_cache_held_mb']:.0f}" for r in results])
+    row("saved states kept", [r.get("state_cache_states", "?") for r in results])
     row("RSS after load, MiB", [r["mem_loaded"]["rss"] for r in results])
     row(
         "RSS at end, MiB (anon+file)",

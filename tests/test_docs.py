@@ -55,8 +55,8 @@ EXEMPT = {
     "make demo": "needs the real embedded model (minutes); the same command, `run.py scenario scenarios/`, "
     "runs here on scripted models, and tests/e2e/test_embedded_e2e.py (slow) runs a scenario on the real model",
     "make test": "what CI runs (.ci/run); running the whole suite from inside one of its tests would recurse",
-    "make bench": "benchmarks/guard_overhead.py needs the real embedded model; "
-    "endpoint_bench.py is make bench-endpoint",
+    "make bench": "benchmarks/bench.py needs the real embedded model (its figures and report are tested on "
+    "scripted models by tests/benchmarks/test_bench.py); endpoint_bench.py is make bench-endpoint",
     "make bench-endpoint": "about a minute of measurement; its endpoint, benchmarks/delay_server.py, is tested by "
     "tests/benchmarks/test_delay_server.py",
     "make bench-serve": "about a minute of load; serving under concurrent clients is tested by "

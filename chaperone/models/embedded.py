@@ -182,10 +182,11 @@ class EmbeddedChatCompletionClient(LlamaCppChatCompletionClient):
         self.stats = ContextStats()
         _count(self.llm, self.stats)
         if state_cache_mb > 0:
-            # Saved prompt states let the reviewer's fixed rubric prefix survive the assistant's calls.
-            from llama_cpp import LlamaRAMCache
+            # Saved prompt states let a role's fixed prefix survive its other calls; the cache keeps one logits
+            # row per state and counts every byte it holds, so state_cache_mb is what it really takes.
+            from chaperone.models.state_cache import LastRowStateCache
 
-            self.llm.set_cache(LlamaRAMCache(capacity_bytes=state_cache_mb << 20))
+            self.llm.set_cache(LastRowStateCache(capacity_bytes=state_cache_mb << 20))
         self._lock = asyncio.Lock()
         self._default_max_tokens = default_max_tokens
         self._seed = seed
@@ -288,13 +289,8 @@ class EmbeddedChatCompletionClient(LlamaCppChatCompletionClient):
         logits = np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(llm.n_vocab(),)).astype(np.float64)
         top = logits.max()
         log_z = top + np.log(np.exp(logits - top).sum())
-        if llm.cache is not None:
-            # save_state copies the whole logits buffer (n_batch x vocabulary floats, ~300 MB for this model)
-            # that LlamaRAMCache does not count against its capacity; one row is all load_state needs (it
-            # broadcasts it, and nothing here reads restored logits), so only that is kept.
-            state = llm.save_state()
-            state.scores = state.scores[-1:].copy()
-            llm.cache[tokens] = state
+        if llm.cache is not None:  # the cache keeps one logits row of the saved state (state_cache.py)
+            llm.cache[tokens] = llm.save_state()
         return {o: float(logits[ids[common]] - log_z) for o, ids in zip(options, text_ids, strict=False)}, len(tokens)
 
     async def option_logprobs(
