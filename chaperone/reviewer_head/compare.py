@@ -163,18 +163,25 @@ def stack_section(stack: Stack, *, dev_eval: Path) -> dict:
 
 
 def category_thresholds(scores_file: Path, fpr: float = 0.01) -> dict[str, dict]:
-    """Per category, the score that at most `fpr` of the harmless cross-source dev rows reach (heads that
-    never saw the row's source): a blocking threshold that rarely fires on harmless text from a new source."""
-    harmless: dict[str, list[float]] = defaultdict(list)
-    for line in _jsonl(scores_file, "held-out head scores", "run `python run.py reviewer train --loso`"):
-        if line["fold"] == "cross-source-dev" and not line["harmful"]:
+    """Per category, the score that at most `fpr` of the harmless dev rows reach: a blocking threshold that
+    rarely fires on harmless text. From the cross-source dev scores (heads that never saw the row's source)
+    where they carry categories; otherwise from the split's own dev part, and the entry says so."""
+    lines = _jsonl(scores_file, "held-out head scores", "run `python run.py reviewer train --loso`")
+    harmless: dict[str, dict[str, list[float]]] = {"cross-source-dev": defaultdict(list), "main": defaultdict(list)}
+    for line in lines:
+        if line["part"] == "dev" and line["fold"] in harmless and not line["harmful"]:
             for name, value in line["scores"].items():
                 if name != OVERALL:
-                    harmless[name].append(float(value))
+                    harmless[line["fold"]][name].append(float(value))
     out = {}
-    for name, values in sorted(harmless.items()):
-        value = float(np.quantile(values, 1 - fpr, method="higher"))
-        out[name] = {"threshold": round(min(value + 1e-4, 1.0), 4), "harmless_dev_rows": len(values)}
+    for fold in ("main", "cross-source-dev"):  # the cross-source figure wins where both exist
+        for name, values in sorted(harmless[fold].items()):
+            value = float(np.quantile(values, 1 - fpr, method="higher"))
+            out[name] = {
+                "threshold": round(min(value + 1e-4, 1.0), 4),
+                "harmless_dev_rows": len(values),
+                "from": "cross-source dev" if fold == "cross-source-dev" else "split dev (sources seen)",
+            }
     return out
 
 

@@ -59,8 +59,8 @@ class Steps:
 
 
 def planned_fits(n_layers: int, folds: int, cv_report: bool) -> int:
-    """How many `Steps.advance` calls a run makes: every candidate once, then one fit per fold (the main head
-    and each left-out source, which reuse the main choice)."""
+    """How many `Steps.advance` calls a run makes: every candidate once, then one fit per fold (the main head,
+    each left-out source and each source's cross-source dev fold, which reuse the main choice)."""
     candidates = (n_layers + len(list(itertools.combinations(range(min(3, n_layers)), 2)))) * len(C_GRID)
     return candidates + folds + (n_layers * len(C_GRID) if cv_report else 0)
 
@@ -146,15 +146,15 @@ SELECTIONS = ("cross-source", "dev")
 
 
 def cross_source_dev_scores(
-    ds: Dataset, parts: dict, layer_set: tuple[int, ...], c: float, every: bool = False
+    ds: Dataset, parts: dict, layer_set: tuple[int, ...], c: float
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Each source's dev part scored by a fit on the other sources' train parts: {source: (labels, scores)}.
-    Sources whose dev part has one label only are skipped unless `every` (thresholds also need their rows)."""
+    Sources whose dev part has one label only are skipped (no AUC)."""
     out = {}
     for source in sorted({r.row.source for r in parts["train"] + parts["dev"]}):
         dev = [r for r in parts["dev"] if r.row.source == source]
         train_rows = [r for r in parts["train"] if r.row.source != source]
-        if not dev or not train_rows or (not every and (len(dev) < 4 or len({r.row.harmful for r in dev}) < 2)):
+        if not dev or not train_rows or len(dev) < 4 or len({r.row.harmful for r in dev}) < 2:
             continue
         xtr, ytr = ds.xy(train_rows, layer_set)
         if len(set(ytr.tolist())) < 2:
@@ -446,7 +446,8 @@ def train_head(
             fold["test"] = [r for r in fold["test"] if r.part == "test"]
             if fold["train"] and fold["test"]:
                 loso_folds[source] = fold
-    steps.total(planned_fits(len(layers), 1 + len(loso_folds), cv_report))
+    threshold_folds = len({r.row.source for r in parts["dev"]}) if select == "cross-source" else 0
+    steps.total(planned_fits(len(layers), 1 + len(loso_folds) + threshold_folds, cv_report))
     if select not in SELECTIONS:
         raise TrainInputError(f"--select {select}: expected one of {', '.join(SELECTIONS)}")
     head, selection = train_fold(ds, parts, layers, cv, seed, base_card, steps, select)
@@ -474,10 +475,19 @@ def train_head(
             }
     if select == "cross-source":
         # Thresholds for the policy, from out-of-source dev scores of the chosen layers and C (no test row).
-        dev_scores = cross_source_dev_scores(ds, parts, tuple(head.layers), head.card["training"]["C"], every=True)
-        for source, (_y, p) in dev_scores.items():  # per row too: a combination with other scores is fitted on them
+        # Every output, not only "not_ok": the card's category thresholds come from these rows too, and a
+        # category head is as source-bound as the overall one.
+        dev_scores = {}
+        for source in sorted({r.row.source for r in parts["dev"]}):
             dev_rows = [r for r in parts["dev"] if r.row.source == source]
-            held_out += [row_line(r, "cross-source-dev", {OVERALL: q}) for r, q in zip(dev_rows, p, strict=True)]
+            fold = {"train": [r for r in parts["train"] if r.row.source != source], "dev": dev_rows}
+            if not fold["train"] or len({r.row.harmful for r in fold["train"]}) < 2:
+                continue
+            fold_head, _sel = train_fold(ds, fold, layers, cv, seed, base_card, steps, fixed=choice)
+            lines = row_scores(fold_head, ds, dev_rows, "cross-source-dev")
+            held_out += lines  # per row: a combination with other scores is fitted on them
+            y = np.array([int(r.row.harmful) for r in dev_rows])
+            dev_scores[source] = (y, np.array([line["scores"][OVERALL] for line in lines]))
         if dev_scores:
             y = np.concatenate([v[0] for v in dev_scores.values()])
             p = np.concatenate([v[1] for v in dev_scores.values()])
