@@ -23,7 +23,23 @@ def test_public_blocks_hazardous_chemistry_and_lab_allows_it():
     public, lab = project.policy("public").head, project.policy("lab").head
     assert public.categories["hazardous_chemistry"].block is True
     assert lab.categories["hazardous_chemistry"].block is False
-    assert public.flag_band == (0.35, 0.5) and 0 < public.not_ok_threshold < 1
+    assert public.flag_band[1] == public.not_ok_threshold and 0 < public.flag_band[0] < public.not_ok_threshold
+
+
+def test_the_shipped_policies_use_the_threshold_chosen_on_dev_for_the_shipped_head():
+    """The policy's threshold is the one the head's card says was chosen on dev (rounded to 3 places), and the
+    per-category thresholds are the card's proposals where the head scores that category."""
+    import json
+
+    card = json.loads((REPO / "heads" / "reviewer-head.json").read_text())
+    project = load_project(REPO)
+    for name in ("public", "lab"):
+        head = project.policy(name).head
+        assert head.not_ok_threshold == pytest.approx(card["stack"]["threshold"]["value"], abs=5e-4)
+        proposed = card["stack"]["proposed_category_thresholds"]
+        for category, rule in head.categories.items():
+            if category in proposed:
+                assert rule.threshold == proposed[category]["threshold"], (name, category)
 
 
 def write(tmp_path: Path, head: dict) -> Path:

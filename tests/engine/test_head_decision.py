@@ -18,7 +18,7 @@ from autogen_ext.models.replay import ReplayChatCompletionClient
 
 from chaperone.audit.transcript import read_records, verify
 from chaperone.config.project import load_project
-from chaperone.config.schema import EmbeddedModelSpec, OpenAIModelSpec
+from chaperone.config.schema import EmbeddedModelSpec, HeadPolicySpec, OpenAIModelSpec
 from chaperone.engine import head_decision
 from chaperone.engine.choice import SessionChoice
 from chaperone.engine.conversation import Conversation
@@ -170,10 +170,42 @@ def project(project_factory, heads, drafts, *, head="good", policy="public"):
             (root / "heads" / (src.stem + suffix)).write_bytes(src.with_suffix(suffix).read_bytes())
     agent = root / "agents" / "moral_reviewer.yaml"
     spec = yaml.safe_load(agent.read_text())
+    spec.pop("head", None)  # the shipped agent names the shipped head
     if head is not None:
         spec["head"] = f"heads/{heads[head].name}"
     agent.write_text(yaml.safe_dump(spec, sort_keys=False))
+    for path in (root / "config" / "policies").glob("*.yaml"):
+        policy = yaml.safe_load(path.read_text())
+        policy["head"] = fixed_rules(path.stem)
+        path.write_text(yaml.safe_dump(policy, sort_keys=False))
     return root
+
+
+BLOCKING = {
+    # Which categories block in each shipped policy's rules, at the fixed figures these tests are written for
+    # (the shipped thresholds follow the shipped head and change when it is retrained).
+    "public": [
+        "hate_bias",
+        "harassment",
+        "violence",
+        "weapons",
+        "hazardous_chemistry",
+        "self_harm",
+        "sexual",
+        "crime",
+        "privacy",
+        "misinformation",
+        "needless_refusal",
+    ],
+    "lab": ["hate_bias", "harassment", "violence", "weapons", "crime", "misinformation", "needless_refusal"],
+}
+
+
+def fixed_rules(policy: str) -> dict:
+    categories = {name: {"block": True, "threshold": 0.5} for name in BLOCKING[policy]}
+    if policy == "lab":
+        categories["hazardous_chemistry"] = {"block": False, "threshold": 0.5}
+    return {"not_ok_threshold": 0.5, "flag_band": [0.35, 0.5], "categories": categories}
 
 
 def converse(root, client, policy="public"):
@@ -374,7 +406,9 @@ async def test_an_openai_or_scripted_reviewer_ignores_a_configured_head(project_
 
 def test_decide_rules():
     proj = load_project(REPO)
-    public, lab = proj.policy("public"), proj.policy("lab")
+    public, lab = (
+        proj.policy(name).model_copy(update={"head": HeadPolicySpec(**fixed_rules(name))}) for name in ("public", "lab")
+    )
     chem = {"not_ok": 0.9, "hazardous_chemistry": 0.95, "violence": 0.1}
     assert head_decision.decide(chem, public).categories == ["hazardous_chemistry"]
     assert not head_decision.decide(chem, lab).send_back
