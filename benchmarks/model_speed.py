@@ -38,6 +38,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 WORKER = Path(__file__).resolve().parent / "model_speed_worker.py"
 
+# The environment before chaperone.models is imported (it sets OMP_WAIT_POLICY): builds compared with
+# --pythons get this plus their own variables, so each entry states its settings; the factor mode runs
+# under chaperone's (os.environ after the import).
+ORIGINAL_ENV = dict(os.environ)
 THREADS = os.cpu_count() or 1
 # What chaperone's model pool loads today (pool.py: n_threads = cpu_count; llama-cpp-python then takes
 # n_threads_batch = cpu_count and flash_attn off).
@@ -109,11 +113,11 @@ def parse_build(spec: str) -> tuple[list[str], dict[str, str]]:
     return [python, str(WORKER)], dict(e.split("=", 1) for e in env)
 
 
-def run_worker(spec: str, job: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+def run_worker(spec: str, job: dict[str, Any], base_env: dict[str, str]) -> tuple[str, list[dict[str, Any]]]:
     """One worker process; its system-info line and its measurements (each echoed to stderr as it comes)."""
     cmd, env = parse_build(spec)
     proc = subprocess.Popen(
-        cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT, env={**os.environ, **env}
+        cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT, env={**base_env, **env}
     )
     assert proc.stdin is not None and proc.stdout is not None
     proc.stdin.write(json.dumps(job))
@@ -223,7 +227,7 @@ def main() -> None:
     if args.pythons:  # build comparison: one worker per build per round, one process at a time
         for rep in range(args.reps):
             for build, spec in builds.items():
-                infos[build], runs = run_worker(spec, {**job, "reps": 1, "variants": variants})
+                infos[build], runs = run_worker(spec, {**job, "reps": 1, "variants": variants}, ORIGINAL_ENV)
                 results += [{**r, "rep": rep, "build": build} for r in runs]
         first = next(iter(builds))
 
@@ -232,7 +236,9 @@ def main() -> None:
 
         ratio_to = f"the same variant on build '{first}'"
     else:
-        infos["this"], runs = run_worker(sys.executable, {**job, "reps": args.reps, "variants": variants})
+        job = {**job, "reps": args.reps, "variants": variants}
+        infos["this"], runs = run_worker(sys.executable, job, dict(os.environ))
+        infos["this"] += f" OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}"
         results = [{**r, "build": "this"} for r in runs]
         base_name = variants[0]["name"]
 
