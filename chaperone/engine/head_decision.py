@@ -23,12 +23,14 @@ from loguru import logger
 
 from chaperone.config.schema import AgentSpec, EmbeddedModelSpec, HeadPolicySpec, PolicySpec
 from chaperone.models import gguf
+from chaperone.models.hidden_states import HiddenStateError, PromptTooLong
 from chaperone.models.pool import ModelHandle
 from chaperone.reviewer_head.head import OVERALL, HeadError, ReviewerHead, load_head
 from chaperone.reviewer_head.prompt import HeadPrompt, load_prompt
 
 DEFAULT_RULES = HeadPolicySpec()  # a policy without a `head` section: the overall score alone decides
 MAX_CATEGORIES = 2  # as many as the prompted critique may name
+MAX_CLIPS = 6  # attempts to fit the head's prompt into the extractor's context
 
 
 class Extractor(Protocol):
@@ -90,7 +92,23 @@ class HeadJudge:
         """{output: probability} for this draft, and the prompt tokens read."""
         if self._extractor is None:
             self._extractor = self.extractor()
-        states = await self._extractor.aextract(self.prompt.messages(request, draft), self.head.layers)
+        prompt = self.prompt
+        for _ in range(MAX_CLIPS):
+            try:
+                states = await self._extractor.aextract(prompt.messages(request, draft), self.head.layers)
+                break
+            except PromptTooLong as exc:
+                # Characters do not bound tokens (digits, symbols, CJK): clip request and draft further, in
+                # proportion, keeping the prompt the head was trained on, until the prompt fits the context.
+                share = max(exc.n_ctx / exc.n_tokens * 0.9, 0.1)
+                prompt = prompt.model_copy(
+                    update={
+                        "max_draft_chars": max(int(prompt.max_draft_chars * share), 1),
+                        "max_request_chars": max(int(prompt.max_request_chars * share), 1),
+                    }
+                )
+        else:
+            raise HiddenStateError(f"the head's prompt does not fit the context after {MAX_CLIPS} cuts")
         return self.head.score(states.states, layers=list(states.layers)), int(getattr(states, "n_tokens", 0))
 
 

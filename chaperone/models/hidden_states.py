@@ -36,6 +36,14 @@ class HiddenStateError(ChaperoneError):
     """Hidden states could not be read (bad layer, prompt too long, llama.cpp refused)."""
 
 
+class PromptTooLong(HiddenStateError):
+    """The prompt has more tokens than the extractor's context: the caller may clip it and try again."""
+
+    def __init__(self, n_tokens: int, n_ctx: int):
+        super().__init__(f"the prompt is {n_tokens} tokens, more than the context's {n_ctx}")
+        self.n_tokens, self.n_ctx = n_tokens, n_ctx
+
+
 @dataclass(frozen=True)
 class Extraction:
     """The last token's hidden state at each requested layer (rows in the order asked), and what it cost."""
@@ -209,7 +217,7 @@ class HiddenStateExtractor:
         if not tokens:
             raise HiddenStateError("an empty prompt has no last token")
         if len(tokens) > self.n_ctx:
-            raise HiddenStateError(f"the prompt is {len(tokens)} tokens, more than the context's {self.n_ctx}")
+            raise PromptTooLong(len(tokens), self.n_ctx)
         with self._lock:
             self._wanted = {f"l_out-{n}".encode(): n for n in layers}
             self._captured = {}

@@ -46,11 +46,14 @@ async def _review_all() -> list[dict]:
     room = n_ctx - reviewer.spec.generation.max_tokens
     first_special = client.llm.tokenize(b"<|endoftext|>", add_bos=False, special=True)[0]
     seen: list[list] = []
+    read: list[int] = []  # the prompted pass's own prompt tokens (a head's pass reads its own context)
     score = client.option_logprobs
 
     async def spy(messages, *args, **kw):
         seen.append(messages)
-        return await score(messages, *args, **kw)
+        result = await score(messages, *args, **kw)
+        read.append(result[1])
+        return result
 
     client.option_logprobs = spy
     rows = []
@@ -70,7 +73,7 @@ async def _review_all() -> list[dict]:
                 ids = client.llm.tokenize(m.content.encode("utf-8"), add_bos=False, special=True)
                 assert max(ids) < first_special, (d.name, type(m).__name__)
             # Rubric first, the whole prompt read (llama.cpp refuses rather than slides), room left for the verdict.
-            assert 0 < result.prompt_tokens <= room, (d.name, result.prompt_tokens)
+            assert 0 < read[-1] <= room and read[-1] <= result.prompt_tokens, (d.name, read[-1])
             rows.append(
                 {
                     "name": d.name,

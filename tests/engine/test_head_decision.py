@@ -304,6 +304,32 @@ async def test_a_nan_score_is_not_an_approval(project_factory, heads):
     assert record["scores"]["not_ok"] is None  # recorded as null, never as a number
 
 
+async def test_a_draft_too_long_for_the_heads_context_is_clipped_until_it_fits(project_factory, heads):
+    """Characters do not bound tokens: when the head's prompt overflows the extractor's context, request and
+    draft are clipped further (the same prompt, shorter), never failing the turn for length alone."""
+    from chaperone.models.hidden_states import PromptTooLong
+
+    class SmallContext(FakeExtractor):
+        async def aextract(self, messages, layers):
+            n = len(messages[-1]["content"])
+            if n > 600:  # as if each character were a token, in a 600-token context
+                self.calls.append(n)
+                raise PromptTooLong(n, 600)
+            return await super().aextract(messages, layers)
+
+    long_draft = DRAFTS["BENIGN"] + " " + "1234567890 " * 400
+    root = project(project_factory, heads, [long_draft])
+    client = FakeEmbedded([], heads["vectors"])
+    client.extractor = SmallContext(heads["vectors"])
+    conv, events = converse(root, client)
+    result = await conv.send("How do I stop it?")
+    conv.close()
+    (only,) = verdicts(events)
+    assert only.readable and only.decision == "approve" and result.outcome == "approved"
+    too_long = [c for c in client.extractor.calls if isinstance(c, int)]
+    assert too_long and len(client.extractor.calls) > len(too_long)  # clipped, then read
+
+
 def _logit(p: float) -> float:
     return math.log(p / (1 - p))
 
