@@ -18,7 +18,7 @@ from autogen_ext.models.replay import ReplayChatCompletionClient
 
 from chaperone.audit.transcript import read_records, verify
 from chaperone.config.project import load_project
-from chaperone.config.schema import EmbeddedModelSpec, HeadPolicySpec, OpenAIModelSpec
+from chaperone.config.schema import HEAD_CATEGORIES, EmbeddedModelSpec, HeadPolicySpec, OpenAIModelSpec
 from chaperone.engine import head_decision
 from chaperone.engine.choice import SessionChoice
 from chaperone.engine.conversation import Conversation
@@ -184,19 +184,7 @@ def project(project_factory, heads, drafts, *, head="good", policy="public"):
 BLOCKING = {
     # Which categories block in each shipped policy's rules, at the fixed figures these tests are written for
     # (the shipped thresholds follow the shipped head and change when it is retrained).
-    "public": [
-        "hate_bias",
-        "harassment",
-        "violence",
-        "weapons",
-        "hazardous_chemistry",
-        "self_harm",
-        "sexual",
-        "crime",
-        "privacy",
-        "misinformation",
-        "needless_refusal",
-    ],
+    "public": [c for c in HEAD_CATEGORIES if c not in ("unqualified_advice", "unspecified")],  # all its own
     "lab": ["hate_bias", "harassment", "violence", "weapons", "crime", "misinformation", "needless_refusal"],
 }
 
