@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 import uuid
 from collections.abc import Iterator
@@ -49,6 +50,24 @@ class TranscriptClosedError(RuntimeError):
     """A record for a transcript that already has its closing record (nothing may follow it)."""
 
 
+def _create_with_header(path: Path, header_line: str):
+    """Create the transcript with its header already in it, and open it for appending.
+
+    A process killed between creating a file and writing its first record would leave an empty transcript,
+    which reads as tampered. So the header goes to a hidden temporary file first, which is then linked under
+    the transcript's name (like open(..., "x"), the link never replaces an existing transcript); a kill at
+    any moment leaves either no transcript or one that starts with its header. Owner-only, whatever the umask.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "x", encoding="utf-8", opener=private_opener) as fh:
+        fh.write(header_line)
+    try:
+        os.link(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return open(path, "a", encoding="utf-8")  # open for the whole conversation
+
+
 class TranscriptWriter:
     """Writes one conversation. Use as a sink: `writer(event)` appends the event as a record."""
 
@@ -58,16 +77,28 @@ class TranscriptWriter:
         started = datetime.now(UTC)
         private_dir(directory)
         self.path = directory / f"{started:%Y%m%dT%H%M%SZ}-{self.conversation_id[:12]}.jsonl"
-        # "x": never overwrite an existing transcript; owner-only, whatever the umask.
-        self._fh = open(self.path, "x", encoding="utf-8", opener=private_opener)  # noqa: SIM115 - open for the whole conversation
         self._seq = 0
         self._prev = GENESIS
         self._lock = threading.Lock()  # one record at a time, and nothing after the closing one
         self.closed = False
-        self.append(
+        first = self._next(
             "header",
             {**header, "conversation_id": self.conversation_id, "format": FORMAT_VERSION, "started_at": now_iso()},
         )
+        self._fh = _create_with_header(self.path, canonical(first) + "\n")
+        self._written(first)
+
+    def _next(self, record_type: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """The next record, chained to the previous one (counted only once written: `_written`)."""
+        record = {"seq": self._seq, "ts": now_iso(), "type": record_type, **self.redactor.scrub(payload)}
+        record["prev"] = self._prev
+        record["hash"] = record_hash(record)
+        return record
+
+    def _written(self, record: dict[str, Any]) -> dict[str, Any]:
+        self._seq += 1
+        self._prev = record["hash"]
+        return record
 
     def append(self, record_type: str, payload: dict[str, Any]) -> dict[str, Any]:
         """Write one record. Raises TranscriptClosedError after the closing record."""
@@ -77,14 +108,10 @@ class TranscriptWriter:
             return self._write(record_type, payload)
 
     def _write(self, record_type: str, payload: dict[str, Any]) -> dict[str, Any]:
-        record = {"seq": self._seq, "ts": now_iso(), "type": record_type, **self.redactor.scrub(payload)}
-        record["prev"] = self._prev
-        record["hash"] = record_hash(record)
+        record = self._next(record_type, payload)
         self._fh.write(canonical(record) + "\n")
         self._fh.flush()
-        self._seq += 1
-        self._prev = record["hash"]
-        return record
+        return self._written(record)
 
     def __call__(self, event: BaseModel) -> None:
         """The sink: an event that arrives after the conversation was closed is logged, not written (a

@@ -3,6 +3,8 @@
 import itertools
 import json
 
+import pytest
+
 from chaperone.audit.redaction import Redactor
 from chaperone.audit.transcript import TranscriptWriter, read_records, record_hash, verify
 
@@ -175,3 +177,24 @@ def test_an_event_after_closing_is_logged_not_written_nor_raised(tmp_path):
     assert w.close("again", {}) is False
     result = verify(w.path)
     assert result.intact and result.complete and result.records == 2
+
+
+def test_a_process_killed_while_creating_a_transcript_leaves_none_or_one_with_its_header(tmp_path, monkeypatch):
+    """The header is in the file from the moment the transcript's name exists: a kill between creating the
+    file and writing its first record (here: linking fails) leaves no transcript, never an empty one that
+    reads as tampered."""
+    import os
+
+    def killed(src, dst):
+        raise KeyboardInterrupt  # stands in for SIGKILL at that instant
+
+    monkeypatch.setattr(os, "link", killed)
+    with pytest.raises(KeyboardInterrupt):
+        TranscriptWriter(tmp_path, {"kind": "test"})
+    assert list(tmp_path.glob("*.jsonl")) == [] and list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    writer = TranscriptWriter(tmp_path, {"kind": "test"})
+    assert [r["type"] for r in read_records(writer.path)] == ["header"]  # before any append, the header is there
+    assert oct(writer.path.stat().st_mode & 0o777) == "0o600"
+    writer.close("done", {})
+    assert verify(writer.path).intact and verify(writer.path).complete
