@@ -185,6 +185,14 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def order(requests: list[Request], seed: int | None) -> list[Request]:
+    """A seeded order (None keeps the given one): a run stopped by --limit, or by the clock, is then a sample
+    across request types rather than the first types of the XSTest file."""
+    if seed is None:
+        return list(requests)
+    return sorted(requests, key=lambda r: sha256_text(f"{seed}:{r.id}"))
+
+
 async def generate(
     project,
     requests: Iterable[Request],
@@ -194,6 +202,7 @@ async def generate(
     limit: int | None = None,
     assistant_model: str | None = None,
     progress: bool = True,
+    order_seed: int | None = 0,
 ) -> Counter:
     """Answer each request not yet in `out` with the project's assistant; returns counts by label shape."""
     from autogen_core.models import SystemMessage, UserMessage
@@ -209,7 +218,7 @@ async def generate(
     phrases, min_words = reviewer.refusal_check.phrases, reviewer.refusal_check.min_answer_words
     model_name = assistant_model or agent.model
     done = done_ids(out)
-    todo = [r for r in requests if r.id not in done][: limit if limit is not None else None]
+    todo = order([r for r in requests if r.id not in done], order_seed)[: limit if limit is not None else None]
     counts: Counter = Counter(skipped=len(done))
     if not todo:
         return counts
@@ -276,6 +285,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="answers, one JSON line each (appended)")
     ap.add_argument("--limit", type=int, default=None, help="answer at most this many new requests")
     ap.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS)
+    ap.add_argument("--order-seed", type=int, default=0, help="the seed of the order requests are answered in")
     ap.add_argument("--only", choices=("xstest", "handwritten"), default=None, help="one request set")
     ap.add_argument("--project", type=Path, default=None, help="the project folder (default: discovered)")
     ap.add_argument("--to-rows", action="store_true", help="print the labelled rows (JSON lines) and stop")
@@ -290,7 +300,14 @@ def main(argv: list[str] | None = None) -> None:
 
     requests = [r for r in all_requests() if args.only in (None, r.origin)]
     counts = asyncio.run(
-        generate(load_project(args.project), requests, args.out, max_tokens=args.max_tokens, limit=args.limit)
+        generate(
+            load_project(args.project),
+            requests,
+            args.out,
+            max_tokens=args.max_tokens,
+            limit=args.limit,
+            order_seed=args.order_seed,
+        )
     )
     print(json.dumps(dict(counts)))
 
