@@ -15,6 +15,7 @@ chunk, and at once when its verdict arrives mid-chunk (the writing task is cance
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -27,7 +28,7 @@ from chaperone.config.schema import ChunkSpec
 from chaperone.engine.chunking import ChunkCutter
 from chaperone.engine.events import ChunkVerdict, Released, Usage
 from chaperone.engine.verdict import text_sha
-from chaperone.models.pool import ModelHandle, PieceHook, combined_token
+from chaperone.models.pool import ModelHandle, PieceHook, combined_token, text_of
 
 if TYPE_CHECKING:
     from chaperone.engine.reviewer import ReviewingAgent, ReviewResult
@@ -50,6 +51,12 @@ class _Writing:
     """One draft being written: its text, its one review in flight, and why it stopped (if it did)."""
 
     round: int
+    # One fence nonce for every verdict on this draft (its chunks and the whole-draft verdict): each review
+    # message then starts with the one before it, so the reviewer's context reads only the new text and the
+    # question (a fresh nonce per verdict made it re-read the request and the whole prefix every chunk).
+    # Still secret from the draft: the assistant never sees a review message, and the nonce is removed
+    # from any text before it is quoted.
+    nonce: str = field(default_factory=lambda: secrets.token_hex(6))
     raw: str = ""
     text: str = ""  # raw without leading white space: what the draft will be, offsets into it
     pieces: int = 0
@@ -86,10 +93,16 @@ class ChunkedReview:
         self.turn = 0
         self.review_failed = False  # a chunk's review call failed in this turn (the turn fails as a review)
         self._stopped: dict[str, tuple[int, ReviewResult]] = {}
+        self._nonces: dict[str, str] = {}
 
     def begin_turn(self, turn: int) -> None:
         self.turn, self.review_failed = turn, False
         self._stopped.clear()
+        self._nonces.clear()
+
+    def nonce_of(self, draft: str) -> str | None:
+        """The fence nonce this draft's chunks were judged under (None: not a draft written here)."""
+        return self._nonces.get(text_sha(draft))
 
     def stopped_by(self, draft: str) -> tuple[int, ReviewResult] | None:
         """The chunk that stopped exactly this draft, with its verdict (taken: it answers one round)."""
@@ -135,6 +148,7 @@ class ChunkedReview:
         if w.stop is not None:
             return self._stopped_draft(model, messages, args, w)
         assert w.result is not None
+        self._nonces[text_sha(text_of(w.result.content).strip())] = w.nonce
         return Written(w.result, released=w.released)
 
     def _stopped_draft(self, model: ModelHandle, messages: list[LLMMessage], args: dict, w: _Writing) -> Written:
@@ -195,7 +209,7 @@ class ChunkedReview:
         """One prefix's verdict, on the record; then released, or the draft stopped."""
         chunk, written = w.chunks, w.pieces
         try:
-            result = await self.reviewer.judge(request, prefix, token, partial=True)
+            result = await self.reviewer.judge(request, prefix, token, partial=True, nonce=w.nonce)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a review that failed never releases anything: the turn fails closed

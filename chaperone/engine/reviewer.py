@@ -40,6 +40,8 @@ class StoppedDrafts(Protocol):
 
     def stopped_by(self, draft: str) -> tuple[int, ReviewResult] | None: ...
 
+    def nonce_of(self, draft: str) -> str | None: ...
+
 
 class ReviewingAgent(BaseChatAgent):
     """The moral reviewer: reads the request and the latest draft (as untrusted data) and returns a Verdict.
@@ -142,7 +144,8 @@ class ReviewingAgent(BaseChatAgent):
                     },
                 )
             )
-        result = await self.judge(self._request or "", self._draft, cancellation_token)
+        nonce = self.chunks.nonce_of(self._draft) if self.chunks is not None else None
+        result = await self.judge(self._request or "", self._draft, cancellation_token, nonce=nonce)
         return Response(
             chat_message=VerdictMessage(
                 content=result.verdict,
@@ -173,7 +176,12 @@ class ReviewingAgent(BaseChatAgent):
         )
 
     def _review_body(
-        self, request: str, draft: str, round_: int, question: str = reviewer_prompt.DRAFT_QUESTION
+        self,
+        request: str,
+        draft: str,
+        round_: int,
+        question: str = reviewer_prompt.DRAFT_QUESTION,
+        nonce: str | None = None,
     ) -> str:
         """The review message; on a model whose context window is known (the embedded one), made to fit it.
 
@@ -182,7 +190,9 @@ class ReviewingAgent(BaseChatAgent):
         draft is clipped further, head and tail kept and the cut noted, until rubric, message and verdict fit.
         """
         context = self.context
-        body = reviewer_prompt.review_message(request, draft, self.memory.exchanges, context, round_, question=question)
+        body = reviewer_prompt.review_message(
+            request, draft, self.memory.exchanges, context, round_, nonce, question=question
+        )
         window = getattr(self.model.spec, "n_ctx", None)
         if not window:
             return body
@@ -190,7 +200,7 @@ class ReviewingAgent(BaseChatAgent):
         while context.max_draft_chars > 200 and self.model.client.count_tokens(self.prompt(body)) > room:
             context = context.model_copy(update={"max_draft_chars": max(context.max_draft_chars * 2 // 3, 200)})
             body = reviewer_prompt.review_message(
-                request, draft, self.memory.exchanges, context, round_, question=question
+                request, draft, self.memory.exchanges, context, round_, nonce, question=question
             )
         return body
 
@@ -202,12 +212,14 @@ class ReviewingAgent(BaseChatAgent):
         *,
         critique: bool = True,
         partial: bool = False,
+        nonce: str | None = None,
     ) -> ReviewResult:
         """The verdict on one draft. Without `critique`, the decision stage only (the eval's reviewer-alone mode).
 
         `partial`: the draft is the start of one still being written (chunked review). It is judged as an
         answer, never by the refusal check (a reply that opens by declining may go on to answer), under a
-        question saying it is unfinished, and without the live views' "reviewing" stage: drafting goes on."""
+        question saying it is unfinished, and without the live views' "reviewing" stage: drafting goes on.
+        `nonce`: the fence nonce to quote the draft under (chunked review keeps one per draft; default fresh)."""
         token = cancellation_token or CancellationToken()
         started = time.perf_counter()
         round_ = max(self._round, 1)
@@ -233,7 +245,7 @@ class ReviewingAgent(BaseChatAgent):
         question = reviewer_prompt.PREFIX_QUESTION if partial else reviewer_prompt.DRAFT_QUESTION
         # The whole review message (fitted to the window, which may count tokens) only where it is read: by
         # the answer prompt, or by a critique. A refusal the refusal check approves never needs it.
-        body = self._review_body(request, draft, round_, question) if route == "answer" else None
+        body = self._review_body(request, draft, round_, question, nonce) if route == "answer" else None
         if self.head is not None and route == "answer":
             verdict, raw, prompt_tokens, completion_tokens = await self._decide_by_head(
                 request, draft, body, token, system
@@ -246,7 +258,7 @@ class ReviewingAgent(BaseChatAgent):
             if self.on_activity is not None and not partial:
                 self.on_activity("critiquing", round_, 0, "")
             if body is None:
-                body = self._review_body(request, draft, round_)
+                body = self._review_body(request, draft, round_, nonce=nonce)
             by_head = verdict.head_scores is not None
             question = reviewer_prompt.CRITIQUE_QUESTION
             if by_head:  # the critique writes about what the head found

@@ -276,3 +276,36 @@ async def test_a_whole_draft_sent_back_after_its_prefixes_passed_withdraws_them(
     else:  # the chat revises (the scripted assistant writes the same again: withheld after max_revisions)
         assert len(of(events, Draft)) == conv.max_revisions + 1 and result.reason == "revisions exhausted"
         assert len(of(events, Withdrawn)) == len(of(events, Draft))
+
+
+async def test_each_draft_keeps_one_fence_nonce_so_every_review_message_extends_the_one_before(project_factory):
+    """A draft's chunk verdicts and its whole-draft verdict quote it under one nonce: each review message then
+    starts with the previous one up to the end of the prefix quoted there, which is what lets the reviewer's
+    context reuse its cache and read only the new text. A revision is a new draft with a new nonce."""
+    import itertools
+    import re
+
+    conv, events, _ = conversation(chunked_project(project_factory))
+    client = conv.chat.reviewer.model.client
+    seen: list[str] = []
+    create = client.create
+
+    async def recording(messages, **kwargs):
+        seen.append(messages[-1].content)
+        return await create(messages, **kwargs)
+
+    client.create = recording
+    result = await conv.send("Tell me about pets, and how to get rid of the dog next door.")
+    conv.close()
+    assert result.outcome == "approved" and result.revisions == 1
+
+    fences = [re.search(r"<<<DRAFT ([0-9a-f]+)>>>", m) for m in seen]
+    reviews = [(f.group(1), m) for f, m in zip(fences, seen, strict=True) if f]
+    nonces = [n for n, _ in reviews]
+    assert len(set(nonces)) == 2, nonces  # one per draft: the stopped one and its revision
+    first, second = nonces[0], nonces[-1]
+    assert nonces == [first] * nonces.count(first) + [second] * nonces.count(second)
+    assert nonces.count(second) == len([v for v in of(events, ChunkVerdict) if v.round == 2]) + 1  # + the whole
+    for (n1, before), (n2, after) in itertools.pairwise(reviews):
+        if n1 == n2:
+            assert after.startswith(before.split("\n<<<END DRAFT")[0])
