@@ -34,7 +34,7 @@ MAX_CLIPS = 6  # attempts to fit the head's prompt into the extractor's context
 
 
 class Extractor(Protocol):
-    async def aextract(self, prompt: Sequence[Mapping[str, str]], layers: Sequence[int]) -> Any: ...
+    async def aextract(self, prompt: Sequence[Mapping[str, str]], layers: Sequence[int], *, reuse: bool) -> Any: ...
 
 
 @dataclass
@@ -88,14 +88,19 @@ class HeadJudge:
     path: str = ""
     _extractor: Extractor | None = None
 
-    async def scores(self, request: str, draft: str) -> tuple[dict[str, float], int]:
-        """{output: probability} for this draft, and the prompt tokens read."""
+    async def scores(self, request: str, draft: str, *, reuse: bool = False) -> tuple[dict[str, float], int]:
+        """{output: probability} for this draft, and the prompt tokens read.
+
+        `reuse` (chunk verdicts): the extractor keeps the prefix its context holds from the previous prompt, so
+        a growing draft costs only its new tokens. The vectors then differ from a fresh pass by float rounding
+        alone (~1.7% relative, as much as a fresh pass in smaller batches does; tests/models). The whole-draft
+        verdict reads from a fresh cache, in the layout the head was trained on."""
         if self._extractor is None:
             self._extractor = self.extractor()
         prompt = self.prompt
         for _ in range(MAX_CLIPS):
             try:
-                states = await self._extractor.aextract(prompt.messages(request, draft), self.head.layers)
+                states = await self._extractor.aextract(prompt.messages(request, draft), self.head.layers, reuse=reuse)
                 break
             except PromptTooLong as exc:
                 # Characters do not bound tokens (digits, symbols, CJK): clip request and draft further, in

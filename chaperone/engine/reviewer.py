@@ -248,7 +248,7 @@ class ReviewingAgent(BaseChatAgent):
         body = self._review_body(request, draft, round_, question, nonce) if route == "answer" else None
         if self.head is not None and route == "answer":
             verdict, raw, prompt_tokens, completion_tokens = await self._decide_by_head(
-                request, draft, body, token, system
+                request, draft, body, token, system, reuse=partial
             )
         else:
             decision_body = body if body is not None else self._refusal_body(request, draft, round_)
@@ -281,7 +281,7 @@ class ReviewingAgent(BaseChatAgent):
         return ReviewResult(verdict, raw, prompt_tokens, completion_tokens, time.perf_counter() - started)
 
     async def _decide_by_head(
-        self, request: str, draft: str, body: str, token: CancellationToken, system: str
+        self, request: str, draft: str, body: str, token: CancellationToken, system: str, *, reuse: bool = False
     ) -> tuple[Verdict, str, int, int]:
         """Stage one from the judgement head: its scores, and the policy's `head` rules. Fail closed: a score
         that is missing or not a number gives an unreadable verdict, never an approval.
@@ -289,7 +289,7 @@ class ReviewingAgent(BaseChatAgent):
         A head whose card has a stack decides on its overall score combined with the prompted reviewer's
         P(not OK) (both read in this call: the head's short prompt, then the rubric prompt's decision token)."""
         assert self.head is not None
-        scores, prompt_tokens = await self.head.scores(request, draft)
+        scores, prompt_tokens = await self.head.scores(request, draft, reuse=reuse)
         stacked: dict = {}
         if self.head.head.stack is not None:
             prompted, prompted_raw, p_tokens, _ = await self._decide(body, token, system, "answer")

@@ -7,7 +7,11 @@ tensors named `l_out-N` (the output of layer N) that were requested, and when on
 its last row (the batch's last token) out through libggml-base's exported C functions. Nothing global is
 patched: only the extractor's own context calls the callback, and the callback object lives as long as it.
 
-One prompt at a time (a lock), from a fresh KV cache each time, so the same tokens give the same vectors.
+One prompt at a time (a lock). By default from a fresh KV cache, so the same tokens give the same vectors
+(the training features). With `reuse=True` (the live reviewer) the tokens the context already holds from the
+previous prompt are kept and only the rest is read: chunked review asks about a growing draft, whose prompt
+shares everything up to the last chunk with the one before. A causal model's state at a token depends only
+on the tokens before it, so the vectors are the same up to float rounding (a test measures how close).
 `aextract` runs the work in a thread so async callers keep their event loop.
 """
 
@@ -52,6 +56,7 @@ class Extraction:
     states: np.ndarray  # float32, shape (len(layers), width)
     n_tokens: int
     seconds: float
+    evaluated: int = -1  # of n_tokens, those llama.cpp read (the rest were kept from the previous prompt)
 
     def layer(self, n: int) -> np.ndarray:
         return self.states[self.layers.index(n)]
@@ -138,6 +143,7 @@ class HiddenStateExtractor:
         self._wanted: dict[bytes, int] = {}
         self._captured: dict[int, np.ndarray] = {}
         self._error: BaseException | None = None
+        self._held: list[int] = []  # the tokens whose keys and values the context holds, in order
         self._ggml = _ggml() if capture else None
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = n_ctx
@@ -201,9 +207,12 @@ class HiddenStateExtractor:
             return False  # stops the graph computation
 
     # -- extraction --------------------------------------------------------------------------------------
-    def extract(self, prompt: Sequence[int] | Sequence[Mapping[str, str]], layers: Sequence[int]) -> Extraction:
-        """Evaluate the prompt (token ids, or chat messages) once from an empty cache and return the last
-        token's hidden state at each requested layer."""
+    def extract(
+        self, prompt: Sequence[int] | Sequence[Mapping[str, str]], layers: Sequence[int], *, reuse: bool = False
+    ) -> Extraction:
+        """Evaluate the prompt (token ids, or chat messages) once and return the last token's hidden state at
+        each requested layer: from an empty cache, or with `reuse` keeping the longest prefix the context
+        already holds (at least the last token is always read: its states are what is captured)."""
         import llama_cpp
 
         layers = tuple(int(n) for n in layers)
@@ -223,8 +232,14 @@ class HiddenStateExtractor:
             self._captured = {}
             self._error = None
             started = time.perf_counter()
-            llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self._ctx.ctx), True)
-            for start in range(0, len(tokens), self.n_batch):
+            memory = llama_cpp.llama_get_memory(self._ctx.ctx)
+            keep = _common_prefix(self._held, tokens, len(tokens) - 1) if reuse else 0
+            self._held = []  # until this evaluation has succeeded, the context's contents are unknown
+            if keep:
+                llama_cpp.llama_memory_seq_rm(memory, 0, keep, -1)
+            else:
+                llama_cpp.llama_memory_clear(memory, True)
+            for start in range(keep, len(tokens), self.n_batch):
                 chunk = tokens[start : start + self.n_batch]
                 self._batch.set_batch(chunk, n_past=start, logits_all=False)
                 try:
@@ -234,6 +249,7 @@ class HiddenStateExtractor:
                 if self._error is not None:
                     raise HiddenStateError(f"reading the hidden states failed: {self._error}") from self._error
             seconds = time.perf_counter() - started
+            self._held = list(tokens)
             missing = [n for n in layers if n not in self._captured]
             if missing:
                 raise HiddenStateError(f"llama.cpp never computed the outputs of layers {missing}")
@@ -241,12 +257,26 @@ class HiddenStateExtractor:
                 np.stack([self._captured[n] for n in layers]) if layers else np.empty((0, self.width), dtype=np.float32)
             )
             self._wanted, self._captured = {}, {}
-        return Extraction(layers=layers, states=states, n_tokens=len(tokens), seconds=seconds)
+        return Extraction(
+            layers=layers, states=states, n_tokens=len(tokens), seconds=seconds, evaluated=len(tokens) - keep
+        )
 
-    async def aextract(self, prompt: Sequence[int] | Sequence[Mapping[str, str]], layers: Sequence[int]) -> Extraction:
+    async def aextract(
+        self, prompt: Sequence[int] | Sequence[Mapping[str, str]], layers: Sequence[int], *, reuse: bool = False
+    ) -> Extraction:
         """`extract` in a worker thread: the event loop keeps running while llama.cpp computes."""
-        return await asyncio.to_thread(self.extract, prompt, layers)
+        return await asyncio.to_thread(self.extract, prompt, layers, reuse=reuse)
 
     def close(self) -> None:
         self._ctx.close()
         self._batch.close()
+
+
+def _common_prefix(held: Sequence[int], tokens: Sequence[int], limit: int) -> int:
+    """How many leading tokens `held` and `tokens` share, at most `limit`."""
+    n = 0
+    for a, b in zip(held, tokens, strict=False):
+        if n >= limit or a != b:
+            break
+        n += 1
+    return n

@@ -22,7 +22,7 @@ from chaperone.config.schema import HEAD_CATEGORIES, EmbeddedModelSpec, HeadPoli
 from chaperone.engine import head_decision
 from chaperone.engine.choice import SessionChoice
 from chaperone.engine.conversation import Conversation
-from chaperone.engine.events import VerdictEvent
+from chaperone.engine.events import ChunkVerdict, VerdictEvent
 from chaperone.models.gguf import GGUF_SHA256
 from chaperone.models.pool import ModelHandle, ModelPool
 from chaperone.reviewer_head import data, train
@@ -130,11 +130,12 @@ class FakeExtractor:
     """Returns the fixed vector of whichever keyword the draft holds. Outside the system under test."""
 
     def __init__(self, vectors):
-        self.vectors, self.calls = vectors, []
+        self.vectors, self.calls, self.reused = vectors, [], []
 
-    async def aextract(self, messages, layers):
+    async def aextract(self, messages, layers, *, reuse=False):
         text = messages[-1]["content"]
         self.calls.append(text)
+        self.reused.append(reuse)
         key = next(k for k in self.vectors if k in text.split("REPLY")[1])
         return _States(tuple(layers), self.vectors[key][[LAYERS.index(n) for n in layers]])
 
@@ -298,12 +299,12 @@ async def test_a_draft_too_long_for_the_heads_context_is_clipped_until_it_fits(p
     from chaperone.models.hidden_states import PromptTooLong
 
     class SmallContext(FakeExtractor):
-        async def aextract(self, messages, layers):
+        async def aextract(self, messages, layers, *, reuse=False):
             n = len(messages[-1]["content"])
             if n > 600:  # as if each character were a token, in a 600-token context
                 self.calls.append(n)
                 raise PromptTooLong(n, 600)
-            return await super().aextract(messages, layers)
+            return await super().aextract(messages, layers, reuse=reuse)
 
     long_draft = DRAFTS["BENIGN"] + " " + "1234567890 " * 400
     root = project(project_factory, heads, [long_draft])
@@ -454,3 +455,26 @@ def test_a_named_head_that_is_missing_warns_once_and_is_not_used(project_factory
     finally:
         logger.remove(sink)
     assert len(messages) == 1 and "nowhere.npz" in messages[0] and "prompted decision" in messages[0]
+
+
+async def test_chunk_verdicts_come_from_the_head_reading_only_new_tokens_and_the_whole_draft_from_a_fresh_pass(
+    project_factory, heads
+):
+    """Under `streaming: chunks` every chunk verdict is the head's, asked to keep the prefix its context holds
+    (reuse); the whole-draft verdict reads from a fresh cache, the layout the head was trained on."""
+    draft = "BENIGN: use `kill <PID>`. It ends the process. Check with ps that it is gone."
+    root = project(project_factory, heads, [draft])
+    path = root / "config" / "policies" / "public.yaml"
+    policy = yaml.safe_load(path.read_text())
+    policy.update(streaming="chunks", chunks={"min_tokens": 1, "max_tokens": 40})
+    path.write_text(yaml.safe_dump(policy, sort_keys=False))
+    client = FakeEmbedded([], heads["vectors"])
+    conv, events = converse(root, client)
+    result = await conv.send("How do I stop it?")
+    conv.close()
+    assert result.outcome == "approved" and result.text == draft
+    chunks = [e for e in events if isinstance(e, ChunkVerdict)]
+    assert len(chunks) >= 2 and all(json.loads(c.raw)["decided_by"] == "head" for c in chunks)
+    (whole,) = verdicts(events)
+    assert json.loads(whole.raw)["decided_by"] == "head"
+    assert client.extractor.reused == [True] * len(chunks) + [False]

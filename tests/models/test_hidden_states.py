@@ -68,3 +68,41 @@ def test_async_extraction_runs_off_the_event_loop(extractor):
 
     result, ticks = asyncio.run(main())
     assert result.states.shape == (1, 1536) and ticks > 0
+
+
+@pytest.mark.slow
+def test_reuse_reads_only_what_the_context_does_not_hold_and_gives_the_same_vectors_to_rounding(extractor):
+    """Chunked review asks about a growing draft: with reuse, the extractor keeps the prefix it holds. The
+    vectors differ from a fresh pass only by float rounding, no more than a fresh pass in smaller batches
+    differs from one in a single batch (measured here: both ~1.7% relative on this model)."""
+    layers = [14, 20]
+    draft = "First, find the process ID with ps aux. Then send it SIGTERM with kill, and wait a moment."
+    short = [{"role": "user", "content": f"Request: stop a process\nReply: {draft[:40]}"}]
+    grown = [{"role": "user", "content": f"Request: stop a process\nReply: {draft}"}]
+    short_tokens, grown_tokens = extractor.tokens(short), extractor.tokens(grown)
+    shared = next(i for i, (a, b) in enumerate(zip(short_tokens, grown_tokens, strict=False)) if a != b)
+
+    extractor.extract(short, layers)
+    reused = extractor.extract(grown, layers, reuse=True)
+    assert reused.n_tokens == len(grown_tokens) and reused.evaluated == len(grown_tokens) - shared
+    fresh = extractor.extract(grown, layers)
+    assert fresh.evaluated == len(grown_tokens)
+    again = extractor.extract(grown, layers, reuse=True)  # the same prompt: only its last token is read again
+    assert again.evaluated == 1
+
+    small_batches = HiddenStateExtractor(extractor.llm, n_threads=2, n_batch=16)
+    try:
+        batched = small_batches.extract(grown, layers)
+    finally:
+        small_batches.close()
+
+    def rel(a, b):
+        return float(np.linalg.norm(a.states - b.states) / np.linalg.norm(b.states))
+
+    assert rel(reused, fresh) < max(2 * rel(batched, fresh), 0.03)
+    assert np.corrcoef(reused.states.ravel(), fresh.states.ravel())[0, 1] > 0.999
+    # A different prompt shares only the chat template's start: reuse keeps exactly the tokens that match.
+    other_tokens = extractor.tokens(PROMPTS[2])
+    common = next(i for i, (a, b) in enumerate(zip(grown_tokens, other_tokens, strict=False)) if a != b)
+    other = extractor.extract(PROMPTS[2], layers, reuse=True)
+    assert common > 0 and other.evaluated == len(other_tokens) - common
