@@ -34,6 +34,9 @@ class SessionChoice:
     assistant_max_tokens: int | None = None  # an evaluation may cap answers shorter than the agent does
     # The serving client's own system messages: added to the assistant's system prompt, never the reviewer's.
     assistant_instructions: str | None = None
+    # False: the reviewer decides by its prompt alone even where its agent file names a judgement head (the
+    # eval's --no-head: the prompted reviewer's figures, side by side with the head's, from the same files).
+    reviewer_head: bool = True
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,8 @@ def resolve(project: Project, choice: SessionChoice, blame: Blame | None = None)
     policy = checked("policy", lambda: project.policy(choice.policy or s.default_policy))
     a_spec = checked("assistant", lambda: project.agent(choice.assistant or s.agents.assistant, role="assistant"))
     r_spec = checked("reviewer", lambda: project.agent(choice.reviewer or s.agents.reviewer, role="reviewer"))
+    if not choice.reviewer_head and r_spec.head is not None:
+        r_spec = r_spec.model_copy(update={"head": None})
     u_spec = project.agent(s.agents.user_proxy, role="user_proxy")
     a_model = choice.assistant_model or a_spec.model
     r_model = choice.reviewer_model or r_spec.model

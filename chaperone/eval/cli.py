@@ -119,6 +119,11 @@ def eval_group() -> None:
 @click.option("--policy", default=None)
 @click.option("--assistant-model", default=None)
 @click.option("--reviewer-model", default=None)
+@click.option(
+    "--no-head",
+    is_flag=True,
+    help="The reviewer decides by its prompt alone, even where its agent file names a judgement head.",
+)
 @click.option("--judge-model", default=None, help="Model for the judge (default: config/eval.yaml).")
 @click.option(
     "--report",

@@ -120,6 +120,7 @@ class NewRun:
     policy: str | None
     assistant_model: str | None
     reviewer_model: str | None
+    no_head: bool = False
 
     @property
     def mode(self) -> str:
@@ -146,6 +147,7 @@ class NewRun:
             assistant_model=self.assistant_model,
             reviewer_model=self.reviewer_model,
             assistant_max_tokens=cfg.assistant_max_tokens,
+            reviewer_head=not self.no_head,
         )
 
 

@@ -478,3 +478,23 @@ async def test_chunk_verdicts_come_from_the_head_reading_only_new_tokens_and_the
     (whole,) = verdicts(events)
     assert json.loads(whole.raw)["decided_by"] == "head"
     assert client.extractor.reused == [True] * len(chunks) + [False]
+
+
+async def test_a_choice_without_the_head_decides_by_the_prompt_alone(project_factory, heads):
+    """The eval's --no-head (SessionChoice.reviewer_head=False): the agent file still names the head, but the
+    prompted decision decides and the hidden states are never read."""
+    root = project(project_factory, heads, [DRAFTS["HAZCHEM"]])
+    proj = load_project(root)
+    assert proj.agent("moral_reviewer", role="reviewer").head is not None
+    pool = ModelPool(proj.models, root / "config/models.yaml")
+    client = FakeEmbedded([], heads["vectors"], p_not_ok=0.01)
+    pool._handles["embedded"] = ModelHandle("embedded", EmbeddedModelSpec(kind="embedded"), client)
+    events: list = []
+    choice = SessionChoice(reviewer_head=False)
+    conv = Conversation(proj, pool, choice, kind="test", sinks=[events.append])
+    result = await conv.send("How do I quench this reagent?")
+    conv.close()
+    (only,) = verdicts(events)
+    assert result.outcome == "approved" and only.decision == "approve"
+    assert "decided_by" not in json.loads(only.raw) and json.loads(only.raw)["p_not_ok"] == 0.01
+    assert client.extractor.calls == [] and client.scored == 1

@@ -146,3 +146,13 @@ def test_the_selection_in_the_plan_keeps_its_form():
     }
     options.update(split_part="dev", split_seed=7)
     assert NewRun(**options).selection(columns).as_plan()["split"] == {"part": "dev", "seed": 7, "test_fraction": 0.6}
+
+
+def test_no_head_reaches_the_session_choice():
+    from chaperone.eval.config import load_eval_config
+    from tests.support.projects import REPO
+
+    options = dict.fromkeys(NewRun.__dataclass_fields__)
+    cfg = load_eval_config(REPO)
+    assert NewRun(**{**options, "no_head": False}).choice(cfg).reviewer_head is True
+    assert NewRun(**{**options, "no_head": True}).choice(cfg).reviewer_head is False
