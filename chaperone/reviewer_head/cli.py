@@ -78,6 +78,7 @@ def reviewer() -> None:
 @click.option("--per-source", type=int, default=None, help="Only a mixed sample: N rows of each source.")
 @click.option("--sample-seed", type=int, default=0, show_default=True)
 @click.option("--part", type=click.Choice(["train", "dev", "test"]), default=None, help="Only rows of this part.")
+@click.option("--source", "sources", multiple=True, help="Only rows of this source (repeatable).")
 @click.option("--threads", type=int, default=None, help="llama.cpp threads (default: every core).")
 @click.option("--shard-rows", type=int, default=32, show_default=True, help="Rows written per shard.")
 def extract(
@@ -88,6 +89,7 @@ def extract(
     per_source: int | None,
     sample_seed: int,
     part: str | None,
+    sources: tuple[str, ...],
     threads: int | None,
     shard_rows: int,
 ) -> None:
@@ -101,6 +103,7 @@ def extract(
             per_source=per_source,
             sample_seed=sample_seed,
             part=part,
+            sources=sources,
             threads=threads,
             shard_rows=shard_rows,
         )

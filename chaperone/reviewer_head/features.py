@@ -235,6 +235,7 @@ def extract_features(
     per_source: int | None = None,
     sample_seed: int = 0,
     part: str | None = None,
+    sources: Sequence[str] = (),
     threads: int | None = None,
     shard_rows: int = 32,
     progress: bool = True,
@@ -267,6 +268,13 @@ def extract_features(
         if part not in ("train", "dev", "test"):
             raise ExtractInputError(f"--part {part}: expected train, dev or test")
         rows = [r for r in rows if r.part == part]
+    if sources:
+        known = sorted({r.row.source for r in rows})
+        if unknown := [s for s in sources if s not in known]:
+            raise ExtractInputError(
+                f"--source {', '.join(unknown)}: not in {manifest}; its sources: {', '.join(known)}"
+            )
+        rows = [r for r in rows if r.row.source in sources]
     if per_source:
         rows = data.sample(rows, per_source, sample_seed)
     prompt = load_prompt()
@@ -304,6 +312,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--per-source", type=int, default=None, help="only a mixed sample: N rows of each source")
     ap.add_argument("--sample-seed", type=int, default=0)
     ap.add_argument("--part", choices=("train", "dev", "test"), default=None, help="only rows of this part")
+    ap.add_argument("--source", action="append", default=[], help="only rows of this source (repeatable)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--shard-rows", type=int, default=32)
     args = ap.parse_args(argv)
@@ -316,6 +325,7 @@ def main(argv: list[str] | None = None) -> None:
             per_source=args.per_source,
             sample_seed=args.sample_seed,
             part=args.part,
+            sources=args.source,
             threads=args.threads,
             shard_rows=args.shard_rows,
         )

@@ -59,6 +59,44 @@ def test_train_and_extract_refuse_a_missing_manifest_and_bad_options(tmp_path, m
     assert "--limit" in _one_error_line(_run("extract", "--limit", "0"))
 
 
+def test_extract_names_the_sources_a_manifest_has_when_asked_for_another(manifest, monkeypatch):
+    def no_model(*args, **kwargs):
+        raise AssertionError("bad input must be refused before the model is loaded")
+
+    monkeypatch.setattr(hidden_states.HiddenStateExtractor, "load", no_model)
+    path, rows = manifest
+    line = _one_error_line(_run("extract", "--manifest", str(path), "--source", "gptfuzz", "--source", "nosuch"))
+    assert "--source nosuch" in line and "gptfuzz" not in line.split(":")[0]
+    assert all(s in line for s in {r.row.source for r in rows})
+
+
+def test_extract_reads_only_the_sources_asked_for(manifest, monkeypatch, tmp_path):
+    """The model is outside the unit under test: a stand-in extractor records which prompts it was given."""
+    import chaperone.models.gguf as gguf_module
+
+    class Stand:
+        n_layers, width, model_sha256 = 28, WIDTH, GGUF_SHA256
+
+        def __init__(self):
+            self.prompts = []
+
+        def extract(self, messages, layers):
+            self.prompts.append(messages[-1]["content"])
+            states = np.zeros((len(layers), WIDTH), dtype=np.float32)
+            return hidden_states.Extraction(tuple(layers), states, 10, 0.01)
+
+    stand = Stand()
+    monkeypatch.setattr(hidden_states.HiddenStateExtractor, "load", lambda *a, **k: stand)
+    monkeypatch.setattr(gguf_module, "ensure_model", lambda *a, **k: tmp_path / "model.gguf")
+    path, rows = manifest
+    result = _run("extract", "--manifest", str(path), "--source", "bbq", "--layers", "2,5", "--cache", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    wanted = [r for r in rows if r.row.source == "bbq"]
+    assert wanted and len(stand.prompts) == len(wanted)
+    head_prompt = load_prompt()
+    assert set(stand.prompts) == {head_prompt.messages(r.row.request, r.row.draft)[-1]["content"] for r in wanted}
+
+
 def _cache_features(root, rows):
     """Fake hidden states in a real cache: noise, with the label written into a few dimensions of layer 5."""
     cache = FeatureCache(root, GGUF_SHA256, load_prompt().sha256, LAYERS, WIDTH)
