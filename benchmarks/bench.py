@@ -116,6 +116,22 @@ def context_counts(clients: dict[str, Any]) -> dict[str, dict[str, int]]:
     return out
 
 
+def head_contexts(chat: Any) -> dict[str, Any]:
+    """The reviewer head's own llama.cpp context (hidden states), once the reviewer's model has built it: its
+    reading is the reviewer's too. It lives with the model, across conversations."""
+    client = chat.reviewer.model.client if chat.reviewer is not None else None
+    extractor = getattr(client, "_extractor", None)
+    return {"reviewer head": extractor} if extractor is not None else {}
+
+
+def reviewer_reading(contexts: dict[str, dict[str, int]]) -> dict[str, int] | None:
+    """What the reviewer's contexts read together (its rubric prompt's and its head's), or None."""
+    mine = [contexts[r] for r in ("reviewer", "reviewer head") if r in contexts]
+    if not mine:
+        return None
+    return {k: sum(c[k] for c in mine) for k in ("prompt_tokens", "evaluated", "cache_hits")}
+
+
 def context_diff(before: dict[str, dict[str, int]], after: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
     """What each context read in between: prompt tokens, evaluated by llama.cpp, and reused (cache hits)."""
     out = {}
@@ -220,7 +236,7 @@ def summarize(turns: Sequence[dict[str, Any]]) -> dict[str, Any]:
             if bare is None or arm not in arms:
                 continue
             g = arms[arm]
-            evaluated = g["contexts"].get("reviewer", {}).get("evaluated")
+            evaluated = (reviewer_reading(g["contexts"]) or {}).get("evaluated")
             ratios[arm] = {
                 "wall": _ratio(g["wall_s"], bare["wall_s"]),
                 "tokens": _ratio(g["tokens"], bare["tokens"]),
@@ -228,7 +244,8 @@ def summarize(turns: Sequence[dict[str, Any]]) -> dict[str, Any]:
                 "first_delivered_minus_bare_s": None
                 if g["first_delivered_s_mean"] is None or bare["first_delivered_s_mean"] is None
                 else g["first_delivered_s_mean"] - bare["first_delivered_s_mean"],
-                # the target: prompt tokens the reviewer's context really evaluated <= 0.3x the bare turn's tokens
+                # the target: prompt tokens the reviewer's contexts (rubric prompt and head) really evaluated
+                # <= 0.3x the bare turn's tokens
                 "reviewer_evaluated_per_bare_token": _ratio(evaluated, bare["tokens"]),
             }
         early = {}
@@ -359,11 +376,12 @@ async def run_arms(
                 clients["reviewer"] = chat.reviewer.model.client
             if len({id(c) for c in clients.values()}) < len(clients):  # one shared context: not attributable
                 clients = {"shared": clients["assistant"]}
-            before = context_counts(clients)
+            before = context_counts({**clients, **head_contexts(chat)})
             clock.start()
             result = await conv.send(prompt)
             wall = clock.elapsed()
-            contexts = context_diff(before, context_counts(clients))
+            # The judgement head's extractor is built on the first verdict: counted from zero when it appears.
+            contexts = context_diff(before, context_counts({**clients, **head_contexts(chat)}))
             conv.close()
             record = turn_record(
                 group=group,
@@ -413,7 +431,7 @@ def render(report: dict[str, Any], console: Console) -> None:
         t.add_column(col, justify="left" if col in ("group", "prompt", "arm", "outcome") else "right")
     for r in turns:
         a, v = r["agents"].get("assistant", {}), r["agents"].get("reviewer", {})
-        ctx = r["contexts"].get("reviewer")
+        ctx = reviewer_reading(r["contexts"])
         t.add_row(
             r["group"],
             r["prompt"][:28] + "…",
@@ -471,7 +489,7 @@ def render(report: dict[str, Any], console: Console) -> None:
     for group, g in report["summary"].items():
         for arm, a in g["arms"].items():
             r = g["ratios"].get(arm, {})
-            ctx = a["contexts"].get("reviewer")
+            ctx = reviewer_reading(a["contexts"])
             s.add_row(
                 group,
                 arm,

@@ -62,6 +62,15 @@ class Extraction:
         return self.states[self.layers.index(n)]
 
 
+@dataclass
+class ExtractionStats:
+    """What the extractor's context read (figures for the benchmarks, never decisions)."""
+
+    calls: int = 0
+    prompt_tokens: int = 0  # the prompts' full lengths
+    prompt_evaluated: int = 0  # of those, the tokens llama.cpp read (the rest were kept from the previous prompt)
+
+
 class _Ggml:
     """The few libggml-base functions the callback needs, typed once."""
 
@@ -144,6 +153,7 @@ class HiddenStateExtractor:
         self._captured: dict[int, np.ndarray] = {}
         self._error: BaseException | None = None
         self._held: list[int] = []  # the tokens whose keys and values the context holds, in order
+        self.stats = ExtractionStats()
         self._ggml = _ggml() if capture else None
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = n_ctx
@@ -250,6 +260,9 @@ class HiddenStateExtractor:
                     raise HiddenStateError(f"reading the hidden states failed: {self._error}") from self._error
             seconds = time.perf_counter() - started
             self._held = list(tokens)
+            self.stats.calls += 1
+            self.stats.prompt_tokens += len(tokens)
+            self.stats.prompt_evaluated += len(tokens) - keep
             missing = [n for n in layers if n not in self._captured]
             if missing:
                 raise HiddenStateError(f"llama.cpp never computed the outputs of layers {missing}")

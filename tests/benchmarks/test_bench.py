@@ -119,7 +119,7 @@ def test_a_withheld_turn_delivers_the_fallback_and_an_early_stop_counts_the_budg
 
 
 def test_totals_and_ratios_to_the_bare_arm_on_the_same_prompts():
-    def turn(arm, group, wall, first, a, r=None, ctx=None, saved=0, stopped=()):
+    def turn(arm, group, wall, first, a, r=None, ctx=None, saved=0, stopped=(), head=None):
         agents = {"assistant": dict(zip(("prompt_tokens", "completion_tokens"), a, strict=True))}
         if r:
             agents["reviewer"] = dict(zip(("prompt_tokens", "completion_tokens"), r, strict=True))
@@ -131,19 +131,20 @@ def test_totals_and_ratios_to_the_bare_arm_on_the_same_prompts():
             "wall_s": wall,
             "first_delivered_s": first,
             "agents": agents,
-            "contexts": {"reviewer": ctx} if ctx else {},
+            "contexts": ({"reviewer": ctx} if ctx else {}) | ({"reviewer head": head} if head else {}),
             "tokens_saved": saved,
             "stopped_at_chunk": list(stopped),
         }
 
     ctx = {"prompt_tokens": 500, "evaluated": 60, "cache_hits": 440}
+    head = {"prompt_tokens": 300, "evaluated": 40, "cache_hits": 260}  # the judgement head's own context
     turns = [
         turn("bare", "benign", 10.0, 1.0, (50, 150)),
         turn("bare", "benign", 30.0, 3.0, (50, 150)),
         turn("whole", "benign", 12.0, 12.0, (50, 150), (500, 2), ctx),
         turn("whole", "benign", 36.0, 36.0, (50, 150), (500, 2), ctx),
-        turn("chunks", "benign", 11.0, 2.0, (50, 150), (900, 4), ctx),
-        turn("chunks", "benign", 33.0, 4.0, (50, 150), (900, 4), ctx),
+        turn("chunks", "benign", 11.0, 2.0, (50, 150), (900, 4), ctx, head=head),
+        turn("chunks", "benign", 33.0, 4.0, (50, 150), (900, 4), ctx, head=head),
         turn("bare", "harmful", 20.0, 1.0, (50, 200)),
         turn("whole", "harmful", 60.0, 60.0, (150, 600), (1500, 6)),
         turn("chunks", "harmful", 15.0, 15.0, (150, 60), (1500, 6), saved=540, stopped=(1, 1, 1)),
@@ -155,7 +156,9 @@ def test_totals_and_ratios_to_the_bare_arm_on_the_same_prompts():
     assert benign["ratios"]["chunks"]["wall"] == 44.0 / 40.0
     assert benign["ratios"]["whole"]["tokens"] == (400 + 1004) / 400
     assert benign["ratios"]["chunks"]["first_delivered_minus_bare_s"] == 3.0 - 2.0
-    assert benign["ratios"]["chunks"]["reviewer_evaluated_per_bare_token"] == 120 / 400
+    assert benign["ratios"]["whole"]["reviewer_evaluated_per_bare_token"] == 120 / 400
+    # what the reviewer evaluated is its rubric prompt's context and its head's together
+    assert benign["ratios"]["chunks"]["reviewer_evaluated_per_bare_token"] == (120 + 80) / 400
     assert benign["arms"]["chunks"]["contexts"]["reviewer"] == {
         "prompt_tokens": 1000,
         "evaluated": 120,

@@ -83,8 +83,11 @@ def test_reuse_reads_only_what_the_context_does_not_hold_and_gives_the_same_vect
     shared = next(i for i, (a, b) in enumerate(zip(short_tokens, grown_tokens, strict=False)) if a != b)
 
     extractor.extract(short, layers)
+    read, evaluated = extractor.stats.prompt_tokens, extractor.stats.prompt_evaluated
     reused = extractor.extract(grown, layers, reuse=True)
     assert reused.n_tokens == len(grown_tokens) and reused.evaluated == len(grown_tokens) - shared
+    assert extractor.stats.prompt_tokens - read == len(grown_tokens)  # the benchmarks' counts
+    assert extractor.stats.prompt_evaluated - evaluated == reused.evaluated
     fresh = extractor.extract(grown, layers)
     assert fresh.evaluated == len(grown_tokens)
     again = extractor.extract(grown, layers, reuse=True)  # the same prompt: only its last token is read again
