@@ -224,18 +224,29 @@ def _print_summary(head: ReviewerHead, out: Path) -> None:
     help="test: the rows compared; dev: rows to fit a combination of the two on.",
 )
 @click.option(
+    "--source",
+    "sources",
+    multiple=True,
+    help="Only these sources (repeatable): a source added later gets its own sample; the others' stay as they were.",
+)
+@click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     default=compare.DEFAULT_SAMPLE,
     help="[default: heads/compare-test-seed0.jsonl]",
 )
-def compare_sample_command(manifest: Path, per_source: int, sample_seed: int, part: str, out: Path) -> None:
+def compare_sample_command(
+    manifest: Path, per_source: int, sample_seed: int, part: str, sources: tuple[str, ...], out: Path
+) -> None:
     """Write the held-out rows the head and the prompted reviewer are compared on (test part, or dev)."""
     if per_source < 1:
         fail(f"--per-source {per_source}: must be at least 1")
     if not manifest.is_file():
         fail(f"{manifest}: no split manifest; write it with `python -m chaperone.reviewer_head.data --seed 0`")
-    n = compare.write_sample(manifest, out, per_source, sample_seed, part)
+    try:
+        n = compare.write_sample(manifest, out, per_source, sample_seed, part, sources)
+    except compare.CompareInputError as exc:
+        fail(str(exc))
     run_dir = "evals/prompted-compare" + ("" if part == "test" else "-dev")
     _console().print(
         f"wrote {n} {part} rows to {out}; next: `python run.py reviewer extract --part {part} --per-source {per_source}"
@@ -247,9 +258,21 @@ def compare_sample_command(manifest: Path, per_source: int, sample_seed: int, pa
 @reviewer.command("compare")
 @_feature_cache_options
 @click.option(
-    "--eval", "eval_dir", type=click.Path(file_okay=False, path_type=Path), required=True, help="The eval run folder."
+    "--eval",
+    "eval_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    multiple=True,
+    help="The eval run folder (repeatable: one per --sample, in the same order).",
 )
-@click.option("--sample", type=click.Path(dir_okay=False, path_type=Path), default=compare.DEFAULT_SAMPLE)
+@click.option(
+    "--sample",
+    type=click.Path(dir_okay=False, path_type=Path),
+    multiple=True,
+    default=[compare.DEFAULT_SAMPLE],
+    help="A comparison sample (repeatable: a source added later has its own).  "
+    "[default: heads/compare-test-seed0.jsonl]",
+)
 @click.option(
     "--head",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -259,10 +282,17 @@ def compare_sample_command(manifest: Path, per_source: int, sample_seed: int, pa
 @click.option(
     "--dev-eval",
     type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="The prompted reviewer's eval run on the dev sample: also fit and measure the two scores combined.",
+    multiple=True,
+    help="The prompted reviewer's eval run on the dev sample: also fit and measure the two scores combined "
+    "(repeatable: one per --dev-sample).",
 )
-@click.option("--dev-sample", type=click.Path(dir_okay=False, path_type=Path), default=compare.DEFAULT_DEV_SAMPLE)
+@click.option(
+    "--dev-sample",
+    type=click.Path(dir_okay=False, path_type=Path),
+    multiple=True,
+    default=[compare.DEFAULT_DEV_SAMPLE],
+    help="[default: heads/compare-dev-seed0.jsonl]",
+)
 @click.option(
     "--stack-into",
     is_flag=True,
@@ -274,11 +304,11 @@ def compare_command(
     manifest: Path,
     layers: str,
     cache: Path | None,
-    eval_dir: Path,
-    sample: Path,
+    eval_dir: tuple[Path, ...],
+    sample: tuple[Path, ...],
     head: Path,
-    dev_eval: Path | None,
-    dev_sample: Path,
+    dev_eval: tuple[Path, ...],
+    dev_sample: tuple[Path, ...],
     stack_into: bool,
     as_json: bool,
 ) -> None:

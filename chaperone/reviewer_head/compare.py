@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import statistics
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,18 +45,27 @@ class CompareInputError(ValueError):
     """A missing or unreadable input; the message says what to run."""
 
 
-def comparison_rows(rows: list[data.SplitRow], per_source: int, seed: int, part: str = "test") -> list[data.SplitRow]:
+def comparison_rows(
+    rows: list[data.SplitRow], per_source: int, seed: int, part: str = "test", sources: Sequence[str] = ()
+) -> list[data.SplitRow]:
     """Rows of one part (test: to compare; dev: to fit a combination of the two), `per_source` of each source,
-    both labels: the same selection `reviewer extract --part PART --per-source N --sample-seed S` extracts."""
-    return data.sample([r for r in rows if r.part == part], per_source, seed)
+    both labels: the same selection `reviewer extract --part PART --per-source N --sample-seed S` extracts.
+    `sources`: only these. A new source's sample then leaves the other sources' samples (and the prompted
+    reviewer's runs on them) as they were: the draw is shared across the sources taken together."""
+    chosen = [r for r in rows if r.part == part and (not sources or r.row.source in sources)]
+    return data.sample(chosen, per_source, seed)
 
 
-def write_sample(manifest: Path, out: Path, per_source: int, seed: int, part: str = "test") -> int:
+def write_sample(
+    manifest: Path, out: Path, per_source: int, seed: int, part: str = "test", sources: Sequence[str] = ()
+) -> int:
     from chaperone.reviewer_head.prompt import load_prompt
 
     no_request = load_prompt().no_request  # statements with no request (ToxiGen) read as the head reads them
     rows, _summary = data.read_manifest(manifest)
-    chosen = comparison_rows(rows, per_source, seed, part)
+    if unknown := sorted(set(sources) - {r.row.source for r in rows}):
+        raise CompareInputError(f"--source {', '.join(unknown)}: not in {manifest}")
+    chosen = comparison_rows(rows, per_source, seed, part, sources)
     with out.open("w", encoding="utf-8") as fh:
         for r in chosen:
             line = {
@@ -140,13 +150,14 @@ def youden_threshold(labels: list[int], scores: list[float]) -> dict:
     return {"value": round(value, 4), "recall": round(float(tpr[best]), 4), "fpr": round(float(fpr[best]), 4)}
 
 
-def stack_section(stack: Stack, *, dev_eval: Path) -> dict:
+def stack_section(stack: Stack, *, dev_eval: Path | Sequence[Path]) -> dict:
     """What `reviewer compare --stack-into` writes into a head's card: the combination, the prompted reviewer
     it was fitted with, and the threshold chosen on the same dev rows (Youden's J), with its dev figures."""
     probabilities = stack.probabilities(stack.features)
+    runs = _paths(dev_eval)
     try:
-        policy = json.loads((dev_eval / "plan.json").read_text(encoding="utf-8"))["choice"]["policy"]
-    except (OSError, ValueError, KeyError, TypeError):
+        policy = json.loads((runs[0] / "plan.json").read_text(encoding="utf-8"))["choice"]["policy"]
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
         policy = None
     return {
         "intercept": round(float(stack.model.intercept_[0]), 6),
@@ -155,7 +166,7 @@ def stack_section(stack: Stack, *, dev_eval: Path) -> dict:
             "prompted": round(float(stack.model.coef_[0][1]), 6),
         },
         "fitted_on_dev_rows": len(stack.labels),
-        "dev_eval": dev_eval.name,
+        "dev_eval": runs[0].name if len(runs) == 1 else [r.name for r in runs],
         "prompted_reviewer": {"policy": policy or "the settings' default", "score": "P(not OK), decision token"},
         "threshold": {"chosen_by": "Youden's J on the same dev rows", **youden_threshold(stack.labels, probabilities)},
         "dev": curve_figures(stack.labels, probabilities),
@@ -185,24 +196,50 @@ def category_thresholds(scores_file: Path, fpr: float = 0.01) -> dict[str, dict]
     return out
 
 
+def _paths(given: Path | Sequence[Path] | None) -> list[Path]:
+    return [] if given is None else [given] if isinstance(given, Path) else list(given)
+
+
+def _samples(paths: Sequence[Path], fix: str) -> list[dict]:
+    """The rows of one or more sample files, each id once (the first file that has it wins)."""
+    seen: dict[str, dict] = {}
+    for path in paths:
+        for row in _jsonl(path, "comparison sample", fix):
+            seen.setdefault(row["id"], row)
+    return list(seen.values())
+
+
+def _results(samples: Sequence[Path], runs: Sequence[Path], what: str) -> dict[str, dict]:
+    """The prompted reviewer's ok results, by id, from one or more eval runs (one per sample file)."""
+    out: dict[str, dict] = {}
+    for sample, run in zip(samples, runs, strict=False):
+        fix = f"run `python run.py eval run {sample} --reviewer-only --no-head --columns {EVAL_COLUMNS} --out {run}`"
+        for r in _jsonl(run / "results.jsonl", what, fix):
+            if r.get("status") == "ok":
+                out.setdefault(r["id"], r)
+    return out
+
+
 def compare(
-    sample: Path,
-    eval_dir: Path,
+    sample: Path | Sequence[Path],
+    eval_dir: Path | Sequence[Path],
     scores: Path,
     cache_costs: dict[str, tuple[int, float]] | None = None,
-    dev_sample: Path | None = None,
-    dev_eval_dir: Path | None = None,
+    dev_sample: Path | Sequence[Path] | None = None,
+    dev_eval_dir: Path | Sequence[Path] | None = None,
 ) -> dict:
     """Join the sample, the prompted reviewer's results and the head's held-out scores; figures per source
-    and overall, for the rows all three decisions scored."""
-    sample_rows = _jsonl(sample, "comparison sample", "write it with `python run.py reviewer compare-sample`")
-    results = _jsonl(
-        eval_dir / "results.jsonl",
-        "reviewer-alone results",
-        f"run `python run.py eval run {sample} --reviewer-only --columns {EVAL_COLUMNS} --out {eval_dir}`",
-    )
+    and overall, for the rows all three decisions scored.
+
+    Several samples may be given, each with its eval run (in the same order): a source added later is sampled
+    and run on its own, and the earlier samples and runs stay as they were."""
+    samples, runs = _paths(sample), _paths(eval_dir)
+    dev_samples, dev_runs = _paths(dev_sample), _paths(dev_eval_dir)
+    if len(samples) != len(runs) or (dev_runs and len(dev_samples) != len(dev_runs)):
+        raise CompareInputError("give one eval run for each sample file, in the same order (--sample/--eval)")
+    sample_rows = _samples(samples, "write it with `python run.py reviewer compare-sample`")
+    prompted = _results(samples, runs, "reviewer-alone results")
     head_lines = _jsonl(scores, "held-out head scores", "run `python run.py reviewer train --loso`")
-    prompted = {r["id"]: r for r in results if r.get("status") == "ok"}
     main: dict[str, float] = {}
     loso: dict[str, float] = {}
     head_dev: dict[str, float] = {}
@@ -215,10 +252,11 @@ def compare(
         elif line["fold"] == "cross-source-dev":
             head_dev[key] = line["scores"][OVERALL]
     stack = None
-    if dev_sample is not None and dev_eval_dir is not None:
-        dev_rows = _jsonl(dev_sample, "dev sample", "write it with `python run.py reviewer compare-sample --part dev`")
-        dev_results = _jsonl(dev_eval_dir / "results.jsonl", "reviewer-alone results on the dev sample", "run the eval")
-        stack = fit_stack(dev_rows, {r["id"]: r for r in dev_results if r.get("status") == "ok"}, head_dev)
+    if dev_samples and dev_runs:
+        dev_rows = _samples(dev_samples, "write it with `python run.py reviewer compare-sample --part dev`")
+        stack = fit_stack(
+            dev_rows, _results(dev_samples, dev_runs, "reviewer-alone results on the dev sample"), head_dev
+        )
     joined = [r for r in sample_rows if r["id"] in prompted and r["id"] in main and r["id"] in loso]
     missing = {
         "prompted": sum(1 for r in sample_rows if r["id"] not in prompted),
@@ -250,7 +288,7 @@ def compare(
         "rows": len(sample_rows),
         "joined": len(joined),
         "missing": missing,
-        "stack": None if stack is None or dev_eval_dir is None else stack_section(stack, dev_eval=dev_eval_dir),
+        "stack": None if stack is None else stack_section(stack, dev_eval=dev_runs),
         "overall": figures(joined) if joined else {"n": 0},
         "by_source": {s: figures(rows) for s, rows in sorted(by_source.items())},
         "cost": {

@@ -208,3 +208,53 @@ def test_compare_joins_the_prompted_reviewer_and_the_held_out_head_scores_on_the
         assert proposed["from"] == "cross-source dev"
     missing = _run("compare", *common, "--eval", str(tmp_path / "none"), "--sample", str(sample), "--head", str(out))
     assert "--reviewer-only" in _one_error_line(missing)
+
+
+def test_a_source_sampled_on_its_own_joins_the_comparison_without_changing_the_others(manifest, tmp_path):
+    """A source added later gets its own sample and eval run (`compare-sample --source`); `compare` takes both
+    pairs and joins the same rows a single sample of every source would have had for that source."""
+    import json
+
+    path, rows = manifest
+    _cache_features(tmp_path / "cache", rows)
+    out = tmp_path / "head.npz"
+    common = ["--manifest", str(path), "--cache", str(tmp_path / "cache"), "--layers", "2,5"]
+    assert _run("train", *common, "--out", str(out), "--loso").exit_code == 0
+    sources = sorted({r.row.source for r in rows if r.part == "test"})  # the sources a test sample can have
+    new, old = sources[0], sources[1:]
+
+    def sample(name, *only):
+        target = tmp_path / f"{name}.jsonl"
+        flags = [x for s in only for x in ("--source", s)]
+        result = _run("compare-sample", "--manifest", str(path), "--per-source", "4", *flags, "--out", str(target))
+        assert result.exit_code == 0, result.output
+        chosen = [json.loads(x) for x in target.read_text().splitlines()]
+        run = tmp_path / f"eval-{name}"
+        run.mkdir()
+        with (run / "results.jsonl").open("w") as fh:
+            for c in chosen:
+                unsafe = c["label"] == "unsafe"
+                line = {"id": c["id"], "status": "ok", "decision": "revise" if unsafe else "approve"}
+                line.update(score=0.7 if unsafe else 0.2, seconds=1.0, prompt_tokens=500, completion_tokens=0)
+                fh.write(json.dumps(line) + "\n")
+        return target, run, chosen
+
+    old_sample, old_run, old_chosen = sample("old", *old)
+    new_sample, new_run, new_chosen = sample("new", new)
+    assert {c["source"] for c in new_chosen} == {new} and new not in {c["source"] for c in old_chosen}
+    pairs = ["--sample", str(old_sample), "--eval", str(old_run), "--sample", str(new_sample), "--eval", str(new_run)]
+    result = _run("compare", *common, *pairs, "--head", str(out), "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["joined"] == len(old_chosen) + len(new_chosen) and set(report["by_source"]) == set(sources)
+    alone = json.loads(
+        _run(
+            "compare", *common, "--sample", str(old_sample), "--eval", str(old_run), "--head", str(out), "--json"
+        ).stdout
+    )
+    assert alone["by_source"] == {s: f for s, f in report["by_source"].items() if s != new}
+    unpaired = _run("compare", *common, "--sample", str(old_sample), *pairs[2:6], "--head", str(out))
+    assert "one eval run for each sample" in _one_error_line(unpaired)
+    assert "--source nosuch" in _one_error_line(
+        _run("compare-sample", "--manifest", str(path), "--source", "nosuch", "--out", str(tmp_path / "x.jsonl"))
+    )
