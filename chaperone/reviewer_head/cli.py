@@ -247,11 +247,18 @@ def compare_sample_command(
         n = compare.write_sample(manifest, out, per_source, sample_seed, part, sources)
     except compare.CompareInputError as exc:
         fail(str(exc))
-    run_dir = "evals/prompted-compare" + ("" if part == "test" else "-dev")
+    run_dir = "evals/prompted-compare" + ("" if part == "test" else "-dev") + "".join(f"-{s}" for s in sources)
+    rows = "".join(
+        [
+            "" if manifest == data.DEFAULT_MANIFEST else f" --manifest {manifest}",
+            *(f" --source {s}" for s in sources),
+            f" --part {part} --per-source {per_source}",
+            "" if sample_seed == 0 else f" --sample-seed {sample_seed}",
+        ]
+    )
     _console().print(
-        f"wrote {n} {part} rows to {out}; next: `python run.py reviewer extract --part {part} --per-source {per_source}"
-        f"{'' if sample_seed == 0 else f' --sample-seed {sample_seed}'}`, then `python run.py eval run {out} "
-        f"--reviewer-only --columns {compare.EVAL_COLUMNS} --out {run_dir}`"
+        f"wrote {n} {part} rows to {out}; next: `python run.py reviewer extract{rows}`, then "
+        f"`python run.py eval run {out} --reviewer-only --no-head --columns {compare.EVAL_COLUMNS} --out {run_dir}`"
     )
 
 
