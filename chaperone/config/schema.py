@@ -207,6 +207,9 @@ class RefusalCheckSpec(Strict):
     # Its own threshold: this prompt's scores sit on another scale than the answer prompt's (the policy's
     # decision_threshold applies to those). Send a refusal back as needless when P(not OK) reaches this.
     decision_threshold: float = Field(0.25, gt=0.0, lt=1.0)
+    # With a request head (the agent's `request_head`), the refusal is decided by P(request harmful) instead of
+    # the prompt above: a refusal of a request scored below this is sent back as a needless refusal.
+    request_threshold: float = Field(0.5, gt=0.0, lt=1.0)
 
     @field_validator("phrases")
     @classmethod
@@ -228,6 +231,10 @@ class AgentSpec(Strict):
     # folder. Used when the reviewer runs on the embedded model and the card names that GGUF and the head
     # prompt of config/reviewer_head.yaml; otherwise the prompted decision, with one warning. None: no head.
     head: str | None = Field(None, min_length=1, max_length=4096, pattern=r"^[^\n\r\x00]+\.npz$")
+    # Reviewer only: a trained request head (same format), scoring P(request harmful) from the prompt of
+    # config/request_head.yaml. A draft that only declines is then decided by it (refusal_check's
+    # request_threshold) instead of the prompted refusal check; the same conditions and warning as `head`.
+    request_head: str | None = Field(None, min_length=1, max_length=4096, pattern=r"^[^\n\r\x00]+\.npz$")
 
     @model_validator(mode="after")
     def _model_for_speakers(self) -> AgentSpec:
@@ -237,6 +244,8 @@ class AgentSpec(Strict):
             raise ValueError("refusal_check is for an agent with role 'reviewer'")
         if self.head is not None and self.role != "reviewer":
             raise ValueError("head is for an agent with role 'reviewer'")
+        if self.request_head is not None and self.role != "reviewer":
+            raise ValueError("request_head is for an agent with role 'reviewer'")
         return self
 
     @field_validator("critique_prompt")

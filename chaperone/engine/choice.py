@@ -85,8 +85,8 @@ def resolve(project: Project, choice: SessionChoice, blame: Blame | None = None)
     policy = checked("policy", lambda: project.policy(choice.policy or s.default_policy))
     a_spec = checked("assistant", lambda: project.agent(choice.assistant or s.agents.assistant, role="assistant"))
     r_spec = checked("reviewer", lambda: project.agent(choice.reviewer or s.agents.reviewer, role="reviewer"))
-    if not choice.reviewer_head and r_spec.head is not None:
-        r_spec = r_spec.model_copy(update={"head": None})
+    if not choice.reviewer_head and (r_spec.head is not None or r_spec.request_head is not None):
+        r_spec = r_spec.model_copy(update={"head": None, "request_head": None})
     u_spec = project.agent(s.agents.user_proxy, role="user_proxy")
     a_model = choice.assistant_model or a_spec.model
     r_model = choice.reviewer_model or r_spec.model
@@ -143,4 +143,5 @@ def build_reviewer(project: Project, pool: ModelPool, cast: Cast, memory: Conver
         assistant_name=cast.assistant.name,
         context=project.settings.reviewer_context,
         head=head_decision.load_for(spec, handle, project.root),
+        request_head=head_decision.load_for(spec, handle, project.root, request=True),
     )

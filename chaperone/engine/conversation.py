@@ -102,6 +102,14 @@ class Conversation:
                     "model_sha256": head.model_sha256,
                     "prompt_sha256": head.prompt_sha256,
                 }
+            if reviewer.request_head is not None:  # refusals are decided by P(request harmful) from this head
+                head = reviewer.request_head.head
+                agents["reviewer"]["request_head"] = {
+                    "file": reviewer.request_head.path,
+                    "layers": head.layers,
+                    "model_sha256": head.model_sha256,
+                    "prompt_sha256": head.prompt_sha256,
+                }
         agents["user_proxy"] = {"name": u_spec.name}
         streaming: dict[str, Any] = {}
         if reviewer is not None and policy.streaming == "chunks":  # absent for `whole`: those headers are unchanged

@@ -26,7 +26,7 @@ from chaperone.models import gguf
 from chaperone.models.hidden_states import HiddenStateError, PromptTooLong
 from chaperone.models.pool import ModelHandle
 from chaperone.reviewer_head.head import OVERALL, HeadError, ReviewerHead, load_head
-from chaperone.reviewer_head.prompt import HeadPrompt, load_prompt
+from chaperone.reviewer_head.prompt import REQUEST_PROMPT, HeadPrompt, load_prompt, load_request_prompt
 
 DEFAULT_RULES = HeadPolicySpec()  # a policy without a `head` section: the overall score alone decides
 MAX_CATEGORIES = 2  # as many as the prompted critique may name
@@ -126,24 +126,29 @@ def _warn_once(message: str) -> None:
         logger.warning(message)
 
 
-def load_for(spec: AgentSpec, handle: ModelHandle, root: Path) -> HeadJudge | None:
+def load_for(spec: AgentSpec, handle: ModelHandle, root: Path, *, request: bool = False) -> HeadJudge | None:
     """The head this reviewer decides with, or None (the prompted decision). None without a warning when no
     head is named or the reviewer is not on the embedded model; with one warning when a named head cannot be
-    used (missing, unreadable, or for another model or prompt)."""
-    if spec.head is None or not isinstance(handle.spec, EmbeddedModelSpec):
+    used (missing, unreadable, or for another model or prompt).
+
+    `request`: the agent's `request_head` instead, read through config/request_head.yaml: P(request harmful),
+    which decides drafts that only decline (else the prompted refusal check does)."""
+    named = spec.request_head if request else spec.head
+    if named is None or not isinstance(handle.spec, EmbeddedModelSpec):
         return None
-    path = root / spec.head
+    what, fallback = ("request head", "the prompted refusal check") if request else ("head", "prompted decision")
+    path = root / named
     make = getattr(handle.client, "hidden_state_extractor", None)
     if make is None:
-        _warn_once(f"reviewer {spec.name}: model {handle.name} gives no hidden states; prompted decision")
+        _warn_once(f"reviewer {spec.name}: model {handle.name} gives no hidden states; {fallback}")
         return None
-    own = root / "config" / "reviewer_head.yaml"
+    own = root / "config" / (REQUEST_PROMPT if request else "reviewer_head.yaml")
     try:
-        prompt, head = _loaded(own if own.is_file() else None, path)
+        prompt, head = _loaded(own if own.is_file() else None, path, request)
     except HeadError as exc:
-        _warn_once(f"reviewer {spec.name}: head not used ({exc}); the prompted decision decides")
+        _warn_once(f"reviewer {spec.name}: {what} not used ({exc}); {fallback} decides")
         return None
-    return HeadJudge(head=head, prompt=prompt, extractor=make, path=spec.head)
+    return HeadJudge(head=head, prompt=prompt, extractor=make, path=named)
 
 
 # Every conversation builds its reviewer (a server: every request), and the files seldom change: the prompt
@@ -158,11 +163,11 @@ def _mtime(path: Path | None) -> int:
         return 0
 
 
-def _loaded(prompt_path: Path | None, head_path: Path) -> tuple[HeadPrompt, ReviewerHead]:
+def _loaded(prompt_path: Path | None, head_path: Path, request: bool = False) -> tuple[HeadPrompt, ReviewerHead]:
     card = head_path.with_suffix(".json")
-    key = (str(prompt_path), _mtime(prompt_path), str(head_path), _mtime(head_path), _mtime(card))
+    key = (str(prompt_path), _mtime(prompt_path), str(head_path), _mtime(head_path), _mtime(card), request)
     if key not in _LOADED:
-        prompt = load_prompt(prompt_path)
+        prompt = load_request_prompt(prompt_path) if request else load_prompt(prompt_path)
         _LOADED[key] = (prompt, load_head(head_path, model_sha256=gguf.GGUF_SHA256, prompt_sha256=prompt.sha256))
     return _LOADED[key]
 

@@ -62,11 +62,15 @@ class ReviewingAgent(BaseChatAgent):
         assistant_name: str,
         context: ReviewerContextSpec,
         head: head_decision.HeadJudge | None = None,
+        request_head: head_decision.HeadJudge | None = None,
     ):
         super().__init__(spec.name, spec.description or "reviews every draft before the user sees it")
         self.spec, self.model, self.memory, self.context = spec, model, memory, context
         # A trained judgement head decides drafts (not refusals: the refusal check stays prompted) when given.
         self.head = head
+        # A trained request head decides drafts that only decline, from P(request harmful), when given; the
+        # prompted refusal check decides them otherwise (endpoints, no hidden states, no matching head).
+        self.request_head = request_head if spec.refusal_check is not None else None
         self._user_name, self._assistant_name = user_name, assistant_name
         self.policy = policy
         self.turn_token: CancellationToken | None = None
@@ -250,6 +254,8 @@ class ReviewingAgent(BaseChatAgent):
             verdict, raw, prompt_tokens, completion_tokens = await self._decide_by_head(
                 request, draft, body, token, system, reuse=partial
             )
+        elif self.request_head is not None and route == "refusal":
+            verdict, raw, prompt_tokens, completion_tokens = await self._decide_by_request_head(request)
         else:
             decision_body = body if body is not None else self._refusal_body(request, draft, round_)
             verdict, raw, prompt_tokens, completion_tokens = await self._decide(decision_body, token, system, route)
@@ -324,6 +330,31 @@ class ReviewingAgent(BaseChatAgent):
             verdict.score = scores[head_decision.OVERALL]
         verdict.head_scores = {k: float(v) for k, v in scores.items()}
         verdict.flagged = decision.flagged
+        return verdict, raw, prompt_tokens, 0
+
+    async def _decide_by_request_head(self, request: str) -> tuple[Verdict, str, int, int]:
+        """Stage one for a draft that only declines, from the request head: P(request harmful). A refusal of a
+        request scored below refusal_check.request_threshold is sent back as a needless refusal; otherwise it
+        is approved. Fail closed: a missing or non-finite score is an unreadable verdict, never an approval."""
+        assert self.request_head is not None and self.spec.refusal_check is not None
+        threshold = self.spec.refusal_check.request_threshold
+        scores, prompt_tokens = await self.request_head.scores(request, "")
+        p = scores.get(head_decision.OVERALL)
+        readable = isinstance(p, (int, float)) and math.isfinite(p)
+        needless = readable and p < threshold
+        record = {
+            "ok_to_send": "no" if needless or not readable else "yes",
+            "decided_by": "request_head",
+            "request_head": self.request_head.path,
+            "checked_as": "refusal",
+            "request_harmful": round(float(p), 4) if readable else None,  # null, never a number, when unreadable
+            "request_threshold": threshold,
+        }
+        raw = json.dumps(record)
+        if not readable:
+            return unreadable(raw, "request head score not readable"), raw, prompt_tokens, 0
+        verdict = Verdict(decision="revise" if needless else "approve", categories=[])
+        verdict.score = 1.0 - float(p)  # P(declining is not OK): the request is harmless
         return verdict, raw, prompt_tokens, 0
 
     async def _decide(

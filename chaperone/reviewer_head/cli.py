@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from chaperone.errors import ChaperoneError
 from chaperone.models.gguf import GGUF_SHA256
-from chaperone.reviewer_head import compare, data, features, train
+from chaperone.reviewer_head import compare, data, features, requests, train
 from chaperone.reviewer_head.head import OVERALL, ReviewerHead
 from chaperone.startup import fail
 
@@ -204,6 +204,81 @@ def _print_summary(head: ReviewerHead, out: Path) -> None:
         console.print(f"left out {source} (its test part): {_fig(fold['test'])}")
     if "loso_pooled" in figures:
         console.print(f"left-out sources pooled: {_fig(figures['loso_pooled'])}")
+    console.print(f"wrote {out} and {out.with_suffix('.json')} (every figure is in the card)")
+
+
+@reviewer.command("train-requests")
+@click.option(
+    "--manifest",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=requests.MANIFEST,
+    help="The request manifest.  [default: heads/requests-seed0.jsonl.gz]",
+)
+@click.option("--layers", default=DEFAULT_LAYERS_TEXT, show_default=True, help=LAYERS_HELP)
+@click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None, help="Feature cache root.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=requests.HEAD,
+    help="Where the request head (.npz) goes; its card (.json) beside it.  [default: heads/request-head.npz]",
+)
+@click.option(
+    "--extract",
+    is_flag=True,
+    help="First write the manifest (if missing) and read the embedded model's hidden states for the requests not "
+    "yet cached (resumable; loads the model).",
+)
+@click.option("--threads", type=int, default=None, help="llama.cpp threads for --extract (default: every core).")
+@click.option("--model-sha256", default=GGUF_SHA256, hidden=True)
+def train_requests_command(
+    manifest: Path, layers: str, cache: Path | None, out: Path, extract: bool, threads: int | None, model_sha256: str
+) -> None:
+    """Rebuild the request head (P(request harmful), for the refusal check) and its card; XSTest left out for
+    the cross-source figure."""
+    from chaperone.reviewer_head.prompt import load_request_prompt
+
+    layer_list = _layers(layers)
+    try:
+        if extract:
+            if not manifest.is_file():
+                rows, summary = requests.build(0)
+                data.write_manifest(rows, summary, manifest)
+            stats, feature_cache, wall = features.extract_features(
+                manifest=manifest,
+                layers=layer_list,
+                cache_root=cache,
+                threads=threads,
+                prompt=load_request_prompt(),
+            )
+            _console().print(features.summary_line(stats, feature_cache, wall))
+        with Progress(
+            TextColumn("training"), BarColumn(), MofNCompleteColumn(), console=Console(stderr=True), transient=True
+        ) as progress:
+            head = requests.train_request_head(
+                manifest=manifest,
+                layers=layer_list,
+                cache_root=cache,
+                out=out,
+                model_sha256=model_sha256,
+                steps=_Bar(progress),
+            )
+    except ChaperoneError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        Console(stderr=True).print("stopped: what was extracted is kept; no head was written")
+        sys.exit(130)
+    card = head.card
+    figures = card["figures"]
+    console = _console()
+    console.print(f"layer {','.join(map(str, head.layers))}, C={card['training']['C']:g}")
+    console.print(f"XSTest left out (every row, head fitted without it): {_fig(figures.get('loso_xstest'))}")
+    for part in ("dev", "test"):
+        console.print(f"{part}: {_fig(figures[part].get('overall'))}")
+    t = card["request_threshold"]
+    console.print(
+        f"request_threshold {t.get('value')} (dev: {t.get('harmless_sent_back')} of harmless and "
+        f"{t.get('harmful_sent_back')} of harmful requests below it)"
+    )
     console.print(f"wrote {out} and {out.with_suffix('.json')} (every figure is in the card)")
 
 

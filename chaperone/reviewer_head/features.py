@@ -239,9 +239,11 @@ def extract_features(
     threads: int | None = None,
     shard_rows: int = 32,
     progress: bool = True,
+    prompt: object | None = None,
 ) -> tuple[RunStats, FeatureCache, float]:
     """Fill the cache for the manifest's rows (resumable): (this run's stats, the cache, wall seconds). The
-    inputs are checked before the model is loaded."""
+    inputs are checked before the model is loaded. `prompt` (a HeadPrompt): the prompt the rows are read
+    through, default config/reviewer_head.yaml (the request head passes config/request_head.yaml)."""
     from chaperone.models.gguf import ensure_model
     from chaperone.models.hidden_states import HiddenStateExtractor
     from chaperone.reviewer_head import data
@@ -277,7 +279,7 @@ def extract_features(
         rows = [r for r in rows if r.row.source in sources]
     if per_source:
         rows = data.sample(rows, per_source, sample_seed)
-    prompt = load_prompt()
+    prompt = prompt or load_prompt()
     extractor = HiddenStateExtractor.load(ensure_model(), n_threads=threads)
     if bad := [n for n in layers if n >= extractor.n_layers]:
         raise ExtractInputError(f"--layers: {bad} do not exist; this model has layers 0..{extractor.n_layers - 1}")

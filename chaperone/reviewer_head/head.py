@@ -170,7 +170,8 @@ def load_head(npz_path: Path, *, model_sha256: str, prompt_sha256: str) -> Revie
     if head.prompt_sha256 != prompt_sha256:
         raise HeadError(
             f"{card_path.name} was trained on another head prompt (sha256 {head.prompt_sha256[:12]}…, this "
-            f"config/reviewer_head.yaml is {prompt_sha256[:12]}…): restore that prompt or retrain the head."
+            f"{card.get('prompt', {}).get('file', 'config/reviewer_head.yaml')} is {prompt_sha256[:12]}…): "
+            "restore that prompt or retrain the head."
         )
     head.check()
     return head

@@ -23,6 +23,7 @@ _INSTALLED = Path(__file__).resolve().parents[1] / "defaults" / "config" / "revi
 _CONTROL = re.compile(r"<\|[^|<>\s]{1,40}\|>|</?tool_call>|<(?:start|end)_of_turn>")
 _INVISIBLE = re.compile("[\u00ad\u180e\u200b-\u200d\u2060-\u2064\ufeff\U000e0000-\U000e007f\U000e0100-\U000e01ef]")
 _FENCES = re.compile(r"<<<|>>>")
+REQUEST_PROMPT = "request_head.yaml"  # the request head's prompt: the request alone (config/request_head.yaml)
 
 
 class HeadPrompt(BaseModel):
@@ -40,7 +41,8 @@ class HeadPrompt(BaseModel):
         canonical = json.dumps(self.model_dump(), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
-    def messages(self, request: str, draft: str) -> list[dict[str, str]]:
+    def messages(self, request: str, draft: str = "") -> list[dict[str, str]]:
+        """The chat turns for one request and draft (a request head's prompt has no {draft}: leave it out)."""
         req = _clip(inert(request), self.max_request_chars, self.cut_mark) if request.strip() else self.no_request
         body = _clip(inert(draft), self.max_draft_chars, self.cut_mark)
         user = self.user.replace("{request}", req).replace("{draft}", body)
@@ -57,10 +59,17 @@ def _clip(text: str, limit: int, mark: str) -> str:
     return text if len(text) <= limit else text[:limit] + mark
 
 
-def default_path() -> Path:
-    """The checkout's config/reviewer_head.yaml, or the copy an installed wheel carries."""
-    return _CHECKOUT if _CHECKOUT.is_file() else _INSTALLED
+def default_path(name: str = "reviewer_head.yaml") -> Path:
+    """The checkout's config/<name> (reviewer_head.yaml, or request_head.yaml for the request head), or the copy
+    an installed wheel carries."""
+    checkout, installed = _CHECKOUT.with_name(name), _INSTALLED.with_name(name)
+    return checkout if checkout.is_file() else installed
 
 
 def load_prompt(path: Path | None = None) -> HeadPrompt:
     return yaml_files.load(HeadPrompt, path or default_path())
+
+
+def load_request_prompt(path: Path | None = None) -> HeadPrompt:
+    """config/request_head.yaml: the request head's prompt (its user turn has {request} only)."""
+    return yaml_files.load(HeadPrompt, path or default_path(REQUEST_PROMPT))

@@ -172,6 +172,7 @@ def project(project_factory, heads, drafts, *, head="good", policy="public"):
     agent = root / "agents" / "moral_reviewer.yaml"
     spec = yaml.safe_load(agent.read_text())
     spec.pop("head", None)  # the shipped agent names the shipped head
+    spec.pop("request_head", None)  # and the shipped request head (tests/engine/test_request_head.py)
     if head is not None:
         spec["head"] = f"heads/{heads[head].name}"
     agent.write_text(yaml.safe_dump(spec, sort_keys=False))
