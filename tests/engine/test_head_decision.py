@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import yaml
-from autogen_ext.models.replay import ReplayChatCompletionClient
 
 from chaperone.audit.transcript import read_records, verify
 from chaperone.config.project import load_project
@@ -29,6 +28,7 @@ from chaperone.reviewer_head import data, train
 from chaperone.reviewer_head.features import FeatureCache, extract_missing
 from chaperone.reviewer_head.head import FORMAT, ReviewerHead
 from chaperone.reviewer_head.prompt import load_prompt
+from tests.support import fake_embedded
 from tests.support.projects import APPROVE, REPO, replay, run_cli
 
 LAYERS = (3, 7)
@@ -140,24 +140,12 @@ class FakeExtractor:
         return _States(tuple(layers), self.vectors[key][[LAYERS.index(n) for n in layers]])
 
 
-class FakeEmbedded(ReplayChatCompletionClient):
+class FakeEmbedded(fake_embedded.FakeEmbedded):
     """The embedded model's stand-in: replayed generations (the critique), scripted decision-token odds (the
     prompted decision), and hidden states from a FakeExtractor."""
 
-    def __init__(self, replies, vectors, p_not_ok=0.9):
-        super().__init__(list(replies))
-        self.extractor = FakeExtractor(vectors)
-        self.p_not_ok, self.scored = p_not_ok, 0
-
-    def hidden_state_extractor(self):
-        return self.extractor
-
-    async def option_logprobs(self, messages, prefix, options):
-        self.scored += 1
-        return {"yes": math.log(1 - self.p_not_ok), "no": math.log(self.p_not_ok)}, 300
-
-    def count_tokens(self, messages, **_):
-        return sum(len(m.content) for m in messages) // 4
+    extractor_type = FakeExtractor
+    default_p_not_ok = 0.9
 
 
 def project(project_factory, heads, drafts, *, head="good", policy="public"):

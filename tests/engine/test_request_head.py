@@ -8,13 +8,11 @@ request (the real extractor has its own slow test, tests/models)."""
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
 import yaml
-from autogen_ext.models.replay import ReplayChatCompletionClient
 
 from chaperone.audit.transcript import read_records, verify
 from chaperone.config.project import load_project
@@ -25,7 +23,7 @@ from chaperone.engine.conversation import Conversation
 from chaperone.engine.events import VerdictEvent
 from chaperone.models.pool import ModelHandle, ModelPool
 from chaperone.reviewer_head.head import ReviewerHead, load_head
-from tests.support import request_heads
+from tests.support import fake_embedded, request_heads
 from tests.support.request_heads import LAYERS, WIDTH
 
 REFUSAL = "I'm sorry, but I can't help with that."
@@ -82,21 +80,9 @@ class FakeExtractor:
         return _States(tuple(layers), self.vectors[key][[LAYERS.index(n) for n in layers]])
 
 
-class FakeEmbedded(ReplayChatCompletionClient):
-    def __init__(self, replies, vectors, p_not_ok=0.05):
-        super().__init__(list(replies))
-        self.extractor = FakeExtractor(vectors)
-        self.p_not_ok, self.scored = p_not_ok, 0
-
-    def hidden_state_extractor(self):
-        return self.extractor
-
-    async def option_logprobs(self, messages, prefix, options):
-        self.scored += 1
-        return {"yes": math.log(1 - self.p_not_ok), "no": math.log(self.p_not_ok)}, 300
-
-    def count_tokens(self, messages, **_):
-        return sum(len(m.content) for m in messages) // 4
+class FakeEmbedded(fake_embedded.FakeEmbedded):
+    extractor_type = FakeExtractor
+    default_p_not_ok = 0.05
 
 
 def project(project_factory, heads, drafts, *, request_head="good"):
