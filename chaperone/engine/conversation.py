@@ -48,6 +48,17 @@ def _installed_versions() -> dict[str, str]:
     return found
 
 
+def _head_summary(judge: Any) -> dict[str, Any]:
+    """A trained head in the transcript header: its file, the layers it reads and what it belongs to."""
+    head = judge.head
+    return {
+        "file": judge.path,
+        "layers": head.layers,
+        "model_sha256": head.model_sha256,
+        "prompt_sha256": head.prompt_sha256,
+    }
+
+
 def _model_summary(pool: ModelPool, name: str) -> dict[str, Any]:
     spec = pool.models.models[name]
     # Only descriptive fields: the key itself is never read into the header, only the variable's name.
@@ -95,21 +106,9 @@ class Conversation:
         if reviewer is not None:
             agents["reviewer"] = {"name": reviewer.name, "model": _model_summary(pool, reviewer.model.name)}
             if reviewer.head is not None:  # the decision comes from this trained head (engine/head_decision.py)
-                head = reviewer.head.head
-                agents["reviewer"]["head"] = {
-                    "file": reviewer.head.path,
-                    "layers": head.layers,
-                    "model_sha256": head.model_sha256,
-                    "prompt_sha256": head.prompt_sha256,
-                }
+                agents["reviewer"]["head"] = _head_summary(reviewer.head)
             if reviewer.request_head is not None:  # refusals are decided by P(request harmful) from this head
-                head = reviewer.request_head.head
-                agents["reviewer"]["request_head"] = {
-                    "file": reviewer.request_head.path,
-                    "layers": head.layers,
-                    "model_sha256": head.model_sha256,
-                    "prompt_sha256": head.prompt_sha256,
-                }
+                agents["reviewer"]["request_head"] = _head_summary(reviewer.request_head)
         agents["user_proxy"] = {"name": u_spec.name}
         streaming: dict[str, Any] = {}
         if reviewer is not None and policy.streaming == "chunks":  # absent for `whole`: those headers are unchanged
