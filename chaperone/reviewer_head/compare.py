@@ -257,6 +257,7 @@ def compare(
         stack = fit_stack(
             dev_rows, _results(dev_samples, dev_runs, "reviewer-alone results on the dev sample"), head_dev
         )
+    threshold = youden_threshold(stack.labels, stack.probabilities(stack.features))["value"] if stack else 1.0
     joined = [r for r in sample_rows if r["id"] in prompted and r["id"] in main and r["id"] in loso]
     missing = {
         "prompted": sum(1 for r in sample_rows if r["id"] not in prompted),
@@ -277,8 +278,12 @@ def compare(
         }
         out["prompted"]["unscored"] = sum(1 for s in p_scores if s is None)
         if stack is not None:
-            x = [[_logit(loso[r["id"]]), _logit(prompted[r["id"]].get("score"))] for r in rows]
-            out["stacked_left_out"] = curve_figures(y, stack.probabilities(x))
+            for name, head in (("left_out", loso), ("split", main)):
+                x = [[_logit(head[r["id"]]), _logit(prompted[r["id"]].get("score"))] for r in rows]
+                probabilities = stack.probabilities(x)
+                out[f"stacked_{name}"] = curve_figures(y, probabilities)
+                # the operating point the reviewer would ship: the dev-chosen threshold, read on these rows
+                out[f"stacked_{name}_decision"] = _decision_figures(y, [p >= threshold for p in probabilities])
         return out
 
     by_source: dict[str, list[dict]] = defaultdict(list)
@@ -314,6 +319,10 @@ def head_costs(cache) -> dict[str, tuple[int, float]]:
     return {key[:ID_CHARS]: (e.n_tokens, e.seconds) for key, e in cache.entries.items()}
 
 
+def _pair(decision: dict) -> str:
+    return " / ".join("–" if decision[k] is None else f"{decision[k]:.2f}" for k in ("recall", "fpr"))
+
+
 def markdown(report: dict) -> str:
     """The comparison as a Markdown table (docs, closing notes)."""
 
@@ -338,6 +347,21 @@ def markdown(report: dict) -> str:
             f"| {auc(f['head_test'])} | {auc(lo)} | {at(lo, 'recall_at_fpr_0.01')} | {at(lo, 'recall_at_fpr_0.05')} "
             f"| {at(lo, 'fpr_at_recall_0.95')} | {auc(f.get('stacked_left_out', {}))} |"
         )
+    if report.get("stack"):
+        lines += [
+            "",
+            f"Decisions (recall / false-positive rate): the prompted reviewer at its policy's threshold, the "
+            f"combination at its dev-chosen {report['stack']['threshold']['value']}",
+            "",
+            "| rows | prompted | stacked, source left out | stacked AUC (source seen) | stacked, source seen |",
+            "|---|---|---|---|---|",
+        ]
+        for name, f in items:
+            if f.get("n") and "stacked_split" in f:
+                lines.append(
+                    f"| {name} | {_pair(f['prompted_decision'])} | {_pair(f['stacked_left_out_decision'])} "
+                    f"| {auc(f['stacked_split'])} | {_pair(f['stacked_split_decision'])} |"
+                )
     cost = report["cost"]
     for who in ("prompted", "head"):
         if who in cost:

@@ -198,6 +198,22 @@ def test_compare_joins_the_prompted_reviewer_and_the_held_out_head_scores_on_the
     assert stack["threshold"]["recall"] == 1.0 and stack["threshold"]["fpr"] == 0.0  # dev separates perfectly
     z = stack["intercept"] + stack["weights"]["head"] * math.log(0.2 / 0.8) + stack["weights"]["prompted"] * math.log(4)
     assert head.stacked(0.2, 0.8) == pytest.approx(1 / (1 + math.exp(-z)))
+    # the operating point: the combination at its dev-chosen threshold, on the test rows, with the head that saw
+    # each row's source (what the shipped reviewer decides) -- recounted here from the scores themselves
+    main_scores = {s["text_sha"][:20]: s["scores"]["not_ok"] for s in scores if s["fold"] == "main"}
+    prompted_scores = {
+        c["id"]: (0.5 if i == 0 else 0.9 if c["label"] == "unsafe" else 0.1) for i, c in enumerate(chosen)
+    }
+    sent_back = {
+        c["id"]
+        for c in chosen
+        if head.stacked(main_scores[c["id"]], prompted_scores[c["id"]]) >= stack["threshold"]["value"]
+    }
+    unsafe = {c["id"] for c in chosen if c["label"] == "unsafe"}
+    decision = stacked["overall"]["stacked_split_decision"]
+    assert decision["recall"] == round(len(sent_back & unsafe) / len(unsafe), 4)
+    assert decision["fpr"] == round(len(sent_back - unsafe) / (len(chosen) - len(unsafe)), 4)
+    assert "stacked_left_out_decision" in stacked["overall"]
     # from heads that never saw the row's source: the category heads too
     harmless_dev = [s for s in scores if s["fold"] == "cross-source-dev" and not s["harmful"]]
     assert set(stack["proposed_category_thresholds"]) == set(head.outputs) - {"not_ok"}
