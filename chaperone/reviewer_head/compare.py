@@ -21,6 +21,7 @@ on the seeded split (these rows are its test part), and the head trained with th
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from collections import defaultdict
 from collections.abc import Sequence
@@ -121,6 +122,24 @@ class Stack:
     model: Any  # sklearn LogisticRegression on (logit head, logit prompted)
     labels: list[int]
     features: list[list[float]]
+    prompted_revise: list[bool]  # the prompted reviewer's own decision on the same rows
+
+    def threshold(self) -> dict:
+        """The highest threshold at which the combination sends back at least as many harmful dev rows as the
+        prompted decision did: the head may cut false positives, never recall. (Youden's J, the first rule,
+        kept 60% of harmful dev rows where the prompted decision kept 76%, and let a poisoning recipe through
+        the demo.) Never below Youden's recall; that point is also reported."""
+        probabilities = self.probabilities(self.features)
+        youden = youden_threshold(self.labels, probabilities)
+        target = max(_decision_figures(self.labels, self.prompted_revise)["recall"] or 0.0, youden["recall"])
+        chosen = recall_threshold(self.labels, probabilities, target)
+        return {
+            "chosen_by": "the prompted decision's recall on the same dev rows (at least Youden's), kept, at the "
+            "fewest false positives",
+            **chosen,
+            "prompted_decision": _decision_figures(self.labels, self.prompted_revise),
+            "youden": youden,
+        }
 
     def probabilities(self, x: list[list[float]]) -> list[float]:
         return [float(p) for p in self.model.predict_proba(x)[:, 1]]
@@ -137,7 +156,7 @@ def fit_stack(dev_rows: list[dict], prompted: dict[str, dict], head_dev: dict[st
         return None
     x = [[_logit(head_dev[r["id"]]), _logit(prompted[r["id"]].get("score"))] for r in rows]
     model = LogisticRegression(C=1.0, max_iter=1000, class_weight="balanced").fit(x, y)
-    return Stack(model, y, x)
+    return Stack(model, y, x, [prompted[r["id"]]["decision"] != "approve" for r in rows])
 
 
 def youden_threshold(labels: list[int], scores: list[float]) -> dict:
@@ -150,9 +169,19 @@ def youden_threshold(labels: list[int], scores: list[float]) -> dict:
     return {"value": round(value, 4), "recall": round(float(tpr[best]), 4), "fpr": round(float(fpr[best]), 4)}
 
 
+def recall_threshold(labels: list[int], scores: list[float], recall: float) -> dict:
+    """The highest threshold whose recall on these rows is at least `recall`, with its false-positive rate."""
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, thresholds = roc_curve(labels, scores, drop_intermediate=False)  # every score: the exact highest
+    best = next(i for i, t in enumerate(tpr) if t >= recall - 1e-9)  # tpr rises as the threshold falls
+    value = math.floor(min(float(thresholds[best]), 1.0) * 1e4) / 1e4  # rounded down: the row at it stays caught
+    return {"value": value, "recall": round(float(tpr[best]), 4), "fpr": round(float(fpr[best]), 4)}
+
+
 def stack_section(stack: Stack, *, dev_eval: Path | Sequence[Path]) -> dict:
     """What `reviewer compare --stack-into` writes into a head's card: the combination, the prompted reviewer
-    it was fitted with, and the threshold chosen on the same dev rows (Youden's J), with its dev figures."""
+    it was fitted with, and the threshold chosen on the same dev rows (`Stack.threshold`), with its dev figures."""
     probabilities = stack.probabilities(stack.features)
     runs = _paths(dev_eval)
     try:
@@ -168,7 +197,7 @@ def stack_section(stack: Stack, *, dev_eval: Path | Sequence[Path]) -> dict:
         "fitted_on_dev_rows": len(stack.labels),
         "dev_eval": runs[0].name if len(runs) == 1 else [r.name for r in runs],
         "prompted_reviewer": {"policy": policy or "the settings' default", "score": "P(not OK), decision token"},
-        "threshold": {"chosen_by": "Youden's J on the same dev rows", **youden_threshold(stack.labels, probabilities)},
+        "threshold": stack.threshold(),
         "dev": curve_figures(stack.labels, probabilities),
     }
 
@@ -257,7 +286,7 @@ def compare(
         stack = fit_stack(
             dev_rows, _results(dev_samples, dev_runs, "reviewer-alone results on the dev sample"), head_dev
         )
-    threshold = youden_threshold(stack.labels, stack.probabilities(stack.features))["value"] if stack else 1.0
+    threshold = stack.threshold()["value"] if stack else 1.0
     joined = [r for r in sample_rows if r["id"] in prompted and r["id"] in main and r["id"] in loso]
     missing = {
         "prompted": sum(1 for r in sample_rows if r["id"] not in prompted),
