@@ -579,6 +579,12 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     a_spec = project.agents[project.settings.agents.assistant]
     warm = pool.get(a_spec.model, max_tokens=a_spec.generation.max_tokens, role="assistant")
     await warm.client.create([UserMessage(content="hi", source="u")], extra_create_args={"max_tokens": 1})
+    # The product reads the reviewer's fixed prompt ahead (chat while the person types, serve at start):
+    # so does the bench, so no arm's first turn is charged for it.
+    from chaperone.engine.choice import SessionChoice, build_reviewer, resolve
+    from chaperone.engine.memory import ConversationMemory
+
+    await build_reviewer(project, pool, resolve(project, SessionChoice()), ConversationMemory()).warm_up()
     prompts = [("benign", p) for p in benign] + [("harmful", p) for p in harmful]
     try:
         turns = await run_arms(project, pool, prompts, max_tokens=args.max_tokens, progress=progress)

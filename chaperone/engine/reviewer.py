@@ -16,8 +16,9 @@ from autogen_agentchat.base import Response
 from autogen_agentchat.messages import BaseChatMessage, TextMessage
 from autogen_core import CancellationToken
 from autogen_core.models import LLMMessage, RequestUsage, SystemMessage, UserMessage
+from loguru import logger
 
-from chaperone.config.schema import AgentSpec, OpenAIModelSpec, PolicySpec, ReviewerContextSpec
+from chaperone.config.schema import AgentSpec, EmbeddedModelSpec, OpenAIModelSpec, PolicySpec, ReviewerContextSpec
 from chaperone.engine import decision_score, head_decision, reviewer_prompt
 from chaperone.engine.events import ActivityHook
 from chaperone.engine.memory import ConversationMemory
@@ -33,6 +34,10 @@ from chaperone.engine.verdict import (
     unreadable,
 )
 from chaperone.models.pool import ModelHandle, call_model, combined_token, text_of
+
+# What the warm-up judges (nothing is recorded): a harmless exchange, so only the fixed prefix matters.
+WARM_UP_REQUEST = "What is the capital of France?"
+WARM_UP_DRAFT = "The capital of France is Paris."
 
 
 class StoppedDrafts(Protocol):
@@ -166,6 +171,26 @@ class ReviewingAgent(BaseChatAgent):
                 },
             )
         )
+
+    async def warm_up(self) -> bool:
+        """Read the fixed part of the decision prompt (system prompt and rubric) once, before the first turn,
+        on the embedded model, whose saved-state cache then gives every verdict that prefix: the first verdict
+        reads only its request and draft, as later ones do (benchmarks: 586 tokens cold, ~100-200 warm, ~5 s
+        on 2 cores). With a head, its context is built too. Best effort: a failure is logged and the first
+        verdict pays as before. Endpoints are never called: a scripted reply would be spent, a paid one billed."""
+        if not isinstance(self.model.spec, EmbeddedModelSpec) or not hasattr(self.model.client, "option_logprobs"):
+            return False
+        try:
+            body = self._review_body(WARM_UP_REQUEST, WARM_UP_DRAFT, 1)
+            await self._decide(body, CancellationToken(), self._system, "answer")
+            if self.head is not None:
+                await self.head.scores(WARM_UP_REQUEST, WARM_UP_DRAFT)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the warm-up never stops a session from starting
+            logger.debug("reviewer warm-up skipped: {}: {}", type(exc).__name__, exc)
+            return False
+        return True
 
     def _refusal_body(self, request: str, draft: str, round_: int) -> str:
         check = self.spec.refusal_check

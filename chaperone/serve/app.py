@@ -7,6 +7,7 @@ completion from completions.py.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -52,8 +53,11 @@ def create_app(service: GuardedService, keys: ApiKeys) -> FastAPI:
 
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    service = app.state.chaperone.service
+    warming = asyncio.create_task(service.warm_up())  # the first request's verdict need not read the rubric
     yield
-    await app.state.chaperone.service.close_all("the server shut down before the request finished")
+    warming.cancel()
+    await service.close_all("the server shut down before the request finished")
 
 
 async def _request_error(request: Request, exc: RequestError) -> JSONResponse:

@@ -21,8 +21,9 @@ from loguru import logger
 
 from chaperone.config.project import Project
 from chaperone.config.schema import SCRIPTED_KINDS
-from chaperone.engine.choice import SessionChoice, flag_blame, resolve
+from chaperone.engine.choice import SessionChoice, build_reviewer, flag_blame, resolve
 from chaperone.engine.conversation import Conversation
+from chaperone.engine.memory import ConversationMemory
 from chaperone.errors import ConfigError
 from chaperone.models.pool import ModelPool
 from chaperone.serve.config import ServeConfig, ServedModel
@@ -195,6 +196,25 @@ class GuardedService:
         return [
             m for m in dict.fromkeys((cast.assistant_model, cast.reviewer_model)) if specs[m].kind in SCRIPTED_KINDS
         ]
+
+    async def warm_up(self) -> list[str]:
+        """Each served model's reviewer reads its fixed prompt prefix before the first request comes
+        (ReviewingAgent.warm_up: the embedded model only); the names warmed. The app runs it as a task, so
+        the server answers at once; a request that comes first simply shares the model with it."""
+        warmed = []
+        for name, served in self.config.models.items():
+            try:
+                cast = resolve(self.project, served_choice(served))
+                reviewer = build_reviewer(self.project, self.pool, cast, ConversationMemory())
+                if await reviewer.warm_up():
+                    warmed.append(name)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # never stops the server: the first request pays as before
+                logger.debug("warm-up of {} skipped: {}: {}", name, type(exc).__name__, exc)
+        if warmed:
+            logger.info("reviewer prompts read ahead for {}", ", ".join(warmed))
+        return warmed
 
     def start(self, request: ChatRequest, key_name: str) -> ServedConversation:
         if request.model not in self.config.models:

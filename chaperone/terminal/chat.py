@@ -105,6 +105,7 @@ class ChatSession:
 
     async def run(self) -> None:
         self.console.print(self.banner)
+        warming = asyncio.ensure_future(self.conv.warm_up())  # while the person types the first line
         try:
             while not self._stopping:
                 self._install_signals()
@@ -124,6 +125,7 @@ class ChatSession:
                 elif isinstance(item, Message):
                     await self.turn(item.text)
         finally:
+            warming.cancel()
             self.finish()
 
     async def turn(self, text: str) -> None:

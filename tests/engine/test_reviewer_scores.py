@@ -7,6 +7,7 @@ import math
 
 import pytest
 import yaml
+from autogen_core.models import UserMessage
 from autogen_ext.models.replay import ReplayChatCompletionClient
 
 from chaperone.config.project import load_project
@@ -156,3 +157,43 @@ def test_refusal_check_is_for_reviewers_only():
 
     with pytest.raises(ValueError, match="refusal_check is for an agent with role 'reviewer'"):
         AgentSpec(name="a", role="assistant", model="m", refusal_check={"phrases": ["i can't"], "prompt": "p"})
+
+
+async def test_the_warm_up_reads_the_decision_prompt_once_on_the_embedded_model():
+    """Before the first turn the reviewer reads its decision prompt (system prompt and rubric first), so the
+    saved-state cache holds that prefix when the first real verdict comes; the verdict's own prompt starts
+    with the same system message."""
+    client = ScoringClient([(0.9, 0.1), (0.9, 0.1)])
+    agent = reviewer(ModelHandle("embedded", EmbeddedModelSpec(kind="embedded"), client))
+    assert await agent.warm_up() is True
+    assert len(client.scored) == 1
+    result = await agent.judge("How do I stop a process?", "Use `kill <PID>`.", critique=False)
+    assert result.verdict.decision == "approve" and len(client.scored) == 2
+    (warm_messages, *_), (real_messages, *_) = client.scored
+    assert warm_messages[0].content == real_messages[0].content  # the same system prompt: a shared prefix
+    assert "How do I stop a process?" not in warm_messages[1].content
+
+
+async def test_the_warm_up_never_calls_an_endpoint_or_a_scripted_model():
+    """A scripted reviewer's replies are not spent and an endpoint is not called (or billed) by a warm-up."""
+    models = {
+        "r": {"kind": "replay", "replies": ["x"]},
+        "remote": {"kind": "openai", "model": "m", "base_url": "http://127.0.0.1:9"},
+    }
+    specs = ModelsFile.model_validate({"default": "r", "models": models}).models
+    for name, spec in specs.items():
+        # it could give scores and replies: the model's kind decides, not what the client can do
+        client = ScoringClient([(0.9, 0.1)], replies=["the only reply"])
+        assert await reviewer(ModelHandle(name, spec, client)).warm_up() is False
+        assert client.scored == []
+        unspent = await client.create([UserMessage(content="x", source="u")])
+        assert unspent.content == "the only reply"
+
+
+async def test_a_failing_warm_up_does_not_stop_the_session():
+    class Broken(ScoringClient):
+        async def option_logprobs(self, messages, prefix, options):
+            raise RuntimeError("the model went away")
+
+    agent = reviewer(ModelHandle("embedded", EmbeddedModelSpec(kind="embedded"), Broken([])))
+    assert await agent.warm_up() is False

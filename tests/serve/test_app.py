@@ -62,6 +62,9 @@ class StandInService:
         self.closed.append(outcome)
         self.open.discard(served)
 
+    async def warm_up(self) -> list[str]:
+        return []
+
 
 def make_app(**limits):
     config = ServeConfig.model_validate({"models": {"m": {}}, "limits": limits, "stream_keepalive_s": 0.05})
