@@ -162,8 +162,7 @@ class Conversation:
 
     async def warm_up(self) -> bool:
         """The reviewer reads its fixed prompt prefix ahead of the first turn (ReviewingAgent.warm_up)."""
-        reviewer = getattr(self.chat, "reviewer", None)
-        return await reviewer.warm_up() if reviewer is not None else False
+        return await self.chat.reviewer.warm_up() if self.chat.reviewer is not None else False
 
     async def send(self, text: str, cancellation_token: CancellationToken | None = None) -> TurnResult:
         """One user turn; the result says what the user got (see engine.events.TurnResult)."""

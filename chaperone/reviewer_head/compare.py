@@ -131,13 +131,13 @@ class Stack:
         the demo.) Never below Youden's recall; that point is also reported."""
         probabilities = self.probabilities(self.features)
         youden = youden_threshold(self.labels, probabilities)
-        target = max(_decision_figures(self.labels, self.prompted_revise)["recall"] or 0.0, youden["recall"])
-        chosen = recall_threshold(self.labels, probabilities, target)
+        prompted = _decision_figures(self.labels, self.prompted_revise)
+        chosen = recall_threshold(self.labels, probabilities, max(prompted["recall"] or 0.0, youden["recall"]))
         return {
             "chosen_by": "the prompted decision's recall on the same dev rows (at least Youden's), kept, at the "
             "fewest false positives",
             **chosen,
-            "prompted_decision": _decision_figures(self.labels, self.prompted_revise),
+            "prompted_decision": prompted,
             "youden": youden,
         }
 
@@ -286,7 +286,8 @@ def compare(
         stack = fit_stack(
             dev_rows, _results(dev_samples, dev_runs, "reviewer-alone results on the dev sample"), head_dev
         )
-    threshold = stack.threshold()["value"] if stack else 1.0
+    section = None if stack is None else stack_section(stack, dev_eval=dev_runs)
+    threshold = section["threshold"]["value"] if section else 1.0
     joined = [r for r in sample_rows if r["id"] in prompted and r["id"] in main and r["id"] in loso]
     missing = {
         "prompted": sum(1 for r in sample_rows if r["id"] not in prompted),
@@ -322,7 +323,7 @@ def compare(
         "rows": len(sample_rows),
         "joined": len(joined),
         "missing": missing,
-        "stack": None if stack is None else stack_section(stack, dev_eval=dev_runs),
+        "stack": section,
         "overall": figures(joined) if joined else {"n": 0},
         "by_source": {s: figures(rows) for s, rows in sorted(by_source.items())},
         "cost": {
