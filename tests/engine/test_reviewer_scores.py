@@ -8,7 +8,6 @@ import math
 import pytest
 import yaml
 from autogen_core.models import UserMessage
-from autogen_ext.models.replay import ReplayChatCompletionClient
 
 from chaperone.config.project import load_project
 from chaperone.config.schema import EmbeddedModelSpec, ModelsFile
@@ -16,27 +15,11 @@ from chaperone.engine.decision_score import DECISION_PREFIX, OPTIONS, TOP_LOGPRO
 from chaperone.engine.memory import ConversationMemory
 from chaperone.engine.reviewer import ReviewingAgent
 from chaperone.models.pool import ModelHandle, ModelPool
+from tests.support.fake_embedded import ScoringClient
 from tests.support.fake_openai_server import FakeOpenAI
 from tests.support.projects import REPO, run_cli
 
 CRITIQUE = json.dumps({"critique": "Remove the instructions.", "categories": ["violence"]})
-
-
-class ScoringClient(ReplayChatCompletionClient):
-    """Stands in for the embedded model: scripted P("yes"), P("no") after the verdict's opening."""
-
-    def __init__(self, probabilities, replies=()):
-        super().__init__(list(replies))
-        self.probabilities = list(probabilities)
-        self.scored = []
-
-    async def option_logprobs(self, messages, prefix, options):
-        self.scored.append((messages, prefix, tuple(options)))
-        p_yes, p_no = self.probabilities.pop(0)
-        return {"yes": math.log(p_yes), "no": math.log(p_no)}, 321
-
-    def count_tokens(self, messages, **_):
-        return sum(len(m.content) for m in messages) // 4
 
 
 def reviewer(handle, threshold=None):

@@ -1,6 +1,8 @@
-"""The embedded model's stand-in for head tests: replayed generations (the critique), scripted decision-token
-odds (the prompted decision) and hidden states from a fake extractor, all outside the system under test.
-A test module subclasses it with its own extractor (`extractor_type`) and default odds."""
+"""The embedded model's stand-ins, outside the system under test.
+
+`ScoringClient`: replayed generations and scripted decision-token odds (the prompted decision), each call
+recorded. `FakeEmbedded`, for head tests: the same with fixed odds, plus hidden states from a fake extractor;
+a test module subclasses it with its own extractor (`extractor_type`) and default odds."""
 
 from __future__ import annotations
 
@@ -8,6 +10,23 @@ import math
 from typing import Any, ClassVar
 
 from autogen_ext.models.replay import ReplayChatCompletionClient
+
+
+class ScoringClient(ReplayChatCompletionClient):
+    """Stands in for the embedded model: scripted P("yes"), P("no") after the verdict's opening."""
+
+    def __init__(self, probabilities, replies=()):
+        super().__init__(list(replies))
+        self.probabilities = list(probabilities)
+        self.scored = []
+
+    async def option_logprobs(self, messages, prefix, options):
+        self.scored.append((messages, prefix, tuple(options)))
+        p_yes, p_no = self.probabilities.pop(0)
+        return {"yes": math.log(p_yes), "no": math.log(p_no)}, 321
+
+    def count_tokens(self, messages, **_):
+        return sum(len(m.content) for m in messages) // 4
 
 
 class FakeEmbedded(ReplayChatCompletionClient):
