@@ -262,14 +262,21 @@ def read_all(
     generated: Path | None = None,
     labelled: Sequence[Path] = (),
 ) -> list[Row]:
-    rows = list(read_reviewer_sets(shared / "reviewer"))
-    rows += read_jbb(shared / "jbb_responses.jsonl")
-    rows += read_project_data(project_data)
-    if generated is not None:
-        rows += read_generated(generated)
-    for path in labelled:  # a deployer's own answers: uncapped, one source per file
-        rows += read_labelled(path)
-    return rows
+    # The deployer's own files first: a mistake in them is reported before anything else is read.
+    own = [row for path in labelled for row in read_labelled(path)]  # uncapped, one source per file
+    if not shared.is_dir():
+        raise ChaperoneError(
+            f"{shared}: the shared datasets folder is not there (give its place with --shared)"
+        )
+    try:
+        rows = list(read_reviewer_sets(shared / "reviewer"))
+        rows += read_jbb(shared / "jbb_responses.jsonl")
+        rows += read_project_data(project_data)
+        if generated is not None:
+            rows += read_generated(generated)
+    except FileNotFoundError as exc:
+        raise ChaperoneError(f"{exc.filename}: a training data file is missing") from None
+    return rows + own
 
 
 def dedupe(rows: Iterable[Row]) -> tuple[list[Row], Counter]:

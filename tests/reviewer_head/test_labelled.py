@@ -71,3 +71,17 @@ def test_the_data_command_adds_own_answers_to_a_new_manifest_with_their_own_fold
     same = [sys.executable, "-m", "chaperone.reviewer_head.data", "--with-labelled", str(own)]
     refused = subprocess.run(same, capture_output=True, text=True)
     assert refused.returncode == 2 and "give --out a new name" in refused.stderr
+
+
+def test_a_missing_shared_folder_or_file_is_one_line_naming_it(fake_shared, tmp_path):
+    own = _write(tmp_path / "helpdesk.jsonl", _answers(3))
+    out = tmp_path / "m.jsonl.gz"
+    missing = tmp_path / "no-such-folder"
+    cmd = [sys.executable, "-m", "chaperone.reviewer_head.data", "--with-labelled", str(own), "--out", str(out)]
+    result = subprocess.run([*cmd, "--shared", str(missing)], capture_output=True, text=True)
+    assert result.returncode == 1 and f"error: {missing}: the shared datasets folder is not there" in result.stderr
+    assert "Traceback" not in result.stderr and not out.exists()
+    empty = tmp_path / "empty-shared"
+    (empty / "reviewer").mkdir(parents=True)
+    with pytest.raises(data.ChaperoneError, match="a training data file is missing"):
+        data.build(0, shared=empty)
