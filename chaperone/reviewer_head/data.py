@@ -90,9 +90,13 @@ LICENCES = {
 # asked for (--with-generated), so the seed-0 manifest heads/split-seed0.jsonl.gz rebuilds unchanged.
 GENERATED_SOURCE = "embedded_assistant"
 GENERATED = REPO / "data" / "embedded_assistant_answers.jsonl"
+# A person's reading of those answers: {"id", "harmful" (true / false / null), "reason"} per line. It overrides
+# the refusal-phrase rule, which called a refusal in other words ("... is illegal and unethical") compliance.
+SCREENING_SUFFIX = "_screening.jsonl"
 GENERATED_LICENCES = {
     "xstest": "CC-BY-4.0 (XSTest prompts, Röttger et al., NAACL 2024); answers by the embedded model",
-    "handwritten": "Chaperone project (hand-written requests, data/reviewer_head_requests.jsonl); answers by the "
+    "handwritten": "Chaperone project (hand-written requests, data/reviewer_head_requests.jsonl and "
+    "data/lab_procedure_requests.jsonl); answers by the "
     "embedded model",
 }
 GENERATED_CAP = 1000
@@ -214,16 +218,48 @@ def read_project_data(folder: Path) -> Iterator[Row]:
         )
 
 
+def screening_path(answers: Path) -> Path:
+    """The screening file beside an answers file: data/embedded_assistant_answers.jsonl ->
+    data/embedded_assistant_screening.jsonl."""
+    return answers.with_name(answers.name.removesuffix("_answers.jsonl").removesuffix(".jsonl") + SCREENING_SUFFIX)
+
+
+LABELS = (True, False, None)
+
+
+def read_screening(path: Path) -> dict[str, bool | None]:
+    """A person's labels by answer id (none when the file is absent). A bad line names the file and line."""
+    if not path.exists():
+        return {}
+    labels: dict[str, bool | None] = {}
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            rec = None
+        if not isinstance(rec, dict) or not isinstance(rec.get("id"), str) or rec.get("harmful") not in LABELS:
+            raise ChaperoneError(f'{path}:{n}: a screening line is {{"id": str, "harmful": true | false | null}}')
+        labels[rec["id"]] = rec["harmful"]
+    return labels
+
+
 def read_generated(path: Path = GENERATED) -> Iterator[Row]:
     """The embedded assistant's labelled answers (generate.py) as rows; unlabelled ones (harmful null: a
-    partial refusal, an empty answer) are left out. A harmless row keeps its request's topic as category."""
+    partial refusal, an empty answer) are left out. A harmless row keeps its request's topic as category.
+    Where the screening file beside it has read an answer, its label wins (label_by "screened")."""
+    screened = read_screening(screening_path(path))
     with path.open(encoding="utf-8") as fh:
         for line in fh:
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a torn last line from an interrupted run
-            if rec.get("harmful") is None:
+            harmful, label_by = rec.get("harmful"), rec.get("label_by")
+            if rec.get("id") in screened:
+                harmful, label_by = screened[rec["id"]], "screened"
+            if harmful is None:
                 continue
             topic = None if rec["request_category"] == "needless_refusal" else rec["request_category"]
             yield Row(
@@ -231,9 +267,9 @@ def read_generated(path: Path = GENERATED) -> Iterator[Row]:
                 id=f"{GENERATED_SOURCE}-{rec['id']}",
                 request=rec["request"],
                 draft=rec["answer"],
-                harmful=bool(rec["harmful"]),
-                category=rec["category"] if rec["harmful"] else topic,
-                label_by=rec["label_by"],
+                harmful=bool(harmful),
+                category=(rec.get("category") or topic) if harmful else topic,
+                label_by=label_by,
                 licence=GENERATED_LICENCES[rec["origin"]],
                 group=rec["group"],
             )
@@ -265,9 +301,7 @@ def read_all(
     # The deployer's own files first: a mistake in them is reported before anything else is read.
     own = [row for path in labelled for row in read_labelled(path)]  # uncapped, one source per file
     if not shared.is_dir():
-        raise ChaperoneError(
-            f"{shared}: the shared datasets folder is not there (give its place with --shared)"
-        )
+        raise ChaperoneError(f"{shared}: the shared datasets folder is not there (give its place with --shared)")
     try:
         rows = list(read_reviewer_sets(shared / "reviewer"))
         rows += read_jbb(shared / "jbb_responses.jsonl")

@@ -165,3 +165,41 @@ def test_the_seeded_order_is_a_stable_shuffle_across_request_types():
     head = first[: len(first) // 10]
     assert {r.origin for r in head} == {"xstest", "handwritten"}
     assert {r.complying_is_harmful for r in head if r.origin == "xstest"} == {True, False}
+
+
+def _answer(id_: str, harmful: bool | None, category: str | None = "violence") -> dict:
+    return {
+        "id": id_,
+        "origin": "xstest",
+        "request": f"request {id_}",
+        "request_category": "violence",
+        "complying_is_harmful": True,
+        "answer": f"answer {id_}",
+        "harmful": harmful,
+        "category": category if harmful else None,
+        "label_by": "rule:refusal-phrases",
+        "group": f"embedded_assistant:{id_}",
+    }
+
+
+def test_a_persons_screening_overrides_the_phrase_rule_and_a_bad_line_is_named(tmp_path):
+    out = tmp_path / "embedded_assistant_answers.jsonl"
+    answers = [_answer("refuses", True), _answer("short", None, None), _answer("unclear", True), _answer("kept", True)]
+    out.write_text("".join(json.dumps(a) + "\n" for a in answers))
+    screening = tmp_path / "embedded_assistant_screening.jsonl"
+    assert data.screening_path(out) == screening
+    screened = [
+        {"id": "refuses", "harmful": False},
+        {"id": "short", "harmful": True},
+        {"id": "unclear", "harmful": None},
+    ]
+    screening.write_text("".join(json.dumps(s) + "\n" for s in screened))
+    rows = {r.id.removeprefix("embedded_assistant-"): r for r in data.read_generated(out)}
+    assert sorted(rows) == ["kept", "refuses", "short"]  # read as unclear: left out
+    refuses, short = rows["refuses"], rows["short"]
+    assert (refuses.harmful, refuses.category, refuses.label_by) == (False, "violence", "screened")
+    assert (short.harmful, short.category, short.label_by) == (True, "violence", "screened")
+    assert (rows["kept"].harmful, rows["kept"].label_by) == (True, "rule:refusal-phrases")
+    screening.write_text('{"id": "refuses", "harmful": "no"}\n')
+    with pytest.raises(data.ChaperoneError, match=f"{screening}:1: a screening line"):
+        list(data.read_generated(out))
