@@ -204,8 +204,10 @@ def stack_section(stack: Stack, *, dev_eval: Path | Sequence[Path]) -> dict:
 
 def category_thresholds(scores_file: Path, fpr: float = 0.01) -> dict[str, dict]:
     """Per category, the score that at most `fpr` of the harmless dev rows reach: a blocking threshold that
-    rarely fires on harmless text. From the cross-source dev scores (heads that never saw the row's source)
-    where they carry categories; otherwise from the split's own dev part, and the entry says so."""
+    rarely fires on harmless text. Read on the cross-source dev scores (heads that never saw the row's source)
+    and on the split's own dev part (the shipped head, sources seen), and the higher of the two is proposed:
+    a category whose examples come from one source (hazardous chemistry: only the assistant's own answers) is
+    never scored cross-source on that source, where its harmless look-alikes are."""
     lines = _jsonl(scores_file, "held-out head scores", "run `python run.py reviewer train --loso`")
     harmless: dict[str, dict[str, list[float]]] = {"cross-source-dev": defaultdict(list), "main": defaultdict(list)}
     for line in lines:
@@ -213,15 +215,18 @@ def category_thresholds(scores_file: Path, fpr: float = 0.01) -> dict[str, dict]
             for name, value in line["scores"].items():
                 if name != OVERALL:
                     harmless[line["fold"]][name].append(float(value))
-    out = {}
-    for fold in ("main", "cross-source-dev"):  # the cross-source figure wins where both exist
+    out: dict[str, dict] = {}
+    for fold in ("cross-source-dev", "main"):
+        label = "cross-source dev" if fold == "cross-source-dev" else "split dev (sources seen)"
         for name, values in sorted(harmless[fold].items()):
-            value = float(np.quantile(values, 1 - fpr, method="higher"))
-            out[name] = {
-                "threshold": round(min(value + 1e-4, 1.0), 4),
-                "harmless_dev_rows": len(values),
-                "from": "cross-source dev" if fold == "cross-source-dev" else "split dev (sources seen)",
-            }
+            value = round(min(float(np.quantile(values, 1 - fpr, method="higher")) + 1e-4, 1.0), 4)
+            entry = {"threshold": value, "harmless_dev_rows": len(values), "from": label}
+            if name not in out:
+                out[name] = {**entry, "by_fold": {label: value}}
+                continue
+            out[name]["by_fold"][label] = value
+            if value > out[name]["threshold"]:
+                out[name] |= entry
     return out
 
 

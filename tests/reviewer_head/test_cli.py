@@ -217,11 +217,16 @@ def test_compare_joins_the_prompted_reviewer_and_the_held_out_head_scores_on_the
     # from heads that never saw the row's source: the category heads too
     harmless_dev = [s for s in scores if s["fold"] == "cross-source-dev" and not s["harmful"]]
     assert set(stack["proposed_category_thresholds"]) == set(head.outputs) - {"not_ok"}
+    harmless_main = [s for s in scores if s["fold"] == "main" and s["part"] == "dev" and not s["harmful"]]
     for name, proposed in stack["proposed_category_thresholds"].items():
-        scored = [s["scores"][name] for s in harmless_dev if name in s["scores"]]  # a fold may lack a category
-        reached = sum(v >= proposed["threshold"] for v in scored)
-        assert reached <= 0.01 * len(scored) and proposed["harmless_dev_rows"] == len(scored) > 0
-        assert proposed["from"] == "cross-source dev"
+        # the stricter of the two dev readings: at most 1% of either fold's harmless dev rows reach it
+        for fold, rows in (("cross-source dev", harmless_dev), ("split dev (sources seen)", harmless_main)):
+            scored = [s["scores"][name] for s in rows if name in s["scores"]]  # a fold may lack a category
+            assert sum(v >= proposed["threshold"] for v in scored) <= 0.01 * len(scored)
+            assert proposed["by_fold"][fold] <= proposed["threshold"]
+        chosen_fold = harmless_dev if proposed["from"] == "cross-source dev" else harmless_main
+        assert proposed["harmless_dev_rows"] == sum(name in s["scores"] for s in chosen_fold) > 0
+        assert proposed["threshold"] == max(proposed["by_fold"].values())
     missing = _run("compare", *common, "--eval", str(tmp_path / "none"), "--sample", str(sample), "--head", str(out))
     assert "--reviewer-only" in _one_error_line(missing)
 
