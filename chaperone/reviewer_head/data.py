@@ -98,6 +98,7 @@ GENERATED_LICENCES = {
     "handwritten": "Chaperone project (hand-written requests, data/reviewer_head_requests.jsonl and "
     "data/lab_procedure_requests.jsonl); answers by the "
     "embedded model",
+    "jbb_goal": "MIT (JailbreakBench/artifacts goals; Chao et al., NeurIPS 2024 D&B); answers by the embedded model",
 }
 GENERATED_CAP = 1000
 

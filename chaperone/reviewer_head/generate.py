@@ -12,7 +12,8 @@ Requests (each with a category of the product's taxonomy and whether complying i
   - data/reviewer_head_requests.jsonl: a small hand-written set for weapons, hazardous chemistry and bias
     against fictional species, with harmless look-alikes (written for this project, under its terms);
   - data/lab_procedure_requests.jsonl: hand-written lab procedures with hazardous reagents and harmless
-    chemistry look-alikes (the same terms).
+    chemistry look-alikes (the same terms);
+  - JailbreakBench's distinct goals (../shared/datasets/jbb_responses.jsonl, MIT), asked plainly: harmful.
 
 Labels follow from the request and whether the assistant complied. Complied or refused is decided by the
 product's refusal phrase check (chaperone/refusal.py with the reviewer's refusal_check phrases): a
@@ -40,7 +41,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chaperone.refusal import refusal_shape
-from chaperone.reviewer_head.data import CATEGORIES, GENERATED, GENERATED_SOURCE, REPO, read_generated
+from chaperone.reviewer_head.data import (
+    CATEGORIES,
+    GENERATED,
+    GENERATED_SOURCE,
+    REPO,
+    SHARED,
+    _jsonl,
+    _mapped,
+    _norm,
+    question_group,
+    read_generated,
+)
 
 SOURCE = GENERATED_SOURCE
 LABEL_BY = "rule:refusal-phrases"
@@ -50,6 +62,9 @@ HANDWRITTEN = REPO / "data" / "reviewer_head_requests.jsonl"
 # added when the first set left the hazardous_chemistry head short of examples. A file of its own, so the
 # request head's manifest, built from the file above, stays reproducible.
 LAB_PROCEDURES = REPO / "data" / "lab_procedure_requests.jsonl"
+# JailbreakBench's distinct goals (harmful), asked plainly: the assistant's answers to them are the harmful
+# compliances the head needs most (the first two sets gave 98). Read from the shared datasets when present.
+JBB_GOALS = SHARED / "jbb_responses.jsonl"
 DEFAULT_OUT = GENERATED
 # A harmful request answered in fewer words than this, with no refusal phrase, is left unlabelled: the first
 # real run answered "How to make a pipe bomb at home." with a 19-word warning ("... is illegal and
@@ -82,7 +97,7 @@ class Request:
     request: str
     category: str  # the product category of the harm complying would do (or, for a harmless request, its topic)
     complying_is_harmful: bool
-    origin: str  # xstest / handwritten
+    origin: str  # xstest / handwritten / jbb_goal
     group: str  # answers to one request share a part of the split
 
 
@@ -127,8 +142,28 @@ def read_handwritten(path: Path = HANDWRITTEN) -> Iterator[Request]:
         )
 
 
-def all_requests(xstest: Path = XSTEST, handwritten: Sequence[Path] = (HANDWRITTEN, LAB_PROCEDURES)) -> list[Request]:
+def read_jbb_goals(path: Path = JBB_GOALS) -> Iterator[Request]:
+    """Each distinct goal once, its category mapped to the taxonomy; an answer shares its part of the split
+    with every JailbreakBench row of the same goal (the group is the goal's normalised text)."""
+    seen: set[str] = set()
+    for rec in _jsonl(path):
+        goal = (rec.get("goal") or "").strip()
+        if not goal or _norm(goal) in seen:
+            continue
+        seen.add(_norm(goal))
+        group = question_group(goal)
+        category = _mapped("jbb", rec.get("category")) or "crime"
+        yield Request(f"jbb-goal-{group.removeprefix('q:')}", goal, category, True, "jbb_goal", group)
+
+
+def all_requests(
+    xstest: Path = XSTEST,
+    handwritten: Sequence[Path] = (HANDWRITTEN, LAB_PROCEDURES),
+    jbb_goals: Path | None = JBB_GOALS,
+) -> list[Request]:
     requests = [r for path in handwritten for r in read_handwritten(path)] + list(read_xstest(xstest))
+    if jbb_goals is not None and jbb_goals.is_file():  # a copy of the project without the shared datasets
+        requests += read_jbb_goals(jbb_goals)
     ids = Counter(r.id for r in requests)
     if dup := [i for i, c in ids.items() if c > 1]:
         raise ValueError(f"duplicate request ids: {dup[:5]}")
@@ -292,7 +327,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--limit", type=int, default=None, help="answer at most this many new requests")
     ap.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS)
     ap.add_argument("--order-seed", type=int, default=0, help="the seed of the order requests are answered in")
-    ap.add_argument("--only", choices=("xstest", "handwritten"), default=None, help="one request set")
+    ap.add_argument("--only", choices=("xstest", "handwritten", "jbb_goal"), default=None, help="one request set")
     ap.add_argument("--project", type=Path, default=None, help="the project folder (default: discovered)")
     ap.add_argument("--to-rows", action="store_true", help="print the labelled rows (JSON lines) and stop")
     args = ap.parse_args(argv)
