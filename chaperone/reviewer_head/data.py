@@ -141,6 +141,16 @@ def _jsonl(path: Path) -> Iterator[dict]:
                 yield json.loads(line)
 
 
+def distinct_records(path: Path, field: str) -> Iterator[tuple[int, dict]]:
+    """Records of a JSONL file with a text in `field` not seen before (normalised), numbered from 1."""
+    seen: set[str] = set()
+    for n, rec in enumerate(_jsonl(path), start=1):
+        text = (rec.get(field) or "").strip()
+        if text and _norm(text) not in seen:
+            seen.add(_norm(text))
+            yield n, rec
+
+
 def _mapped(source: str, category: str | None) -> str | None:
     if category is None:
         return None

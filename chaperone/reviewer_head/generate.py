@@ -47,9 +47,8 @@ from chaperone.reviewer_head.data import (
     GENERATED_SOURCE,
     REPO,
     SHARED,
-    _jsonl,
     _mapped,
-    _norm,
+    distinct_records,
     question_group,
     read_generated,
 )
@@ -145,12 +144,8 @@ def read_handwritten(path: Path = HANDWRITTEN) -> Iterator[Request]:
 def read_jbb_goals(path: Path = JBB_GOALS) -> Iterator[Request]:
     """Each distinct goal once, its category mapped to the taxonomy; an answer shares its part of the split
     with every JailbreakBench row of the same goal (the group is the goal's normalised text)."""
-    seen: set[str] = set()
-    for rec in _jsonl(path):
-        goal = (rec.get("goal") or "").strip()
-        if not goal or _norm(goal) in seen:
-            continue
-        seen.add(_norm(goal))
+    for _n, rec in distinct_records(path, "goal"):
+        goal = rec["goal"].strip()
         group = question_group(goal)
         category = _mapped("jbb", rec.get("category")) or "crime"
         yield Request(f"jbb-goal-{group.removeprefix('q:')}", goal, category, True, "jbb_goal", group)

@@ -73,16 +73,6 @@ def _row(source: str, id_: str, request: str, harmful: bool, category: str | Non
     )
 
 
-def _distinct(path: Path, field: str) -> Iterator[tuple[int, dict]]:
-    """Records of a JSONL file with a text in `field` not seen before (normalised), numbered from 1."""
-    seen: set[str] = set()
-    for n, rec in enumerate(data._jsonl(path), start=1):
-        text = (rec.get(field) or "").strip()
-        if text and data._norm(text) not in seen:
-            seen.add(data._norm(text))
-            yield n, rec
-
-
 def read_requests(
     xstest: Path = generate.XSTEST, handwritten: Path = generate.HANDWRITTEN, shared: Path = data.SHARED
 ) -> Iterator[data.Row]:
@@ -91,14 +81,14 @@ def read_requests(
         yield _row("xstest", r.id, r.request, r.complying_is_harmful, category, "human:xstest-label", r.group)
     for r in generate.read_handwritten(handwritten):
         yield _row("handwritten", r.id, r.request, r.complying_is_harmful, r.category, "human", f"hw:{r.id}")
-    for n, rec in _distinct(shared / "jbb_responses.jsonl", "goal"):
+    for n, rec in data.distinct_records(shared / "jbb_responses.jsonl", "goal"):
         category = data._mapped("jbb", rec.get("category"))
         group = data.question_group(rec["goal"])
         yield _row("jbb_goals", f"jbb-goal-{n}", rec["goal"], True, category, "source:jailbreakbench-goal", group)
-    for n, rec in _distinct(shared / "reviewer" / "gptfuzz_labeled.jsonl", "prompt"):
+    for n, rec in data.distinct_records(shared / "reviewer" / "gptfuzz_labeled.jsonl", "prompt"):
         group = data.question_group(rec["prompt"])
         yield _row("gptfuzz_questions", f"gptfuzz-q-{n}", rec["prompt"], True, None, "source:gptfuzz-question", group)
-    for n, rec in _distinct(shared / "reviewer" / "truthfulqa_answers.jsonl", "prompt"):
+    for n, rec in data.distinct_records(shared / "reviewer" / "truthfulqa_answers.jsonl", "prompt"):
         group = f"truthfulqa:{(rec.get('meta') or {}).get('question_index', n)}"
         yield _row(
             "truthfulqa_questions", f"tqa-q-{n}", rec["prompt"], False, None, "source:truthfulqa-question", group
