@@ -26,7 +26,13 @@ from chaperone.models import gguf
 from chaperone.models.hidden_states import HiddenStateError, PromptTooLong
 from chaperone.models.pool import ModelHandle
 from chaperone.reviewer_head.head import OVERALL, HeadError, ReviewerHead, load_head
-from chaperone.reviewer_head.prompt import REQUEST_PROMPT, HeadPrompt, load_prompt, load_request_prompt
+from chaperone.reviewer_head.prompt import (
+    REQUEST_PROMPT,
+    AnyHeadPrompt,
+    InContextPrompt,
+    load_prompt,
+    load_request_prompt,
+)
 
 DEFAULT_RULES = HeadPolicySpec()  # a policy without a `head` section: the overall score alone decides
 MAX_CATEGORIES = 2  # as many as the prompted critique may name
@@ -83,7 +89,7 @@ class HeadJudge:
     """A loaded head, its prompt, and the embedded model's hidden states (built on first use)."""
 
     head: ReviewerHead
-    prompt: HeadPrompt
+    prompt: AnyHeadPrompt
     extractor: Callable[[], Extractor]
     path: str = ""
     _extractor: Extractor | None = None
@@ -94,10 +100,12 @@ class HeadJudge:
         `reuse` (chunk verdicts): the extractor keeps the prefix its context holds from the previous prompt, so
         a growing draft costs only its new tokens. The vectors then differ from a fresh pass by float rounding
         alone (~1.7% relative, as much as a fresh pass in smaller batches does; tests/models). The whole-draft
-        verdict reads from a fresh cache, in the layout the head was trained on."""
+        verdict reads from a fresh cache, in the layout the head was trained on. The in-context layout was trained
+        with the assistant's system prompt kept from row to row, and is always read so."""
         if self._extractor is None:
             self._extractor = self.extractor()
         prompt = self.prompt
+        reuse = reuse or isinstance(prompt, InContextPrompt)
         for _ in range(MAX_CLIPS):
             try:
                 states = await self._extractor.aextract(prompt.messages(request, draft), self.head.layers, reuse=reuse)
@@ -142,7 +150,7 @@ def load_for(spec: AgentSpec, handle: ModelHandle, root: Path, *, request: bool 
     if make is None:
         _warn_once(f"reviewer {spec.name}: model {handle.name} gives no hidden states; {fallback}")
         return None
-    own = root / "config" / (REQUEST_PROMPT if request else "reviewer_head.yaml")
+    own = root / "config" / (REQUEST_PROMPT if request else _card_prompt_file(path))
     try:
         prompt, head = _loaded(own if own.is_file() else None, path, request)
     except HeadError as exc:
@@ -151,9 +159,25 @@ def load_for(spec: AgentSpec, handle: ModelHandle, root: Path, *, request: bool 
     return HeadJudge(head=head, prompt=prompt, extractor=make, path=named)
 
 
+def _card_prompt_file(head_path: Path) -> str:
+    """The head prompt a head was trained on, as its card names it (config/…, inside the project); the fenced
+    config/reviewer_head.yaml for a card that names none or names a file elsewhere. An unreadable card is left
+    to load_head, which says what is wrong with it."""
+    import json
+
+    try:
+        named = str(json.loads(head_path.with_suffix(".json").read_text(encoding="utf-8"))["prompt"]["file"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "reviewer_head.yaml"
+    parts = Path(named).parts
+    if len(parts) == 2 and parts[0] == "config" and parts[1].endswith(".yaml"):
+        return parts[1]
+    return "reviewer_head.yaml"
+
+
 # Every conversation builds its reviewer (a server: every request), and the files seldom change: the prompt
 # and the head are read once per version of the files (path and modification time), not once per request.
-_LOADED: dict[tuple, tuple[HeadPrompt, ReviewerHead]] = {}
+_LOADED: dict[tuple, tuple[AnyHeadPrompt, ReviewerHead]] = {}
 
 
 def _mtime(path: Path | None) -> int:
@@ -163,7 +187,7 @@ def _mtime(path: Path | None) -> int:
         return 0
 
 
-def _loaded(prompt_path: Path | None, head_path: Path, request: bool = False) -> tuple[HeadPrompt, ReviewerHead]:
+def _loaded(prompt_path: Path | None, head_path: Path, request: bool = False) -> tuple[AnyHeadPrompt, ReviewerHead]:
     card = head_path.with_suffix(".json")
     key = (str(prompt_path), _mtime(prompt_path), str(head_path), _mtime(head_path), _mtime(card), request)
     if key not in _LOADED:

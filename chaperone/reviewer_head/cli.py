@@ -53,8 +53,16 @@ class _Bar(train.Steps):
 
 
 def _feature_cache_options(command: Callable) -> Callable:
-    """--manifest, --layers, --cache: which rows and which cache, the same for extract and train (applied
+    """--manifest, --layers, --cache, --prompt: which rows and which cache, the same for extract and train (applied
     bottom-up, as stacked decorators are, so --help lists them in this order)."""
+    command = click.option(
+        "--prompt",
+        "prompt_file",
+        type=click.Path(dir_okay=False, exists=True, path_type=Path),
+        default=None,
+        help="The head prompt: config/reviewer_head.yaml (default, a judge's fenced prompt) or "
+        "config/reviewer_head_in_context.yaml (the assistant's own conversation, then one question).",
+    )(command)
     command = click.option(
         "--cache", type=click.Path(file_okay=False, path_type=Path), default=None, help="Feature cache root."
     )(command)
@@ -92,10 +100,14 @@ def extract(
     sources: tuple[str, ...],
     threads: int | None,
     shard_rows: int,
+    prompt_file: Path | None,
 ) -> None:
     """Read the embedded model's hidden states for the manifest's rows into the feature cache (resumable)."""
+    from chaperone.reviewer_head.prompt import load_prompt
+
     try:
         stats, feature_cache, wall = features.extract_features(
+            prompt=load_prompt(prompt_file) if prompt_file else None,
             manifest=manifest,
             layers=_layers(layers),
             cache_root=cache,
@@ -146,6 +158,7 @@ def train_command(
     cv_report: bool,
     seed: int,
     model_sha256: str,
+    prompt_file: Path | None,
 ) -> None:
     """Rebuild the head and its card from the cached features: layers and C chosen on dev, test measured once."""
     columns = (
@@ -169,6 +182,7 @@ def train_command(
                 seed=seed,
                 model_sha256=model_sha256,
                 steps=_Bar(progress),
+                prompt_path=prompt_file,
             )
     except ChaperoneError as exc:
         fail(str(exc))
@@ -393,13 +407,18 @@ def compare_command(
     dev_sample: tuple[Path, ...],
     stack_into: bool,
     as_json: bool,
+    prompt_file: Path | None,
 ) -> None:
     """The head and the prompted reviewer on the same held-out rows: AUC, recall at 1%/5% FPR, cost."""
     from chaperone.reviewer_head.prompt import load_prompt
 
     try:
         feature_cache = features.FeatureCache(
-            cache or features.default_root(), GGUF_SHA256, load_prompt().sha256, _layers(layers), readonly=True
+            cache or features.default_root(),
+            GGUF_SHA256,
+            load_prompt(prompt_file).sha256,
+            _layers(layers),
+            readonly=True,
         )
         costs = compare.head_costs(feature_cache)
     except (OSError, ValueError):

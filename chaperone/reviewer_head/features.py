@@ -247,7 +247,7 @@ def extract_features(
     from chaperone.models.gguf import ensure_model
     from chaperone.models.hidden_states import HiddenStateExtractor
     from chaperone.reviewer_head import data
-    from chaperone.reviewer_head.prompt import load_prompt
+    from chaperone.reviewer_head.prompt import InContextPrompt, load_prompt
 
     manifest = Path(manifest or data.DEFAULT_MANIFEST)
     layers = [int(n) for n in layers]
@@ -285,8 +285,12 @@ def extract_features(
         raise ExtractInputError(f"--layers: {bad} do not exist; this model has layers 0..{extractor.n_layers - 1}")
     cache = FeatureCache(cache_root or default_root(), extractor.model_sha256, prompt.sha256, layers, extractor.width)
 
+    # The in-context layout's rows all start with the assistant's system prompt: kept in the context from one
+    # row to the next, as the live reviewer keeps it (the vectors differ from a fresh pass by float rounding).
+    reuse = isinstance(prompt, InContextPrompt)
+
     def run(messages: object) -> tuple[np.ndarray, int, float]:
-        result = extractor.extract(messages, layers)  # type: ignore[arg-type]
+        result = extractor.extract(messages, layers, reuse=reuse)  # type: ignore[arg-type]
         return result.states, result.n_tokens, result.seconds
 
     items = ((r.row.text_sha, prompt.messages(r.row.request, r.row.draft)) for r in rows)

@@ -36,7 +36,7 @@ from chaperone.models import gguf
 from chaperone.reviewer_head import data
 from chaperone.reviewer_head.features import DEFAULT_LAYERS, FeatureCache, cache_key, default_root
 from chaperone.reviewer_head.head import FORMAT, OVERALL, ReviewerHead
-from chaperone.reviewer_head.prompt import load_prompt
+from chaperone.reviewer_head.prompt import default_path, load_prompt
 
 C_GRID = (0.01, 0.1)  # strong regularisation: a weaker one (C=1) fits the sources' styles and costs 2x the time
 MIN_POSITIVES = 8  # a category head needs at least this many harmful training rows of its category
@@ -348,6 +348,15 @@ def sha256_file(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def prompt_file_name(path: Path) -> str:
+    """The prompt file as the card names it: relative to the checkout when it lies in it (the reviewer finds it
+    there), else as given."""
+    try:
+        return Path(path).resolve().relative_to(data.REPO).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def parse_layers(text: str) -> list[int]:
     try:
         layers = [int(v) for v in text.split(",") if v.strip()]
@@ -371,8 +380,10 @@ def train_head(
     seed: int = 0,
     model_sha256: str = gguf.GGUF_SHA256,
     steps: Steps | None = None,
+    prompt_path: Path | None = None,
 ) -> ReviewerHead:
-    """Train, measure and write the head (and its card) at `out`; TrainInputError says what to run first."""
+    """Train, measure and write the head (and its card) at `out`; TrainInputError says what to run first.
+    `prompt_path`: the head prompt the features were read through (default config/reviewer_head.yaml)."""
     steps = steps or Steps()
     layers = list(layers)
     manifest = Path(manifest)
@@ -382,7 +393,8 @@ def train_head(
         raise TrainInputError(
             f"{manifest}: no split manifest; write it with `python -m chaperone.reviewer_head.data --seed 0`"
         )
-    prompt = load_prompt()
+    prompt = load_prompt(prompt_path)
+    prompt_file = prompt_file_name(prompt_path or default_path())
     try:
         rows, summary = data.read_manifest(manifest)
     except (OSError, ValueError, KeyError, TypeError, StopIteration) as exc:
@@ -393,6 +405,7 @@ def train_head(
         + (f" --layers {','.join(map(str, layers))}" if list(layers) != list(DEFAULT_LAYERS) else "")
         + (f" --cache {root}" if cache_root else "")
         + (f" --manifest {manifest}" if manifest != Path(data.DEFAULT_MANIFEST) else "")
+        + (f" --prompt {prompt_file}" if prompt_path else "")
     )
     folder = root / cache_key(model_sha256, prompt.sha256, layers)
     if not (folder / "meta.json").is_file():
@@ -416,7 +429,7 @@ def train_head(
         "format": FORMAT,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "model": {"file": gguf.GGUF_NAME, "sha256": model_sha256, "licence": gguf.LICENCE},
-        "prompt": {"file": "config/reviewer_head.yaml", "sha256": prompt.sha256, **prompt.model_dump()},
+        "prompt": {"file": prompt_file, "sha256": prompt.sha256, **prompt.model_dump()},
         "width": cache.width,
         "data": {
             "manifest": str(manifest.name),
@@ -521,6 +534,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--select", choices=SELECTIONS, default="cross-source", help="how the layers and C are chosen")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model-sha256", default=gguf.GGUF_SHA256)
+    ap.add_argument("--prompt", type=Path, default=None, help="head prompt file (default config/reviewer_head.yaml)")
     args = ap.parse_args(argv)
     try:
         head = train_head(
@@ -532,6 +546,7 @@ def main(argv: list[str] | None = None) -> dict:
             cv_report=args.cv_report,
             loso=args.loso,
             select=args.select,
+            prompt_path=args.prompt,
             seed=args.seed,
             model_sha256=args.model_sha256,
         )

@@ -80,7 +80,7 @@ def test_extract_reads_only_the_sources_asked_for(manifest, monkeypatch, tmp_pat
         def __init__(self):
             self.prompts = []
 
-        def extract(self, messages, layers):
+        def extract(self, messages, layers, reuse=False):
             self.prompts.append(messages[-1]["content"])
             states = np.zeros((len(layers), WIDTH), dtype=np.float32)
             return hidden_states.Extraction(tuple(layers), states, 10, 0.01)
