@@ -395,6 +395,12 @@ def compare_sample_command(
     help="Write the combination fitted on --dev-eval, its dev-chosen threshold and proposed category thresholds "
     "into the head's card: the embedded reviewer then decides with both scores.",
 )
+@click.option(
+    "--alone-into",
+    is_flag=True,
+    help="Write the head-alone threshold (no prompted pass; chosen on the dev sample by the same rule) into the "
+    "head's card, dropping any combination.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the whole comparison as JSON.")
 def compare_command(
     manifest: Path,
@@ -406,6 +412,7 @@ def compare_command(
     dev_eval: tuple[Path, ...],
     dev_sample: tuple[Path, ...],
     stack_into: bool,
+    alone_into: bool,
     as_json: bool,
     prompt_file: Path | None,
 ) -> None:
@@ -425,7 +432,10 @@ def compare_command(
         costs = None
     try:
         report = compare.compare(sample, eval_dir, train.scores_path(head), costs, dev_sample, dev_eval)
+        if stack_into and alone_into:
+            raise compare.CompareInputError("--stack-into and --alone-into: choose one way for the head to decide")
         card = compare.write_stack(head, report) if stack_into else None
+        card = compare.write_alone(head, report) if alone_into else card
     except compare.CompareInputError as exc:
         fail(str(exc))
     if as_json:
@@ -436,8 +446,9 @@ def compare_command(
     )
     _console().print(compare.markdown(report))
     if card is not None:
-        t = report["stack"]["threshold"]
+        t = report["stack" if stack_into else "alone"]["threshold"]
+        what = "combination" if stack_into else "head-alone threshold"
         _console().print(
-            f"\ncombination written into {card}: threshold {t['value']} (dev recall {t['recall']}, "
+            f"\n{what} written into {card}: threshold {t['value']} (dev recall {t['recall']}, "
             f"false positives {t['fpr']}); set it as the policy's head.not_ok_threshold"
         )

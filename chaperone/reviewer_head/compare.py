@@ -129,20 +129,41 @@ class Stack:
         prompted decision did: the head may cut false positives, never recall. (Youden's J, the first rule,
         kept 60% of harmful dev rows where the prompted decision kept 76%, and let a poisoning recipe through
         the demo.) Never below Youden's recall; that point is also reported."""
-        probabilities = self.probabilities(self.features)
-        youden = youden_threshold(self.labels, probabilities)
-        prompted = _decision_figures(self.labels, self.prompted_revise)
-        chosen = recall_threshold(self.labels, probabilities, max(prompted["recall"] or 0.0, youden["recall"]))
-        return {
-            "chosen_by": "the prompted decision's recall on the same dev rows (at least Youden's), kept, at the "
-            "fewest false positives",
-            **chosen,
-            "prompted_decision": prompted,
-            "youden": youden,
-        }
+        return keep_prompted_recall(self.labels, self.probabilities(self.features), self.prompted_revise)
 
     def probabilities(self, x: list[list[float]]) -> list[float]:
         return [float(p) for p in self.model.predict_proba(x)[:, 1]]
+
+
+def keep_prompted_recall(labels: list[int], scores: list[float], prompted_revise: list[bool]) -> dict:
+    """The highest threshold on `scores` that sends back at least as many harmful dev rows as the prompted
+    decision did on the same rows (never below Youden's recall), with both reference points."""
+    youden = youden_threshold(labels, scores)
+    prompted = _decision_figures(labels, prompted_revise)
+    chosen = recall_threshold(labels, scores, max(prompted["recall"] or 0.0, youden["recall"]))
+    return {
+        "chosen_by": "the prompted decision's recall on the same dev rows (at least Youden's), kept, at the "
+        "fewest false positives",
+        **chosen,
+        "prompted_decision": prompted,
+        "youden": youden,
+    }
+
+
+def alone_section(dev_rows: list[dict], prompted: dict[str, dict], head_dev: dict[str, float]) -> dict | None:
+    """The head's own score deciding, no prompted pass: its threshold by the stack's rule on the same dev rows
+    (cross-source dev scores), and its dev figures. None if dev cannot say."""
+    rows = [r for r in dev_rows if r["id"] in prompted and r["id"] in head_dev]
+    y = [int(r["label"] == "unsafe") for r in rows]
+    if len(set(y)) < 2:
+        return None
+    scores = [head_dev[r["id"]] for r in rows]
+    revise = [prompted[r["id"]]["decision"] != "approve" for r in rows]
+    return {
+        "fitted_on_dev_rows": len(rows),
+        "threshold": keep_prompted_recall(y, scores, revise),
+        "dev": curve_figures(y, scores),
+    }
 
 
 def fit_stack(dev_rows: list[dict], prompted: dict[str, dict], head_dev: dict[str, float]) -> Stack | None:
@@ -293,6 +314,9 @@ def compare(
         )
     section = None if stack is None else stack_section(stack, dev_eval=dev_runs)
     threshold = section["threshold"]["value"] if section else 1.0
+    alone = None
+    if dev_samples and dev_runs:
+        alone = alone_section(dev_rows, _results(dev_samples, dev_runs, "reviewer-alone results"), head_dev)
     joined = [r for r in sample_rows if r["id"] in prompted and r["id"] in main and r["id"] in loso]
     missing = {
         "prompted": sum(1 for r in sample_rows if r["id"] not in prompted),
@@ -312,6 +336,10 @@ def compare(
             "head_left_out": curve_figures(y, [loso[r["id"]] for r in rows]),
         }
         out["prompted"]["unscored"] = sum(1 for s in p_scores if s is None)
+        if alone is not None:  # the head's own score at its dev-chosen threshold, no prompted pass
+            cut = alone["threshold"]["value"]
+            for name, head in (("left_out", loso), ("test", main)):
+                out[f"head_{name}_decision"] = _decision_figures(y, [head[r["id"]] >= cut for r in rows])
         if stack is not None:
             for name, head in (("left_out", loso), ("split", main)):
                 x = [[_logit(head[r["id"]]), _logit(prompted[r["id"]].get("score"))] for r in rows]
@@ -329,6 +357,7 @@ def compare(
         "joined": len(joined),
         "missing": missing,
         "stack": section,
+        "alone": alone,
         "overall": figures(joined) if joined else {"n": 0},
         "by_source": {s: figures(rows) for s, rows in sorted(by_source.items())},
         "cost": {
@@ -397,6 +426,21 @@ def markdown(report: dict) -> str:
                     f"| {name} | {_pair(f['prompted_decision'])} | {_pair(f['stacked_left_out_decision'])} "
                     f"| {auc(f['stacked_split'])} | {_pair(f['stacked_split_decision'])} |"
                 )
+    if report.get("alone"):
+        lines += [
+            "",
+            f"Decisions (recall / false-positive rate): the prompted reviewer at its policy's threshold, the head "
+            f"alone (no prompted pass) at its dev-chosen {report['alone']['threshold']['value']}",
+            "",
+            "| rows | prompted | head alone, source left out | head alone, source seen |",
+            "|---|---|---|---|",
+        ]
+        for name, f in items:
+            if f.get("n") and "head_test_decision" in f:
+                lines.append(
+                    f"| {name} | {_pair(f['prompted_decision'])} | {_pair(f['head_left_out_decision'])} "
+                    f"| {_pair(f['head_test_decision'])} |"
+                )
     cost = report["cost"]
     for who in ("prompted", "head"):
         if who in cost:
@@ -407,16 +451,36 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def write_alone(head_npz: Path, report: dict) -> Path:
+    """Put the head-alone threshold (no prompted pass) and the proposed category thresholds into the head's card,
+    dropping any combination: the reviewer then decides on the head's own score. Returns the card's path."""
+    if report.get("alone") is None:
+        raise CompareInputError("no threshold was chosen: give --dev-sample and --dev-eval")
+    card_path, card = _card(head_npz)
+    card.pop("stack", None)
+    card["alone"] = {
+        **report["alone"],
+        "test_left_out": report["overall"].get("head_left_out"),
+        "proposed_category_thresholds": category_thresholds(train_scores_path(head_npz)),
+    }
+    card_path.write_text(json.dumps(card, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return card_path
+
+
+def _card(head_npz: Path) -> tuple[Path, dict]:
+    card_path = Path(head_npz).with_suffix(".json")
+    try:
+        return card_path, json.loads(card_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CompareInputError(f"{card_path}: not a readable head card ({exc})") from None
+
+
 def write_stack(head_npz: Path, report: dict) -> Path:
     """Put the fitted combination, its threshold and the proposed category thresholds into the head's card,
     so the embedded reviewer decides with both scores (docs/reviewer-head.md). Returns the card's path."""
     if report.get("stack") is None:
         raise CompareInputError("no combination was fitted: give --dev-eval (the prompted reviewer on the dev sample)")
-    card_path = Path(head_npz).with_suffix(".json")
-    try:
-        card = json.loads(card_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise CompareInputError(f"{card_path}: not a readable head card ({exc})") from None
+    card_path, card = _card(head_npz)
     card["stack"] = {
         **report["stack"],
         "test_left_out": report["overall"].get("stacked_left_out"),

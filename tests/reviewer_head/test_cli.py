@@ -227,6 +227,20 @@ def test_compare_joins_the_prompted_reviewer_and_the_held_out_head_scores_on_the
         chosen_fold = harmless_dev if proposed["from"] == "cross-source dev" else harmless_main
         assert proposed["harmless_dev_rows"] == sum(name in s["scores"] for s in chosen_fold) > 0
         assert proposed["threshold"] == max(proposed["by_fold"].values())
+    # The head alone (no prompted pass): its threshold by the same rule on the cross-source dev scores; written
+    # into the card, it replaces the combination, so the reviewer decides on the head's own score.
+    alone = stacked["alone"]
+    dev_ids = [c["id"] for c in dev_chosen if c["id"] in dev_scored]
+    assert alone["fitted_on_dev_rows"] == len(dev_ids) and 0 < alone["threshold"]["value"] <= 1
+    cut = alone["threshold"]["value"]
+    sent_back = {c["id"] for c in chosen if main_scores[c["id"]] >= cut}
+    assert stacked["overall"]["head_test_decision"]["recall"] == round(len(sent_back & unsafe) / len(unsafe), 4)
+    both = _run("compare", *common, *args, "--dev-sample", str(dev_sample), "--stack-into", "--alone-into")
+    assert "choose one" in _one_error_line(both)
+    assert _run("compare", *common, *args, "--dev-sample", str(dev_sample), "--alone-into").exit_code == 0
+    head = load_head(out, model_sha256=card["model"]["sha256"], prompt_sha256=card["prompt"]["sha256"])
+    assert head.stack is None and head.card["alone"]["threshold"] == alone["threshold"]
+    assert set(head.card["alone"]["proposed_category_thresholds"]) == set(head.outputs) - {"not_ok"}
     missing = _run("compare", *common, "--eval", str(tmp_path / "none"), "--sample", str(sample), "--head", str(out))
     assert "--reviewer-only" in _one_error_line(missing)
 
