@@ -89,6 +89,13 @@ def reviewer() -> None:
 @click.option("--source", "sources", multiple=True, help="Only rows of this source (repeatable).")
 @click.option("--threads", type=int, default=None, help="llama.cpp threads (default: every core).")
 @click.option("--shard-rows", type=int, default=32, show_default=True, help="Rows written per shard.")
+@click.option(
+    "--rows",
+    "rows_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Only the rows this list names (a text sha256 per line, .gz or plain), e.g. a head's training rows.",
+)
 def extract(
     manifest: Path,
     layers: str,
@@ -100,6 +107,7 @@ def extract(
     sources: tuple[str, ...],
     threads: int | None,
     shard_rows: int,
+    rows_file: Path | None,
     prompt_file: Path | None,
 ) -> None:
     """Read the embedded model's hidden states for the manifest's rows into the feature cache (resumable)."""
@@ -108,6 +116,7 @@ def extract(
     try:
         stats, feature_cache, wall = features.extract_features(
             prompt=load_prompt(prompt_file) if prompt_file else None,
+            rows_file=rows_file,
             manifest=manifest,
             layers=_layers(layers),
             cache_root=cache,

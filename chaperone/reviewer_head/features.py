@@ -240,6 +240,7 @@ def extract_features(
     shard_rows: int = 32,
     progress: bool = True,
     prompt: object | None = None,
+    rows_file: Path | None = None,
 ) -> tuple[RunStats, FeatureCache, float]:
     """Fill the cache for the manifest's rows (resumable): (this run's stats, the cache, wall seconds). The
     inputs are checked before the model is loaded. `prompt` (a HeadPrompt): the prompt the rows are read
@@ -277,6 +278,8 @@ def extract_features(
                 f"--source {', '.join(unknown)}: not in {manifest}; its sources: {', '.join(known)}"
             )
         rows = [r for r in rows if r.row.source in sources]
+    if rows_file is not None:
+        rows = only_listed(rows, Path(rows_file))
     if per_source:
         rows = data.sample(rows, per_source, sample_seed)
     prompt = prompt or load_prompt()
@@ -297,6 +300,23 @@ def extract_features(
     started = time.perf_counter()
     stats = extract_missing(cache, items, run, shard_rows=shard_rows, stop_after=limit, progress=progress)
     return stats, cache, time.perf_counter() - started
+
+
+def only_listed(rows: list, path: Path) -> list:
+    """The manifest rows a row list names (one text sha256 per line, gzip or plain): a head's exact training set
+    (heads/*.rows.txt.gz), so another prompt's features can be read for the same rows."""
+    import gzip
+
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        wanted = {line.strip() for line in raw.decode("utf-8").splitlines() if line.strip()}
+    except (OSError, UnicodeDecodeError, gzip.BadGzipFile, EOFError) as exc:
+        raise ExtractInputError(f"{path}: not a readable row list ({exc})") from None
+    kept = [r for r in rows if r.row.text_sha in wanted]
+    if len({r.row.text_sha for r in kept}) < len(wanted):
+        missing = len(wanted) - len({r.row.text_sha for r in kept})
+        raise ExtractInputError(f"{path}: {missing} of its {len(wanted)} rows are not in the manifest")
+    return kept
 
 
 def summary_line(stats: RunStats, cache: FeatureCache, wall: float) -> str:

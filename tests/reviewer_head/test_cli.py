@@ -1,6 +1,7 @@
 """`python run.py reviewer extract|train`: bad input is one line and exit 2 saying what to run; a small run of
 the real training writes a head that loads."""
 
+import json
 import math
 
 import numpy as np
@@ -95,6 +96,50 @@ def test_extract_reads_only_the_sources_asked_for(manifest, monkeypatch, tmp_pat
     assert wanted and len(stand.prompts) == len(wanted)
     head_prompt = load_prompt()
     assert set(stand.prompts) == {head_prompt.messages(r.row.request, r.row.draft)[-1]["content"] for r in wanted}
+
+
+def test_extract_reads_a_row_list_through_the_in_context_prompt(manifest, monkeypatch, tmp_path):
+    """`--rows` (a head's training rows) and `--prompt` (the in-context layout): only the listed rows, each as
+    the assistant's conversation plus the question, the shared system prompt kept in the context, in a cache
+    named by that prompt's sha256."""
+    import gzip
+
+    import chaperone.models.gguf as gguf_module
+    from chaperone.reviewer_head.prompt import default_path
+
+    class Stand:
+        n_layers, width, model_sha256 = 28, WIDTH, GGUF_SHA256
+
+        def __init__(self):
+            self.calls = []
+
+        def extract(self, messages, layers, reuse=False):
+            self.calls.append((messages, reuse))
+            return hidden_states.Extraction(tuple(layers), np.zeros((len(layers), WIDTH), dtype=np.float32), 10, 0.01)
+
+    stand = Stand()
+    monkeypatch.setattr(hidden_states.HiddenStateExtractor, "load", lambda *a, **k: stand)
+    monkeypatch.setattr(gguf_module, "ensure_model", lambda *a, **k: tmp_path / "model.gguf")
+    path, rows = manifest
+    listed = rows[::3]
+    row_list = tmp_path / "rows.txt.gz"
+    row_list.write_bytes(gzip.compress("\n".join(r.row.text_sha for r in listed).encode()))
+    prompt_file = default_path("reviewer_head_in_context.yaml")
+    args = ["extract", "--manifest", str(path), "--layers", "2,5", "--cache", str(tmp_path / "c")]
+    result = _run(*args, "--rows", str(row_list), "--prompt", str(prompt_file))
+    assert result.exit_code == 0, result.output
+    prompt = load_prompt(prompt_file)
+
+    def key(messages):
+        return json.dumps(messages, sort_keys=True)
+
+    wanted = sorted(key(prompt.messages(r.row.request, r.row.draft)) for r in listed)
+    assert sorted(key(m) for m, _ in stand.calls) == wanted
+    assert all(reuse for _, reuse in stand.calls)
+    assert len(FeatureCache(tmp_path / "c", GGUF_SHA256, prompt.sha256, [2, 5], WIDTH, readonly=True)) == len(listed)
+    stray = tmp_path / "stray.txt"
+    stray.write_text("f" * 64 + "\n")
+    assert "1 of its 1 rows are not in the manifest" in _one_error_line(_run(*args, "--rows", str(stray)))
 
 
 def _cache_features(root, rows):
