@@ -37,6 +37,9 @@ from chaperone.reviewer_head.prompt import (
 DEFAULT_RULES = HeadPolicySpec()  # a policy without a `head` section: the overall score alone decides
 MAX_CATEGORIES = 2  # as many as the prompted critique may name
 MAX_CLIPS = 6  # attempts to fit the head's prompt into the extractor's context
+# In the assistant's context, read at most this many tokens it does not hold (the question and the end of its
+# turn are ~25; a draft whose re-tokenized end differs a little still fits); beyond it, the reviewer's own.
+IN_CONTEXT_MAX_NEW = 96
 
 
 class Extractor(Protocol):
@@ -92,6 +95,9 @@ class HeadJudge:
     prompt: AnyHeadPrompt
     extractor: Callable[[], Extractor]
     path: str = ""
+    # The client whose context the assistant writes in (in-context heads on the embedded model): a verdict is
+    # read there when it holds the draft, else in the extractor's own context.
+    context: Any = None
     _extractor: Extractor | None = None
 
     async def scores(self, request: str, draft: str, *, reuse: bool = False) -> tuple[dict[str, float], int]:
@@ -108,7 +114,7 @@ class HeadJudge:
         reuse = reuse or isinstance(prompt, InContextPrompt)
         for _ in range(MAX_CLIPS):
             try:
-                states = await self._extractor.aextract(prompt.messages(request, draft), self.head.layers, reuse=reuse)
+                states = await self._read(prompt.messages(request, draft), reuse)
                 break
             except PromptTooLong as exc:
                 # Characters do not bound tokens (digits, symbols, CJK): clip request and draft further, in
@@ -123,6 +129,21 @@ class HeadJudge:
         else:
             raise HiddenStateError(f"the head's prompt does not fit the context after {MAX_CLIPS} cuts")
         return self.head.score(states.states, layers=list(states.layers)), int(getattr(states, "n_tokens", 0))
+
+    async def _read(self, messages: list[dict[str, str]], reuse: bool) -> Any:
+        assert self._extractor is not None
+        if self.context is not None:
+            try:
+                held = await self.context.read_in_context(messages, self.head.layers, max_new=IN_CONTEXT_MAX_NEW)
+            except PromptTooLong:
+                held = None
+            if held is not None:
+                stats = getattr(self._extractor, "stats", None)
+                if stats is not None:  # the reviewer's reading, wherever it happened (the benchmarks count it)
+                    stats.count(held)
+                    stats.in_context += 1
+                return held
+        return await self._extractor.aextract(messages, self.head.layers, reuse=reuse)
 
 
 _warned: set[str] = set()
@@ -156,7 +177,12 @@ def load_for(spec: AgentSpec, handle: ModelHandle, root: Path, *, request: bool 
     except HeadError as exc:
         _warn_once(f"reviewer {spec.name}: {what} not used ({exc}); {fallback} decides")
         return None
-    return HeadJudge(head=head, prompt=prompt, extractor=make, path=named)
+    context = None
+    owner = getattr(handle.client, "weights_owner", None)
+    if isinstance(prompt, InContextPrompt) and owner is not None and hasattr(owner, "read_in_context"):
+        owner.enable_capture()
+        context = owner
+    return HeadJudge(head=head, prompt=prompt, extractor=make, path=named, context=context)
 
 
 def _card_prompt_file(head_path: Path) -> str:

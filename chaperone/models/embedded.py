@@ -196,6 +196,7 @@ class EmbeddedChatCompletionClient(LlamaCppChatCompletionClient):
         self._formatter: Any = None
         self._n_threads = n_threads
         self._extractor: Any = None
+        self._capture: Any = None  # set by enable_capture(): hidden states readable in this context
         self._role_clients: list[EmbeddedChatCompletionClient] = []
         self._weights_client = weights_of
 
@@ -234,6 +235,42 @@ class EmbeddedChatCompletionClient(LlamaCppChatCompletionClient):
 
             self._extractor = HiddenStateExtractor(self.llm, n_threads=self._n_threads)
         return self._extractor
+
+    @property
+    def weights_owner(self) -> EmbeddedChatCompletionClient:
+        """The client that loaded the weights: its context is the assistant's (ModelPool gives every other role a
+        context of its own, `for_role`)."""
+        return self._weights_client or self
+
+    def enable_capture(self) -> None:
+        """Let a reviewer read hidden states in this client's own context (chaperone.models.in_context): its
+        context is rebuilt with an idle eval callback, once; what it held is dropped (a cache, nothing more)."""
+        if self._capture is None:
+            from chaperone.models.in_context import attach_capture
+
+            self._capture = attach_capture(self.llm)
+
+    async def read_in_context(
+        self, messages: Sequence[Mapping[str, str]], layers: Sequence[int], *, max_new: int
+    ) -> Any:
+        """The last token's hidden states for these chat messages read on top of what this context holds (an
+        `Extraction`), or None when it cannot help: capture not enabled, the context busy (its role is writing),
+        or more than `max_new` tokens to read. Never waits for the context."""
+        if self._capture is None or self._lock.locked():
+            return None
+        from chaperone.models.hidden_states import chat_tokens
+        from chaperone.models.in_context import read_held
+
+        async with self._lock:
+            tokens = chat_tokens(self.llm, messages)
+            work = asyncio.ensure_future(
+                asyncio.to_thread(read_held, self.llm, self._capture, tokens, layers, max_new=max_new)
+            )
+            try:
+                return await asyncio.shield(work)
+            except asyncio.CancelledError:
+                await asyncio.wait({work})  # one forward pass cannot be stopped: keep the lock until it ends
+                raise
 
     def _chat_prompt(self, messages: Sequence[LLMMessage]) -> list[int]:
         """The tokens create_chat_completion would feed for these messages, up to the assistant's turn.

@@ -69,6 +69,12 @@ class ExtractionStats:
     calls: int = 0
     prompt_tokens: int = 0  # the prompts' full lengths
     prompt_evaluated: int = 0  # of those, the tokens llama.cpp read (the rest were kept from the previous prompt)
+    in_context: int = 0  # of the calls, those read in the assistant's context instead (models/in_context.py)
+
+    def count(self, extraction: Extraction) -> None:
+        self.calls += 1
+        self.prompt_tokens += extraction.n_tokens
+        self.prompt_evaluated += extraction.evaluated
 
 
 class _Ggml:
@@ -110,6 +116,64 @@ def _ggml() -> _Ggml:
         return _GGML
 
 
+class LayerCapture:
+    """llama.cpp's eval callback for one context: while armed with layers, copies the last row (the batch's last
+    token) of each requested `l_out-N` tensor out through libggml-base; idle, it asks for nothing, so the graph
+    runs as without it. Kept alive by its owner: llama.cpp holds only a raw pointer to the callback."""
+
+    def __init__(self) -> None:
+        import llama_cpp
+
+        self._ggml = _ggml()
+        self.wanted: dict[bytes, int] = {}
+        self.captured: dict[int, np.ndarray] = {}
+        self.error: BaseException | None = None
+        self.callback = llama_cpp.ggml_backend_sched_eval_callback(self._on_tensor)
+
+    def arm(self, layers: Sequence[int]) -> None:
+        self.wanted = {f"l_out-{n}".encode(): n for n in layers}
+        self.captured, self.error = {}, None
+
+    def disarm(self) -> None:
+        self.wanted = {}
+
+    def states(self, layers: Sequence[int], width: int) -> np.ndarray:
+        """The captured rows in the order asked; HiddenStateError if llama.cpp never computed one."""
+        if self.error is not None:
+            raise HiddenStateError(f"reading the hidden states failed: {self.error}") from self.error
+        missing = [n for n in layers if n not in self.captured]
+        if missing:
+            raise HiddenStateError(f"llama.cpp never computed the outputs of layers {missing}")
+        return np.stack([self.captured[n] for n in layers]) if layers else np.empty((0, width), dtype=np.float32)
+
+    def _on_tensor(self, tensor: int, ask: bool, _user_data: int) -> bool:
+        """Runs inside llama_decode, on its thread."""
+        if not self.wanted:
+            return not ask  # idle: observe nothing, never stop the computation
+        try:
+            g = self._ggml
+            name = g.get_name(tensor)
+            layer = self.wanted.get(name)
+            if ask:
+                return layer is not None
+            if layer is None:
+                return True
+            nrows = g.nrows(tensor)
+            if nrows <= 0:
+                return True
+            row_bytes = g.nbytes(tensor) // nrows
+            width = g.nelements(tensor) // nrows
+            if row_bytes != width * 4:
+                raise HiddenStateError(f"{name!r} is not a contiguous float32 tensor ({row_bytes} bytes a row)")
+            row = np.empty(width, dtype=np.float32)
+            g.tensor_get(tensor, row.ctypes.data, (nrows - 1) * row_bytes, row_bytes)
+            self.captured[layer] = row
+            return True
+        except BaseException as exc:  # never let an exception cross the C boundary
+            self.error = exc
+            return False  # stops the graph computation
+
+
 def chat_tokens(llm: Any, messages: Sequence[Mapping[str, str]]) -> list[int]:
     """The tokens of these chat messages up to the assistant's turn, with the GGUF's own chat template
     (the same formatter llama-cpp-python's chat completion picks, as the embedded client uses)."""
@@ -149,12 +213,9 @@ class HiddenStateExtractor:
         self.n_ctx = n_ctx
         self.n_batch = n_batch
         self._lock = threading.Lock()
-        self._wanted: dict[bytes, int] = {}
-        self._captured: dict[int, np.ndarray] = {}
-        self._error: BaseException | None = None
         self._held: list[int] = []  # the tokens whose keys and values the context holds, in order
         self.stats = ExtractionStats()
-        self._ggml = _ggml() if capture else None
+        self._capture = LayerCapture() if capture else None
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = n_ctx
         params.n_batch = n_batch
@@ -164,13 +225,9 @@ class HiddenStateExtractor:
         params.n_threads = threads
         params.n_threads_batch = threads
         params.embeddings = False
-        if capture:
-            # Kept on the instance: llama.cpp holds only a raw pointer to it.
-            self._callback = llama_cpp.ggml_backend_sched_eval_callback(self._on_tensor)
-            params.cb_eval = self._callback
+        if self._capture is not None:
+            params.cb_eval = self._capture.callback
             params.cb_eval_user_data = None
-        else:
-            self._callback = None
         self._ctx = _internals.LlamaContext(model=llm._model, params=params, verbose=False)
         self._batch = _internals.LlamaBatch(n_tokens=n_batch, embd=0, n_seq_max=1, verbose=False)
         self.n_layers = int(llama_cpp.llama_model_n_layer(llm._model.model))
@@ -190,32 +247,6 @@ class HiddenStateExtractor:
     def tokens(self, messages: Sequence[Mapping[str, str]]) -> list[int]:
         return chat_tokens(self.llm, messages)
 
-    # -- the eval callback (runs inside llama_decode, on its thread) ------------------------------------
-    def _on_tensor(self, tensor: int, ask: bool, _user_data: int) -> bool:
-        try:
-            g = self._ggml
-            assert g is not None
-            name = g.get_name(tensor)
-            layer = self._wanted.get(name)
-            if ask:
-                return layer is not None
-            if layer is None:
-                return True
-            nrows = g.nrows(tensor)
-            if nrows <= 0:
-                return True
-            row_bytes = g.nbytes(tensor) // nrows
-            width = g.nelements(tensor) // nrows
-            if row_bytes != width * 4:
-                raise HiddenStateError(f"{name!r} is not a contiguous float32 tensor ({row_bytes} bytes a row)")
-            row = np.empty(width, dtype=np.float32)
-            g.tensor_get(tensor, row.ctypes.data, (nrows - 1) * row_bytes, row_bytes)
-            self._captured[layer] = row
-            return True
-        except BaseException as exc:  # never let an exception cross the C boundary
-            self._error = exc
-            return False  # stops the graph computation
-
     # -- extraction --------------------------------------------------------------------------------------
     def extract(
         self, prompt: Sequence[int] | Sequence[Mapping[str, str]], layers: Sequence[int], *, reuse: bool = False
@@ -229,7 +260,7 @@ class HiddenStateExtractor:
         bad = [n for n in layers if not 0 <= n < self.n_layers]
         if bad:
             raise HiddenStateError(f"layers {bad} do not exist: this model has layers 0..{self.n_layers - 1}")
-        if layers and self._ggml is None:
+        if layers and self._capture is None:
             raise HiddenStateError("this extractor was built without capture (capture=False)")
         as_messages = bool(prompt) and not isinstance(prompt[0], int)
         tokens = self.tokens(prompt) if as_messages else [int(t) for t in prompt]  # type: ignore[arg-type]
@@ -237,39 +268,32 @@ class HiddenStateExtractor:
             raise HiddenStateError("an empty prompt has no last token")
         if len(tokens) > self.n_ctx:
             raise PromptTooLong(len(tokens), self.n_ctx)
+        capture = self._capture
         with self._lock:
-            self._wanted = {f"l_out-{n}".encode(): n for n in layers}
-            self._captured = {}
-            self._error = None
+            if capture is not None:
+                capture.arm(layers)
             started = time.perf_counter()
             memory = llama_cpp.llama_get_memory(self._ctx.ctx)
-            keep = _common_prefix(self._held, tokens, len(tokens) - 1) if reuse else 0
+            keep = common_prefix(self._held, tokens, len(tokens) - 1) if reuse else 0
             self._held = []  # until this evaluation has succeeded, the context's contents are unknown
             if keep:
                 llama_cpp.llama_memory_seq_rm(memory, 0, keep, -1)
             else:
                 llama_cpp.llama_memory_clear(memory, True)
-            for start in range(keep, len(tokens), self.n_batch):
-                chunk = tokens[start : start + self.n_batch]
-                self._batch.set_batch(chunk, n_past=start, logits_all=False)
-                try:
-                    self._ctx.decode(self._batch)
-                except RuntimeError as exc:
-                    raise HiddenStateError(f"llama.cpp could not evaluate the prompt: {self._error or exc}") from exc
-                if self._error is not None:
-                    raise HiddenStateError(f"reading the hidden states failed: {self._error}") from self._error
+            try:
+                decode(self._ctx, self._batch, tokens, keep, self.n_batch, capture)
+            finally:
+                if capture is not None:
+                    capture.disarm()
             seconds = time.perf_counter() - started
             self._held = list(tokens)
             self.stats.calls += 1
             self.stats.prompt_tokens += len(tokens)
             self.stats.prompt_evaluated += len(tokens) - keep
-            missing = [n for n in layers if n not in self._captured]
-            if missing:
-                raise HiddenStateError(f"llama.cpp never computed the outputs of layers {missing}")
-            states = (
-                np.stack([self._captured[n] for n in layers]) if layers else np.empty((0, self.width), dtype=np.float32)
-            )
-            self._wanted, self._captured = {}, {}
+            if capture is not None:
+                states = capture.states(layers, self.width)
+            else:
+                states = np.empty((0, self.width), dtype=np.float32)
         return Extraction(
             layers=layers, states=states, n_tokens=len(tokens), seconds=seconds, evaluated=len(tokens) - keep
         )
@@ -285,7 +309,21 @@ class HiddenStateExtractor:
         self._batch.close()
 
 
-def _common_prefix(held: Sequence[int], tokens: Sequence[int], limit: int) -> int:
+def decode(ctx: Any, batch: Any, tokens: Sequence[int], start: int, n_batch: int, capture: LayerCapture | None) -> None:
+    """Evaluate tokens[start:] on a llama.cpp context whose KV cache holds tokens[:start], in batches of n_batch
+    (only the last token's logits asked for); a failure or a capture error is a HiddenStateError."""
+    for first in range(start, len(tokens), n_batch):
+        batch.set_batch(tokens[first : first + n_batch], n_past=first, logits_all=False)
+        try:
+            ctx.decode(batch)
+        except RuntimeError as exc:
+            why = capture.error if capture is not None and capture.error else exc
+            raise HiddenStateError(f"llama.cpp could not evaluate the prompt: {why}") from exc
+        if capture is not None and capture.error is not None:
+            raise HiddenStateError(f"reading the hidden states failed: {capture.error}") from capture.error
+
+
+def common_prefix(held: Sequence[int], tokens: Sequence[int], limit: int) -> int:
     """How many leading tokens `held` and `tokens` share, at most `limit`."""
     n = 0
     for a, b in zip(held, tokens, strict=False):
