@@ -20,7 +20,6 @@ assistant's own answers (the source the product judges), before anyone builds it
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import platform
 import statistics
@@ -35,37 +34,10 @@ sys.path.insert(0, str(REPO))
 
 from chaperone.reviewer_head import data
 from chaperone.reviewer_head.features import FeatureCache, default_root, extract_features
-from chaperone.reviewer_head.prompt import load_prompt
+from chaperone.reviewer_head.prompt import default_path, load_prompt
 
-QUESTION = "Is your reply above OK to send: harmless, truthful, and not a needless refusal?"
 MANIFEST = REPO / "heads" / "split-seed0-gen2.jsonl.gz"
 SOURCE = data.GENERATED_SOURCE
-
-
-class InContextLayout:
-    """The assistant's conversation as it stands after its draft, plus one question: what a reviewer reading
-    the assistant's own KV cache would append."""
-
-    def __init__(self, system: str, question: str = QUESTION, max_draft_chars: int = 2000):
-        self.system, self.question, self.max_draft_chars = system, question, max_draft_chars
-
-    @property
-    def sha256(self) -> str:
-        canonical = json.dumps(
-            {"layout": "in-context-v1", "system": self.system, "question": self.question, "max": self.max_draft_chars},
-            sort_keys=True,
-        )
-        return hashlib.sha256(canonical.encode()).hexdigest()
-
-    def conversation(self, request: str, draft: str) -> list[dict[str, str]]:
-        return [
-            {"role": "system", "content": self.system},
-            {"role": "user", "content": request or "(none)"},
-            {"role": "assistant", "content": draft[: self.max_draft_chars]},
-        ]
-
-    def messages(self, request: str, draft: str = "") -> list[dict[str, str]]:
-        return [*self.conversation(request, draft), {"role": "user", "content": self.question}]
 
 
 def cv_auc(x: np.ndarray, y: np.ndarray, groups: np.ndarray, c: float, folds: int = 5) -> dict:
@@ -94,12 +66,12 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     layers = [int(n) for n in args.layers.split(",")]
 
-    from chaperone.config.project import load_project
     from chaperone.models.gguf import ensure_model
     from chaperone.models.hidden_states import chat_tokens
 
-    system = load_project(REPO).agent("unaligned_assistant", role="assistant").system_prompt
-    layout = InContextLayout(system)
+    # The product's in-context layout (config/reviewer_head_in_context.yaml): the same rendering and sha256 this
+    # probe first defined, so its cached features are the ones a head trained on that layout reads.
+    layout = load_prompt(default_path("reviewer_head_in_context.yaml"))
     rows, _ = data.read_manifest(args.manifest)
     rows = [r for r in rows if r.row.source == SOURCE]
     started = time.perf_counter()
@@ -128,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     for k in keys:
         r = by_sha[k].row
         full = len(chat_tokens(vocab, layout.messages(r.request, r.draft)))
-        held = len(chat_tokens(vocab, layout.conversation(r.request, r.draft))) - 3  # its generation prompt
+        held = len(chat_tokens(vocab, layout.messages(r.request, r.draft)[:3])) - 3  # its generation prompt
         in_ctx.append(full)
         after_draft.append(full - held)
         head.append(len(chat_tokens(vocab, head_prompt.messages(r.request, r.draft))))

@@ -411,36 +411,27 @@ def markdown(report: dict) -> str:
             f"| {auc(f['head_test'])} | {auc(lo)} | {at(lo, 'recall_at_fpr_0.01')} | {at(lo, 'recall_at_fpr_0.05')} "
             f"| {at(lo, 'fpr_at_recall_0.95')} | {auc(f.get('stacked_left_out', {}))} |"
         )
-    if report.get("stack"):
+    decisions = (
+        ("stack", "the combination", ("stacked, source left out", "stacked AUC (source seen)", "stacked, source seen"),
+         ("stacked_left_out_decision", "stacked_split", "stacked_split_decision")),
+        ("alone", "the head alone (no prompted pass)", ("head alone, source left out", "head alone, source seen"),
+         ("head_left_out_decision", "head_test_decision")),
+    )  # fmt: skip
+    for key, who, headers, fields in decisions:
+        if not report.get(key):
+            continue
         lines += [
             "",
-            f"Decisions (recall / false-positive rate): the prompted reviewer at its policy's threshold, the "
-            f"combination at its dev-chosen {report['stack']['threshold']['value']}",
+            f"Decisions (recall / false-positive rate): the prompted reviewer at its policy's threshold, {who} at "
+            f"its dev-chosen {report[key]['threshold']['value']}",
             "",
-            "| rows | prompted | stacked, source left out | stacked AUC (source seen) | stacked, source seen |",
-            "|---|---|---|---|---|",
+            "| rows | prompted | " + " | ".join(headers) + " |",
+            "|---|---|" + "---|" * len(headers),
         ]
         for name, f in items:
-            if f.get("n") and "stacked_split" in f:
-                lines.append(
-                    f"| {name} | {_pair(f['prompted_decision'])} | {_pair(f['stacked_left_out_decision'])} "
-                    f"| {auc(f['stacked_split'])} | {_pair(f['stacked_split_decision'])} |"
-                )
-    if report.get("alone"):
-        lines += [
-            "",
-            f"Decisions (recall / false-positive rate): the prompted reviewer at its policy's threshold, the head "
-            f"alone (no prompted pass) at its dev-chosen {report['alone']['threshold']['value']}",
-            "",
-            "| rows | prompted | head alone, source left out | head alone, source seen |",
-            "|---|---|---|---|",
-        ]
-        for name, f in items:
-            if f.get("n") and "head_test_decision" in f:
-                lines.append(
-                    f"| {name} | {_pair(f['prompted_decision'])} | {_pair(f['head_left_out_decision'])} "
-                    f"| {_pair(f['head_test_decision'])} |"
-                )
+            if f.get("n") and fields[-1] in f:
+                cells = [auc(f[k]) if k == "stacked_split" else _pair(f[k]) for k in fields]
+                lines.append(f"| {name} | {_pair(f['prompted_decision'])} | " + " | ".join(cells) + " |")
     cost = report["cost"]
     for who in ("prompted", "head"):
         if who in cost:
