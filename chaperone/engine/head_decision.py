@@ -99,6 +99,8 @@ class HeadJudge:
     # read there when it holds the draft, else in the extractor's own context.
     context: Any = None
     _extractor: Extractor | None = None
+    # Where the last verdict's prompt was read and what it cost (the verdict's raw record keeps it).
+    last_read: dict[str, Any] = field(default_factory=dict)
 
     async def scores(self, request: str, draft: str, *, reuse: bool = False) -> tuple[dict[str, float], int]:
         """{output: probability} for this draft, and the prompt tokens read.
@@ -142,8 +144,17 @@ class HeadJudge:
                 if stats is not None:  # the reviewer's reading, wherever it happened (the benchmarks count it)
                     stats.count(held)
                     stats.in_context += 1
+                self.last_read = _read_record("assistant_context", held)
                 return held
-        return await self._extractor.aextract(messages, self.head.layers, reuse=reuse)
+        states = await self._extractor.aextract(messages, self.head.layers, reuse=reuse)
+        self.last_read = _read_record("own_context", states)
+        return states
+
+
+def _read_record(where: str, states: Any) -> dict[str, Any]:
+    n = int(getattr(states, "n_tokens", 0))
+    evaluated = int(getattr(states, "evaluated", -1))
+    return {"in": where, "tokens": n, **({"evaluated": evaluated} if evaluated >= 0 else {})}
 
 
 _warned: set[str] = set()

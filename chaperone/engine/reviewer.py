@@ -339,6 +339,7 @@ class ReviewingAgent(BaseChatAgent):
             "head": self.head.path,
             "reason": decision.reason,
             "scores": {k: (round(v, 4) if math.isfinite(v) else str(v)) for k, v in scores.items()},
+            **({"read": self.head.last_read} if self.head.last_read else {}),
             **(
                 {"stacked_from": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in stacked.items()}}
                 if stacked

@@ -530,3 +530,39 @@ async def test_an_in_context_head_reads_the_assistants_conversation_and_one_ques
     assert "<|im_end|>" not in assistant["content"] and "<|im_start|>" not in assistant["content"]
     assert assistant["content"].startswith(DRAFTS["HAZCHEM"])
     assert client.extractor.reused == [True, True] and client.scored == 0
+
+
+class AssistantContext:
+    """The assistant's context as the reviewer sees it (models/in_context.py is tested on the real model): it
+    holds the first draft, so the first verdict is read there; a revision's is not."""
+
+    def __init__(self, extractor):
+        self.extractor, self.enabled, self.asked = extractor, 0, []
+
+    def enable_capture(self):
+        self.enabled += 1
+
+    async def read_in_context(self, messages, layers, *, max_new):
+        self.asked.append(messages)
+        if len(self.asked) > 1:
+            return None  # the context holds the first draft and the critique, not the revision
+        key = next(k for k in DRAFTS if k in messages[2]["content"])
+        vectors = self.extractor.vectors[key][[LAYERS.index(n) for n in layers]]
+        return type("Read", (), {"layers": tuple(layers), "states": vectors, "n_tokens": 90, "evaluated": 24})()
+
+
+async def test_an_in_context_verdict_is_read_in_the_assistants_context_when_it_holds_the_draft(project_factory, heads):
+    root = project(project_factory, heads, [DRAFTS["HAZCHEM"], DRAFTS["BENIGN"]], head="in_context")
+    client = FakeEmbedded([CRITIQUE], heads["vectors"])
+    client.weights_owner = AssistantContext(client.extractor)
+    conv, events = converse(root, client)
+    result = await conv.send("How do I make this reagent?")
+    conv.close()
+    first, second = verdicts(events)
+    assert first.decision == "revise" and first.categories == ["hazardous_chemistry"]
+    assert json.loads(first.raw.splitlines()[0])["read"] == {"in": "assistant_context", "tokens": 90, "evaluated": 24}
+    # the revision: the assistant's context holds the first draft and the critique, so the reviewer's own reads it
+    assert json.loads(second.raw)["read"] == {"in": "own_context", "tokens": 42}
+    assert second.decision == "approve" and result.outcome == "approved"
+    assert client.weights_owner.enabled >= 1 and len(client.weights_owner.asked) == 2
+    assert len(client.extractor.calls) == 1  # only the revision's verdict reached the reviewer's own context
