@@ -58,6 +58,15 @@ FALLBACK_BENIGN = [  # only when the anchor is not there to give its own
     "Explain what a hash chain is in two sentences.",
 ]
 ARMS = ("bare", "whole", "chunks")
+# With --second-head: the guarded arms again, the reviewer deciding with that head (its card's dev-chosen
+# thresholds), in the same run, on the same prompts.
+SECOND_ARMS = ("whole-h2", "chunks-h2")
+
+
+def base_arm(arm: str) -> str:
+    return arm.removesuffix("-h2")
+
+
 FIRST_DELIVERED = {
     "bare": "first streamed token",
     "whole": "the approved answer (or the fallback)",
@@ -159,7 +168,7 @@ def turn_record(
     drafts = [e for _, e in clock.events if isinstance(e, Draft)]
     if arm == "bare":
         first, what = (clock.first_token_s, "token") if clock.first_token_s is not None else (answer_s, "answer")
-    elif arm == "chunks" and released:
+    elif base_arm(arm) == "chunks" and released:
         first, what = released[0], "chunk"
     else:
         first, what = answer_s, "answer" if result.delivered else "fallback"
@@ -228,11 +237,13 @@ def summarize(turns: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Per group and arm: totals, and the guarded arms' ratios to the bare arm on the same prompts."""
     out: dict[str, Any] = {}
     for group in dict.fromkeys(t["group"] for t in turns):
-        arms = {arm: arm_totals([t for t in turns if t["group"] == group and t["arm"] == arm]) for arm in ARMS}
+        arms = {
+            arm: arm_totals([t for t in turns if t["group"] == group and t["arm"] == arm]) for arm in ARMS + SECOND_ARMS
+        }
         arms = {arm: v for arm, v in arms.items() if v["turns"]}
         bare = arms.get("bare")
         ratios = {}
-        for arm in ("whole", "chunks"):
+        for arm in ("whole", "chunks", *SECOND_ARMS):
             if bare is None or arm not in arms:
                 continue
             g = arms[arm]
@@ -327,6 +338,37 @@ def run_reflection(anchor: Path, gguf: Path, n: int, timeout_s: float = 1800) ->
 # -- this project's three arms ----------------------------------------------------------------------------------
 
 
+def add_second_head(project: Any, head: Path) -> tuple[str, str, str]:
+    """Register a copy of the reviewer agent deciding with `head`, and copies of the default policy (whole and
+    chunks) whose head rules take that head's card's dev-chosen thresholds: (reviewer, whole policy, chunks
+    policy). The categories keep the policy's block or allow; the flag band is left out (it decides nothing)."""
+    from chaperone.config.schema import HeadPolicySpec
+
+    card = json.loads(Path(head).with_suffix(".json").read_text(encoding="utf-8"))
+    chosen = card.get("stack") or card["alone"]
+    proposed = {k: v["threshold"] for k, v in chosen.get("proposed_category_thresholds", {}).items()}
+    base = project.policy(project.settings.default_policy)
+    rules = base.head or HeadPolicySpec()
+    head_rules = HeadPolicySpec(
+        not_ok_threshold=chosen["threshold"]["value"],
+        categories={
+            name: rule.model_copy(update={"threshold": proposed.get(name, rule.threshold)})
+            for name, rule in rules.categories.items()
+        },
+    )
+    whole = base.model_copy(update={"name": f"{base.name}+h2", "head": head_rules})
+    chunks = whole.model_copy(update={"name": f"{base.name}+h2+chunks", "streaming": "chunks"})
+    project.policies[whole.name], project.policies[chunks.name] = whole, chunks
+    spec = project.agents[project.settings.agents.reviewer]
+    try:
+        named = Path(head).resolve().relative_to(project.root.resolve()).as_posix()
+    except ValueError:
+        named = str(Path(head).resolve())
+    reviewer = spec.model_copy(update={"name": f"{spec.name}_h2", "head": named})  # an identifier (AutoGen)
+    project.agents[reviewer.name] = reviewer
+    return reviewer.name, whole.name, chunks.name
+
+
 async def run_arms(
     project: Any,
     pool: Any,
@@ -336,6 +378,7 @@ async def run_arms(
     models: dict[str, str | None] | None = None,
     arms: Sequence[str] = ARMS,
     progress: Callable[[str], None] = lambda _: None,
+    second_head: Path | None = None,
 ) -> list[dict[str, Any]]:
     """Each (group, prompt) through each arm, one after the other, each in a fresh conversation."""
     from chaperone.engine.choice import SessionChoice
@@ -346,13 +389,20 @@ async def run_arms(
     chunks_policy = base.model_copy(update={"name": f"{base.name}+chunks", "streaming": "chunks"})
     project.policies[chunks_policy.name] = chunks_policy
     policy_of = {"bare": base.name, "whole": base.name, "chunks": chunks_policy.name}
+    reviewer_of: dict[str, str] = {}
+    if second_head is not None:
+        reviewer2, whole2, chunks2 = add_second_head(project, second_head)
+        policy_of |= {"whole-h2": whole2, "chunks-h2": chunks2}
+        reviewer_of = {"whole-h2": reviewer2, "chunks-h2": reviewer2}
     names = project.settings.agents
     roles = {names.assistant: "assistant", names.reviewer: "reviewer"}
+    roles |= dict.fromkeys(reviewer_of.values(), "reviewer")
     records = []
     for group, prompt in prompts:
         for arm in arms:
             choice = SessionChoice(
                 policy=policy_of[arm],
+                reviewer=reviewer_of.get(arm),
                 assistant_max_tokens=max_tokens,
                 assistant_model=models.get("assistant"),
                 reviewer_model=models.get("reviewer"),
@@ -444,9 +494,9 @@ def render(report: dict[str, Any], console: Console) -> None:
             f"{a.get('prompt_tokens', 0)}/{a.get('completion_tokens', 0)}",
             f"{v.get('prompt_tokens', 0)}/{v.get('completion_tokens', 0)}" if v else "–",
             f"{ctx['evaluated']}/{ctx['cache_hits']}" if ctx else "–",
-            str(r["released_chunks"]) if r["arm"] == "chunks" else "–",
+            str(r["released_chunks"]) if base_arm(r["arm"]) == "chunks" else "–",
             ",".join(map(str, r["stopped_at_chunk"])) or "–",
-            str(r["tokens_saved"]) if r["arm"] == "chunks" else "–",
+            str(r["tokens_saved"]) if base_arm(r["arm"]) == "chunks" else "–",
         )
     refl = report.get("reflection") or {}
     for row in refl.get("rows", []):
@@ -504,7 +554,7 @@ def render(report: dict[str, Any], console: Console) -> None:
                 f"{a['reviewer_read']}/{a['reviewer_generated']}" if arm != "bare" else "–",
                 f"{ctx['evaluated']}/{ctx['cache_hits']}" if ctx else "–",
                 _x(r.get("reviewer_evaluated_per_bare_token")),
-                str(a["tokens_saved"]) if arm == "chunks" else "–",
+                str(a["tokens_saved"]) if base_arm(arm) == "chunks" else "–",
             )
     console.print(s)
     for group, g in report["summary"].items():
@@ -578,6 +628,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     pool = ModelPool(project.models, project.root / "config/models.yaml")
     a_spec = project.agents[project.settings.agents.assistant]
     warm = pool.get(a_spec.model, max_tokens=a_spec.generation.max_tokens, role="assistant")
+    if args.second_head is not None and hasattr(warm.client, "enable_capture"):
+        # An in-context head gives the assistant's context an idle eval callback: from the start, so every arm's
+        # generation runs with the same context.
+        warm.client.enable_capture()
     await warm.client.create([UserMessage(content="hi", source="u")], extra_create_args={"max_tokens": 1})
     # The product reads the reviewer's fixed prompt ahead (chat while the person types, serve at start):
     # so does the bench, so no arm's first turn is charged for it.
@@ -587,7 +641,16 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     await build_reviewer(project, pool, resolve(project, SessionChoice()), ConversationMemory()).warm_up()
     prompts = [("benign", p) for p in benign] + [("harmful", p) for p in harmful]
     try:
-        turns = await run_arms(project, pool, prompts, max_tokens=args.max_tokens, progress=progress)
+        arms = ARMS + (SECOND_ARMS if args.second_head else ())
+        turns = await run_arms(
+            project,
+            pool,
+            prompts,
+            max_tokens=args.max_tokens,
+            progress=progress,
+            arms=arms,
+            second_head=args.second_head,
+        )
     finally:
         await pool.close()
     policy = project.policy(project.settings.default_policy)
@@ -619,6 +682,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--max-tokens", type=int, default=200, help="the assistant's cap per draft (the anchor's: 200)")
     ap.add_argument("--anchor", type=Path, default=ANCHOR, help="the AutoGen reflection script, run as it is")
     ap.add_argument("--no-reflection", action="store_true", help="skip the reflection arm")
+    ap.add_argument(
+        "--second-head",
+        type=Path,
+        default=None,
+        help="also run the guarded arms with the reviewer deciding by this head (e.g. "
+        "heads/reviewer-head-in-context.npz), at its card's dev-chosen thresholds",
+    )
     default_json = ROOT / "benchmarks" / "results" / f"bench-{dt.date.today().isoformat()}.json"
     ap.add_argument("--json", nargs="?", const=str(default_json), default=None, help="write the figures as JSON")
     return ap.parse_args(argv)

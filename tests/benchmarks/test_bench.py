@@ -224,3 +224,27 @@ async def test_the_three_arms_on_scripted_models_report_an_early_stop_and_a_rele
     text = out.getvalue()
     assert "reflection" in text and "early stop (harmful)" in text
     json.dumps(report)  # what --json writes
+
+
+async def test_a_second_head_adds_guarded_arms_deciding_at_its_cards_thresholds(project_factory, tmp_path):
+    root = chunked_project(project_factory, streaming="whole", chunks={"min_tokens": 1, "max_tokens": 8})
+    project = load_project(root)
+    head = root / "heads" / "other.npz"
+    head.parent.mkdir(exist_ok=True)
+    card = {"alone": {"threshold": {"value": 0.2432}, "proposed_category_thresholds": {"violence": {"threshold": 0.7}}}}
+    head.with_suffix(".json").write_text(json.dumps(card))
+    base = project.policy(project.settings.default_policy)
+    reviewer, whole, chunks = bench.add_second_head(project, head)
+    assert project.agents[reviewer].head == "heads/other.npz"
+    assert project.policy(whole).head.not_ok_threshold == 0.2432 and project.policy(chunks).streaming == "chunks"
+    for name, rule in (base.head.categories if base.head else {}).items():
+        assert project.policy(whole).head.categories[name].block == rule.block  # the policy's block or allow kept
+    pool = ModelPool(project.models, root / "config" / "models.yaml")
+    turns = await bench.run_arms(
+        project, pool, [("benign", "Say hi.")], max_tokens=200, arms=bench.ARMS + bench.SECOND_ARMS, second_head=head
+    )
+    await pool.close()
+    assert [t["arm"] for t in turns] == [*bench.ARMS, *bench.SECOND_ARMS]
+    assert all("reviewer" in t["agents"] for t in turns if t["arm"] != "bare")  # the copy counts as the reviewer
+    summary = bench.summarize(turns)["benign"]
+    assert set(summary["ratios"]) == {"whole", "chunks", *bench.SECOND_ARMS}
