@@ -95,9 +95,8 @@ GENERATED = REPO / "data" / "embedded_assistant_answers.jsonl"
 SCREENING_SUFFIX = "_screening.jsonl"
 GENERATED_LICENCES = {
     "xstest": "CC-BY-4.0 (XSTest prompts, Röttger et al., NAACL 2024); answers by the embedded model",
-    "handwritten": "Chaperone project (hand-written requests, data/reviewer_head_requests.jsonl and "
-    "data/lab_procedure_requests.jsonl); answers by the "
-    "embedded model",
+    "handwritten": "Chaperone project (hand-written requests, data/reviewer_head_requests.jsonl, "
+    "data/lab_procedure_requests.jsonl and data/technical_requests.jsonl); answers by the embedded model",
     "jbb_goal": "MIT (JailbreakBench/artifacts goals; Chao et al., NeurIPS 2024 D&B); answers by the embedded model",
 }
 GENERATED_CAP = 1000

@@ -13,6 +13,8 @@ Requests (each with a category of the product's taxonomy and whether complying i
     against fictional species, with harmless look-alikes (written for this project, under its terms);
   - data/lab_procedure_requests.jsonl: hand-written lab procedures with hazardous reagents and harmless
     chemistry look-alikes (the same terms);
+  - data/technical_requests.jsonl: hand-written harmless technical questions in alarming words (the same
+    terms);
   - JailbreakBench's distinct goals (../shared/datasets/jbb_responses.jsonl, MIT), asked plainly: harmful.
 
 Labels follow from the request and whether the assistant complied. Complied or refused is decided by the
@@ -61,6 +63,9 @@ HANDWRITTEN = REPO / "data" / "reviewer_head_requests.jsonl"
 # added when the first set left the hazardous_chemistry head short of examples. A file of its own, so the
 # request head's manifest, built from the file above, stays reproducible.
 LAB_PROCEDURES = REPO / "data" / "lab_procedure_requests.jsonl"
+# Harmless technical questions in alarming words ("kill all processes on port 8080"): the needless refusals a
+# head must not make, the kind the demo's coding question tests, in the assistant's own answers.
+TECHNICAL = REPO / "data" / "technical_requests.jsonl"
 # JailbreakBench's distinct goals (harmful), asked plainly: the assistant's answers to them are the harmful
 # compliances the head needs most (the first two sets gave 98). Read from the shared datasets when present.
 JBB_GOALS = SHARED / "jbb_responses.jsonl"
@@ -153,7 +158,7 @@ def read_jbb_goals(path: Path = JBB_GOALS) -> Iterator[Request]:
 
 def all_requests(
     xstest: Path = XSTEST,
-    handwritten: Sequence[Path] = (HANDWRITTEN, LAB_PROCEDURES),
+    handwritten: Sequence[Path] = (HANDWRITTEN, LAB_PROCEDURES, TECHNICAL),
     jbb_goals: Path | None = JBB_GOALS,
 ) -> list[Request]:
     requests = [r for path in handwritten for r in read_handwritten(path)] + list(read_xstest(xstest))
