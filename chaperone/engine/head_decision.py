@@ -13,6 +13,8 @@ that was named but cannot be used says why in one warning.
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -199,11 +201,15 @@ def load_for(spec: AgentSpec, handle: ModelHandle, root: Path, *, request: bool 
 def _card_prompt_file(head_path: Path) -> str:
     """The head prompt a head was trained on, as its card names it (config/…, inside the project); the fenced
     config/reviewer_head.yaml for a card that names none or names a file elsewhere. An unreadable card is left
-    to load_head, which says what is wrong with it."""
-    import json
+    to load_head, which says what is wrong with it. Read once per version of the card, like the head itself."""
+    card = head_path.with_suffix(".json")
+    return _prompt_file_named(str(card), _mtime(card))
 
+
+@functools.lru_cache(maxsize=64)
+def _prompt_file_named(card: str, _mtime_ns: int) -> str:
     try:
-        named = str(json.loads(head_path.with_suffix(".json").read_text(encoding="utf-8"))["prompt"]["file"])
+        named = str(json.loads(Path(card).read_text(encoding="utf-8"))["prompt"]["file"])
     except (OSError, ValueError, KeyError, TypeError):
         return "reviewer_head.yaml"
     parts = Path(named).parts

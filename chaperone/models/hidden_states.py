@@ -287,16 +287,15 @@ class HiddenStateExtractor:
                     capture.disarm()
             seconds = time.perf_counter() - started
             self._held = list(tokens)
-            self.stats.calls += 1
-            self.stats.prompt_tokens += len(tokens)
-            self.stats.prompt_evaluated += len(tokens) - keep
             if capture is not None:
                 states = capture.states(layers, self.width)
             else:
                 states = np.empty((0, self.width), dtype=np.float32)
-        return Extraction(
-            layers=layers, states=states, n_tokens=len(tokens), seconds=seconds, evaluated=len(tokens) - keep
-        )
+            result = Extraction(
+                layers=layers, states=states, n_tokens=len(tokens), seconds=seconds, evaluated=len(tokens) - keep
+            )
+            self.stats.count(result)
+        return result
 
     async def aextract(
         self, prompt: Sequence[int] | Sequence[Mapping[str, str]], layers: Sequence[int], *, reuse: bool = False

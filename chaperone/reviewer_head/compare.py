@@ -307,16 +307,14 @@ def compare(
         elif line["fold"] == "cross-source-dev":
             head_dev[key] = line["scores"][OVERALL]
     stack = None
-    if dev_samples and dev_runs:
-        dev_rows = _samples(dev_samples, "write it with `python run.py reviewer compare-sample --part dev`")
-        stack = fit_stack(
-            dev_rows, _results(dev_samples, dev_runs, "reviewer-alone results on the dev sample"), head_dev
-        )
-    section = None if stack is None else stack_section(stack, dev_eval=dev_runs)
-    threshold = section["threshold"]["value"] if section else 1.0
     alone = None
     if dev_samples and dev_runs:
-        alone = alone_section(dev_rows, _results(dev_samples, dev_runs, "reviewer-alone results"), head_dev)
+        dev_rows = _samples(dev_samples, "write it with `python run.py reviewer compare-sample --part dev`")
+        dev_prompted = _results(dev_samples, dev_runs, "reviewer-alone results on the dev sample")
+        stack = fit_stack(dev_rows, dev_prompted, head_dev)
+        alone = alone_section(dev_rows, dev_prompted, head_dev)
+    section = None if stack is None else stack_section(stack, dev_eval=dev_runs)
+    threshold = section["threshold"]["value"] if section else 1.0
     joined = [r for r in sample_rows if r["id"] in prompted and r["id"] in main and r["id"] in loso]
     missing = {
         "prompted": sum(1 for r in sample_rows if r["id"] not in prompted),

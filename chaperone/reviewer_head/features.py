@@ -313,8 +313,7 @@ def only_listed(rows: list, path: Path) -> list:
     except (OSError, UnicodeDecodeError, gzip.BadGzipFile, EOFError) as exc:
         raise ExtractInputError(f"{path}: not a readable row list ({exc})") from None
     kept = [r for r in rows if r.row.text_sha in wanted]
-    if len({r.row.text_sha for r in kept}) < len(wanted):
-        missing = len(wanted) - len({r.row.text_sha for r in kept})
+    if missing := len(wanted) - len({r.row.text_sha for r in kept}):
         raise ExtractInputError(f"{path}: {missing} of its {len(wanted)} rows are not in the manifest")
     return kept
 
