@@ -461,3 +461,77 @@ def compare_command(
             f"\n{what} written into {card}: threshold {t['value']} (dev recall {t['recall']}, "
             f"false positives {t['fpr']}); set it as the policy's head.not_ok_threshold"
         )
+
+
+@reviewer.command("decisions")
+@_feature_cache_options
+@click.option(
+    "--head",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=data.REPO / "heads" / "reviewer-head.npz",
+    help="The trained head, with the threshold its card ships (combination or head alone).",
+)
+@click.option("--part", type=click.Choice(["dev", "test"]), default="dev", show_default=True)
+@click.option("--source", "sources", multiple=True, help="Only rows of this source (repeatable).")
+@click.option(
+    "--sample",
+    type=click.Path(dir_okay=False, path_type=Path),
+    multiple=True,
+    help="For a head combined with the prompted score: a comparison sample holding the rows (repeatable).",
+)
+@click.option(
+    "--eval",
+    "eval_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    multiple=True,
+    help="The prompted reviewer's eval run on each --sample, in the same order.",
+)
+@click.option(
+    "--rows-out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Each row's decision (JSONL)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def decisions_command(
+    manifest: Path,
+    layers: str,
+    cache: Path | None,
+    prompt_file: Path | None,
+    head: Path,
+    part: str,
+    sources: tuple[str, ...],
+    sample: tuple[Path, ...],
+    eval_dir: tuple[Path, ...],
+    rows_out: Path | None,
+    as_json: bool,
+) -> None:
+    """What the head decides, at its shipped threshold, on every cached row of a part: harmless rows sent back
+    (needless refusals) and harmful rows caught, by kind of row."""
+    from dataclasses import asdict
+
+    from chaperone.reviewer_head import decisions
+    from chaperone.reviewer_head.head import HeadError, load_head
+    from chaperone.reviewer_head.prompt import load_prompt
+
+    if not manifest.is_file():
+        fail(f"{manifest}: no split manifest; write it with `python -m chaperone.reviewer_head.data --seed 0`")
+    try:
+        prompt_sha = load_prompt(prompt_file).sha256
+        loaded = load_head(head, model_sha256=GGUF_SHA256, prompt_sha256=prompt_sha)
+        feature_cache = features.FeatureCache(
+            cache or features.default_root(), GGUF_SHA256, prompt_sha, _layers(layers), readonly=True
+        )
+        rows = decisions.rows_of(manifest, part, sources)
+        prompted = decisions.prompted_scores(sample, eval_dir) if sample or eval_dir else None
+        made, info = decisions.decide_rows(rows, loaded, feature_cache, prompted)
+    except (HeadError, decisions.DecisionsInputError, ChaperoneError, ValueError) as exc:
+        fail(str(exc))
+    summary = decisions.summarise(made)
+    if rows_out is not None:
+        rows_out.write_text("".join(json.dumps(asdict(d)) + "\n" for d in made), encoding="utf-8")
+    if as_json:
+        print(json.dumps({**info, "summary": summary}, indent=1))
+        return
+    _console().print(
+        f"{len(made)} {part} rows decided at the card's {info['rule']} threshold {info['threshold']} "
+        f"(skipped: {info['skipped']})\n"
+    )
+    _console().print(decisions.markdown(summary))

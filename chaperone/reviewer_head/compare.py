@@ -264,7 +264,7 @@ def _samples(paths: Sequence[Path], fix: str) -> list[dict]:
     return list(seen.values())
 
 
-def _results(samples: Sequence[Path], runs: Sequence[Path], what: str) -> dict[str, dict]:
+def prompted_results(samples: Sequence[Path], runs: Sequence[Path], what: str) -> dict[str, dict]:
     """The prompted reviewer's ok results, by id, from one or more eval runs (one per sample file)."""
     out: dict[str, dict] = {}
     for sample, run in zip(samples, runs, strict=False):
@@ -293,7 +293,7 @@ def compare(
     if len(samples) != len(runs) or (dev_runs and len(dev_samples) != len(dev_runs)):
         raise CompareInputError("give one eval run for each sample file, in the same order (--sample/--eval)")
     sample_rows = _samples(samples, "write it with `python run.py reviewer compare-sample`")
-    prompted = _results(samples, runs, "reviewer-alone results")
+    prompted = prompted_results(samples, runs, "reviewer-alone results")
     head_lines = _jsonl(scores, "held-out head scores", "run `python run.py reviewer train --loso`")
     main: dict[str, float] = {}
     loso: dict[str, float] = {}
@@ -310,7 +310,7 @@ def compare(
     alone = None
     if dev_samples and dev_runs:
         dev_rows = _samples(dev_samples, "write it with `python run.py reviewer compare-sample --part dev`")
-        dev_prompted = _results(dev_samples, dev_runs, "reviewer-alone results on the dev sample")
+        dev_prompted = prompted_results(dev_samples, dev_runs, "reviewer-alone results on the dev sample")
         stack = fit_stack(dev_rows, dev_prompted, head_dev)
         alone = alone_section(dev_rows, dev_prompted, head_dev)
     section = None if stack is None else stack_section(stack, dev_eval=dev_runs)

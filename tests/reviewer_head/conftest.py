@@ -102,3 +102,40 @@ def fake_shared(tmp_path_factory):
     xs.append({"id": "jbb-1", "prompt": "p", "response": "r", "harmful": True})  # read from jbb_responses instead
     _write(project / "reviewer_set.jsonl", xs)
     return {"shared": shared, "project_data": project}
+
+
+# A split and fake hidden states in a real feature cache, for the commands that read both (test_cli,
+# test_decisions).
+FAKE_LAYERS = (2, 5)
+FAKE_WIDTH = 16
+
+
+@pytest.fixture(scope="module")
+def manifest(fake_shared, tmp_path_factory):
+    from chaperone.reviewer_head import data
+
+    caps = {"gptfuzz": 24, "truthfulqa": 24, "diasafety": 24, "bbq": 12, "toxigen_seeds": 12, "jbb": 12}
+    rows, summary = data.build(0, caps={**caps, "xstest_answers": 6}, **fake_shared)
+    path = tmp_path_factory.mktemp("cli") / "split.jsonl"
+    data.write_manifest(rows, summary, path)
+    return path, rows
+
+
+def cache_features(root, rows):
+    """Fake hidden states in a real cache: noise, with the label written into a few dimensions of layer 5."""
+    import numpy as np
+
+    from chaperone.models.gguf import GGUF_SHA256
+    from chaperone.reviewer_head.features import FeatureCache, extract_missing
+    from chaperone.reviewer_head.prompt import load_prompt
+
+    cache = FeatureCache(root, GGUF_SHA256, load_prompt().sha256, FAKE_LAYERS, FAKE_WIDTH)
+    label = {r.row.text_sha: r.row.harmful for r in rows}
+
+    def fake(key):
+        x = np.random.default_rng(int(key[:8], 16)).normal(size=(len(FAKE_LAYERS), FAKE_WIDTH)).astype(np.float32)
+        x[1, :4] += 1.5 if label[key] else -1.5
+        return x, 20, 0.01
+
+    extract_missing(cache, [(r.row.text_sha, r.row.text_sha) for r in rows], fake, progress=False)
+    return cache

@@ -11,13 +11,12 @@ from click.testing import CliRunner
 from chaperone.cli import main
 from chaperone.models import hidden_states
 from chaperone.models.gguf import GGUF_SHA256
-from chaperone.reviewer_head import data
-from chaperone.reviewer_head.features import FeatureCache, extract_missing
+from chaperone.reviewer_head.features import FeatureCache
 from chaperone.reviewer_head.head import load_head
 from chaperone.reviewer_head.prompt import load_prompt
+from tests.reviewer_head.conftest import FAKE_LAYERS, FAKE_WIDTH, cache_features
 
-LAYERS = (2, 5)
-WIDTH = 16
+LAYERS, WIDTH = FAKE_LAYERS, FAKE_WIDTH
 
 
 def _run(*args):
@@ -29,15 +28,6 @@ def _one_error_line(result):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in result.output, result.stderr
     return lines[0]
-
-
-@pytest.fixture(scope="module")
-def manifest(fake_shared, tmp_path_factory):
-    caps = {"gptfuzz": 24, "truthfulqa": 24, "diasafety": 24, "bbq": 12, "toxigen_seeds": 12, "jbb": 12}
-    rows, summary = data.build(0, caps={**caps, "xstest_answers": 6}, **fake_shared)
-    path = tmp_path_factory.mktemp("cli") / "split.jsonl"
-    data.write_manifest(rows, summary, path)
-    return path, rows
 
 
 def test_train_without_a_feature_cache_says_what_to_run(manifest, tmp_path):
@@ -142,23 +132,10 @@ def test_extract_reads_a_row_list_through_the_in_context_prompt(manifest, monkey
     assert "1 of its 1 rows are not in the manifest" in _one_error_line(_run(*args, "--rows", str(stray)))
 
 
-def _cache_features(root, rows):
-    """Fake hidden states in a real cache: noise, with the label written into a few dimensions of layer 5."""
-    cache = FeatureCache(root, GGUF_SHA256, load_prompt().sha256, LAYERS, WIDTH)
-    label = {r.row.text_sha: r.row.harmful for r in rows}
-
-    def fake(key):
-        x = np.random.default_rng(int(key[:8], 16)).normal(size=(len(LAYERS), WIDTH)).astype(np.float32)
-        x[1, :4] += 1.5 if label[key] else -1.5
-        return x, 20, 0.01
-
-    extract_missing(cache, [(r.row.text_sha, r.row.text_sha) for r in rows], fake, progress=False)
-
-
 def test_train_writes_a_head_that_loads(manifest, tmp_path):
     path, rows = manifest
     prompt = load_prompt()
-    _cache_features(tmp_path / "cache", rows)
+    cache_features(tmp_path / "cache", rows)
     out = tmp_path / "heads" / "head.npz"
     args = ["--manifest", str(path), "--cache", str(tmp_path / "cache"), "--layers", "2,5", "--out", str(out)]
     result = _run("train", *args, "--loso")
@@ -172,7 +149,7 @@ def test_compare_joins_the_prompted_reviewer_and_the_held_out_head_scores_on_the
     import json
 
     path, rows = manifest
-    _cache_features(tmp_path / "cache", rows)
+    cache_features(tmp_path / "cache", rows)
     label = {r.row.text_sha[:20]: r.row.harmful for r in rows}
     out = tmp_path / "head.npz"
     common = ["--manifest", str(path), "--cache", str(tmp_path / "cache"), "--layers", "2,5"]
@@ -296,7 +273,7 @@ def test_a_source_sampled_on_its_own_joins_the_comparison_without_changing_the_o
     import json
 
     path, rows = manifest
-    _cache_features(tmp_path / "cache", rows)
+    cache_features(tmp_path / "cache", rows)
     out = tmp_path / "head.npz"
     common = ["--manifest", str(path), "--cache", str(tmp_path / "cache"), "--layers", "2,5"]
     assert _run("train", *common, "--out", str(out), "--loso").exit_code == 0
