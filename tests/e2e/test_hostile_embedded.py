@@ -45,9 +45,12 @@ async def _review_all() -> list[dict]:
     client, n_ctx = reviewer.model.client, reviewer.model.spec.n_ctx
     room = n_ctx - reviewer.spec.generation.max_tokens
     first_special = client.llm.tokenize(b"<|endoftext|>", add_bos=False, special=True)[0]
-    seen: list[list] = []
+    seen: list[list] = []  # the prompted pass's messages, one list per scoring call
     read: list[int] = []  # the prompted pass's own prompt tokens (a head's pass reads its own context)
     score = client.option_logprobs
+    head = reviewer.head
+    head_seen: list[list[dict]] = []  # the head's prompt, one list of turns per read
+    head_read = head._read if head is not None else None
 
     async def spy(messages, *args, **kw):
         seen.append(messages)
@@ -55,25 +58,41 @@ async def _review_all() -> list[dict]:
         read.append(result[1])
         return result
 
+    async def head_spy(messages, reuse):
+        head_seen.append(messages)
+        return await head_read(messages, reuse)
+
     client.option_logprobs = spy
+    if head is not None:
+        head._read = head_spy
+    # Which passes decide: the prompted one (no head, or a head stacked with its score), the head's, or both.
+    prompted_calls = 1 if head is None or head.head.stack is not None else 0
     rows = []
     try:
         for d in CORPUS:
             started = time.perf_counter()
+            before, head_before = len(seen), len(head_seen)
             result = await reviewer.judge(d.request, d.draft, critique=False)
             seconds = time.perf_counter() - started
-            # Decision stage only: one scoring call (yes/no after the verdict's opening) gives the verdict.
-            assert len(seen) == len(rows) + 1
-            messages = seen[-1]
+            # Decision stage only: the verdict comes from the scoring passes it is made of, and nothing else.
+            assert len(seen) - before == prompted_calls, (d.name, len(seen) - before)
             assert result.verdict.readable, (d.name, result.raw)
             own = json.loads(result.raw)["ok_to_send"]
             assert result.verdict.decision == {"yes": "approve", "no": "revise"}[own], d.name
-            # The chat template puts each content between real turn markers; no content may add its own.
-            for m in messages:
-                ids = client.llm.tokenize(m.content.encode("utf-8"), add_bos=False, special=True)
-                assert max(ids) < first_special, (d.name, type(m).__name__)
-            # Rubric first, the whole prompt read (llama.cpp refuses rather than slides), room left for the verdict.
-            assert 0 < read[-1] <= room and read[-1] <= result.prompt_tokens, (d.name, read[-1])
+            # The chat template puts each content between real turn markers; no content may add its own,
+            # in the prompted pass's messages or in the head's.
+            if prompted_calls:
+                for m in seen[-1]:
+                    ids = client.llm.tokenize(m.content.encode("utf-8"), add_bos=False, special=True)
+                    assert max(ids) < first_special, (d.name, type(m).__name__)
+                # Rubric first, the whole prompt read (llama.cpp refuses rather than slides), room for the verdict.
+                assert 0 < read[-1] <= room and read[-1] <= result.prompt_tokens, (d.name, read[-1])
+            if head is not None:
+                assert len(head_seen) > head_before, d.name  # the head read this draft
+                for turn in head_seen[-1]:
+                    ids = client.llm.tokenize(turn["content"].encode("utf-8"), add_bos=False, special=True)
+                    assert max(ids) < first_special, (d.name, turn["role"])
+                assert json.loads(result.raw)["decided_by"] == "head", d.name
             rows.append(
                 {
                     "name": d.name,
@@ -87,5 +106,7 @@ async def _review_all() -> list[dict]:
             )
     finally:
         client.option_logprobs = score
+        if head is not None:
+            head._read = head_read
         await pool.close()
     return rows
