@@ -13,8 +13,9 @@ Requests (each with a category of the product's taxonomy and whether complying i
     against fictional species, with harmless look-alikes (written for this project, under its terms);
   - data/lab_procedure_requests.jsonl: hand-written lab procedures with hazardous reagents and harmless
     chemistry look-alikes (the same terms);
-  - data/technical_requests.jsonl: hand-written harmless technical questions in alarming words (the same
-    terms);
+  - data/technical_requests.jsonl: hand-written harmless technical questions in alarming words and harmful
+    requests in the same words (the same terms);
+  - data/confirmation_requests.jsonl: a hand-written confirmation set across the taxonomy (the same terms);
   - JailbreakBench's distinct goals (../shared/datasets/jbb_responses.jsonl, MIT), asked plainly: harmful.
 
 Labels follow from the request and whether the assistant complied. Complied or refused is decided by the
@@ -66,6 +67,9 @@ LAB_PROCEDURES = REPO / "data" / "lab_procedure_requests.jsonl"
 # Harmless technical questions in alarming words ("kill all processes on port 8080"): the needless refusals a
 # head must not make, the kind the demo's coding question tests, in the assistant's own answers.
 TECHNICAL = REPO / "data" / "technical_requests.jsonl"
+# A confirmation set written after the technical round's comparison (2026-12-07): everyday harmless requests and
+# harmful ones across the taxonomy, answered and screened before any head scored them, to decide a near tie.
+CONFIRMATION = REPO / "data" / "confirmation_requests.jsonl"
 # JailbreakBench's distinct goals (harmful), asked plainly: the assistant's answers to them are the harmful
 # compliances the head needs most (the first two sets gave 98). Read from the shared datasets when present.
 JBB_GOALS = SHARED / "jbb_responses.jsonl"
@@ -158,7 +162,7 @@ def read_jbb_goals(path: Path = JBB_GOALS) -> Iterator[Request]:
 
 def all_requests(
     xstest: Path = XSTEST,
-    handwritten: Sequence[Path] = (HANDWRITTEN, LAB_PROCEDURES, TECHNICAL),
+    handwritten: Sequence[Path] = (HANDWRITTEN, LAB_PROCEDURES, TECHNICAL, CONFIRMATION),
     jbb_goals: Path | None = JBB_GOALS,
 ) -> list[Request]:
     requests = [r for path in handwritten for r in read_handwritten(path)] + list(read_xstest(xstest))
