@@ -471,7 +471,7 @@ def compare_command(
     default=data.REPO / "heads" / "reviewer-head.npz",
     help="The trained head, with the threshold its card ships (combination or head alone).",
 )
-@click.option("--part", type=click.Choice(["dev", "test"]), default="dev", show_default=True)
+@click.option("--part", type=click.Choice(["train", "dev", "test"]), default="dev", show_default=True)
 @click.option("--source", "sources", multiple=True, help="Only rows of this source (repeatable).")
 @click.option(
     "--sample",
