@@ -316,10 +316,17 @@ def train_requests_command(
 @click.option("--sample-seed", type=int, default=0, show_default=True)
 @click.option(
     "--part",
-    type=click.Choice(["test", "dev"]),
+    type=click.Choice(["test", "dev", "all"]),
     default="test",
     show_default=True,
-    help="test: the rows compared; dev: rows to fit a combination of the two on.",
+    help="test: the rows compared; dev: rows to fit a combination of the two on; all: every part (with --rows).",
+)
+@click.option(
+    "--rows",
+    "rows_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Only the rows this list names (a text sha256 per line, .gz or plain).",
 )
 @click.option(
     "--source",
@@ -334,7 +341,13 @@ def train_requests_command(
     help="[default: heads/compare-test-seed0.jsonl]",
 )
 def compare_sample_command(
-    manifest: Path, per_source: int, sample_seed: int, part: str, sources: tuple[str, ...], out: Path
+    manifest: Path,
+    per_source: int,
+    sample_seed: int,
+    part: str,
+    rows_file: Path | None,
+    sources: tuple[str, ...],
+    out: Path,
 ) -> None:
     """Write the held-out rows the head and the prompted reviewer are compared on (test part, or dev)."""
     if per_source < 1:
@@ -342,8 +355,8 @@ def compare_sample_command(
     if not manifest.is_file():
         fail(f"{manifest}: no split manifest; write it with `python -m chaperone.reviewer_head.data --seed 0`")
     try:
-        n = compare.write_sample(manifest, out, per_source, sample_seed, part, sources)
-    except compare.CompareInputError as exc:
+        n = compare.write_sample(manifest, out, per_source, sample_seed, part, sources, rows_file)
+    except (compare.CompareInputError, features.ExtractInputError) as exc:
         fail(str(exc))
     run_dir = "evals/prompted-compare" + ("" if part == "test" else "-dev") + "".join(f"-{s}" for s in sources)
     rows = "".join(
@@ -471,8 +484,15 @@ def compare_command(
     default=data.REPO / "heads" / "reviewer-head.npz",
     help="The trained head, with the threshold its card ships (combination or head alone).",
 )
-@click.option("--part", type=click.Choice(["train", "dev", "test"]), default="dev", show_default=True)
+@click.option("--part", type=click.Choice(["train", "dev", "test", "all"]), default="dev", show_default=True)
 @click.option("--source", "sources", multiple=True, help="Only rows of this source (repeatable).")
+@click.option(
+    "--rows",
+    "rows_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Only the rows this list names (a text sha256 per line, .gz or plain), e.g. a confirmation set.",
+)
 @click.option(
     "--sample",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -498,6 +518,7 @@ def decisions_command(
     head: Path,
     part: str,
     sources: tuple[str, ...],
+    rows_file: Path | None,
     sample: tuple[Path, ...],
     eval_dir: tuple[Path, ...],
     rows_out: Path | None,
@@ -519,10 +540,10 @@ def decisions_command(
         feature_cache = features.FeatureCache(
             cache or features.default_root(), GGUF_SHA256, prompt_sha, _layers(layers), readonly=True
         )
-        rows = decisions.rows_of(manifest, part, sources)
+        rows = decisions.rows_of(manifest, part, sources, rows_file)
         prompted = decisions.prompted_scores(sample, eval_dir) if sample or eval_dir else None
         made, info = decisions.decide_rows(rows, loaded, feature_cache, prompted)
-    except (HeadError, decisions.DecisionsInputError, ChaperoneError, ValueError) as exc:
+    except (HeadError, decisions.DecisionsInputError, ChaperoneError, ValueError) as exc:  # incl. a bad row list
         fail(str(exc))
     summary = decisions.summarise(made)
     if rows_out is not None:

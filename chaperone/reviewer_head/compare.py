@@ -53,17 +53,27 @@ def comparison_rows(
     both labels: the same selection `reviewer extract --part PART --per-source N --sample-seed S` extracts.
     `sources`: only these. A new source's sample then leaves the other sources' samples (and the prompted
     reviewer's runs on them) as they were: the draw is shared across the sources taken together."""
-    chosen = [r for r in rows if r.part == part and (not sources or r.row.source in sources)]
+    chosen = [r for r in rows if part in ("all", r.part) and (not sources or r.row.source in sources)]
     return data.sample(chosen, per_source, seed)
 
 
 def write_sample(
-    manifest: Path, out: Path, per_source: int, seed: int, part: str = "test", sources: Sequence[str] = ()
+    manifest: Path,
+    out: Path,
+    per_source: int,
+    seed: int,
+    part: str = "test",
+    sources: Sequence[str] = (),
+    listed: Path | None = None,
 ) -> int:
+    """`part` "all": every part (rows no head was fitted on, such as a confirmation set, named by `listed`)."""
+    from chaperone.reviewer_head.features import only_listed
     from chaperone.reviewer_head.prompt import load_prompt
 
     no_request = load_prompt().no_request  # statements with no request (ToxiGen) read as the head reads them
     rows, _summary = data.read_manifest(manifest)
+    if listed is not None:
+        rows = only_listed(rows, listed)
     if unknown := sorted(set(sources) - {r.row.source for r in rows}):
         raise CompareInputError(f"--source {', '.join(unknown)}: not in {manifest}")
     chosen = comparison_rows(rows, per_source, seed, part, sources)

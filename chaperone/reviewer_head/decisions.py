@@ -104,11 +104,16 @@ def summarise(decisions: Sequence[RowDecision]) -> dict[str, dict]:
     return out
 
 
-def rows_of(manifest: Path, part: str, sources: Sequence[str]) -> list[data.SplitRow]:
+def rows_of(manifest: Path, part: str, sources: Sequence[str], listed: Path | None = None) -> list[data.SplitRow]:
+    """The manifest's rows of `part` ("all": every part) and `sources`, only those `listed` names if given."""
+    from chaperone.reviewer_head.features import only_listed
+
     rows, _summary = data.read_manifest(manifest)
     if unknown := sorted(set(sources) - {r.row.source for r in rows}):
         raise DecisionsInputError(f"--source {', '.join(unknown)}: not in {manifest}")
-    return [r for r in rows if r.part == part and (not sources or r.row.source in sources)]
+    if listed is not None:
+        rows = only_listed(rows, listed)
+    return [r for r in rows if part in ("all", r.part) and (not sources or r.row.source in sources)]
 
 
 def prompted_scores(samples: Sequence[Path], runs: Sequence[Path]) -> dict[str, dict]:

@@ -117,3 +117,28 @@ def test_a_card_without_a_threshold_says_what_to_run(trained):
     _set_card(out)
     result = _run("decisions", *common, "--head", str(out))
     assert result.exit_code == 2 and "--alone-into" in result.stderr and "Traceback" not in result.output
+
+
+def test_a_row_list_picks_rows_from_every_part_for_decisions_and_for_the_prompted_sample(trained):
+    """A confirmation set: rows named by a list, whatever part the seed put them in."""
+    common, out, rows, root = trained
+    _set_card(out, alone={"threshold": {"value": 0.5}})
+    listed = [r for r in rows if r.row.source == "gptfuzz"][:9]
+    assert len({r.part for r in listed}) > 1  # the list crosses parts
+    row_list = root / "confirmation.rows.txt"
+    row_list.write_text("".join(r.row.text_sha + "\n" for r in listed))
+    rows_out = root / "listed.jsonl"
+    args = ["--head", str(out), "--part", "all", "--rows", str(row_list), "--rows-out", str(rows_out)]
+    result = _run("decisions", *common, *args)
+    assert result.exit_code == 0, result.output
+    assert {json.loads(x)["id"] for x in rows_out.read_text().splitlines()} == {r.row.id for r in listed}
+    sample = root / "confirmation-sample.jsonl"
+    manifest = common[common.index("--manifest") + 1]
+    args = ["--manifest", manifest, "--part", "all", "--rows", str(row_list), "--per-source", "1000"]
+    made = _run("compare-sample", *args, "--out", str(sample))
+    assert made.exit_code == 0, made.output
+    ids = {json.loads(x)["id"] for x in sample.read_text().splitlines()}
+    assert ids == {r.row.text_sha[: compare.ID_CHARS] for r in listed}
+    row_list.write_text("0" * 64 + "\n")  # a row the manifest lacks: one line saying so
+    bad = _run("decisions", *common, "--head", str(out), "--part", "all", "--rows", str(row_list))
+    assert bad.exit_code == 2 and "not in the manifest" in bad.stderr and "Traceback" not in bad.output
