@@ -31,9 +31,10 @@ def test_the_shipped_policies_use_the_threshold_chosen_on_dev_for_the_shipped_he
     per-category thresholds are the card's proposals where the head scores that category."""
     import json
 
-    card = json.loads((REPO / "heads" / "reviewer-head.json").read_text())
-    chosen = card.get("stack") or card["alone"]  # with the prompted score combined, or the head alone
     project = load_project(REPO)
+    named = project.agent(project.settings.agents.reviewer, role="reviewer").head  # the head the reviewer uses
+    card = json.loads((REPO / named).with_suffix(".json").read_text())
+    chosen = card.get("stack") or card["alone"]  # with the prompted score combined, or the head alone
     for name in ("public", "lab"):
         head = project.policy(name).head
         assert head.not_ok_threshold == pytest.approx(chosen["threshold"]["value"], abs=5e-4)
