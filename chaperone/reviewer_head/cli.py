@@ -358,12 +358,13 @@ def compare_sample_command(
         n = compare.write_sample(manifest, out, per_source, sample_seed, part, sources, rows_file)
     except (compare.CompareInputError, features.ExtractInputError) as exc:
         fail(str(exc))
-    run_dir = "evals/prompted-compare" + ("" if part == "test" else "-dev") + "".join(f"-{s}" for s in sources)
+    run_dir = "evals/prompted-compare" + ("" if part == "test" else f"-{part}") + "".join(f"-{s}" for s in sources)
     rows = "".join(
         [
             "" if manifest == data.DEFAULT_MANIFEST else f" --manifest {manifest}",
             *(f" --source {s}" for s in sources),
-            f" --part {part} --per-source {per_source}",
+            "" if part == "all" else f" --part {part} --per-source {per_source}",  # extract has no --part all
+            "" if rows_file is None else f" --rows {rows_file}",
             "" if sample_seed == 0 else f" --sample-seed {sample_seed}",
         ]
     )
