@@ -75,6 +75,18 @@ def _feature_cache_options(command: Callable) -> Callable:
     )(command)
 
 
+def _rows_option(example: str = "") -> Callable:
+    """--rows FILE: only the manifest rows a row list names (extract, compare-sample, decisions)."""
+    return click.option(
+        "--rows",
+        "rows_file",
+        type=click.Path(dir_okay=False, exists=True, path_type=Path),
+        default=None,
+        help="Only the rows this list names (a text sha256 per line, .gz or plain)"
+        + (f", e.g. {example}." if example else "."),
+    )
+
+
 @click.group()
 def reviewer() -> None:
     """The reviewer's judgement head: extract features, train (docs/reviewer-head.md)."""
@@ -89,13 +101,7 @@ def reviewer() -> None:
 @click.option("--source", "sources", multiple=True, help="Only rows of this source (repeatable).")
 @click.option("--threads", type=int, default=None, help="llama.cpp threads (default: every core).")
 @click.option("--shard-rows", type=int, default=32, show_default=True, help="Rows written per shard.")
-@click.option(
-    "--rows",
-    "rows_file",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    default=None,
-    help="Only the rows this list names (a text sha256 per line, .gz or plain), e.g. a head's training rows.",
-)
+@_rows_option("a head's training rows")
 def extract(
     manifest: Path,
     layers: str,
@@ -321,13 +327,7 @@ def train_requests_command(
     show_default=True,
     help="test: the rows compared; dev: rows to fit a combination of the two on; all: every part (with --rows).",
 )
-@click.option(
-    "--rows",
-    "rows_file",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    default=None,
-    help="Only the rows this list names (a text sha256 per line, .gz or plain).",
-)
+@_rows_option()
 @click.option(
     "--source",
     "sources",
@@ -487,13 +487,7 @@ def compare_command(
 )
 @click.option("--part", type=click.Choice(["train", "dev", "test", "all"]), default="dev", show_default=True)
 @click.option("--source", "sources", multiple=True, help="Only rows of this source (repeatable).")
-@click.option(
-    "--rows",
-    "rows_file",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    default=None,
-    help="Only the rows this list names (a text sha256 per line, .gz or plain), e.g. a confirmation set.",
-)
+@_rows_option("a confirmation set")
 @click.option(
     "--sample",
     type=click.Path(dir_okay=False, path_type=Path),
