@@ -96,7 +96,8 @@ SCREENING_SUFFIX = "_screening.jsonl"
 GENERATED_LICENCES = {
     "xstest": "CC-BY-4.0 (XSTest prompts, Röttger et al., NAACL 2024); answers by the embedded model",
     "handwritten": "Chaperone project (hand-written requests, data/reviewer_head_requests.jsonl, "
-    "data/lab_procedure_requests.jsonl and data/technical_requests.jsonl); answers by the embedded model",
+    "data/lab_procedure_requests.jsonl, data/technical_requests.jsonl and data/confirmation_requests.jsonl); "
+    "answers by the embedded model",
     "jbb_goal": "MIT (JailbreakBench/artifacts goals; Chao et al., NeurIPS 2024 D&B); answers by the embedded model",
 }
 GENERATED_CAP = 1000

@@ -65,7 +65,8 @@ HANDWRITTEN = REPO / "data" / "reviewer_head_requests.jsonl"
 # request head's manifest, built from the file above, stays reproducible.
 LAB_PROCEDURES = REPO / "data" / "lab_procedure_requests.jsonl"
 # Harmless technical questions in alarming words ("kill all processes on port 8080"): the needless refusals a
-# head must not make, the kind the demo's coding question tests, in the assistant's own answers.
+# head must not make, the kind the demo's coding question tests; and harmful requests in the same words, so a
+# head learns the difference and not the register.
 TECHNICAL = REPO / "data" / "technical_requests.jsonl"
 # A confirmation set written after the technical round's comparison (2026-12-07): everyday harmless requests and
 # harmful ones across the taxonomy, answered and screened before any head scored them, to decide a near tie.
