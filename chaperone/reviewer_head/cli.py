@@ -87,6 +87,16 @@ def _rows_option(example: str = "") -> Callable:
     )
 
 
+def _head_option(help_text: str) -> Callable:
+    """--head FILE: a trained head (its card beside it); compare and decisions."""
+    return click.option(
+        "--head",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=data.REPO / "heads" / "reviewer-head.npz",
+        help=help_text,
+    )
+
+
 @click.group()
 def reviewer() -> None:
     """The reviewer's judgement head: extract features, train (docs/reviewer-head.md)."""
@@ -392,12 +402,7 @@ def compare_sample_command(
     help="A comparison sample (repeatable: a source added later has its own).  "
     "[default: heads/compare-test-seed0.jsonl]",
 )
-@click.option(
-    "--head",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=data.REPO / "heads" / "reviewer-head.npz",
-    help="The trained head; its held-out scores are read from the .scores.jsonl beside it.",
-)
+@_head_option("The trained head; its held-out scores are read from the .scores.jsonl beside it.")
 @click.option(
     "--dev-eval",
     type=click.Path(file_okay=False, path_type=Path),
@@ -479,12 +484,7 @@ def compare_command(
 
 @reviewer.command("decisions")
 @_feature_cache_options
-@click.option(
-    "--head",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=data.REPO / "heads" / "reviewer-head.npz",
-    help="The trained head, with the threshold its card ships (combination or head alone).",
-)
+@_head_option("The trained head, with the threshold its card ships (combination or head alone).")
 @click.option("--part", type=click.Choice(["train", "dev", "test", "all"]), default="dev", show_default=True)
 @click.option("--source", "sources", multiple=True, help="Only rows of this source (repeatable).")
 @_rows_option("a confirmation set")

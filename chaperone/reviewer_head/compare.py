@@ -53,8 +53,24 @@ def comparison_rows(
     both labels: the same selection `reviewer extract --part PART --per-source N --sample-seed S` extracts.
     `sources`: only these. A new source's sample then leaves the other sources' samples (and the prompted
     reviewer's runs on them) as they were: the draw is shared across the sources taken together."""
-    chosen = [r for r in rows if part in ("all", r.part) and (not sources or r.row.source in sources)]
-    return data.sample(chosen, per_source, seed)
+    return data.sample(part_rows(rows, part, sources), per_source, seed)
+
+
+def part_rows(rows: list[data.SplitRow], part: str, sources: Sequence[str] = ()) -> list[data.SplitRow]:
+    """The rows of one part ("all": every part) and of `sources` (none: every source)."""
+    return [r for r in rows if part in ("all", r.part) and (not sources or r.row.source in sources)]
+
+
+def read_rows(manifest: Path, sources: Sequence[str] = (), listed: Path | None = None) -> list[data.SplitRow]:
+    """The manifest's rows, only those a row list names if `listed` is given; a source it lacks is an error."""
+    from chaperone.reviewer_head.features import only_listed
+
+    rows, _summary = data.read_manifest(manifest)
+    if listed is not None:
+        rows = only_listed(rows, listed)
+    if unknown := sorted(set(sources) - {r.row.source for r in rows}):
+        raise CompareInputError(f"--source {', '.join(unknown)}: not in {manifest}")
+    return rows
 
 
 def write_sample(
@@ -67,16 +83,10 @@ def write_sample(
     listed: Path | None = None,
 ) -> int:
     """`part` "all": every part (rows no head was fitted on, such as a confirmation set, named by `listed`)."""
-    from chaperone.reviewer_head.features import only_listed
     from chaperone.reviewer_head.prompt import load_prompt
 
     no_request = load_prompt().no_request  # statements with no request (ToxiGen) read as the head reads them
-    rows, _summary = data.read_manifest(manifest)
-    if listed is not None:
-        rows = only_listed(rows, listed)
-    if unknown := sorted(set(sources) - {r.row.source for r in rows}):
-        raise CompareInputError(f"--source {', '.join(unknown)}: not in {manifest}")
-    chosen = comparison_rows(rows, per_source, seed, part, sources)
+    chosen = comparison_rows(read_rows(manifest, sources, listed), per_source, seed, part, sources)
     with out.open("w", encoding="utf-8") as fh:
         for r in chosen:
             line = {

@@ -106,14 +106,11 @@ def summarise(decisions: Sequence[RowDecision]) -> dict[str, dict]:
 
 def rows_of(manifest: Path, part: str, sources: Sequence[str], listed: Path | None = None) -> list[data.SplitRow]:
     """The manifest's rows of `part` ("all": every part) and `sources`, only those `listed` names if given."""
-    from chaperone.reviewer_head.features import only_listed
-
-    rows, _summary = data.read_manifest(manifest)
-    if unknown := sorted(set(sources) - {r.row.source for r in rows}):
-        raise DecisionsInputError(f"--source {', '.join(unknown)}: not in {manifest}")
-    if listed is not None:
-        rows = only_listed(rows, listed)
-    return [r for r in rows if part in ("all", r.part) and (not sources or r.row.source in sources)]
+    try:
+        rows = compare.read_rows(manifest, sources, listed)
+    except compare.CompareInputError as exc:
+        raise DecisionsInputError(str(exc)) from None
+    return compare.part_rows(rows, part, sources)
 
 
 def prompted_scores(samples: Sequence[Path], runs: Sequence[Path]) -> dict[str, dict]:
