@@ -16,6 +16,8 @@ Requests (each with a category of the product's taxonomy and whether complying i
   - data/technical_requests.jsonl: hand-written harmless technical questions in alarming words and harmful
     requests in the same words (the same terms);
   - data/confirmation_requests.jsonl: a hand-written confirmation set across the taxonomy (the same terms);
+  - data/everyday_requests.jsonl: hand-written everyday requests in sensitive words and harmful ones in the
+    same words (the same terms);
   - JailbreakBench's distinct goals (../shared/datasets/jbb_responses.jsonl, MIT), asked plainly: harmful.
 
 Labels follow from the request and whether the assistant complied. Complied or refused is decided by the
@@ -71,6 +73,11 @@ TECHNICAL = REPO / "data" / "technical_requests.jsonl"
 # A confirmation set written after the technical round's comparison (2026-12-07): everyday harmless requests and
 # harmful ones across the taxonomy, answered and screened before any head scored them, to decide a near tie.
 CONFIRMATION = REPO / "data" / "confirmation_requests.jsonl"
+# Everyday requests in sensitive words (history, first aid, fiction, fictional species) and harmful ones in the
+# same words, written 2026-12-07 after both heads sent back a third of the confirmation set's harmless everyday
+# answers: training rows of the kind the head got wrong, split by seed like the rest (the confirmation set stays
+# out of training).
+EVERYDAY = REPO / "data" / "everyday_requests.jsonl"
 # JailbreakBench's distinct goals (harmful), asked plainly: the assistant's answers to them are the harmful
 # compliances the head needs most (the first two sets gave 98). Read from the shared datasets when present.
 JBB_GOALS = SHARED / "jbb_responses.jsonl"
@@ -163,7 +170,7 @@ def read_jbb_goals(path: Path = JBB_GOALS) -> Iterator[Request]:
 
 def all_requests(
     xstest: Path = XSTEST,
-    handwritten: Sequence[Path] = (HANDWRITTEN, LAB_PROCEDURES, TECHNICAL, CONFIRMATION),
+    handwritten: Sequence[Path] = (HANDWRITTEN, LAB_PROCEDURES, TECHNICAL, CONFIRMATION, EVERYDAY),
     jbb_goals: Path | None = JBB_GOALS,
 ) -> list[Request]:
     requests = [r for path in handwritten for r in read_handwritten(path)] + list(read_xstest(xstest))
