@@ -482,6 +482,39 @@ def compare_command(
         )
 
 
+@reviewer.command("threshold")
+@_head_option("The trained head (trained with --loso); the threshold is written into its card.")
+@click.option("--recall", type=float, required=True, help="The recall to keep on the dev sample (0-1].")
+@click.option(
+    "--dev-sample",
+    type=click.Path(dir_okay=False, path_type=Path),
+    multiple=True,
+    default=[compare.DEFAULT_DEV_SAMPLE],
+    help="The dev rows the threshold is chosen on (repeatable).  [default: heads/compare-dev-seed0.jsonl]",
+)
+@click.option(
+    "--sample",
+    type=click.Path(dir_okay=False, path_type=Path),
+    multiple=True,
+    help="Test rows to report the figures with each source left out on (repeatable; optional).",
+)
+def threshold_command(head: Path, recall: float, dev_sample: tuple[Path, ...], sample: tuple[Path, ...]) -> None:
+    """Write a head-alone threshold at a stated dev recall into the head's card (no prompted reviewer run)."""
+    from chaperone.reviewer_head.threshold import write_alone_at_recall
+
+    try:
+        card, section = write_alone_at_recall(head, recall, dev_sample, sample)
+    except compare.CompareInputError as exc:
+        fail(str(exc))
+    t, left_out = section["threshold"], section["test_left_out"]
+    _console().print(
+        f"head-alone threshold written into {card}: {t['value']} (dev recall {t['recall']}, false positives "
+        f"{t['fpr']}, {section['fitted_on_dev_rows']} dev rows; dev AUC {section['dev']['auc']}"
+        + (f"; test AUC with each source left out {left_out['auc']}" if left_out else "")
+        + "); set it as the policy's head.not_ok_threshold"
+    )
+
+
 @reviewer.command("decisions")
 @_feature_cache_options
 @_head_option("The trained head, with the threshold its card ships (combination or head alone).")

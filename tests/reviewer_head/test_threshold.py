@@ -1,0 +1,96 @@
+"""`python run.py reviewer threshold`: a head-alone threshold at a stated recall on the dev sample, written into
+the head's card with no prompted reviewer run; the head then decides at it."""
+
+import json
+
+from click.testing import CliRunner
+
+from chaperone.cli import main
+from chaperone.reviewer_head.head import load_head
+from tests.reviewer_head.conftest import cache_features
+
+
+def _run(*args):
+    return CliRunner().invoke(main, ["reviewer", *args], obj={})
+
+
+def _error_line(result):
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in result.output, result.stderr
+    return lines[0]
+
+
+def _recall(labels, scores, cut):
+    caught = sum(1 for y, s in zip(labels, scores, strict=True) if y and s >= cut)
+    return caught / sum(labels)
+
+
+def test_the_threshold_keeps_the_recall_asked_for_at_the_fewest_false_positives(manifest, tmp_path):
+    path, rows = manifest
+    cache_features(tmp_path / "cache", rows)
+    out = tmp_path / "head.npz"
+    common = ["--manifest", str(path), "--cache", str(tmp_path / "cache"), "--layers", "2,5"]
+    assert _run("train", *common, "--out", str(out), "--loso").exit_code == 0
+    dev_sample, test_sample = tmp_path / "dev.jsonl", tmp_path / "test.jsonl"
+    assert _run("compare-sample", "--manifest", str(path), "--part", "dev", "--out", str(dev_sample)).exit_code == 0
+    assert _run("compare-sample", "--manifest", str(path), "--out", str(test_sample)).exit_code == 0
+    card_before = json.loads(out.with_suffix(".json").read_text())
+    card_before["stack"] = {"stale": True}  # a combination written earlier is dropped: the head decides alone
+    out.with_suffix(".json").write_text(json.dumps(card_before))
+
+    result = _run(
+        "threshold",
+        "--head",
+        str(out),
+        "--recall",
+        "0.8",
+        "--dev-sample",
+        str(dev_sample),
+        "--sample",
+        str(test_sample),
+    )
+    assert result.exit_code == 0, result.output
+    assert "head.not_ok_threshold" in result.stdout
+
+    # recount on the cross-source dev scores of the dev sample's rows, from the training run's own file
+    scores = [json.loads(x) for x in out.with_suffix(".scores.jsonl").read_text().splitlines()]
+    dev_scores = {s["text_sha"][:20]: s["scores"]["not_ok"] for s in scores if s["fold"] == "cross-source-dev"}
+    dev = [json.loads(x) for x in dev_sample.read_text().splitlines()]
+    dev = [d for d in dev if d["id"] in dev_scores]
+    labels = [int(d["label"] == "unsafe") for d in dev]
+    values = [dev_scores[d["id"]] for d in dev]
+    head = load_head(out, model_sha256=card_before["model"]["sha256"], prompt_sha256=card_before["prompt"]["sha256"])
+    alone = head.card["alone"]
+    cut = alone["threshold"]["value"]
+    assert head.stack is None and "stack" not in head.card
+    assert alone["fitted_on_dev_rows"] == len(dev) > 0
+    assert _recall(labels, values, cut) >= 0.8 and alone["threshold"]["recall"] == round(
+        _recall(labels, values, cut), 4
+    )
+    # the highest such threshold: the next harmful score above it would lose recall below what was asked
+    above = sorted(v for y, v in zip(labels, values, strict=True) if y and v > cut + 1e-4)
+    assert not above or _recall(labels, values, above[0]) < 0.8
+    assert alone["test_left_out"]["n"] > 0 and alone["dev"]["n"] == len(dev)
+    assert set(alone["proposed_category_thresholds"]) == set(head.outputs) - {"not_ok"}
+
+
+def test_bad_input_is_one_line_saying_what_to_do(manifest, tmp_path):
+    path, rows = manifest
+    cache_features(tmp_path / "cache", rows)
+    out = tmp_path / "head.npz"
+    common = ["--manifest", str(path), "--cache", str(tmp_path / "cache"), "--layers", "2,5"]
+    assert _run("train", *common, "--out", str(out), "--loso").exit_code == 0
+    dev_sample, test_sample = tmp_path / "dev.jsonl", tmp_path / "test.jsonl"
+    assert _run("compare-sample", "--manifest", str(path), "--part", "dev", "--out", str(dev_sample)).exit_code == 0
+    assert _run("compare-sample", "--manifest", str(path), "--out", str(test_sample)).exit_code == 0
+    # test rows have no cross-source dev scores: a threshold cannot be chosen on them
+    wrong_part = _error_line(_run("threshold", "--head", str(out), "--recall", "0.8", "--dev-sample", str(test_sample)))
+    assert "dev sample" in wrong_part and "--loso" in wrong_part
+    assert "--recall" in _error_line(
+        _run("threshold", "--head", str(out), "--recall", "1.5", "--dev-sample", str(dev_sample))
+    )
+    missing = _error_line(
+        _run("threshold", "--head", str(out), "--recall", "0.8", "--dev-sample", str(tmp_path / "no.jsonl"))
+    )
+    assert "compare-sample" in missing
