@@ -338,6 +338,8 @@ class ReviewingAgent(BaseChatAgent):
             "decided_by": "head",
             "head": self.head.path,
             "reason": decision.reason,
+            # The rules the scores were held against (the policy's `head` section), so the record says why alone.
+            "policy_head": (self._policy.head or head_decision.DEFAULT_RULES).model_dump(mode="json"),
             "scores": {k: (round(v, 4) if math.isfinite(v) else str(v)) for k, v in scores.items()},
             **({"read": self.head.last_read} if self.head.last_read else {}),
             **(

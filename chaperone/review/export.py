@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from chaperone.audit.integrity import Integrity
-from chaperone.review.story import CUT_NOTE, Story, TurnStory, local_time
+from chaperone.review.story import CUT_NOTE, Story, TurnStory, head_decision_text, local_time, scores_text
 
 FORMATS = ("md", "html", "json")
 
@@ -42,7 +42,8 @@ def _turn_md(t: TurnStory) -> list[str]:
     out = [f"> **{n.text}**\n" for n in t.notes]
     secs = f" · {t.seconds:.1f} s" if t.seconds is not None else ""
     cats = f" · categories: {', '.join(t.categories)}" if t.categories else ""
-    out.append(f"## Turn {t.number} — {t.outcome}\n")
+    flag = " · FLAGGED for a human" if t.flagged else ""
+    out.append(f"## Turn {t.number} — {t.outcome}{flag}\n")
     out.append(f"{t.revisions} revision(s) · policy {t.policy or '?'} · {t.tokens:,} tokens{secs}{cats}\n")
     if t.user is not None:
         out += [f"**{t.user_source or 'user'}:**\n", _fence(t.user), ""]
@@ -78,7 +79,13 @@ def _turn_md(t: TurnStory) -> list[str]:
             line = f"**Verdict: {decision}**" + (f" · categories: {', '.join(v.categories)}" if v.categories else "")
             line += "" if v.readable else " · unreadable verdict (fail closed)"
             line += f" · chunk {v.chunk}'s verdict (the draft stopped there)" if v.chunk is not None else ""
+            line += " · **FLAGGED for a human**" if v.flagged else ""
             out += [line + f" · *{_step(v)}*\n"]
+            if v.scores is not None:
+                out.append(f"- head: {head_decision_text(v)}")
+                out.append(f"- all head scores: {scores_text(v.scores)}\n")
+            if v.request_score is not None:
+                out.append(f"- request head: {v.request_score.text}\n")
             if v.critique and not v.approved:
                 out += ["Critique:\n", _fence(v.critique), ""]
     for message in t.errors:

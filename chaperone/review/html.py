@@ -20,7 +20,7 @@ from markupsafe import Markup
 from chaperone import __version__
 from chaperone.engine.events import INCOMPLETE, TURN_OUTCOMES
 from chaperone.review.index import Summary
-from chaperone.review.story import CUT_NOTE, local_time
+from chaperone.review.story import CUT_NOTE, local_time, scores_text
 
 # Filters offered on the page: every turn outcome the engine produces, and turns a transcript left unfinished.
 PAGE_OUTCOMES = (*TURN_OUTCOMES, INCOMPLETE)
@@ -38,6 +38,7 @@ def _environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters["local_time"] = local_time
+    env.filters["all_scores"] = scores_text
     env.globals["cut_note"] = CUT_NOTE
     env.filters["diff_class"] = lambda line: (
         "meta"
@@ -70,6 +71,7 @@ def render(summaries: list[Summary], *, title: str, single: bool) -> str:
         conversations.append({"story": s.story, "v": s.integrity.as_dict(), "row": s.row()})
     categories = sorted({c for conv in conversations for t in conv["story"].turns for c in t.raised})
     outcomes = [o for o in PAGE_OUTCOMES if any(t.outcome == o for c in conversations for t in c["story"].turns)]
+    flagged = sum(t.flagged for c in conversations for t in c["story"].turns)  # turns flagged for a human
     script = _asset("review.js")
     page = (
         _environment()
@@ -80,6 +82,7 @@ def render(summaries: list[Summary], *, title: str, single: bool) -> str:
             conversations=conversations,
             categories=categories,
             outcomes=outcomes,
+            flagged=flagged,
             css=Markup(_asset("review.css")),
             script=Markup(script),
             csp=Markup(_csp(script)),

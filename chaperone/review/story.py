@@ -61,6 +61,51 @@ def _dict(value: Any) -> dict:
     return value if isinstance(value, dict) else {}
 
 
+def _raw_decision(raw: str) -> dict[str, Any]:
+    """The decision part of a verdict's raw output: its first line, where it is a JSON object (a head's or the
+    request head's record, or the prompted decision); {} otherwise. Untrusted, like every field."""
+    try:
+        first = json.loads(raw.split("\n", 1)[0])
+    except (ValueError, RecursionError):  # an edited file may hold anything, nesting too deep to parse included
+        return {}
+    return first if isinstance(first, dict) else {}
+
+
+def _band(value: Any) -> tuple[float, float] | None:
+    if isinstance(value, list) and len(value) == 2:
+        low, high = _float(value[0]), _float(value[1])
+        if low is not None and high is not None:
+            return (low, high)
+    return None
+
+
+def _head_fields(raw: str) -> dict[str, Any]:
+    """What a head's (or the request head's) raw record says beside the scores: which rule decided and the
+    policy's rules it applied. Older records and the prompted decision's hold none of it."""
+    d = _raw_decision(raw)
+    decided_by = _str(d.get("decided_by"))
+    if decided_by == "request_head":
+        return {
+            "decided_by": decided_by,
+            "request_harmful": _float(d.get("request_harmful")),
+            "request_threshold": _float(d.get("request_threshold")),
+        }
+    if decided_by != "head":
+        return {}
+    rules = _dict(d.get("policy_head"))
+    categories = {}
+    for name, rule in _dict(rules.get("categories")).items():
+        rule = _dict(rule)
+        categories[str(name)] = HeadRule(block=rule.get("block") is not False, threshold=_float(rule.get("threshold")))
+    return {
+        "decided_by": decided_by,
+        "rule": _str(d.get("reason")),
+        "not_ok_threshold": _float(rules.get("not_ok_threshold")),
+        "flag_band": _band(rules.get("flag_band")),
+        "category_rules": categories,
+    }
+
+
 def _texts(value: Any) -> list[str]:
     return [_str(x) for x in value] if isinstance(value, list) else []
 
@@ -87,6 +132,48 @@ def local_time(value: Any) -> str:
     if moment is None:
         return _str(value) or "?"
     return (moment.astimezone() if moment.tzinfo else moment).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def score_text(score: float | None, threshold: float | None = None) -> str:
+    """A score for people: two decimals (four where two would contradict the comparison), "?" where the record
+    holds no number; against a threshold: "0.18 < 0.2547", "0.71 ≥ 0.364"."""
+    if score is None:
+        return "?" if threshold is None else f"? (threshold {threshold:g})"
+    text = f"{score:.2f}"
+    if threshold is None:
+        return text
+    reached = score >= threshold
+    if (float(text) >= threshold) != reached:
+        text = f"{score:.4f}"
+    return f"{text} {'≥' if reached else '<'} {threshold:g}"
+
+
+class HeadScore(BaseModel):
+    """One of a head's scores as a verdict shows it: against its threshold where the record names one."""
+
+    name: str
+    score: float | None = None
+    threshold: float | None = None
+    block: bool | None = None  # the policy's rule for the category: True blocks, False allowed; None: no rule
+
+    @property
+    def text(self) -> str:
+        rule = "" if self.block is None else (" (blocking)" if self.block else " (allowed here)")
+        return f"{self.name} {score_text(self.score, self.threshold)}{rule}"
+
+
+def scores_text(scores: dict[str, float | None]) -> str:
+    """Every score of a head, overall first, then the categories from the highest ("?" where no number was read)."""
+    overall = scores.get("not_ok")
+    cats = sorted(((k, v) for k, v in scores.items() if k != "not_ok"), key=lambda kv: -(kv[1] or 0.0))
+    return " · ".join(f"{k} {score_text(v)}" for k, v in [("not_ok", overall), *cats])
+
+
+class HeadRule(BaseModel):
+    """A category's rule in the policy's `head` section, as the verdict's raw record names it."""
+
+    block: bool = True
+    threshold: float | None = None
 
 
 class Step(BaseModel):
@@ -131,6 +218,68 @@ class VerdictStep(Step):
     scores: dict[str, float | None] | None = None
     flagged: bool = False
     chunk: int | None = None  # chunked review: the round's verdict is this chunk's (the draft stopped there)
+    # From the raw record's first line, where a head decided (absent from older records and the prompted one):
+    decided_by: str = ""  # "head", "request_head", or "" (the prompted decision)
+    rule: str = ""  # which of the head's rules decided: "blocking category", "below every threshold", ...
+    not_ok_threshold: float | None = None  # the policy's `head` rules the scores were held against
+    flag_band: tuple[float, float] | None = None
+    category_rules: dict[str, HeadRule] = Field(default_factory=dict)
+    # A draft that only declines, decided by the request head: P(request harmful) and the threshold below which
+    # declining is a needless refusal.
+    request_harmful: float | None = None
+    request_threshold: float | None = None
+
+    @property
+    def head_overall(self) -> HeadScore | None:
+        """The head's overall not-OK score against the policy's threshold (None: no head decided)."""
+        if self.scores is None:
+            return None
+        return HeadScore(name="not_ok", score=self.scores.get("not_ok"), threshold=self.not_ok_threshold)
+
+    @property
+    def head_categories(self) -> list[HeadScore]:
+        """The categories that matter, not every score: the verdict's own, and those whose score reached the
+        threshold of their rule (blocking or allowed); for a flagged or sent-back verdict that names none, the
+        head's highest-scoring category."""
+        if self.scores is None:
+            return []
+        cats = {k: v for k, v in self.scores.items() if k != "not_ok"}
+        names = [c for c in self.categories if c in cats]
+        for c, rule in self.category_rules.items():
+            score = cats.get(c)
+            if rule.threshold is not None and score is not None and score >= rule.threshold and c not in names:
+                names.append(c)
+        if not names and (self.flagged or not self.approved) and cats:
+            names.append(max(cats, key=lambda c: -1.0 if cats[c] is None else cats[c]))
+        shown = []
+        for c in names:
+            rule = self.category_rules.get(c)
+            threshold = rule.threshold if rule is not None else None
+            shown.append(
+                HeadScore(name=c, score=cats.get(c), threshold=threshold, block=None if rule is None else rule.block)
+            )
+        return shown
+
+    @property
+    def flag_band_text(self) -> str:
+        return "" if self.flag_band is None else f"flag band [{self.flag_band[0]:g}, {self.flag_band[1]:g})"
+
+    @property
+    def request_score(self) -> HeadScore | None:
+        """The request head's P(request harmful), where it decided this verdict."""
+        if self.decided_by != "request_head":
+            return None
+        return HeadScore(name="P(request harmful)", score=self.request_harmful, threshold=self.request_threshold)
+
+
+def head_decision_text(v: VerdictStep) -> str:
+    """A head's verdict in one line: the overall score against the policy's threshold, the flag band, the
+    categories that matter, and the rule that decided (what the record holds of them)."""
+    parts = [v.head_overall.text] if v.head_overall is not None else []
+    parts += [v.flag_band_text] if v.flag_band_text else []
+    parts += [h.text for h in v.head_categories]
+    parts += [f"rule: {v.rule}"] if v.rule else []
+    return " · ".join(parts)
 
 
 CUT_NOTE = " (cut at the token limit)"  # a delivered answer that stopped at the assistant's max_tokens
@@ -424,6 +573,7 @@ class _Builder:
         elif kind == "verdict":
             readable = rec.get("readable") is not False
             decision = _str(rec.get("decision")) or "revise"
+            raw = _str(rec.get("raw"))
             self.round(t, _int(rec.get("round"), max(len(t.rounds), 1))).verdict = VerdictStep(
                 source=_str(rec.get("source")),
                 model=_str(rec.get("model")),
@@ -434,10 +584,11 @@ class _Builder:
                 approved=readable and decision == "approve",
                 categories=_categories(rec.get("categories")),
                 critique=_str(rec.get("critique")),
-                raw=_str(rec.get("raw")),
+                raw=raw,
                 scores=_scores(rec.get("scores")),
                 flagged=rec.get("flagged") is True,
                 chunk=_opt_int(rec.get("chunk")),
+                **_head_fields(raw),
             )
         elif kind == "delivered":
             t.delivered = _str(rec.get("content"))

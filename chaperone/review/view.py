@@ -15,7 +15,15 @@ from rich.text import Text
 from chaperone.audit.integrity import DUPLICATE, INCOMPLETE, INTACT, Integrity
 from chaperone.config.schema import SCRIPTED_KINDS
 from chaperone.review.index import Summary
-from chaperone.review.story import CUT_NOTE, Round, Story, TurnStory, local_time
+from chaperone.review.story import (
+    CUT_NOTE,
+    Round,
+    Story,
+    TurnStory,
+    head_decision_text,
+    local_time,
+    scores_text,
+)
 from chaperone.untrusted import CONTROLS, untrusted
 
 
@@ -169,7 +177,11 @@ def _round(r: Round) -> list[Any]:
             head.append(f"  (chunk {v.chunk}'s verdict: the draft stopped there)", style="dim")
         parts.append(head)
         if v.scores is not None:
-            parts.append(untrusted("  head scores: " + _scores(v.scores), style="dim"))
+            parts.append(untrusted("  head scores: " + scores_text(v.scores), style="dim"))
+        if v.decided_by == "head" and (v.rule or v.not_ok_threshold is not None):
+            parts.append(untrusted("  head decision: " + head_decision_text(v), style="dim"))
+        if v.request_score is not None:
+            parts.append(untrusted("  request head: " + v.request_score.text, style="dim"))
         if v.critique and not v.approved:
             parts.append(untrusted("  ↳ " + v.critique, style="red"))
     return parts
@@ -182,14 +194,6 @@ def _stopped(draft: Any) -> str:
     return f" · stopped at chunk {draft.stopped_at_chunk}{saved}"
 
 
-def _scores(scores: dict[str, float | None]) -> str:
-    """The head's scores, overall first, then the categories from the highest ("?" where no number was read)."""
-    overall = scores.get("not_ok")
-    cats = sorted(((k, v) for k, v in scores.items() if k != "not_ok"), key=lambda kv: -(kv[1] or 0.0))
-    shown = [("not_ok", overall), *cats]
-    return " · ".join(f"{k} {'?' if v is None else f'{v:.2f}'}" for k, v in shown)
-
-
 def _turn(t: TurnStory, show_debate: bool) -> list[Any]:
     parts: list[Any] = [untrusted(f"• {n.text}", style="bold magenta") for n in t.notes]
     secs = f" · {t.seconds:.1f}s" if t.seconds is not None else ""
@@ -198,6 +202,7 @@ def _turn(t: TurnStory, show_debate: bool) -> list[Any]:
         Text.assemble(
             (f"turn {t.number} ", "bold"),
             _outcome(t.outcome),
+            ("  FLAGGED for a human" if t.flagged else "", "bold yellow"),
             (
                 f" · {t.revisions} revision(s) · policy {t.policy or '?'} · {t.tokens:,} tok{secs}{cats}".translate(
                     CONTROLS

@@ -275,6 +275,9 @@ async def test_a_score_in_the_flag_band_flags_the_turn(project_factory, heads):
     assert only.decision == "approve" and only.flagged and result.outcome == "approved"
     record = next(r for r in read_records(conv.transcript_path) if r["type"] == "verdict")
     assert record["flagged"] is True
+    # The record names the rules the score was held against: the policy's `head` section as it was.
+    rules = json.loads(record["raw"].splitlines()[0])["policy_head"]
+    assert rules == fixed_rules("public")
     # The review tools find it, and show the head's scores.
     calm = {**heads["vectors"], "BORDER": heads["vectors"]["BENIGN"]}  # a second conversation, not flagged
     other, _ = converse(root, FakeEmbedded([], calm))

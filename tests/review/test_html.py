@@ -135,3 +135,78 @@ def test_index_page_filters_conversations_and_marks_tampering(corpus, browser, t
     expect(page.locator("section.conv:visible")).to_have_count(0)
     assert outside == [] and dialogs == []
     page.close()
+
+
+def test_a_heads_scores_and_a_flagged_turn_show_on_the_page(corpus, browser, tmp_path):
+    """The reviewer head's conversation of the corpus: a blocking category sends the first draft back, the
+    revision is approved with its overall score in the policy's flag band, and a refusal is approved by the
+    request head."""
+    out = tmp_path / "reagent.html"
+    prefix = corpus.reagent.stem.split("-")[1][:8]
+    proc = run_cli("review", "export", prefix, "--dir", str(corpus.head_folder), "--format", "html", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    page, outside, dialogs = open_page(browser, out)
+    turns = page.locator("article.turn")
+    expect(turns).to_have_count(2)
+    first, second = turns.nth(0), turns.nth(1)
+    # The flag is on the turn's header, seen while the debate is still folded.
+    expect(first.locator(".turn-head .flag")).to_have_text("⚑ flagged for a human")
+    expect(first.locator(".turn-head .flag")).to_be_visible()
+    expect(second.locator(".flag")).to_have_count(0)
+    first.locator("details.debate > summary").click()
+    sent_back, approved = first.locator(".verdict.revise"), first.locator(".verdict.approve")
+    expect(sent_back.locator(".head-scores")).to_have_text(
+        "head not_ok 0.83 ≥ 0.5 · flag band [0.3, 0.5) · hazardous_chemistry 0.91 ≥ 0.5 (blocking)"
+        " · rule: blocking category"
+    )
+    expect(sent_back.locator(".flag")).to_have_count(0)
+    expect(approved.locator(".who .flag")).to_have_text("⚑ flagged for a human")
+    expect(approved.locator(".head-scores")).to_have_text(
+        "head not_ok 0.41 < 0.5 · flag band [0.3, 0.5) · hazardous_chemistry 0.22 < 0.5 (blocking)"
+        " · rule: below every threshold"
+    )
+    expect(approved.locator(".head-scores")).to_have_attribute(
+        "title", "head scores: not_ok 0.41 · hazardous_chemistry 0.22 · unspecified 0.09 · violence 0.03"
+    )
+    second.locator("details.debate > summary").click()
+    expect(second.locator(".head-scores")).to_have_text("request head P(request harmful) 0.97 ≥ 0.0292")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "review_head.png"), full_page=True)
+    # The filter: only the flagged turn stays.
+    page.get_by_label("only flagged turns").check()
+    expect(first).to_be_visible()
+    expect(second).to_be_hidden()
+    expect(page.locator("#filter-count")).to_have_text("showing 1 of 2 turns")
+    assert outside == [] and dialogs == []
+    page.close()
+
+    # The index page marks the conversation in its folded summary.
+    index = tmp_path / "index.html"
+    assert run_cli("review", "html", "--dir", str(corpus.head_folder), "-o", str(index)).returncode == 0
+    page, outside, dialogs = open_page(browser, index)
+    expect(page.locator("section.conv summary .flag")).to_have_text("⚑ flagged: turn 1")
+    expect(page.get_by_label("only flagged turns")).to_be_visible()
+    assert outside == [] and dialogs == []
+    page.close()
+
+
+def test_head_fields_from_an_edited_transcript_stay_text(corpus, browser, tmp_path):
+    """A score's name and the rule come from the transcript: markup in them shows as text (the file is then
+    tampered, and still shown)."""
+    folder = tmp_path / "transcripts"
+    shutil.copytree(corpus.head_folder, folder)
+    edited = folder / corpus.reagent.name
+    text = edited.read_text().replace("unspecified", "<img src=x onerror=alert(1)>")
+    edited.write_text(text.replace("blocking category", "<script>alert(2)</script>"))
+    html = render(scan([folder]), title="t", single=True)
+    assert "<img src=x" not in html and "<script>alert(2)" not in html and html.count("<script>") == 1
+    assert "rule: &lt;script&gt;alert(2)&lt;/script&gt;" in html
+    assert "&lt;img src=x onerror=alert(1)&gt; 0.12" in html  # in the title attribute: every score
+    out = tmp_path / "edited.html"
+    out.write_text(html)
+    page, outside, dialogs = open_page(browser, out)
+    expect(page.locator(".badge-tampered")).to_have_count(1)
+    page.locator("details.debate > summary").first.click()
+    expect(page.locator(".verdict.revise .head-scores")).to_contain_text("rule: <script>alert(2)</script>")
+    assert outside == [] and dialogs == []
+    page.close()

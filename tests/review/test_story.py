@@ -10,7 +10,7 @@ from chaperone.audit.transcript import TranscriptWriter
 from chaperone.review.export import to_markdown
 from chaperone.review.html import render
 from chaperone.review.index import scan
-from chaperone.review.story import build_story, load_records
+from chaperone.review.story import build_story, head_decision_text, load_records, score_text
 from chaperone.review.view import print_story
 from tests.support.review_corpus import build_corpus
 
@@ -123,3 +123,62 @@ def test_an_answer_cut_at_the_token_limit_says_so_in_show_and_every_export(tmp_p
     story = story_of(w.path)
     assert note not in to_markdown(story, check_file(w.path))
     assert note not in render(scan([tmp_path / "whole"]), title="t", single=True)
+
+
+def test_a_heads_verdicts_show_their_scores_against_the_policys_rules(corpus):
+    """The reviewer head's records (tests/support/review_corpus.py: a blocking category, then a flagged
+    approval, then a refusal the request head approved) read the same in the story, show and markdown."""
+    story = story_of(corpus.reagent)
+    first, second = story.turns
+    assert first.flagged and not second.flagged and story.flagged_turns == [1]
+    sent_back, approved = (r.verdict for r in first.rounds)
+    assert sent_back.decided_by == "head" and sent_back.rule == "blocking category"
+    assert sent_back.not_ok_threshold == 0.5 and sent_back.flag_band == (0.3, 0.5)
+    assert head_decision_text(sent_back) == (
+        "not_ok 0.83 ≥ 0.5 · flag band [0.3, 0.5) · hazardous_chemistry 0.91 ≥ 0.5 (blocking) · rule: blocking category"
+    )
+    # Approved and flagged: no category reached its threshold; the highest one is shown, not every score.
+    assert approved.flagged and [h.text for h in approved.head_categories] == [
+        "hazardous_chemistry 0.22 < 0.5 (blocking)"
+    ]
+    refusal = second.rounds[0].verdict
+    assert refusal.scores is None and refusal.request_score.text == "P(request harmful) 0.97 ≥ 0.0292"
+
+    integrity = check_file(corpus.reagent)
+    console = Console(record=True, width=200)
+    print_story(console, story, integrity)
+    shown = console.export_text()
+    assert "turn 1 approved  FLAGGED for a human · 1 revision(s)" in shown
+    assert "head scores: not_ok 0.41 · hazardous_chemistry 0.22 · unspecified 0.09 · violence 0.03" in shown
+    assert "head decision: not_ok 0.41 < 0.5 · flag band [0.3, 0.5) · hazardous_chemistry 0.22 < 0.5" in shown
+    assert "request head: P(request harmful) 0.97 ≥ 0.0292" in shown
+    md = to_markdown(story, integrity)
+    assert "## Turn 1 — approved · FLAGGED for a human\n" in md and "## Turn 2 — approved\n" in md
+    assert "**Verdict: APPROVE** · **FLAGGED for a human**" in md
+    assert f"- head: {head_decision_text(sent_back)}\n" in md
+    assert "- request head: P(request harmful) 0.97 ≥ 0.0292\n" in md
+
+
+def test_head_records_without_rules_or_with_odd_fields(tmp_path):
+    """A record written before the rules were recorded shows its scores without thresholds; odd values from an
+    edited file are read as nothing, never an error."""
+    w = TranscriptWriter(tmp_path, {"kind": "chat", "policy": "public"})
+    older = json.dumps({"ok_to_send": "yes", "decided_by": "head", "reason": "below every threshold"})
+    scores = {"not_ok": 0.2, "violence": 0.07, "hate_bias": None}
+    w.append("verdict", {"turn": 1, "round": 1, "decision": "approve", "raw": older, "scores": scores, "flagged": True})
+    odd = json.dumps(
+        {"decided_by": "head", "policy_head": {"not_ok_threshold": "high", "flag_band": [1], "categories": 3}}
+    )
+    w.append("verdict", {"turn": 2, "round": 1, "decision": "approve", "raw": odd + "\n{not json", "scores": {"x": 1}})
+    w.append("verdict", {"turn": 3, "round": 1, "decision": "approve", "raw": '{"decided_by": "request_head"}'})
+    first, second, third = (t.rounds[0].verdict for t in story_of(w.path).turns)
+    assert head_decision_text(first) == "not_ok 0.20 · violence 0.07 · rule: below every threshold"
+    assert head_decision_text(second) == "not_ok ?" and second.flag_band is None and second.category_rules == {}
+    assert third.request_score.text == "P(request harmful) ?"
+
+
+def test_a_score_is_never_rounded_across_its_threshold():
+    assert score_text(0.18, 0.2547) == "0.18 < 0.2547"
+    assert score_text(0.2549, 0.2547) == "0.2549 ≥ 0.2547"  # two decimals would read 0.25 ≥ 0.2547
+    assert score_text(0.4999, 0.5) == "0.4999 < 0.5"
+    assert score_text(None, 0.5) == "? (threshold 0.5)" and score_text(None) == "?"
