@@ -96,11 +96,14 @@ SCREENING_SUFFIX = "_screening.jsonl"
 GENERATED_LICENCES = {
     "xstest": "CC-BY-4.0 (XSTest prompts, Röttger et al., NAACL 2024); answers by the embedded model",
     "handwritten": "Chaperone project (hand-written requests, data/reviewer_head_requests.jsonl, "
-    "data/lab_procedure_requests.jsonl, data/technical_requests.jsonl and data/confirmation_requests.jsonl); "
+    "data/lab_procedure_requests.jsonl, data/technical_requests.jsonl, data/confirmation_requests.jsonl and "
+    "data/everyday_requests.jsonl); "
     "answers by the embedded model",
     "jbb_goal": "MIT (JailbreakBench/artifacts goals; Chao et al., NeurIPS 2024 D&B); answers by the embedded model",
 }
-GENERATED_CAP = 1000
+# Raised from 1,000 on 2026-12-07 when the everyday answers took the source past it: a cap on this source dropped
+# rows earlier manifests had (the assistant's own answers are the rows most like what the reviewer sees).
+GENERATED_CAP = 2000
 
 
 @dataclass(frozen=True)

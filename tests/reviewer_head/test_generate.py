@@ -149,7 +149,7 @@ def test_generated_rows_join_a_new_manifest_only_when_asked(fake_shared, tmp_pat
     assert all(r.row.source != "embedded_assistant" for r in plain)
     rows, summary = data.build(0, **fake_shared, generated=out)
     assert [r.row.id for r in rows if r.row.source == "embedded_assistant"] == ["embedded_assistant-hw-weapons-01"]
-    assert "embedded_assistant" in summary["licences"] and summary["caps"]["embedded_assistant"] == 1000
+    assert "embedded_assistant" in summary["licences"] and summary["caps"]["embedded_assistant"] == data.GENERATED_CAP
     with pytest.raises(SystemExit):
         data.main(["--with-generated", str(out), "--shared", str(fake_shared["shared"])])  # would overwrite split-seed0
 
