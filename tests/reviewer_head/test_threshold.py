@@ -2,6 +2,7 @@
 the head's card with no prompted reviewer run; the head then decides at it."""
 
 import json
+import math
 
 from click.testing import CliRunner
 
@@ -72,6 +73,13 @@ def test_the_threshold_keeps_the_recall_asked_for_at_the_fewest_false_positives(
     above = sorted(v for y, v in zip(labels, values, strict=True) if y and v > cut + 1e-4)
     assert not above or _recall(labels, values, above[0]) < 0.8
     assert alone["test_left_out"]["n"] > 0 and alone["dev"]["n"] == len(dev)
+    # the recall a card records, rounded to 4 decimals (so up to 5e-5 above what was achieved, as 83/119 reads
+    # 0.6975), chooses the same threshold again
+    achieved = _recall(labels, values, cut)
+    for stated in (round(achieved, 4), achieved + 4e-5, math.floor(achieved * 1e4) / 1e4):
+        again = _run("threshold", "--head", str(out), "--recall", str(stated), "--dev-sample", str(dev_sample))
+        assert again.exit_code == 0, again.output
+        assert json.loads(out.with_suffix(".json").read_text())["alone"]["threshold"]["value"] == cut
     assert set(alone["proposed_category_thresholds"]) == set(head.outputs) - {"not_ok"}
 
 
