@@ -4,30 +4,17 @@ the head's card with no prompted reviewer run; the head then decides at it."""
 import json
 import math
 
-from click.testing import CliRunner
+import pytest
 
-from chaperone.cli import main
 from chaperone.reviewer_head.head import load_head
 from tests.reviewer_head.conftest import cache_features
+from tests.reviewer_head.test_cli import _one_error_line as _error_line
+from tests.reviewer_head.test_cli import _run
 
 
-def _run(*args):
-    return CliRunner().invoke(main, ["reviewer", *args], obj={})
-
-
-def _error_line(result):
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in result.output, result.stderr
-    return lines[0]
-
-
-def _recall(labels, scores, cut):
-    caught = sum(1 for y, s in zip(labels, scores, strict=True) if y and s >= cut)
-    return caught / sum(labels)
-
-
-def test_the_threshold_keeps_the_recall_asked_for_at_the_fewest_false_positives(manifest, tmp_path):
+@pytest.fixture
+def trained(manifest, tmp_path):
+    """A head trained with --loso on the fake features, and a dev and a test sample of its manifest."""
     path, rows = manifest
     cache_features(tmp_path / "cache", rows)
     out = tmp_path / "head.npz"
@@ -36,6 +23,16 @@ def test_the_threshold_keeps_the_recall_asked_for_at_the_fewest_false_positives(
     dev_sample, test_sample = tmp_path / "dev.jsonl", tmp_path / "test.jsonl"
     assert _run("compare-sample", "--manifest", str(path), "--part", "dev", "--out", str(dev_sample)).exit_code == 0
     assert _run("compare-sample", "--manifest", str(path), "--out", str(test_sample)).exit_code == 0
+    return out, dev_sample, test_sample
+
+
+def _recall(labels, scores, cut):
+    caught = sum(1 for y, s in zip(labels, scores, strict=True) if y and s >= cut)
+    return caught / sum(labels)
+
+
+def test_the_threshold_keeps_the_recall_asked_for_at_the_fewest_false_positives(trained):
+    out, dev_sample, test_sample = trained
     card_before = json.loads(out.with_suffix(".json").read_text())
     card_before["stack"] = {"stale": True}  # a combination written earlier is dropped: the head decides alone
     out.with_suffix(".json").write_text(json.dumps(card_before))
@@ -83,15 +80,8 @@ def test_the_threshold_keeps_the_recall_asked_for_at_the_fewest_false_positives(
     assert set(alone["proposed_category_thresholds"]) == set(head.outputs) - {"not_ok"}
 
 
-def test_bad_input_is_one_line_saying_what_to_do(manifest, tmp_path):
-    path, rows = manifest
-    cache_features(tmp_path / "cache", rows)
-    out = tmp_path / "head.npz"
-    common = ["--manifest", str(path), "--cache", str(tmp_path / "cache"), "--layers", "2,5"]
-    assert _run("train", *common, "--out", str(out), "--loso").exit_code == 0
-    dev_sample, test_sample = tmp_path / "dev.jsonl", tmp_path / "test.jsonl"
-    assert _run("compare-sample", "--manifest", str(path), "--part", "dev", "--out", str(dev_sample)).exit_code == 0
-    assert _run("compare-sample", "--manifest", str(path), "--out", str(test_sample)).exit_code == 0
+def test_bad_input_is_one_line_saying_what_to_do(trained, tmp_path):
+    out, dev_sample, test_sample = trained
     # test rows have no cross-source dev scores: a threshold cannot be chosen on them
     wrong_part = _error_line(_run("threshold", "--head", str(out), "--recall", "0.8", "--dev-sample", str(test_sample)))
     assert "dev sample" in wrong_part and "--loso" in wrong_part
