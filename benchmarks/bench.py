@@ -61,6 +61,7 @@ ARMS = ("bare", "whole", "chunks")
 # With --second-head: the guarded arms again, the reviewer deciding with that head (its card's dev-chosen
 # thresholds), in the same run, on the same prompts.
 SECOND_ARMS = ("whole-h2", "chunks-h2")
+EXTRA_COUNTS = ("calls", "in_context", "restored")  # the head extractor's, where it has them
 
 
 def base_arm(arm: str) -> str:
@@ -122,6 +123,9 @@ def context_counts(clients: dict[str, Any]) -> dict[str, dict[str, int]]:
         stats = getattr(client, "stats", None)
         if stats is not None:
             out[role] = {"prompt_tokens": stats.prompt_tokens, "evaluated": stats.prompt_evaluated}
+            # The head's reading: how many of its calls were read in the assistant's context, and the draft tokens
+            # evaluated again after reads between two tokens (a cost of review, not prompt tokens).
+            out[role] |= {k: getattr(stats, k) for k in EXTRA_COUNTS if hasattr(stats, k)}
     return out
 
 
@@ -138,7 +142,7 @@ def reviewer_reading(contexts: dict[str, dict[str, int]]) -> dict[str, int] | No
     mine = [contexts[r] for r in ("reviewer", "reviewer head") if r in contexts]
     if not mine:
         return None
-    return {k: sum(c[k] for c in mine) for k in ("prompt_tokens", "evaluated", "cache_hits")}
+    return {k: sum(c.get(k, 0) for c in mine) for k in ("prompt_tokens", "evaluated", "cache_hits", *EXTRA_COUNTS)}
 
 
 def context_diff(before: dict[str, dict[str, int]], after: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
@@ -148,6 +152,7 @@ def context_diff(before: dict[str, dict[str, int]], after: dict[str, dict[str, i
         b = before.get(role, {"prompt_tokens": 0, "evaluated": 0})
         prompt, evaluated = a["prompt_tokens"] - b["prompt_tokens"], a["evaluated"] - b["evaluated"]
         out[role] = {"prompt_tokens": prompt, "evaluated": evaluated, "cache_hits": prompt - evaluated}
+        out[role] |= {k: a[k] - b.get(k, 0) for k in EXTRA_COUNTS if k in a}
     return out
 
 
@@ -642,6 +647,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     prompts = [("benign", p) for p in benign] + [("harmful", p) for p in harmful]
     try:
         arms = ARMS + (SECOND_ARMS if args.second_head else ())
+        if args.arms:
+            arms = tuple(a for a in arms if a in args.arms)
         turns = await run_arms(
             project,
             pool,
@@ -689,9 +696,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="also run the guarded arms with the reviewer deciding by this head (e.g. "
         "heads/reviewer-head-in-context.npz), at its card's dev-chosen thresholds",
     )
+    ap.add_argument(
+        "--arms",
+        type=lambda v: [a.strip() for a in v.split(",") if a.strip()],
+        default=None,
+        help=f"run only these arms, comma-separated (of {', '.join(ARMS + SECOND_ARMS)}; the order stays the usual)",
+    )
     default_json = ROOT / "benchmarks" / "results" / f"bench-{dt.date.today().isoformat()}.json"
     ap.add_argument("--json", nargs="?", const=str(default_json), default=None, help="write the figures as JSON")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    unknown = sorted(set(args.arms or ()) - set(ARMS + SECOND_ARMS))
+    if unknown:
+        ap.error(f"--arms: no arm {', '.join(unknown)} (the arms: {', '.join(ARMS + SECOND_ARMS)})")
+    return args
 
 
 if __name__ == "__main__":
