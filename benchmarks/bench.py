@@ -605,6 +605,17 @@ def _commit() -> str:
         return "unknown"
 
 
+def own_context_chunk_reads() -> None:
+    """`--chunk-reads own`: chunk verdicts read as before 2026-12-07 (the reviewer's own context), for a before/after
+    in one build. A read while the assistant writes is then never handed to it: the caller reads in its own."""
+    from chaperone.models import in_context
+
+    async def never(*_args: Any, **_kwargs: Any) -> None:
+        return None
+
+    in_context.read_while_writing = never  # type: ignore[assignment]
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     from autogen_core.models import UserMessage
 
@@ -627,6 +638,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         reflection = run_reflection(args.anchor, gguf.ensure_model(), len(benign))
 
     logging_setup.configure(None)
+    if args.chunk_reads == "own":
+        own_context_chunk_reads()
     project = load_project(ROOT)
     project.settings.transcripts_dir = tempfile.mkdtemp(prefix="chaperone-bench-")
     project.settings.log_file = None
@@ -671,6 +684,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "chunks": policy.chunks.model_dump(),
         "assistant_max_tokens": args.max_tokens,
         "first_delivered_means": FIRST_DELIVERED,
+        "chunk_reads": args.chunk_reads,
     }
     report = build_report(turns, reflection, meta)
     render(report, console)
@@ -701,6 +715,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=lambda v: [a.strip() for a in v.split(",") if a.strip()],
         default=None,
         help=f"run only these arms, comma-separated (of {', '.join(ARMS + SECOND_ARMS)}; the order stays the usual)",
+    )
+    ap.add_argument(
+        "--chunk-reads",
+        choices=("assistant", "own"),
+        default="assistant",
+        help="where an in-context head reads chunk verdicts while the assistant writes: in its context between two "
+        "tokens (the product), or the reviewer's own (as before 2026-12-07, to compare)",
     )
     default_json = ROOT / "benchmarks" / "results" / f"bench-{dt.date.today().isoformat()}.json"
     ap.add_argument("--json", nargs="?", const=str(default_json), default=None, help="write the figures as JSON")

@@ -275,3 +275,13 @@ def test_arms_can_be_chosen_and_the_heads_reads_in_the_assistants_context_are_co
         "restored": 4,
     }
     assert bench.reviewer_reading(diff)["restored"] == 4
+
+
+async def test_chunk_reads_own_puts_every_read_while_the_assistant_writes_in_the_reviewers_context(monkeypatch):
+    from chaperone.models import in_context
+
+    monkeypatch.setattr(in_context, "read_while_writing", in_context.read_while_writing)  # restored afterwards
+    assert bench.parse_args([]).chunk_reads == "assistant"
+    assert bench.parse_args(["--chunk-reads", "own"]).chunk_reads == "own"
+    bench.own_context_chunk_reads()
+    assert await in_context.read_while_writing(object(), None, None, [], [20], max_new=96) is None
