@@ -214,7 +214,8 @@ def arm_totals(turns: Sequence[dict[str, Any]]) -> dict[str, Any]:
     ctx = {
         role: {
             k: sum(t["contexts"].get(role, {}).get(k, 0) for t in turns)
-            for k in ("prompt_tokens", "evaluated", "cache_hits")
+            for k in ("prompt_tokens", "evaluated", "cache_hits", *EXTRA_COUNTS)
+            if k not in EXTRA_COUNTS or any(k in t["contexts"].get(role, {}) for t in turns)
         }
         for role in sorted({r for t in turns for r in t["contexts"]})
     }
