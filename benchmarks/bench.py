@@ -61,6 +61,7 @@ ARMS = ("bare", "whole", "chunks")
 # With --second-head: the guarded arms again, the reviewer deciding with that head (its card's dev-chosen
 # thresholds), in the same run, on the same prompts.
 SECOND_ARMS = ("whole-h2", "chunks-h2")
+EXTRA_COUNTS = ("calls", "in_context", "restored")  # the head extractor's, where it has them
 
 
 def base_arm(arm: str) -> str:
@@ -122,6 +123,9 @@ def context_counts(clients: dict[str, Any]) -> dict[str, dict[str, int]]:
         stats = getattr(client, "stats", None)
         if stats is not None:
             out[role] = {"prompt_tokens": stats.prompt_tokens, "evaluated": stats.prompt_evaluated}
+            # The head's reading: how many of its calls were read in the assistant's context, and the draft tokens
+            # evaluated again after reads between two tokens (a cost of review, not prompt tokens).
+            out[role] |= {k: getattr(stats, k) for k in EXTRA_COUNTS if hasattr(stats, k)}
     return out
 
 
@@ -138,7 +142,7 @@ def reviewer_reading(contexts: dict[str, dict[str, int]]) -> dict[str, int] | No
     mine = [contexts[r] for r in ("reviewer", "reviewer head") if r in contexts]
     if not mine:
         return None
-    return {k: sum(c[k] for c in mine) for k in ("prompt_tokens", "evaluated", "cache_hits")}
+    return {k: sum(c.get(k, 0) for c in mine) for k in ("prompt_tokens", "evaluated", "cache_hits", *EXTRA_COUNTS)}
 
 
 def context_diff(before: dict[str, dict[str, int]], after: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
@@ -148,6 +152,7 @@ def context_diff(before: dict[str, dict[str, int]], after: dict[str, dict[str, i
         b = before.get(role, {"prompt_tokens": 0, "evaluated": 0})
         prompt, evaluated = a["prompt_tokens"] - b["prompt_tokens"], a["evaluated"] - b["evaluated"]
         out[role] = {"prompt_tokens": prompt, "evaluated": evaluated, "cache_hits": prompt - evaluated}
+        out[role] |= {k: a[k] - b.get(k, 0) for k in EXTRA_COUNTS if k in a}
     return out
 
 
@@ -209,7 +214,8 @@ def arm_totals(turns: Sequence[dict[str, Any]]) -> dict[str, Any]:
     ctx = {
         role: {
             k: sum(t["contexts"].get(role, {}).get(k, 0) for t in turns)
-            for k in ("prompt_tokens", "evaluated", "cache_hits")
+            for k in ("prompt_tokens", "evaluated", "cache_hits", *EXTRA_COUNTS)
+            if k not in EXTRA_COUNTS or any(k in t["contexts"].get(role, {}) for t in turns)
         }
         for role in sorted({r for t in turns for r in t["contexts"]})
     }
@@ -600,6 +606,17 @@ def _commit() -> str:
         return "unknown"
 
 
+def own_context_chunk_reads() -> None:
+    """`--chunk-reads own`: chunk verdicts read as before 2026-12-07 (the reviewer's own context), for a before/after
+    in one build. A read while the assistant writes is then never handed to it: the caller reads in its own."""
+    from chaperone.models import in_context
+
+    async def never(*_args: Any, **_kwargs: Any) -> None:
+        return None
+
+    in_context.read_while_writing = never  # type: ignore[assignment]
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     from autogen_core.models import UserMessage
 
@@ -622,6 +639,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         reflection = run_reflection(args.anchor, gguf.ensure_model(), len(benign))
 
     logging_setup.configure(None)
+    if args.chunk_reads == "own":
+        own_context_chunk_reads()
     project = load_project(ROOT)
     project.settings.transcripts_dir = tempfile.mkdtemp(prefix="chaperone-bench-")
     project.settings.log_file = None
@@ -642,6 +661,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     prompts = [("benign", p) for p in benign] + [("harmful", p) for p in harmful]
     try:
         arms = ARMS + (SECOND_ARMS if args.second_head else ())
+        if args.arms:
+            arms = tuple(a for a in arms if a in args.arms)
         turns = await run_arms(
             project,
             pool,
@@ -664,6 +685,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "chunks": policy.chunks.model_dump(),
         "assistant_max_tokens": args.max_tokens,
         "first_delivered_means": FIRST_DELIVERED,
+        "chunk_reads": args.chunk_reads,
     }
     report = build_report(turns, reflection, meta)
     render(report, console)
@@ -689,9 +711,26 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="also run the guarded arms with the reviewer deciding by this head (e.g. "
         "heads/reviewer-head-in-context.npz), at its card's dev-chosen thresholds",
     )
+    ap.add_argument(
+        "--arms",
+        type=lambda v: [a.strip() for a in v.split(",") if a.strip()],
+        default=None,
+        help=f"run only these arms, comma-separated (of {', '.join(ARMS + SECOND_ARMS)}; the order stays the usual)",
+    )
+    ap.add_argument(
+        "--chunk-reads",
+        choices=("assistant", "own"),
+        default="assistant",
+        help="where an in-context head reads chunk verdicts while the assistant writes: in its context between two "
+        "tokens (the product), or the reviewer's own (as before 2026-12-07, to compare)",
+    )
     default_json = ROOT / "benchmarks" / "results" / f"bench-{dt.date.today().isoformat()}.json"
     ap.add_argument("--json", nargs="?", const=str(default_json), default=None, help="write the figures as JSON")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    unknown = sorted(set(args.arms or ()) - set(ARMS + SECOND_ARMS))
+    if unknown:
+        ap.error(f"--arms: no arm {', '.join(unknown)} (the arms: {', '.join(ARMS + SECOND_ARMS)})")
+    return args
 
 
 if __name__ == "__main__":

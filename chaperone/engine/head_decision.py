@@ -98,7 +98,8 @@ class HeadJudge:
     extractor: Callable[[], Extractor]
     path: str = ""
     # The client whose context the assistant writes in (in-context heads on the embedded model): a verdict is
-    # read there when it holds the draft, else in the extractor's own context.
+    # read there when it holds the draft (a chunk verdict: between two tokens of the draft being written, by the
+    # writing thread), else in the extractor's own context.
     context: Any = None
     _extractor: Extractor | None = None
     # Where the last verdict's prompt was read and what it cost (the verdict's raw record keeps it).
@@ -156,7 +157,13 @@ class HeadJudge:
 def _read_record(where: str, states: Any) -> dict[str, Any]:
     n = int(getattr(states, "n_tokens", 0))
     evaluated = int(getattr(states, "evaluated", -1))
-    return {"in": where, "tokens": n, **({"evaluated": evaluated} if evaluated >= 0 else {})}
+    restored = getattr(states, "restored", 0)  # a chunk read between two tokens: draft tokens evaluated again
+    return {
+        "in": where,
+        "tokens": n,
+        **({"evaluated": evaluated} if evaluated >= 0 else {}),
+        **({"restored": int(restored)} if isinstance(restored, int) and restored > 0 else {}),
+    }
 
 
 _warned: set[str] = set()

@@ -110,6 +110,9 @@ class EmbeddedChatCompletionClient(LlamaCppChatCompletionClient):
         self._capture: Any = None  # set by enable_capture(): hidden states readable in this context
         self._role_clients: list[EmbeddedChatCompletionClient] = []
         self._weights_client = weights_of
+        # While a draft is written in this context (capture enabled): the queue of reads its thread runs between
+        # two tokens (models/between_tokens.py); None otherwise.
+        self._writing: Any = None
 
     def for_role(self, *, default_max_tokens: int) -> EmbeddedChatCompletionClient:
         """A client with its own llama.cpp context (KV cache) and its own lock over this client's weights: the
@@ -165,12 +168,18 @@ class EmbeddedChatCompletionClient(LlamaCppChatCompletionClient):
         self, messages: Sequence[Mapping[str, str]], layers: Sequence[int], *, max_new: int
     ) -> Any:
         """The last token's hidden states for these chat messages read on top of what this context holds (an
-        `Extraction`), or None when it cannot help: capture not enabled, the context busy (its role is writing),
-        or more than `max_new` tokens to read. Never waits for the context."""
-        if self._capture is None or self._lock.locked():
+        `Extraction`), or None when it cannot help: capture not enabled, the context busy with something other
+        than writing, or more than `max_new` tokens to read. Never waits for the context to be free: while its
+        role writes, the writing thread reads between two tokens (in_context.read_while_writing)."""
+        if self._capture is None:
             return None
         from chaperone.models.hidden_states import chat_tokens
-        from chaperone.models.in_context import read_held
+        from chaperone.models.in_context import read_held, read_while_writing
+
+        if self._lock.locked():
+            if self._writing is None:
+                return None
+            return await read_while_writing(self._writing, self.llm, self._capture, messages, layers, max_new=max_new)
 
         async with self._lock:
             tokens = chat_tokens(self.llm, messages)
@@ -281,6 +290,8 @@ class EmbeddedChatCompletionClient(LlamaCppChatCompletionClient):
         """Worker thread: stream tokens into the queue; stop between tokens when asked."""
         finish = "unknown"
         pieces = 0
+        writing = self._writing
+        floor: int | None = None
         self.llm._chaperone_prompt_pending = True
         try:
             for chunk in self.llm.create_chat_completion(**args):
@@ -294,6 +305,14 @@ class EmbeddedChatCompletionClient(LlamaCppChatCompletionClient):
                     loop.call_soon_threadsafe(sink.put_nowait, piece)
                 if choice.get("finish_reason"):
                     finish = choice["finish_reason"]
+                if writing is not None:
+                    # The generator is suspended at its yield: the context is free until the next chunk is asked
+                    # for. At the first chunk it holds the prompt (read in batches) and maybe a few generated
+                    # tokens; everything after that was evaluated one token at a time and may be re-evaluated.
+                    floor = self.llm.n_tokens if floor is None else floor
+                    writing.run_pending(floor)
+            if writing is not None and floor is not None and finish != "cancelled":
+                writing.run_pending(floor)  # handed in after the last chunk: the context holds the whole draft
             # The context then holds the prompt and every generated token but the last one evaluated;
             # the end-of-turn token is generated but never streamed.
             prompt_tokens = self.llm.n_tokens - pieces + (1 if finish == "length" else 0)
@@ -303,6 +322,8 @@ class EmbeddedChatCompletionClient(LlamaCppChatCompletionClient):
         except BaseException as exc:  # handed to the event loop, raised there
             loop.call_soon_threadsafe(sink.put_nowait, exc)
         finally:
+            if writing is not None:
+                writing.close()  # reads handed in from now on are answered None: their callers read elsewhere
             self.llm._chaperone_prompt_pending = False
             loop.call_soon_threadsafe(sink.put_nowait, _DONE)
 
@@ -324,6 +345,10 @@ class EmbeddedChatCompletionClient(LlamaCppChatCompletionClient):
             loop = asyncio.get_running_loop()
             queue: asyncio.Queue[Any] = asyncio.Queue()
             stop = threading.Event()
+            if self._capture is not None:
+                from chaperone.models.between_tokens import BetweenTokens
+
+                self._writing = BetweenTokens()
             worker = threading.Thread(target=self._generate, args=(args, queue, loop, stop), daemon=True)
             if cancellation_token is not None:
                 cancellation_token.add_callback(stop.set)
@@ -346,6 +371,7 @@ class EmbeddedChatCompletionClient(LlamaCppChatCompletionClient):
                 stop.set()  # caller went away or was cancelled: let the worker stop between tokens
                 if worker.is_alive():
                     await asyncio.to_thread(worker.join)
+                self._writing = None
             if finish == "cancelled" or (cancellation_token is not None and cancellation_token.is_cancelled()):
                 raise asyncio.CancelledError("generation cancelled")
             text = "".join(parts)

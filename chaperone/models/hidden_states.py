@@ -57,6 +57,9 @@ class Extraction:
     n_tokens: int
     seconds: float
     evaluated: int = -1  # of n_tokens, those llama.cpp read (the rest were kept from the previous prompt)
+    # Read between two tokens of a draft being written (models/in_context.py): the draft's own tokens the read
+    # dropped and evaluated again afterwards, so the generation continues from its own context.
+    restored: int = 0
 
     def layer(self, n: int) -> np.ndarray:
         return self.states[self.layers.index(n)]
@@ -70,11 +73,13 @@ class ExtractionStats:
     prompt_tokens: int = 0  # the prompts' full lengths
     prompt_evaluated: int = 0  # of those, the tokens llama.cpp read (the rest were kept from the previous prompt)
     in_context: int = 0  # of the calls, those read in the assistant's context instead (models/in_context.py)
+    restored: int = 0  # draft tokens evaluated again after reads between two tokens (not prompt tokens)
 
     def count(self, extraction: Extraction) -> None:
         self.calls += 1
         self.prompt_tokens += extraction.n_tokens
         self.prompt_evaluated += extraction.evaluated
+        self.restored += extraction.restored
 
 
 class _Ggml:

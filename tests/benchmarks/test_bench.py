@@ -248,3 +248,40 @@ async def test_a_second_head_adds_guarded_arms_deciding_at_its_cards_thresholds(
     assert all("reviewer" in t["agents"] for t in turns if t["arm"] != "bare")  # the copy counts as the reviewer
     summary = bench.summarize(turns)["benign"]
     assert set(summary["ratios"]) == {"whole", "chunks", *bench.SECOND_ARMS}
+
+
+def test_arms_can_be_chosen_and_the_heads_reads_in_the_assistants_context_are_counted():
+    import pytest
+
+    assert bench.parse_args(["--arms", "bare,chunks"]).arms == ["bare", "chunks"]
+    assert bench.parse_args([]).arms is None
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--arms", "bare,chunkz"])
+
+    class HeadStats:  # the head extractor's stats (chaperone.models.hidden_states.ExtractionStats)
+        prompt_tokens, prompt_evaluated, calls, in_context, restored = 900, 150, 6, 5, 7
+
+    class Extractor:
+        stats = HeadStats()
+
+    before = {"reviewer head": {"prompt_tokens": 300, "evaluated": 50, "calls": 2, "in_context": 1, "restored": 3}}
+    diff = bench.context_diff(before, bench.context_counts({"reviewer head": Extractor()}))
+    assert diff["reviewer head"] == {
+        "prompt_tokens": 600,
+        "evaluated": 100,
+        "cache_hits": 500,
+        "calls": 4,
+        "in_context": 4,
+        "restored": 4,
+    }
+    assert bench.reviewer_reading(diff)["restored"] == 4
+
+
+async def test_chunk_reads_own_puts_every_read_while_the_assistant_writes_in_the_reviewers_context(monkeypatch):
+    from chaperone.models import in_context
+
+    monkeypatch.setattr(in_context, "read_while_writing", in_context.read_while_writing)  # restored afterwards
+    assert bench.parse_args([]).chunk_reads == "assistant"
+    assert bench.parse_args(["--chunk-reads", "own"]).chunk_reads == "own"
+    bench.own_context_chunk_reads()
+    assert await in_context.read_while_writing(object(), None, None, [], [20], max_new=96) is None

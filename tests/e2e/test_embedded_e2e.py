@@ -274,3 +274,49 @@ def test_chunked_review_on_the_embedded_model_releases_approved_prefixes(tmp_pat
     assert len(final) == 1
     if final[0]["type"] == "delivered":
         assert verdicts[-1]["decision"] == "approve" and final[0]["content"] == drafts[-1]["content"]
+
+
+def test_chunked_review_with_the_in_context_head_reads_chunks_in_the_assistants_context(tmp_path):
+    """The shipped reviewer (the in-context head) under chunked review, both roles on the one embedded model: the
+    first draft's chunk verdicts are read in the assistant's context between two of its tokens (each record says
+    so, ~30 tokens evaluated), what is released is exactly the approved prefixes, and the finished draft still
+    gets its whole verdict."""
+    import yaml
+
+    root = make_project(
+        tmp_path,
+        {"embedded": {"kind": "embedded", "n_ctx": 4096, "seed": 42}},
+        assistant_model="embedded",
+        reviewer_model="embedded",
+    )
+    (root / "heads").symlink_to(REPO / "heads")  # the agent file names the shipped heads
+    policy = root / "config" / "policies" / "public.yaml"
+    data = yaml.safe_load(policy.read_text())
+    data.update({"streaming": "chunks", "chunks": {"min_tokens": 4, "max_tokens": 12}})
+    policy.write_text(yaml.safe_dump(data, sort_keys=False))
+    scenario = root / "scenarios" / "chunks.yaml"
+    turn = {"user": "In three or four sentences, what is a Python list and how do I sort one?"}
+    scenario.write_text(yaml.safe_dump({"name": "chunked", "policy": "public", "turns": [turn]}))
+    proc = run_cli("--project", str(root), "scenario", str(scenario), "--json", timeout=1800)
+    assert proc.returncode in (0, 1), proc.stderr
+    transcript = Path(json.loads(proc.stdout)["results"][0]["transcript"])
+    assert verify(transcript).intact
+    records = list(read_records(transcript))
+    chunks = [r for r in records if r["type"] == "chunk_verdict"]
+    assert chunks and all(json.loads(c["raw"].splitlines()[0])["decided_by"] == "head" for c in chunks)
+    reads = [json.loads(c["raw"].splitlines()[0])["read"] for c in chunks if c["round"] == 1]
+    here = [r for r in reads if r["in"] == "assistant_context"]
+    assert here, f"no chunk of the first draft was read in the assistant's context: {reads}"
+    assert all(0 < r["evaluated"] <= 96 and r.get("restored", 0) <= 96 for r in here)
+    released = [r for r in records if r["type"] == "released"]
+    approved = {(c["round"], c["chunk"]): c for c in chunks if c["decision"] == "approve"}
+    assert len(released) == len(approved)
+    for r in released:  # each release is the approved prefix's new part, nothing more
+        c = approved[(r["round"], r["chunk"])]
+        assert r["end"] == c["end"]
+    drafts = [r for r in records if r["type"] == "draft"]
+    for draft in drafts:
+        shown = "".join(r["content"] for r in released if r["round"] == draft["round"])
+        assert draft["content"].startswith(shown)
+    verdicts = [r for r in records if r["type"] == "verdict"]
+    assert verdicts and verdicts[-1]["readable"]  # the finished (or stopped) draft's own verdict

@@ -569,3 +569,49 @@ async def test_an_in_context_verdict_is_read_in_the_assistants_context_when_it_h
     assert second.decision == "approve" and result.outcome == "approved"
     assert client.weights_owner.enabled >= 1 and len(client.weights_owner.asked) == 2
     assert len(client.extractor.calls) == 1  # only the revision's verdict reached the reviewer's own context
+
+
+class WritingContext(AssistantContext):
+    """The assistant's context while it writes under chunked review: the first chunk's read is done between two
+    tokens (two draft tokens evaluated again after it); later chunks' come when the draft has ended (None: the
+    reviewer's own context reads them); the whole draft's is read when the draft is done."""
+
+    def __init__(self, extractor, draft):
+        super().__init__(extractor)
+        self.draft = draft
+
+    async def read_in_context(self, messages, layers, *, max_new):
+        body = messages[2]["content"]
+        self.asked.append(body)
+        if body != self.draft and len(self.asked) > 1:
+            return None
+        vectors = self.extractor.vectors["BENIGN"][[LAYERS.index(n) for n in layers]]
+        restored = 0 if body == self.draft else 2
+        return type(
+            "Read",
+            (),
+            {"layers": tuple(layers), "states": vectors, "n_tokens": 90, "evaluated": 26, "restored": restored},
+        )()
+
+
+async def test_chunk_verdicts_say_truthfully_where_they_were_read(project_factory, heads):
+    draft = "BENIGN: use `kill <PID>`. It ends the process. Check with ps that it is gone."
+    root = project(project_factory, heads, [draft], head="in_context")
+    path = root / "config" / "policies" / "public.yaml"
+    policy = yaml.safe_load(path.read_text())
+    policy.update(streaming="chunks", chunks={"min_tokens": 1, "max_tokens": 40})
+    path.write_text(yaml.safe_dump(policy, sort_keys=False))
+    client = FakeEmbedded([], heads["vectors"])
+    client.weights_owner = WritingContext(client.extractor, draft)
+    conv, events = converse(root, client)
+    result = await conv.send("How do I stop it?")
+    conv.close()
+    assert result.outcome == "approved" and result.text == draft
+    chunks = [e for e in events if isinstance(e, ChunkVerdict)]
+    reads = [json.loads(c.raw)["read"] for c in chunks]
+    assert len(chunks) >= 2
+    assert reads[0] == {"in": "assistant_context", "tokens": 90, "evaluated": 26, "restored": 2}
+    assert all(r == {"in": "own_context", "tokens": 42} for r in reads[1:])
+    assert len(client.extractor.calls) == len(chunks) - 1  # only the chunks the assistant's context did not read
+    (whole,) = verdicts(events)  # the whole-draft verdict still comes at the end, in the assistant's context
+    assert json.loads(whole.raw)["read"] == {"in": "assistant_context", "tokens": 90, "evaluated": 26}
