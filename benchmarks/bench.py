@@ -617,6 +617,19 @@ def own_context_chunk_reads() -> None:
     in_context.read_while_writing = never  # type: ignore[assignment]
 
 
+def every_chunk_read_in_the_assistants_context() -> None:
+    """`--chunk-reads every`: every chunk verdict read in the assistant's context between two tokens (the product
+    reads only the first there, `ReviewingAgent.judge`), for a before/after in one build."""
+    from chaperone.models.embedded import EmbeddedChatCompletionClient
+
+    original = EmbeddedChatCompletionClient.read_in_context
+
+    async def every(self: Any, messages: Any, layers: Any, *, max_new: int, while_writing: bool = True) -> Any:
+        return await original(self, messages, layers, max_new=max_new, while_writing=True)
+
+    EmbeddedChatCompletionClient.read_in_context = every  # type: ignore[method-assign]
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     from autogen_core.models import UserMessage
 
@@ -641,6 +654,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     logging_setup.configure(None)
     if args.chunk_reads == "own":
         own_context_chunk_reads()
+    elif args.chunk_reads == "every":
+        every_chunk_read_in_the_assistants_context()
     project = load_project(ROOT)
     project.settings.transcripts_dir = tempfile.mkdtemp(prefix="chaperone-bench-")
     project.settings.log_file = None
@@ -719,10 +734,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     ap.add_argument(
         "--chunk-reads",
-        choices=("assistant", "own"),
-        default="assistant",
-        help="where an in-context head reads chunk verdicts while the assistant writes: in its context between two "
-        "tokens (the product), or the reviewer's own (as before 2026-12-07, to compare)",
+        choices=("first", "every", "own"),
+        default="first",
+        help="where an in-context head reads chunk verdicts while the assistant writes: the first chunk's in its "
+        "context between two tokens and later ones in the reviewer's own (the product), every chunk's in the "
+        "assistant's context, or every chunk's in the reviewer's own (as before 2026-12-07); to compare",
     )
     default_json = ROOT / "benchmarks" / "results" / f"bench-{dt.date.today().isoformat()}.json"
     ap.add_argument("--json", nargs="?", const=str(default_json), default=None, help="write the figures as JSON")

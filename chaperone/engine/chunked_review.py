@@ -209,7 +209,7 @@ class ChunkedReview:
         """One prefix's verdict, on the record; then released, or the draft stopped."""
         chunk, written = w.chunks, w.pieces
         try:
-            result = await self.reviewer.judge(request, prefix, token, partial=True, nonce=w.nonce)
+            result = await self.reviewer.judge(request, prefix, token, partial=True, nonce=w.nonce, chunk=chunk)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a review that failed never releases anything: the turn fails closed

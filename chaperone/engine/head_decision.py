@@ -105,21 +105,26 @@ class HeadJudge:
     # Where the last verdict's prompt was read and what it cost (the verdict's raw record keeps it).
     last_read: dict[str, Any] = field(default_factory=dict)
 
-    async def scores(self, request: str, draft: str, *, reuse: bool = False) -> tuple[dict[str, float], int]:
+    async def scores(
+        self, request: str, draft: str, *, reuse: bool = False, while_writing: bool = True
+    ) -> tuple[dict[str, float], int]:
         """{output: probability} for this draft, and the prompt tokens read.
 
         `reuse` (chunk verdicts): the extractor keeps the prefix its context holds from the previous prompt, so
         a growing draft costs only its new tokens. The vectors then differ from a fresh pass by float rounding
         alone (~1.7% relative, as much as a fresh pass in smaller batches does; tests/models). The whole-draft
         verdict reads from a fresh cache, in the layout the head was trained on. The in-context layout was trained
-        with the assistant's system prompt kept from row to row, and is always read so."""
+        with the assistant's system prompt kept from row to row, and is always read so.
+
+        `while_writing` False: a chunk verdict is not read in the assistant's context while it writes (a read there
+        pauses the draft), but in the reviewer's own, which runs alongside the writing."""
         if self._extractor is None:
             self._extractor = self.extractor()
         prompt = self.prompt
         reuse = reuse or isinstance(prompt, InContextPrompt)
         for _ in range(MAX_CLIPS):
             try:
-                states = await self._read(prompt.messages(request, draft), reuse)
+                states = await self._read(prompt.messages(request, draft), reuse, while_writing)
                 break
             except PromptTooLong as exc:
                 # Characters do not bound tokens (digits, symbols, CJK): clip request and draft further, in
@@ -135,11 +140,13 @@ class HeadJudge:
             raise HiddenStateError(f"the head's prompt does not fit the context after {MAX_CLIPS} cuts")
         return self.head.score(states.states, layers=list(states.layers)), int(getattr(states, "n_tokens", 0))
 
-    async def _read(self, messages: list[dict[str, str]], reuse: bool) -> Any:
+    async def _read(self, messages: list[dict[str, str]], reuse: bool, while_writing: bool = True) -> Any:
         assert self._extractor is not None
         if self.context is not None:
             try:
-                held = await self.context.read_in_context(messages, self.head.layers, max_new=IN_CONTEXT_MAX_NEW)
+                held = await self.context.read_in_context(
+                    messages, self.head.layers, max_new=IN_CONTEXT_MAX_NEW, while_writing=while_writing
+                )
             except PromptTooLong:
                 held = None
             if held is not None:

@@ -242,13 +242,18 @@ class ReviewingAgent(BaseChatAgent):
         critique: bool = True,
         partial: bool = False,
         nonce: str | None = None,
+        chunk: int | None = None,
     ) -> ReviewResult:
         """The verdict on one draft. Without `critique`, the decision stage only (the eval's reviewer-alone mode).
 
         `partial`: the draft is the start of one still being written (chunked review). It is judged as an
         answer, never by the refusal check (a reply that opens by declining may go on to answer), under a
         question saying it is unfinished, and without the live views' "reviewing" stage: drafting goes on.
-        `nonce`: the fence nonce to quote the draft under (chunked review keeps one per draft; default fresh)."""
+        `nonce`: the fence nonce to quote the draft under (chunked review keeps one per draft; default fresh).
+        `chunk`: which chunk of the draft this prefix ends (chunked review). Only the first is read in the
+        assistant's context while it writes: that read pauses the draft but evaluates only the question, and the
+        first chunk decides when the user sees anything; later chunks are read in the reviewer's own context,
+        alongside the writing (docs/results.md, "Chunk verdicts read in the assistant's context")."""
         token = cancellation_token or CancellationToken()
         started = time.perf_counter()
         round_ = max(self._round, 1)
@@ -277,7 +282,7 @@ class ReviewingAgent(BaseChatAgent):
         body = self._review_body(request, draft, round_, question, nonce) if route == "answer" else None
         if self.head is not None and route == "answer":
             verdict, raw, prompt_tokens, completion_tokens = await self._decide_by_head(
-                request, draft, body, token, system, reuse=partial
+                request, draft, body, token, system, reuse=partial, while_writing=chunk is None or chunk <= 1
             )
         elif self.request_head is not None and route == "refusal":
             verdict, raw, prompt_tokens, completion_tokens = await self._decide_by_request_head(request)
@@ -312,7 +317,15 @@ class ReviewingAgent(BaseChatAgent):
         return ReviewResult(verdict, raw, prompt_tokens, completion_tokens, time.perf_counter() - started)
 
     async def _decide_by_head(
-        self, request: str, draft: str, body: str, token: CancellationToken, system: str, *, reuse: bool = False
+        self,
+        request: str,
+        draft: str,
+        body: str,
+        token: CancellationToken,
+        system: str,
+        *,
+        reuse: bool = False,
+        while_writing: bool = True,
     ) -> tuple[Verdict, str, int, int]:
         """Stage one from the judgement head: its scores, and the policy's `head` rules. Fail closed: a score
         that is missing or not a number gives an unreadable verdict, never an approval.
@@ -320,7 +333,7 @@ class ReviewingAgent(BaseChatAgent):
         A head whose card has a stack decides on its overall score combined with the prompted reviewer's
         P(not OK) (both read in this call: the head's short prompt, then the rubric prompt's decision token)."""
         assert self.head is not None
-        scores, prompt_tokens = await self.head.scores(request, draft, reuse=reuse)
+        scores, prompt_tokens = await self.head.scores(request, draft, reuse=reuse, while_writing=while_writing)
         stacked: dict = {}
         if self.head.head.stack is not None:
             prompted, prompted_raw, p_tokens, _ = await self._decide(body, token, system, "answer")

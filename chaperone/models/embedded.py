@@ -165,19 +165,20 @@ class EmbeddedChatCompletionClient(LlamaCppChatCompletionClient):
             self._capture = attach_capture(self.llm)
 
     async def read_in_context(
-        self, messages: Sequence[Mapping[str, str]], layers: Sequence[int], *, max_new: int
+        self, messages: Sequence[Mapping[str, str]], layers: Sequence[int], *, max_new: int, while_writing: bool = True
     ) -> Any:
         """The last token's hidden states for these chat messages read on top of what this context holds (an
         `Extraction`), or None when it cannot help: capture not enabled, the context busy with something other
         than writing, or more than `max_new` tokens to read. Never waits for the context to be free: while its
-        role writes, the writing thread reads between two tokens (in_context.read_while_writing)."""
+        role writes, the writing thread reads between two tokens (in_context.read_while_writing), unless
+        `while_writing` is False: then None, and the caller reads in its own context, alongside the writing."""
         if self._capture is None:
             return None
         from chaperone.models.hidden_states import chat_tokens
         from chaperone.models.in_context import read_held, read_while_writing
 
         if self._lock.locked():
-            if self._writing is None:
+            if self._writing is None or not while_writing:
                 return None
             return await read_while_writing(self._writing, self.llm, self._capture, messages, layers, max_new=max_new)
 

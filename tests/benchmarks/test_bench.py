@@ -281,7 +281,22 @@ async def test_chunk_reads_own_puts_every_read_while_the_assistant_writes_in_the
     from chaperone.models import in_context
 
     monkeypatch.setattr(in_context, "read_while_writing", in_context.read_while_writing)  # restored afterwards
-    assert bench.parse_args([]).chunk_reads == "assistant"
+    assert bench.parse_args([]).chunk_reads == "first"
     assert bench.parse_args(["--chunk-reads", "own"]).chunk_reads == "own"
     bench.own_context_chunk_reads()
     assert await in_context.read_while_writing(object(), None, None, [], [20], max_new=96) is None
+
+
+async def test_chunk_reads_every_asks_the_assistants_context_for_every_chunk_while_it_writes(monkeypatch):
+    from chaperone.models.embedded import EmbeddedChatCompletionClient
+
+    asked = []
+
+    async def recording(self, messages, layers, *, max_new, while_writing=True):
+        asked.append(while_writing)
+
+    monkeypatch.setattr(EmbeddedChatCompletionClient, "read_in_context", recording)  # restored afterwards
+    assert bench.parse_args(["--chunk-reads", "every"]).chunk_reads == "every"
+    bench.every_chunk_read_in_the_assistants_context()
+    await EmbeddedChatCompletionClient.read_in_context(object(), [], [20], max_new=96, while_writing=False)
+    assert asked == [True]

@@ -545,7 +545,7 @@ class AssistantContext:
     def enable_capture(self):
         self.enabled += 1
 
-    async def read_in_context(self, messages, layers, *, max_new):
+    async def read_in_context(self, messages, layers, *, max_new, while_writing=True):
         self.asked.append(messages)
         if len(self.asked) > 1:
             return None  # the context holds the first draft and the critique, not the revision
@@ -572,18 +572,21 @@ async def test_an_in_context_verdict_is_read_in_the_assistants_context_when_it_h
 
 
 class WritingContext(AssistantContext):
-    """The assistant's context while it writes under chunked review: the first chunk's read is done between two
-    tokens (two draft tokens evaluated again after it); later chunks' come when the draft has ended (None: the
-    reviewer's own context reads them); the whole draft's is read when the draft is done."""
+    """The assistant's context while it writes under chunked review, as the real client behaves: a read asked for
+    while writing is done between two tokens (two draft tokens evaluated again after it), a read asked for not
+    while writing is None (the reviewer's own context reads it); the whole draft's is read when the draft is
+    done. Every read asked for is recorded with its while_writing flag."""
 
     def __init__(self, extractor, draft):
         super().__init__(extractor)
         self.draft = draft
+        self.while_writing = []
 
-    async def read_in_context(self, messages, layers, *, max_new):
+    async def read_in_context(self, messages, layers, *, max_new, while_writing=True):
         body = messages[2]["content"]
         self.asked.append(body)
-        if body != self.draft and len(self.asked) > 1:
+        self.while_writing.append(while_writing)
+        if body != self.draft and not while_writing:
             return None
         vectors = self.extractor.vectors["BENIGN"][[LAYERS.index(n) for n in layers]]
         restored = 0 if body == self.draft else 2
@@ -610,6 +613,9 @@ async def test_chunk_verdicts_say_truthfully_where_they_were_read(project_factor
     chunks = [e for e in events if isinstance(e, ChunkVerdict)]
     reads = [json.loads(c.raw)["read"] for c in chunks]
     assert len(chunks) >= 2
+    # only the first chunk is read in the assistant's context while it writes (that read pauses the draft); the
+    # later ones in the reviewer's own, alongside the writing
+    assert client.weights_owner.while_writing[: len(chunks)] == [True] + [False] * (len(chunks) - 1)
     assert reads[0] == {"in": "assistant_context", "tokens": 90, "evaluated": 26, "restored": 2}
     assert all(r == {"in": "own_context", "tokens": 42} for r in reads[1:])
     assert len(client.extractor.calls) == len(chunks) - 1  # only the chunks the assistant's context did not read

@@ -70,7 +70,7 @@ def reads(monkeypatch):
     return seen, reads_behaviour
 
 
-async def write_and_read(client):
+async def write_and_read(client, *, while_writing=True):
     """Stream a draft; at its first sentence's end hand in one read and wait for it while the draft goes on."""
     text, result, read, asked = "", None, None, False
     async for item in client.create_stream([UserMessage(content="count", source="user")]):
@@ -80,7 +80,8 @@ async def write_and_read(client):
         text += item
         if text.count(".") == 1 and not asked:
             asked = True
-            read = await client.read_in_context([{"role": "user", "content": "x"}], [20], max_new=96)
+            messages = [{"role": "user", "content": "x"}]
+            read = await client.read_in_context(messages, [20], max_new=96, while_writing=while_writing)
     return text, result, read
 
 
@@ -94,6 +95,14 @@ async def test_a_read_while_the_role_writes_runs_in_the_writing_thread_between_t
     assert seen[0]["floor"] == 20  # the prompt's end: the context held no generated token yet at the first chunk
     assert read == f"states at {seen[0]['n_tokens']}" and seen[0]["n_tokens"] >= 22
     assert client._writing is None  # the hand-off lives as long as the draft
+
+
+async def test_a_read_asked_not_to_pause_the_writing_is_none_and_nothing_is_handed_in(reads):
+    seen, _ = reads
+    client = client_on(FakeLlm())
+    text, result, read = await write_and_read(client, while_writing=False)
+    assert read is None and seen == []  # the reviewer reads in its own context, alongside the writing
+    assert text == "".join(PIECES) and result.content == text
 
 
 async def test_a_read_that_fails_in_the_writing_thread_is_none_and_the_draft_goes_on(reads):

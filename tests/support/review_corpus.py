@@ -90,7 +90,9 @@ class FixedJudge:
     head: _Card = field(default_factory=_Card)
     last_read: dict = field(default_factory=dict)
 
-    async def scores(self, request: str, draft: str, *, reuse: bool = False) -> tuple[dict[str, float], int]:
+    async def scores(
+        self, request: str, draft: str, *, reuse: bool = False, while_writing: bool = True
+    ) -> tuple[dict[str, float], int]:
         return dict(HEAD_SCORES[draft or request]), 40
 
 
