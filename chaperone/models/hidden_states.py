@@ -305,8 +305,17 @@ class HiddenStateExtractor:
     async def aextract(
         self, prompt: Sequence[int] | Sequence[Mapping[str, str]], layers: Sequence[int], *, reuse: bool = False
     ) -> Extraction:
-        """`extract` in a worker thread: the event loop keeps running while llama.cpp computes."""
-        return await asyncio.to_thread(self.extract, prompt, layers, reuse=reuse)
+        """`extract` in a worker thread: the event loop keeps running while llama.cpp computes.
+
+        A forward pass cannot be stopped: a caller cancelled mid-pass (a chunk verdict the turn no longer needs)
+        waits for it to end before its cancellation goes on, so no one closes the model or the context (a turn's
+        end, a server's shutdown) while a thread still computes in it."""
+        work = asyncio.ensure_future(asyncio.to_thread(self.extract, prompt, layers, reuse=reuse))
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            await asyncio.wait({work})
+            raise
 
     def close(self) -> None:
         self._ctx.close()

@@ -1,6 +1,7 @@
 """The hidden-state extractor: the sha256 check before loading, and (slow) the real model's layers."""
 
 import asyncio
+import contextlib
 import threading
 
 import numpy as np
@@ -109,3 +110,28 @@ def test_reuse_reads_only_what_the_context_does_not_hold_and_gives_the_same_vect
     common = next(i for i, (a, b) in enumerate(zip(grown_tokens, other_tokens, strict=False)) if a != b)
     other = extractor.extract(PROMPTS[2], layers, reuse=True)
     assert common > 0 and other.evaluated == len(other_tokens) - common
+
+
+async def test_a_cancelled_extraction_returns_only_once_its_forward_pass_has_ended():
+    """A chunk verdict cancelled mid-pass must not leave a thread computing in a context its caller may close next
+    (a turn's end, a server's shutdown): the cancellation waits for the pass."""
+    extractor = object.__new__(HiddenStateExtractor)  # no model: `extract` stands in for the forward pass
+    started, release, ended = threading.Event(), threading.Event(), threading.Event()
+
+    def extract(prompt, layers, *, reuse=False):
+        started.set()
+        release.wait(5)
+        ended.set()
+        return "states"
+
+    extractor.extract = extract
+    task = asyncio.ensure_future(extractor.aextract([1, 2], [20]))
+    while not started.is_set():
+        await asyncio.sleep(0.01)
+    task.cancel()
+    await asyncio.sleep(0.05)
+    assert not task.done()  # still waiting for the pass, though cancelled
+    release.set()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert task.cancelled() and ended.is_set()
