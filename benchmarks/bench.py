@@ -750,4 +750,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 if __name__ == "__main__":
+    import faulthandler
+
+    faulthandler.enable()  # a fault in llama.cpp (one run ended with SIGSEGV after its last turn) leaves a trace
     asyncio.run(main(parse_args()))
