@@ -97,6 +97,17 @@ def _head_option(help_text: str) -> Callable:
     )
 
 
+def _dev_sample_option(help_text: str) -> Callable:
+    """--dev-sample FILE (repeatable): the dev rows a threshold is chosen on; compare and threshold."""
+    return click.option(
+        "--dev-sample",
+        type=click.Path(dir_okay=False, path_type=Path),
+        multiple=True,
+        default=[compare.DEFAULT_DEV_SAMPLE],
+        help=f"{help_text}  [default: heads/compare-dev-seed0.jsonl]",
+    )
+
+
 @click.group()
 def reviewer() -> None:
     """The reviewer's judgement head: extract features, train (docs/reviewer-head.md)."""
@@ -410,13 +421,7 @@ def compare_sample_command(
     help="The prompted reviewer's eval run on the dev sample: also fit and measure the two scores combined "
     "(repeatable: one per --dev-sample).",
 )
-@click.option(
-    "--dev-sample",
-    type=click.Path(dir_okay=False, path_type=Path),
-    multiple=True,
-    default=[compare.DEFAULT_DEV_SAMPLE],
-    help="[default: heads/compare-dev-seed0.jsonl]",
-)
+@_dev_sample_option("The dev sample (repeatable).")
 @click.option(
     "--stack-into",
     is_flag=True,
@@ -485,13 +490,7 @@ def compare_command(
 @reviewer.command("threshold")
 @_head_option("The trained head (trained with --loso); the threshold is written into its card.")
 @click.option("--recall", type=float, required=True, help="The recall to keep on the dev sample (0-1].")
-@click.option(
-    "--dev-sample",
-    type=click.Path(dir_okay=False, path_type=Path),
-    multiple=True,
-    default=[compare.DEFAULT_DEV_SAMPLE],
-    help="The dev rows the threshold is chosen on (repeatable).  [default: heads/compare-dev-seed0.jsonl]",
-)
+@_dev_sample_option("The dev rows the threshold is chosen on (repeatable).")
 @click.option(
     "--sample",
     type=click.Path(dir_okay=False, path_type=Path),
