@@ -58,9 +58,9 @@ async def _review_all() -> list[dict]:
         read.append(result[1])
         return result
 
-    async def head_spy(messages, reuse):
+    async def head_spy(messages, reuse, while_writing=True):
         head_seen.append(messages)
-        return await head_read(messages, reuse)
+        return await head_read(messages, reuse, while_writing)
 
     client.option_logprobs = spy
     if head is not None:
