@@ -38,6 +38,7 @@ from loguru import logger
 from pydantic import BaseModel
 
 from chaperone.models.llama_contexts import ContextStats, context_on, count_reads
+from chaperone.models.worker_thread import run_to_end
 
 EMBEDDED_MODEL_INFO = ModelInfo(
     vision=False, function_calling=False, json_output=True, structured_output=True, family=ModelFamily.UNKNOWN
@@ -131,15 +132,20 @@ class EmbeddedChatCompletionClient(LlamaCppChatCompletionClient):
         return client
 
     async def close(self) -> None:
-        """Free the contexts built on these weights first (theirs, the hidden-state extractor's), then these."""
+        """Free the contexts built on these weights first (theirs, the hidden-state extractor's), then these.
+
+        Each once the call in flight on it has ended: a call holds its client's lock until its worker thread
+        returns, and freeing a context a thread still computes in is a segmentation fault (a server stopped
+        while a cancelled warm-up still read its prompt)."""
         for client in self._role_clients:
             await client.close()
         self._role_clients.clear()
-        if self._extractor is not None:
-            with contextlib.suppress(Exception):
-                self._extractor.close()
-            self._extractor = None
-        self.llm.close()
+        async with self._lock:
+            if self._extractor is not None:
+                with contextlib.suppress(Exception):
+                    await run_to_end(self._extractor.close)  # waits for an extraction in flight (its own lock)
+                self._extractor = None
+            self.llm.close()
 
     def hidden_state_extractor(self) -> Any:
         """The hidden states of this model instance (chaperone.models.hidden_states), for a reviewer head:
@@ -184,14 +190,8 @@ class EmbeddedChatCompletionClient(LlamaCppChatCompletionClient):
 
         async with self._lock:
             tokens = chat_tokens(self.llm, messages)
-            work = asyncio.ensure_future(
-                asyncio.to_thread(read_held, self.llm, self._capture, tokens, layers, max_new=max_new)
-            )
-            try:
-                return await asyncio.shield(work)
-            except asyncio.CancelledError:
-                await asyncio.wait({work})  # one forward pass cannot be stopped: keep the lock until it ends
-                raise
+            # One forward pass cannot be stopped: a cancelled caller keeps the lock until it ends.
+            return await run_to_end(read_held, self.llm, self._capture, tokens, layers, max_new=max_new)
 
     def _chat_prompt(self, messages: Sequence[LLMMessage]) -> list[int]:
         """The tokens create_chat_completion would feed for these messages, up to the assistant's turn.
@@ -259,12 +259,8 @@ class EmbeddedChatCompletionClient(LlamaCppChatCompletionClient):
         Runs in a worker thread under the model's lock, like every other call on this instance."""
         async with self._lock:
             started = time.perf_counter()
-            work = asyncio.ensure_future(asyncio.to_thread(self._option_logprobs, messages, prefix, options))
-            try:
-                result = await asyncio.shield(work)
-            except asyncio.CancelledError:
-                await asyncio.wait({work})  # one forward pass cannot be stopped: keep the lock until it ends
-                raise
+            # One forward pass cannot be stopped: a cancelled caller keeps the lock until it ends.
+            result = await run_to_end(self._option_logprobs, messages, prefix, options)
             self._total_usage["prompt_tokens"] += result[1]
             logger.debug(
                 "embedded model: scored {} options over {} prompt tokens in {:.2f}s",
@@ -371,7 +367,7 @@ class EmbeddedChatCompletionClient(LlamaCppChatCompletionClient):
             finally:
                 stop.set()  # caller went away or was cancelled: let the worker stop between tokens
                 if worker.is_alive():
-                    await asyncio.to_thread(worker.join)
+                    await run_to_end(worker.join)  # a second cancellation must not free the lock under it
                 self._writing = None
             if finish == "cancelled" or (cancellation_token is not None and cancellation_token.is_cancelled()):
                 raise asyncio.CancelledError("generation cancelled")

@@ -17,7 +17,6 @@ on the tokens before it, so the vectors are the same up to float rounding (a tes
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import os
 import threading
@@ -31,6 +30,7 @@ import numpy as np
 
 from chaperone.errors import ChaperoneError
 from chaperone.models import gguf
+from chaperone.models.worker_thread import run_to_end
 
 N_LAYERS = 28  # Qwen2.5-Coder-1.5B: layers 0..27
 WIDTH = 1536
@@ -310,16 +310,13 @@ class HiddenStateExtractor:
         A forward pass cannot be stopped: a caller cancelled mid-pass (a chunk verdict the turn no longer needs)
         waits for it to end before its cancellation goes on, so no one closes the model or the context (a turn's
         end, a server's shutdown) while a thread still computes in it."""
-        work = asyncio.ensure_future(asyncio.to_thread(self.extract, prompt, layers, reuse=reuse))
-        try:
-            return await asyncio.shield(work)
-        except asyncio.CancelledError:
-            await asyncio.wait({work})
-            raise
+        return await run_to_end(self.extract, prompt, layers, reuse=reuse)
 
     def close(self) -> None:
-        self._ctx.close()
-        self._batch.close()
+        """Free the context and batch, once an extraction in flight in another thread has ended."""
+        with self._lock:
+            self._ctx.close()
+            self._batch.close()
 
 
 def decode(ctx: Any, batch: Any, tokens: Sequence[int], start: int, n_batch: int, capture: LayerCapture | None) -> None:

@@ -57,6 +57,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     warming = asyncio.create_task(service.warm_up())  # the first request's verdict need not read the rubric
     yield
     warming.cancel()
+    # Awaited, not only cancelled: a warm-up mid forward pass ends it before the models are closed.
+    await asyncio.gather(warming, return_exceptions=True)
     await service.close_all("the server shut down before the request finished")
 
 

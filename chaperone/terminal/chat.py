@@ -126,6 +126,8 @@ class ChatSession:
                     await self.turn(item.text)
         finally:
             warming.cancel()
+            # Awaited, not only cancelled: a warm-up mid forward pass ends it before the models are closed.
+            await asyncio.gather(warming, return_exceptions=True)
             self.finish()
 
     async def turn(self, text: str) -> None:

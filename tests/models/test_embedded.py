@@ -132,3 +132,36 @@ async def test_without_capture_or_while_the_context_does_something_else_nothing_
     async with client._lock:  # e.g. option scoring: no draft being written, nothing to hand a read to
         assert await client.read_in_context([{"role": "user", "content": "x"}], [20], max_new=96) is None
     assert seen == []
+
+
+async def test_closing_frees_the_context_only_after_the_call_in_flight_has_ended():
+    """A server stopped while a cancelled warm-up still read its prompt freed the context under the reading
+    thread (a segmentation fault). The caller is cancelled twice: closing still waits for the pass."""
+    events: list[str] = []
+    started, release = threading.Event(), threading.Event()
+
+    class Llm:
+        def close(self):
+            events.append("freed")
+
+    def option_logprobs(messages, prefix, options):
+        started.set()
+        release.wait(5)
+        events.append("pass ended")
+        return {"yes": -0.1}, 3
+
+    client = client_on(Llm(), capture=False)
+    client._role_clients, client._extractor = [], None
+    client._option_logprobs = option_logprobs
+    call = asyncio.ensure_future(client.option_logprobs([], "x", ["yes"]))
+    while not started.is_set():
+        await asyncio.sleep(0.01)
+    for _ in range(2):
+        call.cancel()
+        await asyncio.sleep(0.02)
+    closing = asyncio.ensure_future(client.close())
+    await asyncio.sleep(0.1)
+    assert events == [] and not closing.done()
+    release.set()
+    await closing
+    assert events == ["pass ended", "freed"] and call.cancelled()
