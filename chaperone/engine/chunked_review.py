@@ -26,7 +26,7 @@ from pydantic import BaseModel
 
 from chaperone.config.schema import ChunkSpec
 from chaperone.engine.chunking import ChunkCutter
-from chaperone.engine.events import ChunkVerdict, Released, Usage
+from chaperone.engine.events import ChunkVerdict, Released, Usage, recorded_scores
 from chaperone.engine.verdict import text_sha
 from chaperone.models.pool import ModelHandle, PieceHook, combined_token, text_of
 
@@ -235,6 +235,8 @@ class ChunkedReview:
                 model=self.reviewer.model.label,
                 usage=Usage(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens),
                 latency_s=round(result.seconds, 3),
+                scores=recorded_scores(v.head_scores),
+                flagged=v.flagged,
             )
         )
         if v.approved:  # readable and "approve": an unreadable verdict is never an approval

@@ -4,6 +4,7 @@ terminal view, the transcript writer and the statistics are sinks reading the sa
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, get_args
@@ -82,6 +83,13 @@ class Draft(_Event):
         return _without_none(handler(self), "stopped_at_chunk", "tokens_saved")
 
 
+def recorded_scores(scores: dict[str, float] | None) -> dict[str, float | None] | None:
+    """A head's scores as the transcript records them (JSON has no NaN: an unreadable one is null)."""
+    if scores is None:
+        return None
+    return {k: round(v, 4) if math.isfinite(v) else None for k, v in scores.items()}
+
+
 def _without_none(data: dict[str, Any], *keys: str) -> dict[str, Any]:
     for key in keys:
         if data.get(key) is None:
@@ -134,6 +142,16 @@ class ChunkVerdict(_Event):
     model: str
     usage: Usage
     latency_s: float
+    # As on a verdict: the head's probabilities and the flag band, where a head decided (absent otherwise).
+    scores: dict[str, float | None] | None = None
+    flagged: bool = False
+
+    @model_serializer(mode="wrap")
+    def _omit_head_fields_when_unused(self, handler: Any) -> dict[str, Any]:
+        data = _without_none(handler(self), "scores")
+        if not data.get("flagged"):
+            data.pop("flagged", None)
+        return data
 
 
 class Released(_Event):

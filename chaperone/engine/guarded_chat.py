@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -48,6 +47,7 @@ from chaperone.engine.events import (
     Withheld,
     add_usage,
     emit,
+    recorded_scores,
 )
 from chaperone.engine.memory import ConversationMemory
 from chaperone.engine.reviewer import ReviewingAgent
@@ -253,7 +253,7 @@ class GuardedChat:
                         model=item.metadata.get("model", ""),
                         usage=u,
                         latency_s=float(item.metadata.get("latency_s", 0)),
-                        scores=_finite(v.head_scores),
+                        scores=recorded_scores(v.head_scores),
                         flagged=v.flagged,
                         chunk=int(item.metadata["chunk"]) if item.metadata.get("chunk") else None,
                     )
@@ -365,10 +365,3 @@ def _usage(msg: BaseChatMessage, totals: dict[str, Usage]) -> Usage:
     u = Usage.of(msg.models_usage)
     add_usage(totals, msg.source, u)
     return u
-
-
-def _finite(scores: dict[str, float] | None) -> dict[str, float | None] | None:
-    """The head's scores as the transcript records them (JSON has no NaN: an unreadable one is null)."""
-    if scores is None:
-        return None
-    return {k: round(v, 4) if math.isfinite(v) else None for k, v in scores.items()}

@@ -64,7 +64,10 @@ def _turn_md(t: TurnStory) -> list[str]:
             line = f"- chunk {c.chunk}: **{decision}** (first {c.end} characters, {c.draft_tokens} tokens written)"
             line += f" · categories: {', '.join(c.categories)}" if c.categories else ""
             line += "" if c.readable else " · unreadable verdict (fail closed)"
+            line += " · **FLAGGED for a human**" if c.flagged else ""
             out.append(line + f" · *{_step(c)}*")
+            if c.scores is not None:
+                out.append(f"  - head: {head_decision_text(c)}")
             if c.critique and not c.approved:
                 out.append(f"  - critique: {_cell(c.critique)}")
         if r.chunks:

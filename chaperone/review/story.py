@@ -193,22 +193,10 @@ class DraftStep(Step):
     tokens_saved: int | None = None
 
 
-class ChunkStep(Step):
-    """Chunked review: the reviewer's verdict on the draft's first `end` characters, while it was written."""
+class Judgement(Step):
+    """A reviewer's verdict: on the finished draft, or (chunked review) on its first characters while written."""
 
-    chunk: int = 0
-    end: int = 0
-    draft_tokens: int = 0
-    approved: bool = False  # a readable "approve": only then was the prefix released
-    readable: bool = True
-    categories: list[str] = Field(default_factory=list)
-    critique: str = ""
-    raw: str = ""
-
-
-class VerdictStep(Step):
-    decision: str = "revise"
-    approved: bool = False  # a readable "approve": the only thing that let a draft through
+    approved: bool = False  # a readable "approve": the only thing that let a draft (or a prefix) through
     readable: bool = True
     categories: list[str] = Field(default_factory=list)
     critique: str = ""
@@ -217,7 +205,6 @@ class VerdictStep(Step):
     # and whether the overall score fell in the policy's flag band.
     scores: dict[str, float | None] | None = None
     flagged: bool = False
-    chunk: int | None = None  # chunked review: the round's verdict is this chunk's (the draft stopped there)
     # From the raw record's first line, where a head decided (absent from older records and the prompted one):
     decided_by: str = ""  # "head", "request_head", or "" (the prompted decision)
     rule: str = ""  # which of the head's rules decided: "blocking category", "below every threshold", ...
@@ -272,7 +259,20 @@ class VerdictStep(Step):
         return HeadScore(name="P(request harmful)", score=self.request_harmful, threshold=self.request_threshold)
 
 
-def head_decision_text(v: VerdictStep) -> str:
+class ChunkStep(Judgement):
+    """Chunked review: the reviewer's verdict on the draft's first `end` characters, while it was written."""
+
+    chunk: int = 0
+    end: int = 0
+    draft_tokens: int = 0
+
+
+class VerdictStep(Judgement):
+    decision: str = "revise"
+    chunk: int | None = None  # chunked review: the round's verdict is this chunk's (the draft stopped there)
+
+
+def head_decision_text(v: Judgement) -> str:
     """A head's verdict in one line: the overall score against the policy's threshold, the flag band, the
     categories that matter, and the rule that decided (what the record holds of them)."""
     parts = [v.head_overall.text] if v.head_overall is not None else []
@@ -340,8 +340,11 @@ class TurnStory(BaseModel):
 
     @property
     def flagged(self) -> bool:
-        """A verdict of this turn was flagged for a human (the head's score in the policy's flag band)."""
-        return any(r.verdict is not None and r.verdict.flagged for r in self.rounds)
+        """A verdict of this turn was flagged for a human (the head's score in the policy's flag band), a chunk's
+        included: a prefix approved in the band was shown to the user."""
+        return any(
+            (r.verdict is not None and r.verdict.flagged) or any(c.flagged for c in r.chunks) for r in self.rounds
+        )
 
 
 class AgentInfo(BaseModel):
@@ -547,7 +550,7 @@ class _Builder:
                 tokens_saved=_opt_int(rec.get("tokens_saved")),
             )
         elif kind == "chunk_verdict":
-            readable = rec.get("readable") is not False
+            readable, raw = rec.get("readable") is not False, _str(rec.get("raw"))
             self.round(t, _int(rec.get("round"), max(len(t.rounds), 1))).chunks.append(
                 ChunkStep(
                     source=_str(rec.get("source")),
@@ -561,7 +564,10 @@ class _Builder:
                     approved=readable and rec.get("decision") == "approve",
                     categories=_categories(rec.get("categories")),
                     critique=_str(rec.get("critique")),
-                    raw=_str(rec.get("raw")),
+                    raw=raw,
+                    scores=_scores(rec.get("scores")),
+                    flagged=rec.get("flagged") is True,
+                    **_head_fields(raw),
                 )
             )
         elif kind == "released":

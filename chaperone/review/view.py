@@ -126,7 +126,11 @@ def _chunks(r: Round) -> list[Any]:
             line.append("  [" + ", ".join(c.categories).translate(CONTROLS) + "]", style="magenta")
         if not c.readable:
             line.append("  (unreadable verdict: fail closed)", style="red")
+        if c.flagged:
+            line.append("  FLAGGED for a human", style="bold yellow")
         parts.append(line)
+        if c.head_overall is not None:
+            parts.append(untrusted("    head decision: " + head_decision_text(c), style="dim"))
         if c.critique and not c.approved:
             parts.append(untrusted("    ↳ " + c.critique, style="red"))
     if r.released:

@@ -78,6 +78,8 @@ async def test_bad_third_sentence_releases_the_first_two_stops_the_draft_and_rev
     records = list(read_records(conv.transcript_path))
     kinds = [r["type"] for r in records]
     assert kinds.count("chunk_verdict") == len(of(events, ChunkVerdict))
+    # The prompted decision's chunk verdicts carry no head fields (a head's do: tests/engine/test_head_decision.py).
+    assert all(not {"scores", "flagged"} & set(r) for r in records if r["type"] == "chunk_verdict")
     assert "released" in kinds and "withdrawn" in kinds
     assert records[-1]["totals"]["chunk_verdicts"] == len(of(events, ChunkVerdict))
     assert records[-1]["totals"]["tokens_saved"] == first.tokens_saved

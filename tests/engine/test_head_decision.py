@@ -487,6 +487,9 @@ async def test_chunk_verdicts_come_from_the_head_reading_only_new_tokens_and_the
     assert result.outcome == "approved" and result.text == draft
     chunks = [e for e in events if isinstance(e, ChunkVerdict)]
     assert len(chunks) >= 2 and all(json.loads(c.raw)["decided_by"] == "head" for c in chunks)
+    # The scores are on each chunk's record, as on a verdict's, for the review tools to show.
+    assert all(c.scores is not None and 0 <= c.scores["not_ok"] <= 1 for c in chunks)
+    assert all("scores" in c.model_dump() for c in chunks)
     (whole,) = verdicts(events)
     assert json.loads(whole.raw)["decided_by"] == "head"
     assert client.extractor.reused == [True] * len(chunks) + [False]

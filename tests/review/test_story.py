@@ -159,6 +159,45 @@ def test_a_heads_verdicts_show_their_scores_against_the_policys_rules(corpus):
     assert "- request head: P(request harmful) 0.97 ≥ 0.0292\n" in md
 
 
+def test_a_heads_chunk_verdicts_show_their_scores_and_flag_the_turn(tmp_path):
+    """Under chunked review the head judges each prefix: show, markdown and the page give each chunk verdict its
+    decision line, and a prefix approved in the flag band (shown to the user) flags the turn."""
+    rules = {"not_ok_threshold": 0.5, "flag_band": [0.3, 0.5], "categories": {"violence": {"threshold": 0.6}}}
+    raw = json.dumps(
+        {"ok_to_send": "yes", "decided_by": "head", "reason": "below every threshold", "policy_head": rules}
+    )
+    w = TranscriptWriter(tmp_path, {"kind": "chat", "policy": "public", "streaming": "chunks"})
+    w.append("user_turn", {"turn": 1, "source": "user", "content": "How do I stop a process?"})
+    for chunk, (not_ok, flagged) in enumerate([(0.12, False), (0.37, True)], start=1):
+        record = {"turn": 1, "round": 1, "chunk": chunk, "end": 20 * chunk, "draft_tokens": 5 * chunk}
+        scores = {"not_ok": not_ok, "violence": 0.05}
+        w.append("chunk_verdict", {**record, "decision": "approve", "raw": raw, "scores": scores, "flagged": flagged})
+    w.append("draft", {"turn": 1, "round": 1, "content": "Run kill with the PID, then check ps."})
+    w.append("verdict", {"turn": 1, "round": 1, "decision": "approve", "readable": True})
+    w.append("delivered", {"turn": 1, "content": "Run kill with the PID, then check ps.", "revisions": 0})
+    w.close("approved", {})
+    story, integrity = story_of(w.path), check_file(w.path)
+    first, second = story.turns[0].rounds[0].chunks
+    assert not first.flagged and second.flagged and story.flagged_turns == [1]
+    assert (
+        head_decision_text(second)
+        == "not_ok 0.37 < 0.5 · flag band [0.3, 0.5) · violence 0.05 < 0.6 (blocking) · rule: below every threshold"
+    )
+    console = Console(record=True, width=200)
+    print_story(console, story, integrity)
+    shown = console.export_text()
+    assert "chunk 2 approve" in shown and "FLAGGED for a human" in shown
+    assert (
+        f"head decision: {head_decision_text(first)}" in shown
+        and f"head decision: {head_decision_text(second)}" in shown
+    )
+    md = to_markdown(story, integrity)
+    assert f"  - head: {head_decision_text(second)}\n" in md and "**FLAGGED for a human**" in md
+    (summary,) = scan([tmp_path])
+    page = render([summary], title="t", single=True)
+    assert page.count('class="head-scores meta"') == 2 and "not_ok 0.37 &lt; 0.5" in page
+
+
 def test_head_records_without_rules_or_with_odd_fields(tmp_path):
     """A record written before the rules were recorded shows its scores without thresholds; odd values from an
     edited file are read as nothing, never an error."""
