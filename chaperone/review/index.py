@@ -13,7 +13,8 @@ from chaperone.audit.integrity import TAMPERED, Integrity, Keys, check_files
 from chaperone.audit.transcript import Verification
 from chaperone.engine.events import CONVERSATION_OUTCOMES, INCOMPLETE
 from chaperone.errors import ChaperoneError
-from chaperone.review.story import Story, build_story, load_records, parse_time
+from chaperone.review.story import Story, parse_time
+from chaperone.review.story_reader import build_story, load_records
 
 # What `closing.outcome` holds (the engine's vocabulary), plus "incomplete" for a transcript without one.
 OUTCOMES = (*CONVERSATION_OUTCOMES, INCOMPLETE)

@@ -14,7 +14,7 @@ from chaperone.config.project import load_project
 from chaperone.engine.choice import SessionChoice
 from chaperone.engine.conversation import Conversation
 from chaperone.models.pool import ModelPool
-from chaperone.review.story import build_story
+from chaperone.review.story_reader import build_story
 from tests.support.chunked import SAFE, chunked_project
 from tests.support.projects import run_cli
 

@@ -10,7 +10,8 @@ from chaperone.audit.transcript import TranscriptWriter
 from chaperone.review.export import to_markdown
 from chaperone.review.html import render
 from chaperone.review.index import scan
-from chaperone.review.story import build_story, head_decision_text, load_records, score_text
+from chaperone.review.story import head_decision_text, score_text
+from chaperone.review.story_reader import build_story, load_records
 from chaperone.review.view import print_story
 from tests.support.review_corpus import build_corpus
 
