@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from rich.console import Console
 
 from chaperone.errors import ChaperoneError
 from chaperone.models.gguf import default_cache_dir
@@ -175,9 +176,11 @@ def extract_missing(
     shard_rows: int = 32,
     progress: bool = True,
     stop_after: int | None = None,
+    console: Console | None = None,
 ) -> RunStats:
     """Extract every (key, prompt) not yet in the cache, a shard at a time. `extract(prompt)` returns
-    (layers × width, prompt tokens, seconds). `stop_after` stops after that many new rows (tests, budgets)."""
+    (layers × width, prompt tokens, seconds). `stop_after` stops after that many new rows (tests, budgets).
+    Progress goes to `console` (rich's default: stdout)."""
     todo = []
     stats = RunStats()
     seen = set()
@@ -207,7 +210,11 @@ def extract_missing(
         TextColumn("{task.fields[rate]} tok/s"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, disable=not progress, transient=False) as bar:
+    started = time.monotonic()
+    with Progress(*columns, console=console, disable=not progress, transient=False) as bar:
+        # Not a terminal (a job in the background, its output in a log): the bar draws nothing until the end,
+        # so each shard written is one plain line instead.
+        lines = progress and not bar.console.is_terminal
         task = bar.add_task("extract", total=len(todo), rate="–")
         for key, prompt in todo:
             states, n_tokens, seconds = extract(prompt)
@@ -217,9 +224,20 @@ def extract_missing(
             stats.seconds += seconds
             if len(buffer) >= shard_rows:
                 flush()
+                if lines:
+                    bar.console.print(progress_line(stats, len(todo), time.monotonic() - started), highlight=False)
             bar.update(task, advance=1, rate=f"{stats.tokens_per_second:.0f}")
         flush()
     return stats
+
+
+def progress_line(stats: RunStats, total: int, wall: float) -> str:
+    """One line of progress for a log: rows done of this run's, prompt reading speed, time left at this pace."""
+    left = (total - stats.done) * wall / stats.done if stats.done else 0.0
+    return (
+        f"extracting: {stats.done}/{total} rows · {stats.tokens_per_second:.0f} tok/s · "
+        f"about {left / 60:.0f} min left ({time.strftime('%H:%M:%S')})"
+    )
 
 
 class ExtractInputError(ChaperoneError):

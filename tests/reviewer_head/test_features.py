@@ -82,3 +82,23 @@ def test_a_reader_of_a_missing_cache_creates_nothing(tmp_path):
     with pytest.raises(ValueError, match="no feature cache"):
         FeatureCache(tmp_path, "m" * 64, "p" * 64, LAYERS, readonly=True)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_in_a_log_each_shard_written_is_one_line_of_progress(tmp_path):
+    """Extraction runs for an hour in the background: with its output not a terminal, the bar draws nothing
+    until the end, so every shard written prints rows done, the reading speed and the time left."""
+    import io
+
+    from rich.console import Console
+
+    out = io.StringIO()
+    cache = FeatureCache(tmp_path, "m" * 64, "p" * 64, LAYERS, WIDTH)
+    extract_missing(cache, _items(10), _fake_extract([]), shard_rows=4, console=Console(file=out, width=200))
+    lines = [line for line in out.getvalue().splitlines() if line.startswith("extracting: ")]
+    assert [line.split(" · ")[0] for line in lines] == ["extracting: 4/10 rows", "extracting: 8/10 rows"]
+    assert all(" · 1000 tok/s · about " in line and " min left (" in line for line in lines)
+
+    quiet = io.StringIO()
+    cache = FeatureCache(tmp_path / "quiet", "m" * 64, "p" * 64, LAYERS, WIDTH)
+    extract_missing(cache, _items(10), _fake_extract([]), shard_rows=4, progress=False, console=Console(file=quiet))
+    assert quiet.getvalue() == ""
