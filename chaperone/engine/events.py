@@ -97,6 +97,16 @@ def _without_none(data: dict[str, Any], *keys: str) -> dict[str, Any]:
     return data
 
 
+def _without_unused_head_fields(data: dict[str, Any], *keys: str) -> dict[str, Any]:
+    """A verdict's record (whole or chunk) without the head's fields when the prompted decision decided, so
+    those records read as they always have: no `scores` (nor the other `keys`) when None, no `flagged` when
+    False."""
+    data = _without_none(data, "scores", *keys)
+    if not data.get("flagged"):
+        data.pop("flagged", None)
+    return data
+
+
 class VerdictEvent(_Event):
     kind: Literal["verdict"] = "verdict"
     source: str
@@ -118,10 +128,7 @@ class VerdictEvent(_Event):
 
     @model_serializer(mode="wrap")
     def _omit_head_fields_when_unused(self, handler: Any) -> dict[str, Any]:
-        data = _without_none(handler(self), "scores", "chunk")
-        if not data.get("flagged"):
-            data.pop("flagged", None)
-        return data
+        return _without_unused_head_fields(handler(self), "chunk")
 
 
 class ChunkVerdict(_Event):
@@ -148,10 +155,7 @@ class ChunkVerdict(_Event):
 
     @model_serializer(mode="wrap")
     def _omit_head_fields_when_unused(self, handler: Any) -> dict[str, Any]:
-        data = _without_none(handler(self), "scores")
-        if not data.get("flagged"):
-            data.pop("flagged", None)
-        return data
+        return _without_unused_head_fields(handler(self))
 
 
 class Released(_Event):
