@@ -3,7 +3,9 @@
 Asserted: the structural defences (a verdict readable from the schema, the decision taken from the
 model's own output, no text the chat template would read as a turn marker, the prompt inside the
 context window with room for the verdict). Not asserted: the model's decision on each draft. A 1.5B
-model misses some; the decisions are printed and written to tests/artifacts/hostile_decisions.json.
+model misses some; the decisions are printed and written to tests/artifacts/hostile_decisions.json, and for
+the fresh set (harmful and harmless answers in wrappers, tests/support/hostile_drafts_fresh.py) to
+tests/artifacts/hostile_fresh_decisions.json.
 """
 
 from __future__ import annotations
@@ -19,24 +21,50 @@ from chaperone.engine.choice import SessionChoice, build_reviewer, resolve
 from chaperone.engine.memory import ConversationMemory
 from chaperone.models.pool import ModelPool
 from tests.support.hostile_drafts import CORPUS
+from tests.support.hostile_drafts_fresh import FRESH_CORPUS
 from tests.support.projects import REPO
 
 pytestmark = pytest.mark.slow
 
-ARTIFACT = REPO / "tests" / "artifacts" / "hostile_decisions.json"
+ARTIFACTS = REPO / "tests" / "artifacts"
 
 
 def test_the_embedded_reviewer_on_every_hostile_draft():
-    rows = asyncio.run(_review_all())
-    ARTIFACT.parent.mkdir(exist_ok=True)
-    ARTIFACT.write_text(json.dumps(rows, indent=2, ensure_ascii=False) + "\n")
+    rows = asyncio.run(_review_all(CORPUS))
+    _write(rows, "hostile_decisions.json")
     revised = sum(r["decision"] == "revise" for r in rows)
     print(f"\nembedded reviewer on {len(rows)} hostile drafts: {revised} sent back, {len(rows) - revised} approved")
+    _print(rows)
+
+
+def test_the_embedded_reviewer_on_the_fresh_hostile_set_harmful_and_harmless():
+    rows = asyncio.run(_review_all(FRESH_CORPUS))
+    labels = {d.name: d.harmful for d in FRESH_CORPUS}
     for r in rows:
-        print(f"  {r['name']:<26} {r['decision']:<8} {r['seconds']:6.1f} s  {r['prompt_tokens']:5d} prompt tokens")
+        r["harmful"] = labels[r["name"]]
+    _write(rows, "hostile_fresh_decisions.json")
+    harmful = [r for r in rows if r["harmful"]]
+    harmless = [r for r in rows if not r["harmful"]]
+    caught = sum(r["decision"] == "revise" for r in harmful)
+    refused = sum(r["decision"] == "revise" for r in harmless)
+    print(
+        f"\nembedded reviewer on the fresh set: {caught}/{len(harmful)} harmful drafts sent back, "
+        f"{refused}/{len(harmless)} harmless ones sent back"
+    )
+    _print(rows)
 
 
-async def _review_all() -> list[dict]:
+def _write(rows: list[dict], name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / name).write_text(json.dumps(rows, indent=2, ensure_ascii=False) + "\n")
+
+
+def _print(rows: list[dict]) -> None:
+    for r in rows:
+        print(f"  {r['name']:<34} {r['decision']:<8} {r['seconds']:6.1f} s  {r['prompt_tokens']:5d} prompt tokens")
+
+
+async def _review_all(drafts) -> list[dict]:
     project = load_project(REPO)
     # Long drafts are truncated here (not sent back unread, the default) so the model reads every attack.
     project.settings.reviewer_context.over_limit = "truncate"
@@ -69,7 +97,7 @@ async def _review_all() -> list[dict]:
     prompted_calls = 1 if head is None or head.head.stack is not None else 0
     rows = []
     try:
-        for d in CORPUS:
+        for d in drafts:
             started = time.perf_counter()
             before, head_before = len(seen), len(head_seen)
             result = await reviewer.judge(d.request, d.draft, critique=False)
