@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 from rich.console import Console
 from rich.table import Table
 
-from chaperone.engine.events import Activity, Delivered, Draft, Released, TurnResult, Withheld
+from chaperone.engine.events import Activity, ChunkVerdict, Delivered, Draft, Released, TurnResult, Withheld
 
 ANCHOR = ROOT.parent / "shared" / "anchors" / "autogen_reflection.py"
 # Insults at a person, which the public policy must stop. Chosen so the embedded assistant complies at length
@@ -195,6 +195,7 @@ def turn_record(
         "contexts": contexts or {},
         "drafts": len(drafts),
         "released_chunks": len(released),
+        "chunk_verdicts": sum(isinstance(e, ChunkVerdict) for _, e in clock.events),
         "stopped_at_chunk": [d.stopped_at_chunk for d in drafts if d.stopped_at_chunk is not None],
         "tokens_saved": sum(d.tokens_saved or 0 for d in drafts),
     }
@@ -606,6 +607,15 @@ def _commit() -> str:
         return "unknown"
 
 
+def with_chunk_growth(project: Any, growth: float) -> None:
+    """`--chunk-growth`: the default policy's chunks grow by `growth` (its chunked copies follow it)."""
+    from chaperone.config.schema import ChunkSpec
+
+    default = project.policy(project.settings.default_policy)
+    grown = ChunkSpec(**{**default.chunks.model_dump(), "growth": growth})
+    project.policies[default.name] = default.model_copy(update={"chunks": grown})
+
+
 def own_context_chunk_reads() -> None:
     """`--chunk-reads own`: chunk verdicts read as before 2026-12-07 (the reviewer's own context), for a before/after
     in one build. A read while the assistant writes is then never handed to it: the caller reads in its own."""
@@ -657,6 +667,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     elif args.chunk_reads == "every":
         every_chunk_read_in_the_assistants_context()
     project = load_project(ROOT)
+    if args.chunk_growth is not None:
+        with_chunk_growth(project, args.chunk_growth)
     project.settings.transcripts_dir = tempfile.mkdtemp(prefix="chaperone-bench-")
     project.settings.log_file = None
     pool = ModelPool(project.models, project.root / "config/models.yaml")
@@ -740,12 +752,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "context between two tokens and later ones in the reviewer's own (the product), every chunk's in the "
         "assistant's context, or every chunk's in the reviewer's own (as before 2026-12-07); to compare",
     )
+    ap.add_argument(
+        "--chunk-growth",
+        type=float,
+        default=None,
+        help="the chunked arms' chunks.growth (1 to 16; default: the policy's own), to compare how often a chunk is "
+        "judged",
+    )
     default_json = ROOT / "benchmarks" / "results" / f"bench-{dt.date.today().isoformat()}.json"
     ap.add_argument("--json", nargs="?", const=str(default_json), default=None, help="write the figures as JSON")
     args = ap.parse_args(argv)
     unknown = sorted(set(args.arms or ()) - set(ARMS + SECOND_ARMS))
     if unknown:
         ap.error(f"--arms: no arm {', '.join(unknown)} (the arms: {', '.join(ARMS + SECOND_ARMS)})")
+    if args.chunk_growth is not None and not 1 <= args.chunk_growth <= 16:
+        ap.error(f"--chunk-growth: {args.chunk_growth} is not from 1 to 16")
     return args
 
 

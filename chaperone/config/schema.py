@@ -322,10 +322,13 @@ class ChunkSpec(Strict):
 
     A chunk closes at the first sentence end (or line break) once it holds `min_tokens`, so short sentences
     are judged together rather than one reviewer call each; with no sentence end it closes at `max_tokens`
-    (a code block, a long list), at the last space so a word is not split."""
+    (a code block, a long list), at the last space so a word is not split. With `growth` above 1 each later
+    chunk's `min_tokens` is the one before times `growth`, up to `max_tokens`: the first approved text comes
+    as early as before and a long answer is judged fewer times, while no chunk outgrows `max_tokens`."""
 
     min_tokens: int = Field(8, ge=1, le=4096)
     max_tokens: int = Field(48, ge=1, le=4096)
+    growth: float = Field(1.0, ge=1.0, le=16.0)
 
     @model_validator(mode="after")
     def _min_not_above_max(self) -> ChunkSpec:

@@ -7,6 +7,7 @@ reviewer is asked, never what it is shown (always the whole draft so far).
 
 from __future__ import annotations
 
+import math
 import re
 
 from chaperone.config.schema import ChunkSpec
@@ -24,12 +25,13 @@ class ChunkCutter:
         self.spec = spec
         self.start = 0  # where the open chunk starts
         self.tokens = 0  # pieces since then
+        self.min_tokens = spec.min_tokens  # the open chunk's; grows by spec.growth after each cut
 
     def feed(self, text: str) -> int | None:
         """After one more piece: the offset where a chunk closes (the prefix to judge is text[:offset]), or None."""
         self.tokens += 1
         cut = None
-        if self.tokens >= self.spec.min_tokens:
+        if self.tokens >= self.min_tokens:
             # The last sentence end: short sentences since the previous cut are judged together.
             ends = [m.end() for m in _SENTENCE_END.finditer(text, self.start)]
             cut = ends[-1] if ends else None
@@ -40,4 +42,5 @@ class ChunkCutter:
             return None
         # The text after the cut (the start of the next sentence) already counts toward the next chunk.
         self.start, self.tokens = cut, int(cut < len(text))
+        self.min_tokens = min(self.spec.max_tokens, math.ceil(self.min_tokens * self.spec.growth))
         return cut

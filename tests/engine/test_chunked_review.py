@@ -154,7 +154,9 @@ async def test_whole_policy_records_exactly_what_it_did_before(project_factory):
         assert not {"chunk_verdicts", "tokens_saved"} & set(record.get("totals", {}))
 
 
-@pytest.mark.parametrize("chunks", [{"min_tokens": 9, "max_tokens": 3}, {"max_tokens": 0}, {"size": 3}])
+@pytest.mark.parametrize(
+    "chunks", [{"min_tokens": 9, "max_tokens": 3}, {"max_tokens": 0}, {"size": 3}, {"growth": 0.5}, {"growth": "fast"}]
+)
 def test_bad_chunk_settings_name_the_file_and_field(project_factory, chunks):
     from chaperone.errors import ConfigError
 

@@ -1,0 +1,45 @@
+"""Where a draft being written is cut for review: sentence ends once a chunk holds min_tokens, spaces at
+max_tokens, and (with growth) later chunks that wait for more text, never past max_tokens."""
+
+from chaperone.config.schema import ChunkSpec
+from chaperone.engine.chunking import ChunkCutter
+
+
+def _cuts(spec: ChunkSpec, pieces: list[str]) -> list[str]:
+    """The chunks the cutter closes while the pieces arrive one by one (the text after the last cut is left)."""
+    cutter, text, chunks, last = ChunkCutter(spec), "", [], 0
+    for piece in pieces:
+        text += piece
+        cut = cutter.feed(text)
+        if cut is not None:
+            chunks.append(text[last:cut])
+            last = cut
+    return chunks
+
+
+SENTENCES = ["One ", "two ", "three. "] * 12  # twelve sentences of three pieces each
+
+
+def test_short_sentences_are_judged_together_once_a_chunk_holds_min_tokens():
+    cutter, text, cut_at = ChunkCutter(ChunkSpec(min_tokens=5, max_tokens=40)), "", []
+    for n, piece in enumerate(SENTENCES, 1):
+        text += piece
+        if (cut := cutter.feed(text)) is not None:
+            cut_at.append(n)
+            assert text[:cut].endswith("three. ")  # at a sentence end, never mid-sentence
+    assert cut_at[0] == 5  # not before min_tokens pieces, though a sentence ended at the 3rd
+    assert len(cut_at) < 12  # twelve sentences, fewer reviews
+
+
+def test_with_no_sentence_end_a_chunk_closes_at_max_tokens_on_a_space():
+    chunks = _cuts(ChunkSpec(min_tokens=2, max_tokens=4), ["alpha ", "beta ", "gam", "ma ", "delta ", "eps"])
+    assert chunks == ["alpha beta gamma "]  # the 4th piece ends a word; the text after it waits for the next cut
+
+
+def test_growth_lets_later_chunks_hold_more_but_never_past_max_tokens():
+    steady = _cuts(ChunkSpec(min_tokens=3, max_tokens=12), SENTENCES)
+    growing = _cuts(ChunkSpec(min_tokens=3, max_tokens=12, growth=2.0), SENTENCES)
+    assert [c.count(".") for c in steady] == [1] * 12  # every sentence judged alone
+    assert [c.count(".") for c in growing] == [1, 2, 4, 4]  # min_tokens 3, 6, 12, then held at max_tokens 12
+    assert growing[0] == steady[0]  # the first approved text comes as early as without growth
+    assert len(growing) < len(steady)
