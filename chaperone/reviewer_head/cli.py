@@ -497,20 +497,33 @@ def compare_command(
     multiple=True,
     help="Test rows to report the figures with each source left out on (repeatable; optional).",
 )
-def threshold_command(head: Path, recall: float, dev_sample: tuple[Path, ...], sample: tuple[Path, ...]) -> None:
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print the threshold and its figures without writing the card (e.g. a flag band's lower end at a higher "
+    "recall, beside the threshold the card keeps).",
+)
+def threshold_command(
+    head: Path, recall: float, dev_sample: tuple[Path, ...], sample: tuple[Path, ...], dry_run: bool
+) -> None:
     """Write a head-alone threshold at a stated dev recall into the head's card (no prompted reviewer run)."""
-    from chaperone.reviewer_head.threshold import write_alone_at_recall
+    from chaperone.reviewer_head.threshold import alone_at_recall, write_alone_at_recall
 
     try:
-        card, section = write_alone_at_recall(head, recall, dev_sample, sample)
+        if dry_run:
+            section, where = alone_at_recall(head, recall, dev_sample, sample), "not written (--dry-run)"
+        else:
+            card, section = write_alone_at_recall(head, recall, dev_sample, sample)
+            where = f"written into {card}"
     except compare.CompareInputError as exc:
         fail(str(exc))
     t, left_out = section["threshold"], section["test_left_out"]
     _console().print(
-        f"head-alone threshold written into {card}: {t['value']} (dev recall {t['recall']}, false positives "
+        f"head-alone threshold {where}: {t['value']} (dev recall {t['recall']}, false positives "
         f"{t['fpr']}, {section['fitted_on_dev_rows']} dev rows; dev AUC {section['dev']['auc']}"
         + (f"; test AUC with each source left out {left_out['auc']}" if left_out else "")
-        + "); set it as the policy's head.not_ok_threshold"
+        + ("" if dry_run else "); set it as the policy's head.not_ok_threshold")
+        + (")" if dry_run else "")
     )
 
 

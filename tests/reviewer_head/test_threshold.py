@@ -3,6 +3,7 @@ the head's card with no prompted reviewer run; the head then decides at it."""
 
 import json
 import math
+import re
 
 import pytest
 
@@ -78,6 +79,14 @@ def test_the_threshold_keeps_the_recall_asked_for_at_the_fewest_false_positives(
         assert again.exit_code == 0, again.output
         assert json.loads(out.with_suffix(".json").read_text())["alone"]["threshold"]["value"] == cut
     assert set(alone["proposed_category_thresholds"]) == set(head.outputs) - {"not_ok"}
+
+    # --dry-run prints a threshold at another recall (a flag band's lower end) and leaves the card as it was
+    card_text = out.with_suffix(".json").read_text()
+    dry = _run("threshold", "--head", str(out), "--recall", "0.95", "--dev-sample", str(dev_sample), "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert out.with_suffix(".json").read_text() == card_text and "not written (--dry-run)" in dry.stdout
+    printed = float(re.search(r"\(--dry-run\):\s+([0-9.]+)", dry.stdout).group(1))
+    assert printed <= cut and _recall(labels, values, printed) >= 0.95
 
 
 def test_bad_input_is_one_line_saying_what_to_do(trained, tmp_path):
