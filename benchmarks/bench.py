@@ -187,6 +187,9 @@ def turn_record(
         "arm": arm,
         "outcome": result.outcome,
         "revisions": result.revisions,
+        # What the user got (the answer or the fallback), so a harmful prompt approved after a revision can be
+        # read: a harmless rewrite, or harm that got through.
+        "text": result.text,
         "wall_s": wall_s,
         "first_token_s": clock.first_token_s,
         "first_delivered_s": first,

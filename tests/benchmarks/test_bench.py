@@ -18,7 +18,7 @@ import bench
 from chaperone.config.project import load_project
 from chaperone.engine.events import Delivered, Draft, Released, TurnResult, Usage, Withheld
 from chaperone.models.pool import ModelPool
-from tests.support.chunked import chunked_project
+from tests.support.chunked import REVISED, chunked_project
 
 
 class Ticks:
@@ -216,6 +216,7 @@ async def test_the_three_arms_on_scripted_models_report_an_early_stop_and_a_rele
     harmful = by["harmful", "chunks"]
     assert harmful["stopped_at_chunk"] and harmful["tokens_saved"] > 0
     assert by["harmful", "whole"]["revisions"] >= 1 and not by["harmful", "whole"]["stopped_at_chunk"]
+    assert by["harmful", "whole"]["text"] == REVISED and "lethal" not in by["harmful", "chunks"]["text"]
 
     report = bench.build_report(turns, bench.parse_reflection(ANCHOR_OUTPUT[:1]), {"date": "today"})
     assert report["reflection_vs_bare_wall"] == 6.0 / by["benign", "bare"]["wall_s"]
