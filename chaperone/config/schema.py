@@ -328,7 +328,7 @@ class ChunkSpec(Strict):
 
     min_tokens: int = Field(8, ge=1, le=4096)
     max_tokens: int = Field(48, ge=1, le=4096)
-    growth: float = Field(1.0, ge=1.0, le=16.0)
+    growth: float = Field(2.0, ge=1.0, le=16.0)
 
     @model_validator(mode="after")
     def _min_not_above_max(self) -> ChunkSpec:

@@ -37,7 +37,7 @@ def test_with_no_sentence_end_a_chunk_closes_at_max_tokens_on_a_space():
 
 
 def test_growth_lets_later_chunks_hold_more_but_never_past_max_tokens():
-    steady = _cuts(ChunkSpec(min_tokens=3, max_tokens=12), SENTENCES)
+    steady = _cuts(ChunkSpec(min_tokens=3, max_tokens=12, growth=1.0), SENTENCES)
     growing = _cuts(ChunkSpec(min_tokens=3, max_tokens=12, growth=2.0), SENTENCES)
     assert [c.count(".") for c in steady] == [1] * 12  # every sentence judged alone
     assert [c.count(".") for c in growing] == [1, 2, 4, 4]  # min_tokens 3, 6, 12, then held at max_tokens 12

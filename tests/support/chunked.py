@@ -33,6 +33,6 @@ def chunked_project(project_factory, streaming: str = "chunks", chunks: dict | N
     path = root / "config" / "policies" / "public.yaml"
     policy = yaml.safe_load(path.read_text())
     policy["streaming"] = streaming
-    policy["chunks"] = chunks or {"min_tokens": 1, "max_tokens": 40}
+    policy["chunks"] = chunks or {"min_tokens": 1, "max_tokens": 40, "growth": 1}  # a verdict per sentence
     path.write_text(yaml.safe_dump(policy, sort_keys=False))
     return root
