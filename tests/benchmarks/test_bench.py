@@ -308,14 +308,14 @@ async def test_chunk_growth_reaches_the_chunked_arm_and_chunk_verdicts_are_count
 
     root = chunked_project(project_factory, streaming="whole", chunks={"min_tokens": 1, "max_tokens": 8})
     project = load_project(root)
-    bench.with_chunk_growth(project, 4.0)
+    bench.with_chunk_growth(project, 2.0)
     pool = ModelPool(project.models, root / "config" / "models.yaml")
     (turn,) = await bench.run_arms(
         project, pool, [("benign", "Say something friendly.")], max_tokens=200, arms=("chunks",)
     )
     await pool.close()
     base = project.policy(project.settings.default_policy)
-    assert project.policy(f"{base.name}+chunks").chunks.growth == 4.0 and base.chunks.max_tokens == 8
+    assert project.policy(f"{base.name}+chunks").chunks.growth == 2.0 and base.chunks.max_tokens == 8
     assert turn["chunk_verdicts"] >= turn["released_chunks"] >= 1
     assert bench.parse_args(["--chunk-growth", "2"]).chunk_growth == 2.0
     with pytest.raises(SystemExit):

@@ -2,7 +2,7 @@
 max_tokens, and (with growth) later chunks that wait for more text, never past max_tokens."""
 
 from chaperone.config.schema import ChunkSpec
-from chaperone.engine.chunking import ChunkCutter
+from chaperone.engine.chunking import ChunkCutter, sentence_ends
 
 
 def _cuts(spec: ChunkSpec, pieces: list[str]) -> list[str]:
@@ -20,15 +20,22 @@ def _cuts(spec: ChunkSpec, pieces: list[str]) -> list[str]:
 SENTENCES = ["One ", "two ", "three. "] * 12  # twelve sentences of three pieces each
 
 
-def test_short_sentences_are_judged_together_once_a_chunk_holds_min_tokens():
-    cutter, text, cut_at = ChunkCutter(ChunkSpec(min_tokens=5, max_tokens=40)), "", []
+def test_a_chunk_closes_at_the_first_sentence_end_once_it_holds_min_tokens():
+    cutter, text, cut_at = ChunkCutter(ChunkSpec(min_tokens=5, max_tokens=40, growth=1.0)), "", []
     for n, piece in enumerate(SENTENCES, 1):
         text += piece
         if (cut := cutter.feed(text)) is not None:
             cut_at.append(n)
             assert text[:cut].endswith("three. ")  # at a sentence end, never mid-sentence
-    assert cut_at[0] == 5  # not before min_tokens pieces, though a sentence ended at the 3rd
-    assert len(cut_at) < 12  # twelve sentences, fewer reviews
+    # Not at the 5th piece, though a sentence had ended by then: a chunk of 3 pieces would be under min_tokens.
+    assert cut_at == [6, 12, 18, 24, 30, 36]  # two sentences a chunk: short sentences are judged together
+
+
+def test_a_lists_numbers_and_abbreviations_end_no_sentence():
+    pieces = ["1", ".", " Prepare", " well", ".", "\n", "2", ".", " Dress", " e", ".g", ".", " smart", ".", " Then"]
+    chunks = _cuts(ChunkSpec(min_tokens=2, max_tokens=40, growth=1.0), pieces)
+    assert chunks == ["1. Prepare well.\n", "2. Dress e.g. smart. "]
+    assert sentence_ends("It costs 3. Plan A. Dr. Who left. ") == [12, 20, 34]
 
 
 def test_with_no_sentence_end_a_chunk_closes_at_max_tokens_on_a_space():
