@@ -522,8 +522,7 @@ def threshold_command(
         f"head-alone threshold {where}: {t['value']} (dev recall {t['recall']}, false positives "
         f"{t['fpr']}, {section['fitted_on_dev_rows']} dev rows; dev AUC {section['dev']['auc']}"
         + (f"; test AUC with each source left out {left_out['auc']}" if left_out else "")
-        + ("" if dry_run else "); set it as the policy's head.not_ok_threshold")
-        + (")" if dry_run else "")
+        + (")" if dry_run else "); set it as the policy's head.not_ok_threshold")
     )
 
 

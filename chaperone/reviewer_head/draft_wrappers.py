@@ -106,18 +106,11 @@ def wrap(row: SplitRow, seed: int) -> SplitRow:
     return SplitRow(wrapped, row.part)
 
 
-def wrapped_rows(rows: Iterable[SplitRow], rate: float, seed: int, within: set[str] | None = None) -> list[SplitRow]:
-    """Wrapped copies of a seeded `rate` of the train and dev rows (of those whose text_sha is in `within`)."""
+def wrapped_rows(rows: Iterable[SplitRow], rate: float, seed: int) -> list[SplitRow]:
+    """Wrapped copies of a seeded `rate` of the train and dev rows."""
     if not 0 < rate <= 1:
         raise ValueError(f"the wrap rate must be in (0, 1], not {rate}")
-    chosen = [
-        r
-        for r in rows
-        if r.part in WRAPPED_PARTS
-        and (within is None or r.row.text_sha in within)
-        and _unit(seed, "pick:" + r.row.id) < rate
-    ]
-    return [wrap(r, seed) for r in chosen]
+    return [wrap(r, seed) for r in rows if r.part in WRAPPED_PARTS and _unit(seed, "pick:" + r.row.id) < rate]
 
 
 def summary(wrapped: list[SplitRow], rate: float) -> dict:
@@ -148,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         rows, summary_in = data.read_manifest(args.manifest)
         listed = only_listed(rows, args.rows) if args.rows is not None else rows
-        added = wrapped_rows(listed, args.rate, args.seed, {r.row.text_sha for r in listed})
+        added = wrapped_rows(listed, args.rate, args.seed)
     except (ChaperoneError, ValueError, OSError) as exc:
         raise SystemExit(f"error: {exc}") from None
     report = summary(added, args.rate)
