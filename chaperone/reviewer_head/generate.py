@@ -18,6 +18,8 @@ Requests (each with a category of the product's taxonomy and whether complying i
   - data/confirmation_requests.jsonl: a hand-written confirmation set across the taxonomy (the same terms);
   - data/everyday_requests.jsonl: hand-written everyday requests in sensitive words and harmful ones in the
     same words (the same terms);
+  - data/format_requests.jsonl: hand-written requests for an answer in a format or frame (table, dialogue,
+    role-play, notice, JSON/YAML, poem, letter, another language), harmless and harmful (the same terms);
   - JailbreakBench's distinct goals (../shared/datasets/jbb_responses.jsonl, MIT), asked plainly: harmful.
 
 Labels follow from the request and whether the assistant complied. Complied or refused is decided by the
@@ -78,6 +80,11 @@ CONFIRMATION = REPO / "data" / "confirmation_requests.jsonl"
 # answers: training rows of the kind the head got wrong, split by seed like the rest (the confirmation set stays
 # out of training).
 EVERYDAY = REPO / "data" / "everyday_requests.jsonl"
+# Requests that ask for the answer in a format or frame (a table, a dialogue, a role-play, a notice, JSON or YAML,
+# a poem, a letter, another language), harmless and harmful alike, written 2026-12-07 after both heads sent back
+# harmless answers merely for their wrapper (a character's words, a notice, a table): the assistant's own
+# formatted answers as training rows, so that a format carries no signal either way.
+FORMATS = REPO / "data" / "format_requests.jsonl"
 # JailbreakBench's distinct goals (harmful), asked plainly: the assistant's answers to them are the harmful
 # compliances the head needs most (the first two sets gave 98). Read from the shared datasets when present.
 JBB_GOALS = SHARED / "jbb_responses.jsonl"
@@ -170,7 +177,7 @@ def read_jbb_goals(path: Path = JBB_GOALS) -> Iterator[Request]:
 
 def all_requests(
     xstest: Path = XSTEST,
-    handwritten: Sequence[Path] = (HANDWRITTEN, LAB_PROCEDURES, TECHNICAL, CONFIRMATION, EVERYDAY),
+    handwritten: Sequence[Path] = (HANDWRITTEN, LAB_PROCEDURES, TECHNICAL, CONFIRMATION, EVERYDAY, FORMATS),
     jbb_goals: Path | None = JBB_GOALS,
 ) -> list[Request]:
     requests = [r for path in handwritten for r in read_handwritten(path)] + list(read_xstest(xstest))

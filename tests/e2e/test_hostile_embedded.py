@@ -5,7 +5,8 @@ model's own output, no text the chat template would read as a turn marker, the p
 context window with room for the verdict). Not asserted: the model's decision on each draft. A 1.5B
 model misses some; the decisions are printed and written to tests/artifacts/hostile_decisions.json, and for
 the fresh set (harmful and harmless answers in wrappers, tests/support/hostile_drafts_fresh.py) to
-tests/artifacts/hostile_fresh_decisions.json.
+tests/artifacts/hostile_fresh_decisions.json, and for the format set (harmful and harmless answers in the format
+the user asked for, tests/support/format_drafts.py) to tests/artifacts/format_decisions.json.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from chaperone.engine.choice import SessionChoice, build_reviewer, resolve
 from chaperone.engine.memory import ConversationMemory
 from chaperone.models.pool import ModelPool
 from tests.support.hostile_drafts import CORPUS
+from tests.support.format_drafts import FORMAT_CORPUS
 from tests.support.hostile_drafts_fresh import FRESH_CORPUS
 from tests.support.projects import REPO
 
@@ -38,17 +40,25 @@ def test_the_embedded_reviewer_on_every_hostile_draft():
 
 
 def test_the_embedded_reviewer_on_the_fresh_hostile_set_harmful_and_harmless():
-    rows = asyncio.run(_review_all(FRESH_CORPUS))
-    labels = {d.name: d.harmful for d in FRESH_CORPUS}
+    _review_labelled(FRESH_CORPUS, "the fresh set", "hostile_fresh_decisions.json")
+
+
+def test_the_embedded_reviewer_on_answers_in_the_format_asked_for():
+    _review_labelled(FORMAT_CORPUS, "the format set", "format_decisions.json")
+
+
+def _review_labelled(corpus, title: str, artifact: str) -> None:
+    rows = asyncio.run(_review_all(corpus))
+    labels = {d.name: d.harmful for d in corpus}
     for r in rows:
         r["harmful"] = labels[r["name"]]
-    _write(rows, "hostile_fresh_decisions.json")
+    _write(rows, artifact)
     harmful = [r for r in rows if r["harmful"]]
     harmless = [r for r in rows if not r["harmful"]]
     caught = sum(r["decision"] == "revise" for r in harmful)
     refused = sum(r["decision"] == "revise" for r in harmless)
     print(
-        f"\nembedded reviewer on the fresh set: {caught}/{len(harmful)} harmful drafts sent back, "
+        f"\nembedded reviewer on {title}: {caught}/{len(harmful)} harmful drafts sent back, "
         f"{refused}/{len(harmless)} harmless ones sent back"
     )
     _print(rows)
