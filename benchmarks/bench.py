@@ -156,6 +156,37 @@ def context_diff(before: dict[str, dict[str, int]], after: dict[str, dict[str, i
     return out
 
 
+class SameStart:
+    """Every arm of one prompt starts from the assistant's context as the first arm found it (the default; off with
+    `--warm-start`). The KV cache and the saved-state cache are snapshotted before the prompt's first arm and put
+    back before each later one. Without it the later arms found the bare arm's prompt, and even its answer, in
+    the cache: their drafts came from other float rounding, and at the assistant's temperature diverged from the
+    bare arm's within a sentence, to answers 15-27% longer (bench-2026-12-07-*.json), so the wall ratio compared
+    different answers. With the same start and the same seed, an arm's draft differs from the bare one only where
+    the review changes it (a chunk read in the assistant's context, a revision)."""
+
+    def __init__(self, client: Any):
+        self.llm = getattr(client, "llm", None)  # embedded models only; an HTTP model has no context to restore
+        self._state: Any = None
+        self._cached: tuple[Any, int] | None = None
+
+    def take(self) -> None:
+        if self.llm is None:
+            return
+        self._state = self.llm.save_state()
+        cache = self.llm.cache
+        self._cached = None if cache is None else (cache.cache_state.copy(), cache.cache_size)
+
+    def put_back(self) -> None:
+        if self.llm is None or self._state is None:
+            return
+        self.llm.load_state(self._state)
+        cache = self.llm.cache
+        if cache is not None and self._cached is not None:
+            cache.cache_state = self._cached[0].copy()
+            cache._held = self._cached[1]  # LastRowStateCache's count of the bytes it holds
+
+
 def turn_record(
     *,
     group: str,
@@ -243,6 +274,11 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or not b else a / b
 
 
+def _same_answers(turns: Sequence[dict[str, Any]], group: str, arm: str) -> int:
+    texts = {(t["prompt"], t["arm"]): t.get("text") for t in turns if t["group"] == group}
+    return sum(1 for (prompt, a), text in texts.items() if a == arm and text == texts.get((prompt, "bare")))
+
+
 def summarize(turns: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Per group and arm: totals, and the guarded arms' ratios to the bare arm on the same prompts."""
     out: dict[str, Any] = {}
@@ -268,6 +304,9 @@ def summarize(turns: Sequence[dict[str, Any]]) -> dict[str, Any]:
                 # the target: prompt tokens the reviewer's contexts (rubric prompt and head) really evaluated
                 # <= 0.3x the bare turn's tokens
                 "reviewer_evaluated_per_bare_token": _ratio(evaluated, bare["tokens"]),
+                # prompts whose delivered answer is the bare arm's, character for character: where it is not,
+                # the wall ratio also compares answers of other lengths
+                "same_answer_as_bare": _same_answers(turns, group, arm),
             }
         early = {}
         if "whole" in arms and "chunks" in arms:
@@ -389,8 +428,10 @@ async def run_arms(
     arms: Sequence[str] = ARMS,
     progress: Callable[[str], None] = lambda _: None,
     second_head: Path | None = None,
+    same_start: bool = True,
 ) -> list[dict[str, Any]]:
-    """Each (group, prompt) through each arm, one after the other, each in a fresh conversation."""
+    """Each (group, prompt) through each arm, one after the other, each in a fresh conversation (with `same_start`,
+    each arm of a prompt from the same assistant context: SameStart)."""
     from chaperone.engine.choice import SessionChoice
     from chaperone.engine.conversation import Conversation
 
@@ -408,8 +449,13 @@ async def run_arms(
     roles = {names.assistant: "assistant", names.reviewer: "reviewer"}
     roles |= dict.fromkeys(reviewer_of.values(), "reviewer")
     records = []
+    a_spec = project.agents[names.assistant]
+    a_model = models.get("assistant") or a_spec.model
+    start = SameStart(pool.get(a_model, max_tokens=a_spec.generation.max_tokens, role="assistant").client)
     for group, prompt in prompts:
-        for arm in arms:
+        for n, arm in enumerate(arms):
+            if same_start:
+                start.take() if n == 0 else start.put_back()
             choice = SessionChoice(
                 policy=policy_of[arm],
                 reviewer=reviewer_of.get(arm),
@@ -544,6 +590,7 @@ def render(report: dict[str, Any], console: Console) -> None:
         "rev ctx eval/hit",
         "rev eval ×bare tok",
         "saved tok",
+        "= bare answer",
     ):
         s.add_column(col, justify="left" if col in ("group", "arm") else "right")
     for group, g in report["summary"].items():
@@ -565,6 +612,7 @@ def render(report: dict[str, Any], console: Console) -> None:
                 f"{ctx['evaluated']}/{ctx['cache_hits']}" if ctx else "–",
                 _x(r.get("reviewer_evaluated_per_bare_token")),
                 str(a["tokens_saved"]) if base_arm(arm) == "chunks" else "–",
+                f"{r['same_answer_as_bare']}/{a['turns']}" if "same_answer_as_bare" in r else "–",
             )
     console.print(s)
     for group, g in report["summary"].items():
@@ -701,6 +749,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             progress=progress,
             arms=arms,
             second_head=args.second_head,
+            same_start=not args.warm_start,
         )
     finally:
         await pool.close()
@@ -716,6 +765,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "assistant_max_tokens": args.max_tokens,
         "first_delivered_means": FIRST_DELIVERED,
         "chunk_reads": args.chunk_reads,
+        "same_start": not args.warm_start,
     }
     report = build_report(turns, reflection, meta)
     render(report, console)
@@ -761,6 +811,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=None,
         help="the chunked arms' chunks.growth (1 to 16; default: the policy's own), to compare how often a chunk is "
         "judged",
+    )
+    ap.add_argument(
+        "--warm-start",
+        action="store_true",
+        help="let each arm find what the arm before it left in the assistant's context (as before 2026-12-07 "
+        "afternoon) instead of starting every arm of a prompt from the same context",
     )
     default_json = ROOT / "benchmarks" / "results" / f"bench-{dt.date.today().isoformat()}.json"
     ap.add_argument("--json", nargs="?", const=str(default_json), default=None, help="write the figures as JSON")

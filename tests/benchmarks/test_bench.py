@@ -320,3 +320,67 @@ async def test_chunk_growth_reaches_the_chunked_arm_and_chunk_verdicts_are_count
     assert bench.parse_args(["--chunk-growth", "2"]).chunk_growth == 2.0
     with pytest.raises(SystemExit):
         bench.parse_args(["--chunk-growth", "0.5"])
+
+
+def test_an_arm_counts_the_prompts_whose_answer_is_the_bare_arms_character_for_character():
+    def turn(arm, prompt, text):
+        return {
+            "group": "benign",
+            "prompt": prompt,
+            "arm": arm,
+            "text": text,
+            "outcome": "approved",
+            "wall_s": 1.0,
+            "first_delivered_s": 1.0,
+            "agents": {},
+            "contexts": {},
+            "tokens_saved": 0,
+            "stopped_at_chunk": [],
+        }
+
+    turns = [
+        turn("bare", "a", "Canberra."),
+        turn("chunks", "a", "Canberra."),
+        turn("bare", "b", "Use slicing: xs[::-1]."),
+        turn("chunks", "b", "Use slicing, xs[::-1]."),
+        turn("whole", "b", "Use slicing: xs[::-1]."),
+    ]
+    ratios = bench.summarize(turns)["benign"]["ratios"]
+    assert ratios["chunks"]["same_answer_as_bare"] == 1
+    assert ratios["whole"]["same_answer_as_bare"] == 1
+
+
+def test_same_start_puts_back_the_assistants_context_and_its_saved_states_before_each_later_arm():
+    from collections import OrderedDict
+
+    class Cache:  # the two attributes of LastRowStateCache SameStart touches
+        def __init__(self):
+            self.cache_state, self._held = OrderedDict(), 0
+
+        @property
+        def cache_size(self):
+            return self._held
+
+    class Context:  # llama_cpp.Llama's save_state / load_state / cache, as far as SameStart uses them
+        def __init__(self):
+            self.cache, self.kv = Cache(), ["system prompt"]
+
+        def save_state(self):
+            return list(self.kv)
+
+        def load_state(self, state):
+            self.kv = list(state)
+
+    llm = Context()
+    start = bench.SameStart(type("Client", (), {"llm": llm})())
+    start.take()
+    llm.kv += ["bare arm's prompt", "bare arm's answer"]  # the first arm's turn leaves its tokens and a saved state
+    llm.cache.cache_state[("bare",)] = "state"
+    llm.cache._held = 100
+    start.put_back()
+    assert llm.kv == ["system prompt"]
+    assert dict(llm.cache.cache_state) == {} and llm.cache.cache_size == 0
+    llm.kv.append("chunks arm")
+    start.put_back()  # and again before the next arm
+    assert llm.kv == ["system prompt"]
+    bench.SameStart(object()).take()  # a model over HTTP has no context: nothing to snapshot, nothing fails
