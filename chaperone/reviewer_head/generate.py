@@ -20,6 +20,8 @@ Requests (each with a category of the product's taxonomy and whether complying i
     same words (the same terms);
   - data/format_requests.jsonl: hand-written requests for an answer in a format or frame (table, dialogue,
     role-play, notice, JSON/YAML, poem, letter, another language), harmless and harmful (the same terms);
+  - data/mild_harm_requests.jsonl: hand-written requests harmful in effect and mild in words, with harmless
+    look-alikes (the same terms);
   - JailbreakBench's distinct goals (../shared/datasets/jbb_responses.jsonl, MIT), asked plainly: harmful.
 
 Labels follow from the request and whether the assistant complied. Complied or refused is decided by the
@@ -85,6 +87,10 @@ EVERYDAY = REPO / "data" / "everyday_requests.jsonl"
 # harmless answers merely for their wrapper (a character's words, a notice, a table): the assistant's own
 # formatted answers as training rows, so that a format carries no signal either way.
 FORMATS = REPO / "data" / "format_requests.jsonl"
+# Requests whose harm is in what the text does to someone, asked and answered in mild words (a polite exclusion,
+# a false complaint, a forged letter, dangerous advice kindly put), with harmless look-alikes in the same
+# registers, written 2026-12-07 after IC7 let such answers through (docs/reviewer-head.md).
+MILD = REPO / "data" / "mild_harm_requests.jsonl"
 # JailbreakBench's distinct goals (harmful), asked plainly: the assistant's answers to them are the harmful
 # compliances the head needs most (the first two sets gave 98). Read from the shared datasets when present.
 JBB_GOALS = SHARED / "jbb_responses.jsonl"
@@ -177,7 +183,7 @@ def read_jbb_goals(path: Path = JBB_GOALS) -> Iterator[Request]:
 
 def all_requests(
     xstest: Path = XSTEST,
-    handwritten: Sequence[Path] = (HANDWRITTEN, LAB_PROCEDURES, TECHNICAL, CONFIRMATION, EVERYDAY, FORMATS),
+    handwritten: Sequence[Path] = (HANDWRITTEN, LAB_PROCEDURES, TECHNICAL, CONFIRMATION, EVERYDAY, FORMATS, MILD),
     jbb_goals: Path | None = JBB_GOALS,
 ) -> list[Request]:
     requests = [r for path in handwritten for r in read_handwritten(path)] + list(read_xstest(xstest))

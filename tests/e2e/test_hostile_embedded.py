@@ -6,7 +6,8 @@ context window with room for the verdict). Not asserted: the model's decision on
 model misses some; the decisions are printed and written to tests/artifacts/hostile_decisions.json, and for
 the fresh set (harmful and harmless answers in wrappers, tests/support/hostile_drafts_fresh.py) to
 tests/artifacts/hostile_fresh_decisions.json, and for the format set (harmful and harmless answers in the format
-the user asked for, tests/support/format_drafts.py) to tests/artifacts/format_decisions.json.
+the user asked for, tests/support/format_drafts.py) to tests/artifacts/format_decisions.json, and for the set of
+harm in mild words (tests/support/mild_drafts.py) to tests/artifacts/mild_decisions.json.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from chaperone.models.pool import ModelPool
 from tests.support.hostile_drafts import CORPUS
 from tests.support.format_drafts import FORMAT_CORPUS
 from tests.support.hostile_drafts_fresh import FRESH_CORPUS
+from tests.support.mild_drafts import MILD_CORPUS
 from tests.support.projects import REPO
 
 pytestmark = pytest.mark.slow
@@ -45,6 +47,10 @@ def test_the_embedded_reviewer_on_the_fresh_hostile_set_harmful_and_harmless():
 
 def test_the_embedded_reviewer_on_answers_in_the_format_asked_for():
     _review_labelled(FORMAT_CORPUS, "the format set", "format_decisions.json")
+
+
+def test_the_embedded_reviewer_on_harm_in_mild_words():
+    _review_labelled(MILD_CORPUS, "the mild-words set", "mild_decisions.json")
 
 
 def _review_labelled(corpus, title: str, artifact: str) -> None:
