@@ -22,8 +22,8 @@ from chaperone.config.project import load_project
 from chaperone.engine.choice import SessionChoice, build_reviewer, resolve
 from chaperone.engine.memory import ConversationMemory
 from chaperone.models.pool import ModelPool
-from tests.support.hostile_drafts import CORPUS
 from tests.support.format_drafts import FORMAT_CORPUS
+from tests.support.hostile_drafts import CORPUS
 from tests.support.hostile_drafts_fresh import FRESH_CORPUS
 from tests.support.mild_drafts import MILD_CORPUS
 from tests.support.projects import REPO
