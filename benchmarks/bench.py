@@ -168,23 +168,21 @@ class SameStart:
     def __init__(self, client: Any):
         self.llm = getattr(client, "llm", None)  # embedded models only; an HTTP model has no context to restore
         self._state: Any = None
-        self._cached: tuple[Any, int] | None = None
+        self._cached: Any = None
 
     def take(self) -> None:
         if self.llm is None:
             return
         self._state = self.llm.save_state()
-        cache = self.llm.cache
-        self._cached = None if cache is None else (cache.cache_state.copy(), cache.cache_size)
+        cache = self.llm.cache  # a LastRowStateCache (models/embedded.py), or None with state_cache_mb 0
+        self._cached = None if cache is None else cache.snapshot()
 
     def put_back(self) -> None:
         if self.llm is None or self._state is None:
             return
         self.llm.load_state(self._state)
-        cache = self.llm.cache
-        if cache is not None and self._cached is not None:
-            cache.cache_state = self._cached[0].copy()
-            cache._held = self._cached[1]  # LastRowStateCache's count of the bytes it holds
+        if self._cached is not None:
+            self.llm.cache.restore(self._cached)
 
 
 def turn_record(
@@ -454,8 +452,10 @@ async def run_arms(
     start = SameStart(pool.get(a_model, max_tokens=a_spec.generation.max_tokens, role="assistant").client)
     for group, prompt in prompts:
         for n, arm in enumerate(arms):
-            if same_start:
-                start.take() if n == 0 else start.put_back()
+            if same_start and n == 0:
+                start.take()
+            elif same_start:
+                start.put_back()
             choice = SessionChoice(
                 policy=policy_of[arm],
                 reviewer=reviewer_of.get(arm),

@@ -17,6 +17,7 @@ Prompt logprobs (`echo` with `logits_all=True`) would need every row: this cache
 from __future__ import annotations
 
 import copy
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -54,3 +55,13 @@ class LastRowStateCache(LlamaRAMCache):
         while self._held > self.capacity_bytes and self.cache_state:
             _, evicted = self.cache_state.popitem(last=False)
             self._held -= held_bytes(evicted)
+
+    def snapshot(self) -> OrderedDict[tuple[int, ...], Any]:
+        """The saved states as they are now, for `restore` (the states themselves are shared, never changed)."""
+        return self.cache_state.copy()
+
+    def restore(self, states: OrderedDict[tuple[int, ...], Any]) -> None:
+        """Hold exactly the states of a `snapshot` again (benchmarks/bench.py starts each arm from one); the byte
+        count is recomputed from them."""
+        self.cache_state = states.copy()
+        self._held = sum(held_bytes(state) for state in self.cache_state.values())

@@ -351,19 +351,20 @@ def test_an_arm_counts_the_prompts_whose_answer_is_the_bare_arms_character_for_c
 
 
 def test_same_start_puts_back_the_assistants_context_and_its_saved_states_before_each_later_arm():
-    from collections import OrderedDict
+    from types import SimpleNamespace
 
-    class Cache:  # the two attributes of LastRowStateCache SameStart touches
+    import numpy as np
+
+    from chaperone.models.state_cache import LastRowStateCache
+
+    def saved(tokens):  # shaped like llama_cpp.LlamaState, as far as the cache reads it
+        return SimpleNamespace(
+            input_ids=np.array(tokens, dtype=np.intc), scores=np.zeros((1, 4), np.single), llama_state_size=100
+        )
+
+    class Context:  # llama_cpp.Llama's save_state / load_state, as far as SameStart uses them; the real cache
         def __init__(self):
-            self.cache_state, self._held = OrderedDict(), 0
-
-        @property
-        def cache_size(self):
-            return self._held
-
-    class Context:  # llama_cpp.Llama's save_state / load_state / cache, as far as SameStart uses them
-        def __init__(self):
-            self.cache, self.kv = Cache(), ["system prompt"]
+            self.cache, self.kv = LastRowStateCache(capacity_bytes=1 << 20), ["system prompt"]
 
         def save_state(self):
             return list(self.kv)
@@ -372,15 +373,17 @@ def test_same_start_puts_back_the_assistants_context_and_its_saved_states_before
             self.kv = list(state)
 
     llm = Context()
+    llm.cache[[1]] = saved([1])  # what an earlier prompt left
+    before = llm.cache.cache_size
     start = bench.SameStart(type("Client", (), {"llm": llm})())
     start.take()
     llm.kv += ["bare arm's prompt", "bare arm's answer"]  # the first arm's turn leaves its tokens and a saved state
-    llm.cache.cache_state[("bare",)] = "state"
-    llm.cache._held = 100
+    llm.cache[[1, 2, 3]] = saved([1, 2, 3])
     start.put_back()
     assert llm.kv == ["system prompt"]
-    assert dict(llm.cache.cache_state) == {} and llm.cache.cache_size == 0
+    assert list(llm.cache.cache_state) == [(1,)] and llm.cache.cache_size == before
     llm.kv.append("chunks arm")
+    llm.cache[[4]] = saved([4])
     start.put_back()  # and again before the next arm
-    assert llm.kv == ["system prompt"]
+    assert llm.kv == ["system prompt"] and list(llm.cache.cache_state) == [(1,)]
     bench.SameStart(object()).take()  # a model over HTTP has no context: nothing to snapshot, nothing fails

@@ -69,6 +69,19 @@ def test_replacing_a_key_does_not_count_it_twice():
     assert cache.cache_size == 20_000 + VOCAB * 4 + 16 * 4
 
 
+def test_a_snapshot_restored_holds_its_states_again_and_counts_their_bytes():
+    cache = LastRowStateCache(capacity_bytes=1 << 20)
+    cache[[1]] = state([1], kv=10_000)
+    kept, size = cache.snapshot(), cache.cache_size
+    cache[[2]] = state([2], kv=20_000)
+    del cache.cache_state[(1,)]  # the snapshot is a copy: changing the cache does not change it
+    cache.restore(kept)
+    assert list(cache.cache_state) == [(1,)] and cache.cache_size == size
+    cache[[3]] = state([3])  # and restoring twice from one snapshot gives the same
+    cache.restore(kept)
+    assert list(cache.cache_state) == [(1,)] and cache.cache_size == size
+
+
 def test_a_state_larger_than_the_capacity_is_not_kept():
     cache = LastRowStateCache(capacity_bytes=5_000)
     cache[[1]] = state([1], kv=10_000)
