@@ -32,6 +32,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from chaperone.engine.chunk_head import layout_sha256
 from chaperone.engine.chunking import sentence_ends
 from chaperone.reviewer_head import data
 from chaperone.reviewer_head.features import FeatureCache, default_root, only_listed
@@ -46,8 +47,7 @@ MIN_PREFIX_TOKENS = 4
 
 
 def layout_sha(system: str, max_chars: int) -> str:
-    canonical = json.dumps({"layout": "in-draft-v1", "system": system, "max": max_chars}, sort_keys=True)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return layout_sha256(system, max_chars)
 
 
 def chosen_rows() -> list[data.SplitRow]:

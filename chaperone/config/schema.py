@@ -235,6 +235,11 @@ class AgentSpec(Strict):
     # config/request_head.yaml. A draft that only declines is then decided by it (refusal_check's
     # request_threshold) instead of the prompted refusal check; the same conditions and warning as `head`.
     request_head: str | None = Field(None, min_length=1, max_length=4096, pattern=r"^[^\n\r\x00]+\.npz$")
+    # Reviewer only: a chunk head (same format) that judges chunks under chunked review from the hidden states
+    # the assistant's own draft tokens produce as it writes them (nothing read; engine/chunk_head.py). Used when
+    # reviewer and assistant share the embedded model and the assistant writes under the system prompt its card
+    # names; otherwise chunk verdicts come from `head` as before, with one warning. None: no chunk head.
+    chunk_head: str | None = Field(None, min_length=1, max_length=4096, pattern=r"^[^\n\r\x00]+\.npz$")
 
     @model_validator(mode="after")
     def _model_for_speakers(self) -> AgentSpec:
@@ -246,6 +251,8 @@ class AgentSpec(Strict):
             raise ValueError("head is for an agent with role 'reviewer'")
         if self.request_head is not None and self.role != "reviewer":
             raise ValueError("request_head is for an agent with role 'reviewer'")
+        if self.chunk_head is not None and self.role != "reviewer":
+            raise ValueError("chunk_head is for an agent with role 'reviewer'")
         return self
 
     @field_validator("critique_prompt")
@@ -329,6 +336,9 @@ class ChunkSpec(Strict):
     min_tokens: int = Field(8, ge=1, le=4096)
     max_tokens: int = Field(48, ge=1, le=4096)
     growth: float = Field(2.0, ge=1.0, le=16.0)
+    # With the reviewer's chunk head (agents' `chunk_head`): a chunk whose score reaches this is sent back.
+    # None: the threshold on the head's card (chosen on dev data; docs/reviewer-head.md).
+    head_threshold: float | None = Field(None, gt=0.0, lt=1.0)
 
     @model_validator(mode="after")
     def _min_not_above_max(self) -> ChunkSpec:

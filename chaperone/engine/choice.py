@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from chaperone.config.project import Project
 from chaperone.config.schema import AgentSpec, PolicySpec, ScriptedModelSpec
-from chaperone.engine import head_decision
+from chaperone.engine import chunk_head, head_decision
 from chaperone.engine.memory import ConversationMemory
 from chaperone.engine.reviewer import ReviewingAgent
 from chaperone.errors import ConfigError
@@ -144,4 +144,5 @@ def build_reviewer(project: Project, pool: ModelPool, cast: Cast, memory: Conver
         context=project.settings.reviewer_context,
         head=head_decision.load_for(spec, handle, project.root),
         request_head=head_decision.load_for(spec, handle, project.root, request=True),
+        chunk_head=chunk_head.load_for(spec, handle, project.root),
     )

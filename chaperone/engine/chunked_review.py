@@ -25,9 +25,12 @@ from autogen_core.models import CreateResult, LLMMessage, RequestUsage
 from pydantic import BaseModel
 
 from chaperone.config.schema import ChunkSpec
+from chaperone.engine.chunk_head import ChunkScore, system_prompt_of, warn_once
 from chaperone.engine.chunking import ChunkCutter
 from chaperone.engine.events import ChunkVerdict, Released, Usage, recorded_scores
 from chaperone.engine.verdict import text_sha
+from chaperone.models import draft_states
+from chaperone.models.draft_states import DraftStates
 from chaperone.models.pool import ModelHandle, PieceHook, combined_token, text_of
 
 if TYPE_CHECKING:
@@ -67,6 +70,7 @@ class _Writing:
     recording: bool = False  # the review in flight has its verdict and is putting it on the record
     stop: tuple[int, ReviewResult] | None = None
     error: BaseException | None = None
+    states: DraftStates | None = None  # the draft tokens' states, when the reviewer's chunk head judges chunks
     writer: asyncio.Future[None] | None = field(default=None, repr=False)
 
 
@@ -121,6 +125,17 @@ class ChunkedReview:
     ) -> Written:
         """Write one draft, judging it chunk by chunk; stop at the first chunk that is not approved."""
         w = _Writing(round_)
+        head = self.reviewer.chunk_head
+        if head is not None:
+            if head.reads(model, system_prompt_of(messages)):
+                w.states = DraftStates(head.layers)
+                args = {**args, draft_states.ARG: w.states}
+            else:
+                warn_once(
+                    f"reviewer {self.reviewer.name}: chunk head {head.path} not used for drafts of model"
+                    f" {model.label} (another context or another system prompt than its card's); chunk verdicts"
+                    " read as before"
+                )
         token = combined_token(tokens)
         w.writer = writer = asyncio.ensure_future(self._generate(model, messages, args, token, w, request, on_piece))
         token.link_future(writer)  # a client that ignores cancellation tokens still stops with the turn
@@ -199,17 +214,34 @@ class ChunkedReview:
                     if len(prefix) > w.released:
                         w.chunks += 1
                         w.recording = False
-                        w.pending = asyncio.ensure_future(self._judge(w, request, prefix, token))
+                        w.pending = asyncio.ensure_future(self._judge(w, request, prefix, cut, token))
             finally:
                 await stream.aclose()
         if w.result is None:
             raise RuntimeError(f"model {model.label} ended its stream without a result")
 
-    async def _judge(self, w: _Writing, request: str, prefix: str, token: CancellationToken) -> None:
+    async def _chunk_score(self, w: _Writing, cut: int) -> ChunkScore | None:
+        """The chunk head's score of the chunk ending at `cut` (an offset into w.text), from the state of the token
+        that covers it, once generation has evaluated that token; None (the reviewer reads as before) without a
+        chunk head, or when the draft ended without that state."""
+        head = self.reviewer.chunk_head
+        if w.states is None or w.states.start is None or head is None:
+            return None
+        lead = len(w.raw) - len(w.text)  # the white space the draft's text was stripped of
+        found = await w.states.state_at(len(w.raw[: lead + cut].encode("utf-8")))
+        if found is None:
+            return None
+        position, states = found
+        return head.score(states, position, self.spec.head_threshold)
+
+    async def _judge(self, w: _Writing, request: str, prefix: str, cut: int, token: CancellationToken) -> None:
         """One prefix's verdict, on the record; then released, or the draft stopped."""
         chunk, written = w.chunks, w.pieces
         try:
-            result = await self.reviewer.judge(request, prefix, token, partial=True, nonce=w.nonce, chunk=chunk)
+            score = await self._chunk_score(w, cut)
+            result = await self.reviewer.judge(
+                request, prefix, token, partial=True, nonce=w.nonce, chunk=chunk, chunk_score=score
+            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a review that failed never releases anything: the turn fails closed

@@ -20,6 +20,7 @@ from loguru import logger
 
 from chaperone.config.schema import AgentSpec, EmbeddedModelSpec, OpenAIModelSpec, PolicySpec, ReviewerContextSpec
 from chaperone.engine import decision_score, head_decision, reviewer_prompt
+from chaperone.engine.chunk_head import ChunkHead, ChunkScore
 from chaperone.engine.events import ActivityHook
 from chaperone.engine.memory import ConversationMemory
 from chaperone.engine.refusal import is_short_full_refusal
@@ -68,6 +69,7 @@ class ReviewingAgent(BaseChatAgent):
         context: ReviewerContextSpec,
         head: head_decision.HeadJudge | None = None,
         request_head: head_decision.HeadJudge | None = None,
+        chunk_head: ChunkHead | None = None,
     ):
         super().__init__(spec.name, spec.description or "reviews every draft before the user sees it")
         self.spec, self.model, self.memory, self.context = spec, model, memory, context
@@ -76,6 +78,9 @@ class ReviewingAgent(BaseChatAgent):
         # A trained request head decides drafts that only decline, from P(request harmful), when given; the
         # prompted refusal check decides them otherwise (endpoints, no hidden states, no matching head).
         self.request_head = request_head if spec.refusal_check is not None else None
+        # A chunk head judges chunks under chunked review from the assistant's own draft-token states (the
+        # chunked review asks it; engine/chunk_head.py); the whole draft is still judged by `head`.
+        self.chunk_head = chunk_head
         self._user_name, self._assistant_name = user_name, assistant_name
         self.policy = policy
         self.turn_token: CancellationToken | None = None
@@ -243,6 +248,7 @@ class ReviewingAgent(BaseChatAgent):
         partial: bool = False,
         nonce: str | None = None,
         chunk: int | None = None,
+        chunk_score: ChunkScore | None = None,
     ) -> ReviewResult:
         """The verdict on one draft. Without `critique`, the decision stage only (the eval's reviewer-alone mode).
 
@@ -253,7 +259,8 @@ class ReviewingAgent(BaseChatAgent):
         `chunk`: which chunk of the draft this prefix ends (chunked review). Only the first is read in the
         assistant's context while it writes: that read pauses the draft but evaluates only the question, and the
         first chunk decides when the user sees anything; later chunks are read in the reviewer's own context,
-        alongside the writing (docs/results.md, "Chunk verdicts read in the assistant's context")."""
+        alongside the writing (docs/results.md, "Chunk verdicts read in the assistant's context").
+        `chunk_score`: the chunk head's score of this prefix (chunked review): it decides, nothing is read."""
         token = cancellation_token or CancellationToken()
         started = time.perf_counter()
         round_ = max(self._round, 1)
@@ -280,7 +287,9 @@ class ReviewingAgent(BaseChatAgent):
         # The whole review message (fitted to the window, which may count tokens) only where it is read: by
         # the answer prompt, or by a critique. A refusal the refusal check approves never needs it.
         body = self._review_body(request, draft, round_, question, nonce) if route == "answer" else None
-        if self.head is not None and route == "answer":
+        if chunk_score is not None and partial:
+            verdict, raw, prompt_tokens, completion_tokens = _decided_by_chunk_head(chunk_score)
+        elif self.head is not None and route == "answer":
             verdict, raw, prompt_tokens, completion_tokens = await self._decide_by_head(
                 request, draft, body, token, system, reuse=partial, while_writing=chunk is None or chunk <= 1
             )
@@ -454,6 +463,17 @@ class ReviewResult:
     prompt_tokens: int
     completion_tokens: int
     seconds: float
+
+
+def _decided_by_chunk_head(score: ChunkScore) -> tuple[Verdict, str, int, int]:
+    """Stage one for a chunk from the chunk head's score: nothing read. Fail closed: no number, no approval."""
+    raw = json.dumps(score.record())
+    if not score.readable:
+        return unreadable(raw, "chunk head score not readable"), raw, 0, 0
+    verdict = Verdict(decision="revise" if score.send_back else "approve", categories=[])
+    verdict.score = score.not_ok
+    verdict.head_scores = {head_decision.OVERALL: score.not_ok}
+    return verdict, raw, 0, 0
 
 
 def _tokens(result) -> tuple[int, int]:

@@ -37,6 +37,7 @@ from autogen_ext.models.llama_cpp import LlamaCppChatCompletionClient
 from loguru import logger
 from pydantic import BaseModel
 
+from chaperone.models import draft_states
 from chaperone.models.llama_contexts import ContextStats, context_on, count_reads
 from chaperone.models.worker_thread import run_to_end
 
@@ -282,14 +283,22 @@ class EmbeddedChatCompletionClient(LlamaCppChatCompletionClient):
         return args
 
     def _generate(
-        self, args: dict[str, Any], sink: asyncio.Queue[Any], loop: asyncio.AbstractEventLoop, stop: threading.Event
+        self,
+        args: dict[str, Any],
+        sink: asyncio.Queue[Any],
+        loop: asyncio.AbstractEventLoop,
+        stop: threading.Event,
+        draft: Any = None,
     ) -> None:
-        """Worker thread: stream tokens into the queue; stop between tokens when asked."""
+        """Worker thread: stream tokens into the queue; stop between tokens when asked. `draft` (a DraftStates):
+        the draft tokens' hidden states are recorded into it as they are evaluated."""
         finish = "unknown"
         pieces = 0
         writing = self._writing
         floor: int | None = None
         self.llm._chaperone_prompt_pending = True
+        if draft is not None:
+            self._capture.follow(draft)
         try:
             for chunk in self.llm.create_chat_completion(**args):
                 if stop.is_set():
@@ -319,6 +328,9 @@ class EmbeddedChatCompletionClient(LlamaCppChatCompletionClient):
         except BaseException as exc:  # handed to the event loop, raised there
             loop.call_soon_threadsafe(sink.put_nowait, exc)
         finally:
+            if draft is not None:
+                self._capture.unfollow()
+                draft.end()
             if writing is not None:
                 writing.close()  # reads handed in from now on are answered None: their callers read elsewhere
             self.llm._chaperone_prompt_pending = False
@@ -336,17 +348,23 @@ class EmbeddedChatCompletionClient(LlamaCppChatCompletionClient):
     ) -> AsyncGenerator[str | CreateResult, None]:
         if tools:
             raise ValueError("the embedded model client does not support tools")
-        args = self._request(messages, json_output, extra_create_args)
+        extra = dict(extra_create_args)
+        draft = extra.pop(draft_states.ARG, None)
+        args = self._request(messages, json_output, extra)
         async with self._lock:
             started = time.perf_counter()
             loop = asyncio.get_running_loop()
+            if draft is not None and self._capture is not None:
+                draft.begin(self.llm, len(self._chat_prompt(messages)), loop)
+            else:
+                draft = None  # no capture in this context: the caller sees the DraftStates never begun
             queue: asyncio.Queue[Any] = asyncio.Queue()
             stop = threading.Event()
             if self._capture is not None:
                 from chaperone.models.between_tokens import BetweenTokens
 
                 self._writing = BetweenTokens()
-            worker = threading.Thread(target=self._generate, args=(args, queue, loop, stop), daemon=True)
+            worker = threading.Thread(target=self._generate, args=(args, queue, loop, stop, draft), daemon=True)
             if cancellation_token is not None:
                 cancellation_token.add_callback(stop.set)
             worker.start()

@@ -133,7 +133,19 @@ class LayerCapture:
         self.wanted: dict[bytes, int] = {}
         self.captured: dict[int, np.ndarray] = {}
         self.error: BaseException | None = None
+        # A draft being written (models/draft_states.py): while no read is armed, each single-token pass's
+        # outputs of its layers go to it.
+        self.following: Any = None
+        self._follow_names: dict[bytes, int] = {}
         self.callback = llama_cpp.ggml_backend_sched_eval_callback(self._on_tensor)
+
+    def follow(self, draft: Any) -> None:
+        """Record a draft's token states (a DraftStates) until `unfollow`."""
+        self._follow_names = {f"l_out-{n}".encode(): n for n in draft.layers}
+        self.following = draft
+
+    def unfollow(self) -> None:
+        self.following = None
 
     def arm(self, layers: Sequence[int]) -> None:
         self.wanted = {f"l_out-{n}".encode(): n for n in layers}
@@ -154,7 +166,10 @@ class LayerCapture:
     def _on_tensor(self, tensor: int, ask: bool, _user_data: int) -> bool:
         """Runs inside llama_decode, on its thread."""
         if not self.wanted:
-            return not ask  # idle: observe nothing, never stop the computation
+            following = self.following
+            if following is None:
+                return not ask  # idle: observe nothing, never stop the computation
+            return self._follow(following, tensor, ask)
         try:
             g = self._ggml
             name = g.get_name(tensor)
@@ -177,6 +192,23 @@ class LayerCapture:
         except BaseException as exc:  # never let an exception cross the C boundary
             self.error = exc
             return False  # stops the graph computation
+
+    def _follow(self, draft: Any, tensor: int, ask: bool) -> bool:
+        """A generating pass while a draft is followed: the single token's row of its layers, handed to it."""
+        try:
+            g = self._ggml
+            layer = self._follow_names.get(g.get_name(tensor))
+            if ask or layer is None:
+                return layer is not None if ask else True
+            if g.nrows(tensor) != 1:
+                return True  # a batch (the prompt): its rows are no draft token's
+            row = np.empty(g.nelements(tensor), dtype=np.float32)
+            g.tensor_get(tensor, row.ctypes.data, 0, row.nbytes)
+            draft.record(layer, row)
+            return True
+        except BaseException:  # never across the C boundary, never stop the draft: the chunk falls back
+            self.following = None
+            return True
 
 
 def chat_tokens(llm: Any, messages: Sequence[Mapping[str, str]]) -> list[int]:
