@@ -61,11 +61,14 @@ ARMS = ("bare", "whole", "chunks")
 # With --second-head: the guarded arms again, the reviewer deciding with that head (its card's dev-chosen
 # thresholds), in the same run, on the same prompts.
 SECOND_ARMS = ("whole-h2", "chunks-h2")
+# With --chunk-head: the chunked arm again, its chunks judged by that chunk head (engine/chunk_head.py).
+CHUNK_HEAD_ARMS = ("chunks-ch",)
+ALL_ARMS = ARMS + SECOND_ARMS + CHUNK_HEAD_ARMS
 EXTRA_COUNTS = ("calls", "in_context", "restored")  # the head extractor's, where it has them
 
 
 def base_arm(arm: str) -> str:
-    return arm.removesuffix("-h2")
+    return arm.removesuffix("-h2").removesuffix("-ch")
 
 
 FIRST_DELIVERED = {
@@ -281,13 +284,11 @@ def summarize(turns: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Per group and arm: totals, and the guarded arms' ratios to the bare arm on the same prompts."""
     out: dict[str, Any] = {}
     for group in dict.fromkeys(t["group"] for t in turns):
-        arms = {
-            arm: arm_totals([t for t in turns if t["group"] == group and t["arm"] == arm]) for arm in ARMS + SECOND_ARMS
-        }
+        arms = {arm: arm_totals([t for t in turns if t["group"] == group and t["arm"] == arm]) for arm in ALL_ARMS}
         arms = {arm: v for arm, v in arms.items() if v["turns"]}
         bare = arms.get("bare")
         ratios = {}
-        for arm in ("whole", "chunks", *SECOND_ARMS):
+        for arm in ("whole", "chunks", *SECOND_ARMS, *CHUNK_HEAD_ARMS):
             if bare is None or arm not in arms:
                 continue
             g = arms[arm]
@@ -416,6 +417,18 @@ def add_second_head(project: Any, head: Path) -> tuple[str, str, str]:
     return reviewer.name, whole.name, chunks.name
 
 
+def add_chunk_head(project: Any, head: Path) -> str:
+    """Register a copy of the reviewer agent whose chunks the chunk head `head` judges: its name."""
+    spec = project.agents[project.settings.agents.reviewer]
+    try:
+        named = Path(head).resolve().relative_to(project.root.resolve()).as_posix()
+    except ValueError:
+        named = str(Path(head).resolve())
+    reviewer = spec.model_copy(update={"name": f"{spec.name}_ch", "chunk_head": named})
+    project.agents[reviewer.name] = reviewer
+    return reviewer.name
+
+
 async def run_arms(
     project: Any,
     pool: Any,
@@ -426,6 +439,7 @@ async def run_arms(
     arms: Sequence[str] = ARMS,
     progress: Callable[[str], None] = lambda _: None,
     second_head: Path | None = None,
+    chunk_head: Path | None = None,
     same_start: bool = True,
 ) -> list[dict[str, Any]]:
     """Each (group, prompt) through each arm, one after the other, each in a fresh conversation (with `same_start`,
@@ -443,6 +457,9 @@ async def run_arms(
         reviewer2, whole2, chunks2 = add_second_head(project, second_head)
         policy_of |= {"whole-h2": whole2, "chunks-h2": chunks2}
         reviewer_of = {"whole-h2": reviewer2, "chunks-h2": reviewer2}
+    if chunk_head is not None:
+        policy_of["chunks-ch"] = chunks_policy.name
+        reviewer_of["chunks-ch"] = add_chunk_head(project, chunk_head)
     names = project.settings.agents
     roles = {names.assistant: "assistant", names.reviewer: "reviewer"}
     roles |= dict.fromkeys(reviewer_of.values(), "reviewer")
@@ -725,7 +742,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     pool = ModelPool(project.models, project.root / "config/models.yaml")
     a_spec = project.agents[project.settings.agents.assistant]
     warm = pool.get(a_spec.model, max_tokens=a_spec.generation.max_tokens, role="assistant")
-    if args.second_head is not None and hasattr(warm.client, "enable_capture"):
+    if (args.second_head or args.chunk_head) is not None and hasattr(warm.client, "enable_capture"):
         # An in-context head gives the assistant's context an idle eval callback: from the start, so every arm's
         # generation runs with the same context.
         warm.client.enable_capture()
@@ -738,7 +755,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     await build_reviewer(project, pool, resolve(project, SessionChoice()), ConversationMemory()).warm_up()
     prompts = [("benign", p) for p in benign] + [("harmful", p) for p in harmful]
     try:
-        arms = ARMS + (SECOND_ARMS if args.second_head else ())
+        arms = ARMS + (SECOND_ARMS if args.second_head else ()) + (CHUNK_HEAD_ARMS if args.chunk_head else ())
         if args.arms:
             arms = tuple(a for a in arms if a in args.arms)
         turns = await run_arms(
@@ -749,6 +766,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             progress=progress,
             arms=arms,
             second_head=args.second_head,
+            chunk_head=args.chunk_head,
             same_start=not args.warm_start,
         )
     finally:
@@ -792,10 +810,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "heads/reviewer-head-in-context.npz), at its card's dev-chosen thresholds",
     )
     ap.add_argument(
+        "--chunk-head",
+        type=Path,
+        default=None,
+        help="also run the chunked arm with its chunks judged by this chunk head (arm chunks-ch; e.g. "
+        "heads/chunk-head.npz): from the draft's own token states, nothing read",
+    )
+    ap.add_argument(
         "--arms",
         type=lambda v: [a.strip() for a in v.split(",") if a.strip()],
         default=None,
-        help=f"run only these arms, comma-separated (of {', '.join(ARMS + SECOND_ARMS)}; the order stays the usual)",
+        help=f"run only these arms, comma-separated (of {', '.join(ALL_ARMS)}; the order stays the usual)",
     )
     ap.add_argument(
         "--chunk-reads",
@@ -821,9 +846,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     default_json = ROOT / "benchmarks" / "results" / f"bench-{dt.date.today().isoformat()}.json"
     ap.add_argument("--json", nargs="?", const=str(default_json), default=None, help="write the figures as JSON")
     args = ap.parse_args(argv)
-    unknown = sorted(set(args.arms or ()) - set(ARMS + SECOND_ARMS))
+    unknown = sorted(set(args.arms or ()) - set(ALL_ARMS))
     if unknown:
-        ap.error(f"--arms: no arm {', '.join(unknown)} (the arms: {', '.join(ARMS + SECOND_ARMS)})")
+        ap.error(f"--arms: no arm {', '.join(unknown)} (the arms: {', '.join(ALL_ARMS)})")
     if args.chunk_growth is not None and not 1 <= args.chunk_growth <= 16:
         ap.error(f"--chunk-growth: {args.chunk_growth} is not from 1 to 16")
     return args

@@ -251,6 +251,26 @@ async def test_a_second_head_adds_guarded_arms_deciding_at_its_cards_thresholds(
     assert set(summary["ratios"]) == {"whole", "chunks", *bench.SECOND_ARMS}
 
 
+async def test_a_chunk_head_adds_a_chunked_arm_whose_reviewer_names_it(project_factory):
+    root = chunked_project(project_factory, streaming="whole", chunks={"min_tokens": 1, "max_tokens": 8})
+    project = load_project(root)
+    reviewer = bench.add_chunk_head(project, root / "heads" / "chunk.npz")
+    assert project.agents[reviewer].chunk_head == "heads/chunk.npz"
+    pool = ModelPool(project.models, root / "config" / "models.yaml")
+    turns = await bench.run_arms(
+        project,
+        pool,
+        [("benign", "Say hi.")],
+        max_tokens=200,
+        arms=bench.ARMS + bench.CHUNK_HEAD_ARMS,
+        chunk_head=root / "heads" / "chunk.npz",
+    )
+    await pool.close()
+    assert [t["arm"] for t in turns] == [*bench.ARMS, "chunks-ch"]
+    assert set(bench.summarize(turns)["benign"]["ratios"]) == {"whole", "chunks", "chunks-ch"}
+    assert bench.parse_args(["--chunk-head", "heads/chunk.npz"]).chunk_head == Path("heads/chunk.npz")
+
+
 def test_arms_can_be_chosen_and_the_heads_reads_in_the_assistants_context_are_counted():
     import pytest
 
