@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from loguru import logger
 
 from chaperone.config.schema import AgentSpec, EmbeddedModelSpec
+from chaperone.engine.head_decision import warn_once
 from chaperone.models import gguf
 from chaperone.models.pool import ModelHandle
 from chaperone.reviewer_head.head import OVERALL, HeadError, ReviewerHead, load_head
@@ -92,15 +92,6 @@ class ChunkHead:
             p = math.nan
         chosen = self.threshold if threshold is None else threshold
         return ChunkScore(not_ok=p, threshold=chosen, path=self.path, position=position)
-
-
-_warned: set[str] = set()
-
-
-def warn_once(message: str) -> None:
-    if message not in _warned:
-        _warned.add(message)
-        logger.warning(message)
 
 
 def load_for(spec: AgentSpec, handle: ModelHandle, root: Path) -> ChunkHead | None:

@@ -176,7 +176,7 @@ def _read_record(where: str, states: Any) -> dict[str, Any]:
 _warned: set[str] = set()
 
 
-def _warn_once(message: str) -> None:
+def warn_once(message: str) -> None:
     if message not in _warned:
         _warned.add(message)
         logger.warning(message)
@@ -196,13 +196,13 @@ def load_for(spec: AgentSpec, handle: ModelHandle, root: Path, *, request: bool 
     path = root / named
     make = getattr(handle.client, "hidden_state_extractor", None)
     if make is None:
-        _warn_once(f"reviewer {spec.name}: model {handle.name} gives no hidden states; {fallback}")
+        warn_once(f"reviewer {spec.name}: model {handle.name} gives no hidden states; {fallback}")
         return None
     own = root / "config" / (REQUEST_PROMPT if request else _card_prompt_file(path))
     try:
         prompt, head = _loaded(own if own.is_file() else None, path, request)
     except HeadError as exc:
-        _warn_once(f"reviewer {spec.name}: {what} not used ({exc}); {fallback} decides")
+        warn_once(f"reviewer {spec.name}: {what} not used ({exc}); {fallback} decides")
         return None
     context = None
     owner = getattr(handle.client, "weights_owner", None)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from chaperone.audit.transcript import read_records, verify
-from chaperone.engine import chunk_head
+from chaperone.engine import chunk_head, head_decision
 from chaperone.engine.chunk_head import ChunkHead, ChunkScore, layout_sha256
 from chaperone.engine.events import ChunkVerdict, Released, VerdictEvent
 from chaperone.models import draft_states, gguf
@@ -147,6 +147,7 @@ async def test_a_draft_under_another_system_prompt_is_judged_as_before_with_one_
 
     conv, events, client = with_chunk_head(project_factory)
     conv.chat.reviewer.chunk_head = a_chunk_head(client, system="Another assistant prompt.")
+    head_decision._warned.clear()  # the warning is said once per process
     messages: list[str] = []
     sink = logger.add(lambda m: messages.append(str(m)), level="WARNING")
     try:
