@@ -290,6 +290,10 @@ def test_chunked_review_with_the_in_context_head_reads_chunks_in_the_assistants_
         reviewer_model="embedded",
     )
     (root / "heads").symlink_to(REPO / "heads")  # the agent file names the shipped heads
+    reviewer = root / "agents" / "moral_reviewer.yaml"
+    agent = yaml.safe_load(reviewer.read_text())
+    agent.pop("chunk_head", None)  # chunks judged by the in-context head, as without a chunk head
+    reviewer.write_text(yaml.safe_dump(agent, sort_keys=False))
     policy = root / "config" / "policies" / "public.yaml"
     data = yaml.safe_load(policy.read_text())
     data.update({"streaming": "chunks", "chunks": {"min_tokens": 4, "max_tokens": 12}})
@@ -320,3 +324,49 @@ def test_chunked_review_with_the_in_context_head_reads_chunks_in_the_assistants_
         assert draft["content"].startswith(shown)
     verdicts = [r for r in records if r["type"] == "verdict"]
     assert verdicts and verdicts[-1]["readable"]  # the finished (or stopped) draft's own verdict
+
+
+def test_chunked_review_with_the_chunk_head_judges_chunks_from_the_drafts_own_states(tmp_path):
+    """The shipped chunk head under chunked review, both roles on the one embedded model: every chunk verdict of
+    the first draft is the chunk head's, read from the state of the token that ends the chunk (nothing
+    evaluated), what is released is exactly the approved prefixes, and the finished draft still gets the
+    in-context head's whole verdict."""
+    import yaml
+
+    root = make_project(
+        tmp_path,
+        {"embedded": {"kind": "embedded", "n_ctx": 4096, "seed": 42}},
+        assistant_model="embedded",
+        reviewer_model="embedded",
+    )
+    (root / "heads").symlink_to(REPO / "heads")
+    reviewer = root / "agents" / "moral_reviewer.yaml"
+    agent = yaml.safe_load(reviewer.read_text())
+    agent["chunk_head"] = "heads/chunk-head.npz"
+    reviewer.write_text(yaml.safe_dump(agent, sort_keys=False))
+    policy = root / "config" / "policies" / "public.yaml"
+    data = yaml.safe_load(policy.read_text())
+    data.update({"streaming": "chunks", "chunks": {"min_tokens": 4, "max_tokens": 12}})
+    policy.write_text(yaml.safe_dump(data, sort_keys=False))
+    scenario = root / "scenarios" / "chunks.yaml"
+    turn = {"user": "In three or four sentences, what is a Python list and how do I sort one?"}
+    scenario.write_text(yaml.safe_dump({"name": "chunked", "policy": "public", "turns": [turn]}))
+    proc = run_cli("--project", str(root), "scenario", str(scenario), "--json", timeout=1800)
+    assert proc.returncode in (0, 1), proc.stderr
+    assert "chunk head" not in proc.stderr  # no warning: the head was used
+    transcript = Path(json.loads(proc.stdout)["results"][0]["transcript"])
+    assert verify(transcript).intact
+    records = list(read_records(transcript))
+    first = [r for r in records if r["type"] == "chunk_verdict" and r["round"] == 1]
+    assert first, "the first draft got no chunk verdict"
+    raws = [json.loads(c["raw"].splitlines()[0]) for c in first]
+    assert all(r["decided_by"] == "chunk_head" and r["read"]["evaluated"] == 0 for r in raws), raws
+    assert all(c["usage"]["prompt_tokens"] == 0 for c in first if c["decision"] == "approve")
+    released = [r for r in records if r["type"] == "released"]
+    verdicts_of_chunks = [c for c in records if c["type"] == "chunk_verdict"]
+    approved = {(c["round"], c["chunk"]): c for c in verdicts_of_chunks if c["decision"] == "approve"}
+    assert len(released) == len(approved)
+    for r in released:
+        assert r["end"] == approved[(r["round"], r["chunk"])]["end"]
+    verdicts = [r for r in records if r["type"] == "verdict"]
+    assert verdicts and json.loads(verdicts[-1]["raw"].splitlines()[0])["decided_by"] == "head"
