@@ -281,27 +281,7 @@ def test_chunked_review_with_the_in_context_head_reads_chunks_in_the_assistants_
     first draft's chunk verdicts are read in the assistant's context between two of its tokens (each record says
     so, ~30 tokens evaluated), what is released is exactly the approved prefixes, and the finished draft still
     gets its whole verdict."""
-    import yaml
-
-    root = make_project(
-        tmp_path,
-        {"embedded": {"kind": "embedded", "n_ctx": 4096, "seed": 42}},
-        assistant_model="embedded",
-        reviewer_model="embedded",
-    )
-    (root / "heads").symlink_to(REPO / "heads")  # the agent file names the shipped heads
-    reviewer = root / "agents" / "moral_reviewer.yaml"
-    agent = yaml.safe_load(reviewer.read_text())
-    agent.pop("chunk_head", None)  # chunks judged by the in-context head, as without a chunk head
-    reviewer.write_text(yaml.safe_dump(agent, sort_keys=False))
-    policy = root / "config" / "policies" / "public.yaml"
-    data = yaml.safe_load(policy.read_text())
-    data.update({"streaming": "chunks", "chunks": {"min_tokens": 4, "max_tokens": 12}})
-    policy.write_text(yaml.safe_dump(data, sort_keys=False))
-    scenario = root / "scenarios" / "chunks.yaml"
-    turn = {"user": "In three or four sentences, what is a Python list and how do I sort one?"}
-    scenario.write_text(yaml.safe_dump({"name": "chunked", "policy": "public", "turns": [turn]}))
-    proc = run_cli("--project", str(root), "scenario", str(scenario), "--json", timeout=1800)
+    proc = run_chunked_scenario(tmp_path, chunk_head=None)  # chunks judged by the in-context head
     assert proc.returncode in (0, 1), proc.stderr
     transcript = Path(json.loads(proc.stdout)["results"][0]["transcript"])
     assert verify(transcript).intact
@@ -331,27 +311,7 @@ def test_chunked_review_with_the_chunk_head_judges_chunks_from_the_drafts_own_st
     the first draft is the chunk head's, read from the state of the token that ends the chunk (nothing
     evaluated), what is released is exactly the approved prefixes, and the finished draft still gets the
     in-context head's whole verdict."""
-    import yaml
-
-    root = make_project(
-        tmp_path,
-        {"embedded": {"kind": "embedded", "n_ctx": 4096, "seed": 42}},
-        assistant_model="embedded",
-        reviewer_model="embedded",
-    )
-    (root / "heads").symlink_to(REPO / "heads")
-    reviewer = root / "agents" / "moral_reviewer.yaml"
-    agent = yaml.safe_load(reviewer.read_text())
-    agent["chunk_head"] = "heads/chunk-head.npz"
-    reviewer.write_text(yaml.safe_dump(agent, sort_keys=False))
-    policy = root / "config" / "policies" / "public.yaml"
-    data = yaml.safe_load(policy.read_text())
-    data.update({"streaming": "chunks", "chunks": {"min_tokens": 4, "max_tokens": 12}})
-    policy.write_text(yaml.safe_dump(data, sort_keys=False))
-    scenario = root / "scenarios" / "chunks.yaml"
-    turn = {"user": "In three or four sentences, what is a Python list and how do I sort one?"}
-    scenario.write_text(yaml.safe_dump({"name": "chunked", "policy": "public", "turns": [turn]}))
-    proc = run_cli("--project", str(root), "scenario", str(scenario), "--json", timeout=1800)
+    proc = run_chunked_scenario(tmp_path, chunk_head="heads/chunk-head.npz")
     assert proc.returncode in (0, 1), proc.stderr
     assert "chunk head" not in proc.stderr  # no warning: the head was used
     transcript = Path(json.loads(proc.stdout)["results"][0]["transcript"])
@@ -370,3 +330,31 @@ def test_chunked_review_with_the_chunk_head_judges_chunks_from_the_drafts_own_st
         assert r["end"] == approved[(r["round"], r["chunk"])]["end"]
     verdicts = [r for r in records if r["type"] == "verdict"]
     assert verdicts and json.loads(verdicts[-1]["raw"].splitlines()[0])["decided_by"] == "head"
+
+
+def run_chunked_scenario(tmp_path, *, chunk_head: str | None):
+    """One turn of a scenario under a chunked public policy, both roles on the one embedded model, the reviewer
+    naming the shipped heads and the given chunk head (None: none)."""
+    import yaml
+
+    root = make_project(
+        tmp_path,
+        {"embedded": {"kind": "embedded", "n_ctx": 4096, "seed": 42}},
+        assistant_model="embedded",
+        reviewer_model="embedded",
+    )
+    (root / "heads").symlink_to(REPO / "heads")  # the agent file names the shipped heads
+    reviewer = root / "agents" / "moral_reviewer.yaml"
+    agent = yaml.safe_load(reviewer.read_text())
+    agent.pop("chunk_head", None)
+    if chunk_head is not None:
+        agent["chunk_head"] = chunk_head
+    reviewer.write_text(yaml.safe_dump(agent, sort_keys=False))
+    policy = root / "config" / "policies" / "public.yaml"
+    data = yaml.safe_load(policy.read_text())
+    data.update({"streaming": "chunks", "chunks": {"min_tokens": 4, "max_tokens": 12}})
+    policy.write_text(yaml.safe_dump(data, sort_keys=False))
+    scenario = root / "scenarios" / "chunks.yaml"
+    turn = {"user": "In three or four sentences, what is a Python list and how do I sort one?"}
+    scenario.write_text(yaml.safe_dump({"name": "chunked", "policy": "public", "turns": [turn]}))
+    return run_cli("--project", str(root), "scenario", str(scenario), "--json", timeout=1800)
