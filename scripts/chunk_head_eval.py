@@ -24,6 +24,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 import draft_states
 
+from chaperone.engine.chunk_head import layout_sha256
 from chaperone.models import gguf
 from chaperone.reviewer_head import features, train
 from chaperone.reviewer_head.features import FeatureCache
@@ -44,7 +45,7 @@ def auc(y, p) -> float | None:
 
 def load():
     prompt = load_prompt(REPO / "config/reviewer_head_in_context.yaml")
-    sha = draft_states.layout_sha(prompt.system, prompt.max_draft_chars)
+    sha = layout_sha256(prompt.system, prompt.max_draft_chars)
     cache = FeatureCache(features.default_root(), gguf.GGUF_SHA256, sha, LAYERS, readonly=True)
     positions = [json.loads(line) for line in (cache.folder / "positions.jsonl").read_text().splitlines()]
     keys_of = defaultdict(list)

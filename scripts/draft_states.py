@@ -46,10 +46,6 @@ MAX_PREFIXES = 8
 MIN_PREFIX_TOKENS = 4
 
 
-def layout_sha(system: str, max_chars: int) -> str:
-    return layout_sha256(system, max_chars)
-
-
 def chosen_rows() -> list[data.SplitRow]:
     rows, _ = data.read_manifest(MANIFEST)
     listed = only_listed(rows, LISTED)
@@ -120,7 +116,7 @@ def main() -> None:
     extractor = HiddenStateExtractor.load(ensure_model(), n_threads=args.threads)
     llm = extractor.llm
     cache = FeatureCache(
-        default_root(), extractor.model_sha256, layout_sha(prompt.system, prompt.max_draft_chars), args.layers
+        default_root(), extractor.model_sha256, layout_sha256(prompt.system, prompt.max_draft_chars), args.layers
     )
     positions = cache.folder / "positions.jsonl"
     todo = [r for r in rows if r.row.text_sha not in cache][: args.limit]

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from chaperone.config.schema import AgentSpec, EmbeddedModelSpec
-from chaperone.engine.head_decision import warn_once
+from chaperone.engine.head_decision import mtime_ns, warn_once
 from chaperone.models import gguf
 from chaperone.models.pool import ModelHandle
 from chaperone.reviewer_head.head import OVERALL, HeadError, ReviewerHead, load_head
@@ -122,7 +122,7 @@ _LOADED: dict[tuple, ReviewerHead] = {}
 
 def _loaded(path: Path) -> ReviewerHead:
     card = path.with_suffix(".json")
-    key = tuple((str(p), p.stat().st_mtime_ns if p.exists() else 0) for p in (path, card))
+    key = (str(path), mtime_ns(path), str(card), mtime_ns(card))
     if key not in _LOADED:
         try:
             prompt = json.loads(card.read_text(encoding="utf-8"))["prompt"]

@@ -217,7 +217,7 @@ def _card_prompt_file(head_path: Path) -> str:
     config/reviewer_head.yaml for a card that names none or names a file elsewhere. An unreadable card is left
     to load_head, which says what is wrong with it. Read once per version of the card, like the head itself."""
     card = head_path.with_suffix(".json")
-    return _prompt_file_named(str(card), _mtime(card))
+    return _prompt_file_named(str(card), mtime_ns(card))
 
 
 @functools.lru_cache(maxsize=64)
@@ -237,7 +237,7 @@ def _prompt_file_named(card: str, _mtime_ns: int) -> str:
 _LOADED: dict[tuple, tuple[AnyHeadPrompt, ReviewerHead]] = {}
 
 
-def _mtime(path: Path | None) -> int:
+def mtime_ns(path: Path | None) -> int:
     try:
         return path.stat().st_mtime_ns if path is not None else 0
     except OSError:
@@ -246,7 +246,7 @@ def _mtime(path: Path | None) -> int:
 
 def _loaded(prompt_path: Path | None, head_path: Path, request: bool = False) -> tuple[AnyHeadPrompt, ReviewerHead]:
     card = head_path.with_suffix(".json")
-    key = (str(prompt_path), _mtime(prompt_path), str(head_path), _mtime(head_path), _mtime(card), request)
+    key = (str(prompt_path), mtime_ns(prompt_path), str(head_path), mtime_ns(head_path), mtime_ns(card), request)
     if key not in _LOADED:
         prompt = load_request_prompt(prompt_path) if request else load_prompt(prompt_path)
         _LOADED[key] = (prompt, load_head(head_path, model_sha256=gguf.GGUF_SHA256, prompt_sha256=prompt.sha256))

@@ -198,10 +198,10 @@ class LayerCapture:
         try:
             g = self._ggml
             layer = self._follow_names.get(g.get_name(tensor))
-            if ask or layer is None:
-                return layer is not None if ask else True
-            if g.nrows(tensor) != 1:
-                return True  # a batch (the prompt): its rows are no draft token's
+            if ask:
+                return layer is not None
+            if layer is None or g.nrows(tensor) != 1:
+                return True  # not a followed layer, or a batch (the prompt): its rows are no draft token's
             row = np.empty(g.nelements(tensor), dtype=np.float32)
             g.tensor_get(tensor, row.ctypes.data, 0, row.nbytes)
             draft.record(layer, row)
